@@ -1,0 +1,280 @@
+//! The at-least-once consumer loop, written once for every service (the pattern of
+//! rust-rdkafka's `at_least_once.rs`): consume, handle, and only then store the offset,
+//! which librdkafka commits in the background and once more on shutdown.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use closeloop_events::{decode, topics, DeadLetter, Envelope, Event};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::{backoff, BusError, BusMetrics, Publisher, TRACEPARENT_HEADER};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub brokers: String,
+    pub group_id: String,
+    /// First wait before retrying a transient failure; doubles up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A decoded record with where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming<E> {
+    pub envelope: Envelope<E>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// W3C trace context of the producer, to pass on to what this record causes.
+    pub traceparent: Option<String>,
+}
+
+/// Why a handler did not succeed, which decides what the loop does next.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying (database down, broker busy): the record is retried with backoff
+    /// and never skipped.
+    #[error("transient: {0}")]
+    Transient(Box<dyn std::error::Error + Send + Sync>),
+    /// Can never succeed (invalid content): the record goes to the dead-letter topic.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl HandlerError {
+    pub fn transient(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        HandlerError::Transient(error.into())
+    }
+    pub fn permanent(reason: impl std::fmt::Display) -> Self {
+        HandlerError::Permanent(reason.to_string())
+    }
+}
+
+/// What a service does with each record of one topic.
+pub trait Handler: Send + Sync + 'static {
+    type Event: Event;
+
+    /// Must be idempotent: after a crash the same record may be handled again.
+    fn handle(
+        &self,
+        incoming: &Incoming<Self::Event>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Consumes `H::Event::TOPIC` in consumer group `config.group_id` until `shutdown` is
+/// cancelled, then commits what was processed and returns.
+pub async fn run_consumer<H: Handler>(
+    config: ConsumerConfig,
+    handler: H,
+    dead_letters: Publisher,
+    metrics: BusMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let topic = H::Event::TOPIC;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // Offsets are stored by hand, after the handler succeeded.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    tracing::info!(topic, group = %config.group_id, "consumer started");
+
+    let dead_letter_topic = topics::dead_letter_of(topic);
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                // Broker trouble surfaces here; librdkafka reconnects by itself.
+                tracing::warn!(topic, %error, "consumer error");
+                metrics.failed.with_label_values(&[topic]).inc();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let outcome = process(&config, &handler, &message, &shutdown, &metrics).await;
+        match outcome {
+            Processed::Done => {}
+            Processed::DeadLetter(reason) => {
+                let published = dead_letter(
+                    &dead_letters,
+                    &dead_letter_topic,
+                    &config.group_id,
+                    &message,
+                    &reason,
+                    &shutdown,
+                    &config,
+                )
+                .await;
+                if !published {
+                    break; // shutting down before the dead letter was written: not stored
+                }
+                metrics.dead_lettered.with_label_values(&[topic]).inc();
+            }
+            Processed::Interrupted => break,
+        }
+        if let Err(error) = consumer.store_offset_from_message(&message) {
+            // The partition was revoked meanwhile; its next owner processes the record
+            // again, which idempotent handlers allow.
+            tracing::warn!(topic, %error, "could not store offset");
+        }
+        metrics.consumed.with_label_values(&[topic]).inc();
+        metrics
+            .processing_seconds
+            .with_label_values(&[topic])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(topic, %error, "final commit failed"),
+    }
+    tracing::info!(topic, group = %config.group_id, "consumer stopped");
+    Ok(())
+}
+
+enum Processed {
+    Done,
+    DeadLetter(String),
+    /// Shutdown came while waiting to retry: the record stays uncommitted.
+    Interrupted,
+}
+
+async fn process<H: Handler>(
+    config: &ConsumerConfig,
+    handler: &H,
+    message: &BorrowedMessage<'_>,
+    shutdown: &CancellationToken,
+    metrics: &BusMetrics,
+) -> Processed {
+    let topic = message.topic();
+    let envelope = match decode::<H::Event>(message.payload().unwrap_or_default()) {
+        Ok(envelope) => envelope,
+        Err(error) => return Processed::DeadLetter(error.to_string()),
+    };
+    let traceparent = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == TRACEPARENT_HEADER)
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .map(str::to_owned)
+    });
+    let incoming = Incoming {
+        envelope,
+        topic: topic.to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        traceparent,
+    };
+    let mut attempt = 0u32;
+    loop {
+        match handler.handle(&incoming).await {
+            Ok(()) => return Processed::Done,
+            Err(HandlerError::Permanent(reason)) => return Processed::DeadLetter(reason),
+            Err(HandlerError::Transient(error)) => {
+                metrics.retries.with_label_values(&[topic]).inc();
+                let wait = backoff(attempt, config.retry_base, config.retry_max);
+                tracing::warn!(
+                    topic,
+                    partition = incoming.partition,
+                    offset = incoming.offset,
+                    attempt,
+                    %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "handler failed, will retry"
+                );
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Processed::Interrupted,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Writes the record to the dead-letter topic, retrying until the broker took it (a
+/// record is never dropped). Returns false if shutdown interrupted the retries.
+async fn dead_letter(
+    publisher: &Publisher,
+    dead_letter_topic: &str,
+    group: &str,
+    message: &BorrowedMessage<'_>,
+    reason: &str,
+    shutdown: &CancellationToken,
+    config: &ConsumerConfig,
+) -> bool {
+    tracing::warn!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        reason,
+        "dead-lettering record"
+    );
+    let record = DeadLetter {
+        origin_topic: message.topic().to_owned(),
+        origin_partition: message.partition(),
+        origin_offset: message.offset(),
+        consumer_group: group.to_owned(),
+        error: reason.to_owned(),
+        payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+        failed_at: Utc::now(),
+    };
+    let payload = match serde_json::to_vec(&record) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::error!(%error, "dead letter could not be encoded");
+            return true;
+        }
+    };
+    let key = message
+        .key()
+        .and_then(|key| std::str::from_utf8(key).ok())
+        .unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        match publisher
+            .publish_bytes(dead_letter_topic, key, &payload, None)
+            .await
+        {
+            Ok(_) => return true,
+            Err(error) => {
+                tracing::warn!(%error, attempt, "could not write dead letter, will retry");
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(backoff(attempt, config.retry_base, config.retry_max)) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The only crate that knows rdkafka. It gives services three things:
+//!
+//! - [`Publisher`]: an idempotent, `acks=all` producer whose `publish` returns only once
+//!   the broker acknowledged the record;
+//! - [`run_consumer`]: the at-least-once consumer loop (decode → handle → store the offset
+//!   only after the handler succeeded; dead-letter what can never succeed; retry, never
+//!   skip, what failed for a passing reason);
+//! - [`EmbeddedBroker`]: librdkafka's mock cluster, a real Kafka-protocol broker on
+//!   127.0.0.1 for `closeloop up` and the tests.
+
+mod consumer;
+mod embedded;
+mod metrics;
+mod producer;
+mod topics;
+
+use std::time::Duration;
+
+pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Incoming};
+pub use embedded::EmbeddedBroker;
+pub use metrics::BusMetrics;
+pub use producer::{Delivered, Publisher, PublisherConfig};
+pub use topics::{ensure_topics, TopicSpec};
+
+/// The W3C trace-context header carried on every record.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("kafka client error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("could not encode event for {topic}: {source}")]
+    Encode {
+        topic: String,
+        source: serde_json::Error,
+    },
+    #[error("broker did not acknowledge the record on {topic}: {reason}")]
+    NotAcknowledged { topic: String, reason: String },
+    #[error("embedded broker: {0}")]
+    Embedded(String),
+}
+
+/// Exponential backoff with full jitter, used wherever a transient failure is retried.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(max);
+    let jitter = rand::random::<f64>();
+    // Half fixed, half random: never hammer, never wait for nothing.
+    capped.mul_f64(0.5 + 0.5 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        let first = backoff(0, base, max);
+        assert!(first >= Duration::from_millis(50) && first <= base);
+        let late = backoff(30, base, max);
+        assert!(late >= max / 2 && late <= max);
+    }
+}

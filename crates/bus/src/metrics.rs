@@ -1,0 +1,62 @@
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Counters and histograms of everything that crosses the bus, labelled by topic only
+/// (bounded cardinality).
+#[derive(Clone)]
+pub struct BusMetrics {
+    pub consumed: IntCounterVec,
+    pub produced: IntCounterVec,
+    pub failed: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub processing_seconds: HistogramVec,
+}
+
+impl BusMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["topic"])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let processing_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "closeloop_event_processing_seconds",
+                "Time from receiving a record to committing its offset.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["topic"],
+        )?;
+        registry.register(Box::new(processing_seconds.clone()))?;
+        Ok(Self {
+            consumed: counter(
+                "closeloop_events_consumed_total",
+                "Records consumed and processed, by topic.",
+            )?,
+            produced: counter(
+                "closeloop_events_produced_total",
+                "Records acknowledged by the broker, by topic.",
+            )?,
+            failed: counter(
+                "closeloop_events_failed_total",
+                "Failed attempts to produce or handle a record, by topic.",
+            )?,
+            dead_lettered: counter(
+                "closeloop_events_dead_lettered_total",
+                "Records sent to the dead-letter topic, by original topic.",
+            )?,
+            retries: counter(
+                "closeloop_event_retries_total",
+                "Handler retries after a transient failure, by topic.",
+            )?,
+            processing_seconds,
+        })
+    }
+
+    /// Metrics registered nowhere: for tests and tools that do not export them.
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("a fresh registry has no duplicates")
+    }
+}

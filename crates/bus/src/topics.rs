@@ -1,0 +1,59 @@
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::BusError;
+
+/// A topic closeloop needs, with its partition count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+}
+
+impl TopicSpec {
+    /// Every closeloop topic and its dead-letter topic, each with `partitions` partitions.
+    pub fn all(partitions: i32) -> Vec<TopicSpec> {
+        closeloop_events::topics::ALL
+            .iter()
+            .flat_map(|topic| [topic.to_string(), closeloop_events::topics::dead_letter_of(topic)])
+            .map(|name| TopicSpec { name, partitions })
+            .collect()
+    }
+}
+
+/// Creates the topics that do not exist yet (an existing topic is left as it is).
+pub async fn ensure_topics(
+    brokers: &str,
+    specs: &[TopicSpec],
+    replication: i32,
+) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(BusError::Kafka(rdkafka::error::KafkaError::AdminOp(code)))
+                    .inspect_err(|_| tracing::error!(%topic, ?code, "could not create topic"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Feedback as it enters (`feedback.raw.v1`), as categorised (`feedback.categorised.v1`)
+//! and as one mention per theme (`feedback.themes.v1`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{topics, Event};
+
+/// Where the feedback was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    Survey,
+    Ticket,
+    Review,
+    AppStore,
+    Social,
+    Chat,
+    Email,
+    Other,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 8] = [
+        Channel::Survey,
+        Channel::Ticket,
+        Channel::Review,
+        Channel::AppStore,
+        Channel::Social,
+        Channel::Chat,
+        Channel::Email,
+        Channel::Other,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Survey => "survey",
+            Channel::Ticket => "ticket",
+            Channel::Review => "review",
+            Channel::AppStore => "app-store",
+            Channel::Social => "social",
+            Channel::Chat => "chat",
+            Channel::Email => "email",
+            Channel::Other => "other",
+        }
+    }
+}
+
+/// The customer-journey phase the feedback is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Touchpoint {
+    Awareness,
+    Consideration,
+    Purchase,
+    Onboarding,
+    Delivery,
+    Usage,
+    Support,
+    Billing,
+    Returns,
+    Renewal,
+    Other,
+}
+
+impl Touchpoint {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Touchpoint::Awareness => "awareness",
+            Touchpoint::Consideration => "consideration",
+            Touchpoint::Purchase => "purchase",
+            Touchpoint::Onboarding => "onboarding",
+            Touchpoint::Delivery => "delivery",
+            Touchpoint::Usage => "usage",
+            Touchpoint::Support => "support",
+            Touchpoint::Billing => "billing",
+            Touchpoint::Returns => "returns",
+            Touchpoint::Renewal => "renewal",
+            Touchpoint::Other => "other",
+        }
+    }
+}
+
+/// Who gave the feedback and how (and whether) they may be contacted about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerRef {
+    /// The source system's customer id; stable across that customer's feedback.
+    pub id: String,
+    /// BCP 47 locale such as `de-DE`, when the source knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Whether the customer agreed to be told what became of their feedback.
+    #[serde(default)]
+    pub consent: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The source system's own reference (ticket number, review id) to reply through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// One piece of customer feedback, as accepted by ingest: the `feedback.raw.v1` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub feedback_id: Uuid,
+    /// The authenticated source system that posted it.
+    pub source: String,
+    pub channel: Channel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touchpoint: Option<Touchpoint>,
+    pub customer: CustomerRef,
+    pub text: String,
+    /// Star rating 1–5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
+    /// Net Promoter Score answer 0–10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nps: Option<u8>,
+    /// Event time: when the customer gave the feedback. Trend windows use this.
+    pub given_at: DateTime<Utc>,
+    /// When ingest accepted it.
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Event for Feedback {
+    const SCHEMA: &'static str = "feedback.raw.v1";
+    const TOPIC: &'static str = topics::FEEDBACK_RAW;
+    fn key(&self) -> &str {
+        &self.customer.id
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    De,
+    Other,
+}
+
+impl Language {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::De => "de",
+            Language::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SentimentLabel {
+    Positive,
+    Negative,
+    Neutral,
+}
+
+impl SentimentLabel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SentimentLabel::Positive => "positive",
+            SentimentLabel::Negative => "negative",
+            SentimentLabel::Neutral => "neutral",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentimentResult {
+    pub label: SentimentLabel,
+    /// −1 (very negative) … +1 (very positive).
+    pub score: f32,
+    /// 0 … 1.
+    pub confidence: f32,
+}
+
+/// One theme found in a feedback text, with the terms that matched it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThemeMatch {
+    pub id: String,
+    pub score: f32,
+    /// The sentiment of the part of the text that mentions this theme.
+    pub sentiment: SentimentLabel,
+    pub matched_terms: Vec<String>,
+}
+
+/// The `feedback.categorised.v1` payload: the feedback plus what categorise made of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackCategorised {
+    pub feedback: Feedback,
+    pub language: Language,
+    pub sentiment: SentimentResult,
+    pub themes: Vec<ThemeMatch>,
+    /// Classifier and taxonomy version, so results can be compared across upgrades.
+    pub classifier_version: String,
+    /// Why: the rules and terms that decided the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explanation: Vec<String>,
+}
+
+impl Event for FeedbackCategorised {
+    const SCHEMA: &'static str = "feedback.categorised.v1";
+    const TOPIC: &'static str = topics::FEEDBACK_CATEGORISED;
+    fn key(&self) -> &str {
+        &self.feedback.customer.id
+    }
+}
+
+/// The `feedback.themes.v1` payload: one record per (feedback, theme), keyed by theme so
+/// that each trends instance owns a disjoint set of themes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThemeMention {
+    pub feedback_id: Uuid,
+    pub theme: String,
+    pub customer_id: String,
+    pub source: String,
+    pub channel: Channel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touchpoint: Option<Touchpoint>,
+    pub language: Language,
+    /// The sentiment of the part of the text about this theme.
+    pub sentiment: SentimentLabel,
+    /// The overall sentiment score of the feedback.
+    pub score: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nps: Option<u8>,
+    /// A short excerpt of the text, for an action's evidence.
+    pub excerpt: String,
+    /// Event time of the feedback.
+    pub given_at: DateTime<Utc>,
+}
+
+impl Event for ThemeMention {
+    const SCHEMA: &'static str = "feedback.themes.v1";
+    const TOPIC: &'static str = topics::FEEDBACK_THEMES;
+    fn key(&self) -> &str {
+        &self.theme
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::round_trip;
+
+    pub(crate) fn feedback() -> Feedback {
+        Feedback {
+            feedback_id: Uuid::now_v7(),
+            source: "shopdesk".into(),
+            channel: Channel::AppStore,
+            touchpoint: Some(Touchpoint::Delivery),
+            customer: CustomerRef {
+                id: "cust-1".into(),
+                locale: Some("de-DE".into()),
+                consent: true,
+                email: Some("kunde@example.com".into()),
+                reference: Some("TCK-1".into()),
+            },
+            text: "Lieferung kam zu spät".into(),
+            rating: Some(2),
+            nps: None,
+            given_at: Utc::now(),
+            received_at: Utc::now(),
+            metadata: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn raw_feedback_round_trips_with_kebab_case_channel() {
+        let json = round_trip(feedback());
+        assert_eq!(json["channel"], "app-store");
+        assert_eq!(json["touchpoint"], "delivery");
+        assert_eq!(json["customer"]["id"], "cust-1");
+        assert!(json.get("nps").is_none(), "absent options are omitted");
+    }
+
+    #[test]
+    fn categorised_round_trips() {
+        let json = round_trip(FeedbackCategorised {
+            feedback: feedback(),
+            language: Language::De,
+            sentiment: SentimentResult {
+                label: SentimentLabel::Negative,
+                score: -0.6,
+                confidence: 0.8,
+            },
+            themes: vec![ThemeMatch {
+                id: "delivery_time".into(),
+                score: 0.9,
+                sentiment: SentimentLabel::Negative,
+                matched_terms: vec!["zu spät".into()],
+            }],
+            classifier_version: "lexicon-1".into(),
+            explanation: vec!["negative: spät".into()],
+        });
+        assert_eq!(json["language"], "de");
+        assert_eq!(json["sentiment"]["label"], "negative");
+        assert_eq!(json["themes"][0]["id"], "delivery_time");
+    }
+
+    #[test]
+    fn theme_mention_round_trips_and_is_keyed_by_theme() {
+        let mention = ThemeMention {
+            feedback_id: Uuid::now_v7(),
+            theme: "delivery_time".into(),
+            customer_id: "cust-1".into(),
+            source: "shopdesk".into(),
+            channel: Channel::Review,
+            touchpoint: None,
+            language: Language::En,
+            sentiment: SentimentLabel::Negative,
+            score: -0.5,
+            rating: Some(1),
+            nps: None,
+            excerpt: "late again".into(),
+            given_at: Utc::now(),
+        };
+        assert_eq!(mention.key(), "delivery_time");
+        round_trip(mention);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut json = serde_json::to_value(crate::Envelope::new(feedback())).unwrap();
+        json["added_in_a_later_version"] = serde_json::json!(42);
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert!(crate::decode::<Feedback>(&bytes).is_ok());
+    }
+}

@@ -1,0 +1,332 @@
+//! The only crate that knows sqlx: one pool type for the embedded default (SQLite, a
+//! file under `./data`) and production (PostgreSQL), and migrations per service.
+//!
+//! Services write the same SQL for both backends (`$1` placeholders, `ON CONFLICT`,
+//! `RETURNING`), through sqlx's `Any` driver. To keep that portable, tables use only
+//! `TEXT`, `BIGINT` and `DOUBLE PRECISION` columns: ids are UUID text, times are Unix
+//! milliseconds, flags are 0/1.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub use sqlx;
+
+/// The default database of `closeloop up`: one SQLite file shared by the four services
+/// (each owns differently named tables).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/closeloop.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("invalid schema name {0:?}: use lowercase letters, digits and _")]
+    InvalidSchema(String),
+    #[error("could not create {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (connection trouble, busy database), as opposed
+    /// to an error in the query or data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(error) => is_transient(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a sqlx error is worth retrying.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            // SQLite: BUSY / LOCKED. PostgreSQL: connection exceptions (08…), operator
+            // intervention such as shutdown (57…), insufficient resources (53…),
+            // serialization failure / deadlock (40…).
+            let code = db.code().unwrap_or_default();
+            matches!(code.as_ref(), "5" | "6" | "261" | "517")
+                || ["08", "57", "53", "40"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a service keeps its data.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// PostgreSQL only: the schema the service's tables live in (created if missing), so
+    /// services (and tests) sharing one database stay apart.
+    pub schema: Option<String>,
+    pub max_connections: u32,
+}
+
+impl StoreConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: None,
+            max_connections: 8,
+        }
+    }
+
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+}
+
+/// A connection pool with its backend.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Database {
+    /// Connects (creating the SQLite file or the PostgreSQL schema when missing).
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if config.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(config.url.clone()));
+        };
+        let url = match backend {
+            Backend::Sqlite => sqlite_url_creating_dir(&config.url)?,
+            Backend::Postgres => config.url.clone(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let schema = match (&config.schema, backend) {
+            (Some(schema), Backend::Postgres) => {
+                if schema.is_empty()
+                    || !schema
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(StoreError::InvalidSchema(schema.clone()));
+                }
+                let bootstrap = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options.clone())
+                    .await?;
+                bootstrap
+                    .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+                    .await?;
+                bootstrap.close().await;
+                Some(schema.clone())
+            }
+            _ => None,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time anyway; more connections only wait on the lock.
+                Backend::Sqlite => config.max_connections.min(4),
+                Backend::Postgres => config.max_connections,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Backend::Postgres => {
+                            if let Some(schema) = schema {
+                                conn.execute(format!("SET search_path TO \"{schema}\"").as_str())
+                                    .await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies a service's migrations. Each service's migration versions are distinct
+    /// (ingest 1xxx, categorise 2xxx, trends 3xxx, notify 4xxx), and each migrator
+    /// ignores the others' rows, so services can share one SQLite file.
+    pub async fn migrate(&self, mut migrator: Migrator) -> Result<(), StoreError> {
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Turns `sqlite://data/x.db` into a URL that creates the file, creating `data/` too.
+fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let query = if query.contains("mode=") {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Milliseconds since the Unix epoch, the portable time column type.
+pub fn millis(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Test helpers: a fresh database per test, on PostgreSQL when `DATABASE_URL` says so.
+pub mod testing {
+    use super::*;
+
+    /// The PostgreSQL URL tests should use, if any.
+    pub fn postgres_url() -> Option<String> {
+        std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| url.starts_with("postgres"))
+    }
+
+    /// A fresh SQLite file in the temp dir (unique per call).
+    pub fn sqlite_config() -> StoreConfig {
+        let path = std::env::temp_dir().join(format!("closeloop-test-{}.db", uuid::Uuid::now_v7()));
+        StoreConfig::new(format!("sqlite://{}", path.display()))
+    }
+
+    /// A fresh schema on the PostgreSQL of `DATABASE_URL`, or `None` (after saying so on
+    /// stderr) when it is not set.
+    pub fn postgres_config(test: &str) -> Option<StoreConfig> {
+        match postgres_url() {
+            Some(url) => Some(StoreConfig::new(url).with_schema(format!(
+                "t_{}",
+                uuid::Uuid::now_v7().simple()
+            ))),
+            None => {
+                eprintln!("SKIPPED {test}: DATABASE_URL is not set to a PostgreSQL URL");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = std::env::temp_dir().join(format!("cl-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/x.db", dir.display());
+        let got = sqlite_url_creating_dir(&url).unwrap();
+        assert!(got.ends_with("x.db?mode=rwc"), "{got}");
+        assert!(dir.is_dir());
+        assert_eq!(
+            sqlite_url_creating_dir("sqlite::memory:?cache=shared").unwrap(),
+            "sqlite://:memory:?cache=shared&mode=rwc"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_unknown_url_schemes() {
+        let err = Database::connect(&StoreConfig::new("mysql://localhost/x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl(_)));
+    }
+
+    async fn round_trip(config: StoreConfig) {
+        let db = Database::connect(&config).await.unwrap();
+        db.ping().await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS probe (id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            sqlx::query("INSERT INTO probe (id, n) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind("a")
+                .bind(7_i64)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM probe")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 1, "ON CONFLICT DO NOTHING keeps one row");
+    }
+
+    #[tokio::test]
+    async fn sqlite_round_trip_is_idempotent() {
+        round_trip(testing::sqlite_config()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_round_trip_is_idempotent() {
+        if let Some(config) = testing::postgres_config("store::postgres_round_trip_is_idempotent") {
+            round_trip(config).await;
+        }
+    }
+}
