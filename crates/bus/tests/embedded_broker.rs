@@ -1,0 +1,145 @@
+//! The bus against the embedded broker: acknowledged publishing, the at-least-once
+//! consumer loop, dead-lettering and retries.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use closeloop_bus::{
+    run_consumer, BusMetrics, ConsumerConfig, EmbeddedBroker, Handler, HandlerError, Incoming,
+    Publisher, PublisherConfig, TopicSpec,
+};
+use closeloop_events::{topics, DeadLetter, Envelope, ErasureRequest};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<Mutex<Vec<String>>>,
+    /// Fail transiently this many times before succeeding.
+    transient_failures: Arc<AtomicU32>,
+}
+
+impl Handler for Recorder {
+    type Event = ErasureRequest;
+    async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
+        let customer = &incoming.envelope.data.customer_id;
+        if customer == "poison" {
+            return Err(HandlerError::permanent("customer id is poison"));
+        }
+        if self
+            .transient_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(HandlerError::transient("database is down"));
+        }
+        self.seen.lock().unwrap().push(customer.clone());
+        Ok(())
+    }
+}
+
+fn erasure(customer: &str) -> Envelope<ErasureRequest> {
+    Envelope::new(ErasureRequest {
+        customer_id: customer.into(),
+        source: "test".into(),
+        requested_at: Utc::now(),
+    })
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not reached within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumes_retries_and_dead_letters() {
+    let broker = EmbeddedBroker::start(1, &TopicSpec::all(2)).expect("broker");
+    let brokers = broker.bootstrap_servers().to_owned();
+    let metrics = BusMetrics::unregistered();
+    let publisher = Publisher::new(&PublisherConfig::new(&brokers), metrics.clone()).unwrap();
+
+    for customer in ["a", "poison", "b", "c"] {
+        publisher.publish(&erasure(customer), None).await.expect("acked");
+    }
+    // Garbage straight onto the topic: must be dead-lettered, not crash the loop.
+    publisher
+        .publish_bytes(topics::PRIVACY_ERASURE, "x", b"{not json", None)
+        .await
+        .unwrap();
+
+    let recorder = Recorder::default();
+    recorder.transient_failures.store(2, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let mut config = ConsumerConfig::new(&brokers, "test-group");
+    config.retry_base = Duration::from_millis(10);
+    let consumer = tokio::spawn(run_consumer(
+        config,
+        recorder.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    wait_for(|| recorder.seen.lock().unwrap().len() == 3).await;
+    let mut seen = recorder.seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["a", "b", "c"], "every good record once, none skipped");
+    assert_eq!(metrics.retries.with_label_values(&[topics::PRIVACY_ERASURE]).get(), 2);
+    wait_for(|| {
+        metrics
+            .dead_lettered
+            .with_label_values(&[topics::PRIVACY_ERASURE])
+            .get()
+            == 2
+    })
+    .await;
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+
+    // The dead-letter topic holds both bad records with their reasons.
+    let reader: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    reader
+        .subscribe(&[&topics::dead_letter_of(topics::PRIVACY_ERASURE)])
+        .unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .expect("dead letter arrives")
+            .unwrap();
+        let record: DeadLetter = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert_eq!(record.origin_topic, topics::PRIVACY_ERASURE);
+        reasons.push(record.error);
+    }
+    assert!(reasons.iter().any(|r| r.contains("invalid JSON")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("poison")), "{reasons:?}");
+
+    // A restarted consumer in the same group finds everything committed: nothing again.
+    let again = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        ConsumerConfig::new(&brokers, "test-group"),
+        again.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    publisher.publish(&erasure("d"), None).await.unwrap();
+    wait_for(|| !again.seen.lock().unwrap().is_empty()).await;
+    assert_eq!(*again.seen.lock().unwrap(), ["d"]);
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+}
