@@ -22,6 +22,42 @@ pub use metrics::BusMetrics;
 pub use producer::{Delivered, Publisher, PublisherConfig};
 pub use topics::{ensure_topics, TopicSpec};
 
+/// Where the Kafka cluster is: flags and environment shared by every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (`host:port,host:port`).
+    #[arg(long = "brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Partitions per topic when a service creates missing topics.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+    /// Replication factor for topics a service creates.
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
+    pub replication: i32,
+    /// Create missing topics at start-up.
+    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+}
+
+impl KafkaArgs {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            partitions: 6,
+            replication: 1,
+            create_topics: false,
+        }
+    }
+
+    /// Creates the topics if configured to.
+    pub async fn prepare_topics(&self) -> Result<(), BusError> {
+        if self.create_topics {
+            ensure_topics(&self.brokers, &TopicSpec::all(self.partitions), self.replication).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The W3C trace-context header carried on every record.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 

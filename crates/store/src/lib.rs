@@ -102,6 +102,42 @@ impl StoreConfig {
     }
 }
 
+/// Where a service keeps its data: flags and environment shared by every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://path/file.db` (embedded default) or `postgres://user@host:5432/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// PostgreSQL schema for the service's tables [default: the service's name].
+    #[arg(long, env = "DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            database_schema: None,
+            database_max_connections: 8,
+        }
+    }
+
+    /// The store configuration, with `default_schema` where no schema was given.
+    pub fn config(&self, default_schema: &str) -> StoreConfig {
+        StoreConfig {
+            url: self.database_url.clone(),
+            schema: Some(
+                self.database_schema
+                    .clone()
+                    .unwrap_or_else(|| default_schema.to_owned()),
+            ),
+            max_connections: self.database_max_connections,
+        }
+    }
+}
+
 /// A connection pool with its backend.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -251,8 +287,25 @@ pub mod testing {
 
     /// A fresh SQLite file in the temp dir (unique per call).
     pub fn sqlite_config() -> StoreConfig {
+        StoreConfig::new(sqlite_url())
+    }
+
+    /// The URL of a fresh SQLite file in the temp dir (unique per call).
+    pub fn sqlite_url() -> String {
         let path = std::env::temp_dir().join(format!("closeloop-test-{}.db", uuid::Uuid::now_v7()));
-        StoreConfig::new(format!("sqlite://{}", path.display()))
+        format!("sqlite://{}", path.display())
+    }
+
+    /// Database arguments for one test: a fresh PostgreSQL schema prefix when
+    /// `DATABASE_URL` is a PostgreSQL URL, else a fresh SQLite file.
+    pub fn database_args(service: &str) -> DatabaseArgs {
+        match postgres_url() {
+            Some(url) => DatabaseArgs {
+                database_schema: Some(format!("t_{}_{service}", uuid::Uuid::now_v7().simple())),
+                ..DatabaseArgs::new(url)
+            },
+            None => DatabaseArgs::new(sqlite_url()),
+        }
     }
 
     /// A fresh schema on the PostgreSQL of `DATABASE_URL`, or `None` (after saying so on
