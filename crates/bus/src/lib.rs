@@ -76,6 +76,30 @@ pub enum BusError {
     Embedded(String),
 }
 
+/// A fresh W3C `traceparent` (version 00, sampled) for work that starts here.
+pub fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// Whether `value` is a well-formed W3C `traceparent` worth passing on.
+pub fn is_valid_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1] != "00000000000000000000000000000000"
+}
+
+/// The trace id part of a `traceparent`, for log fields.
+pub fn trace_id(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).unwrap_or_default()
+}
+
 /// Exponential backoff with full jitter, used wherever a transient failure is retried.
 pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.min(16));
@@ -88,6 +112,14 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparents_are_well_formed() {
+        let traceparent = new_traceparent();
+        assert!(is_valid_traceparent(&traceparent), "{traceparent}");
+        assert_eq!(trace_id(&traceparent).len(), 32);
+        assert!(!is_valid_traceparent("00-abc-def-01"));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -1,0 +1,113 @@
+//! ingest: the HTTP front door. Support tools and survey systems POST feedback; each
+//! request is authenticated per source, validated, deduplicated by `Idempotency-Key`,
+//! published to `feedback.raw.v1`, and answered 202 only once the broker acknowledged.
+
+pub mod api;
+pub mod config;
+mod idempotency;
+mod metrics;
+pub mod submission;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use closeloop_bus::{BusError, BusMetrics, Publisher, PublisherConfig};
+use closeloop_store::{Database, StoreError};
+use closeloop_telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, SourceKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no API keys configured: set INGEST_API_KEYS=source=key,… or --api-key")]
+    NoApiKeys,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built ingest service, listening but not yet serving.
+pub struct Service {
+    listener: TcpListener,
+    router: axum::Router,
+    telemetry: Telemetry,
+    publisher: Publisher,
+    db: Database,
+}
+
+impl Service {
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        if config.api_keys.is_empty() {
+            return Err(Error::NoApiKeys);
+        }
+        let db = Database::connect(&config.database.config("ingest")).await?;
+        db.migrate(sqlx::migrate!("./migrations")).await?;
+        config.kafka.prepare_topics().await?;
+        let telemetry = Telemetry::new("ingest");
+        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
+        let publisher = Publisher::new(
+            &PublisherConfig {
+                delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
+                ..PublisherConfig::new(&config.kafka.brokers)
+            },
+            bus_metrics,
+        )?;
+        let state = Arc::new(api::ApiState {
+            keys: config.api_keys.clone(),
+            publisher: publisher.clone(),
+            idempotency: idempotency::Idempotency::new(db.clone()),
+            limits: submission::Limits {
+                max_text_chars: config.max_text_chars,
+                ..Default::default()
+            },
+            max_batch: config.max_batch,
+            metrics: metrics::IngestMetrics::register(&telemetry.registry)?,
+        });
+        let router = telemetry.router(api::routes(state, config.max_body_bytes));
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            router,
+            telemetry,
+            publisher,
+            db,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown`, then finishes in-flight requests and flushes the producer.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        tracing::info!(addr = %self.http_addr(), "ingest listening");
+        self.telemetry.readiness.set(true);
+        let served = closeloop_telemetry::serve(self.listener, self.router, shutdown).await;
+        self.telemetry.readiness.set(false);
+        if let Err(error) = self.publisher.flush(Duration::from_secs(10)) {
+            tracing::warn!(%error, "producer flush on shutdown failed");
+        }
+        self.db.close().await;
+        served.map_err(Error::Serve)
+    }
+}

@@ -1,0 +1,440 @@
+//! The HTTP API: `POST /v1/feedback`, `POST /v1/feedback/batch`, `POST /v1/erasure`.
+//! Every request either publishes all of its events and answers 202, or publishes none
+//! and answers a problem.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use closeloop_bus::Publisher;
+use closeloop_events::{Envelope, ErasureRequest, Feedback};
+use closeloop_telemetry::problem::FieldError;
+use closeloop_telemetry::Problem;
+use futures::future::join_all;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::config::SourceKey;
+use crate::idempotency::{Claim, Idempotency};
+use crate::metrics::IngestMetrics;
+use crate::submission::{BatchSubmission, Limits, Submission};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+
+pub struct ApiState {
+    pub keys: Vec<SourceKey>,
+    pub publisher: Publisher,
+    pub idempotency: Idempotency,
+    pub limits: Limits,
+    pub max_batch: usize,
+    pub metrics: IngestMetrics,
+}
+
+pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/feedback", post(post_feedback))
+        .route("/v1/feedback/batch", post(post_batch))
+        .route("/v1/erasure", post(post_erasure))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The 202 answer: the ids of the accepted events, in request order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub event_ids: Vec<Uuid>,
+}
+
+async fn post_feedback(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    accept(&state, &headers, body, |body: Submission| vec![body], "single")
+        .await
+        .unwrap_or_else(|problem| state.metrics.reject(problem))
+}
+
+async fn post_batch(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    accept(&state, &headers, body, |body: BatchSubmission| body.items, "batch")
+        .await
+        .unwrap_or_else(|problem| state.metrics.reject(problem))
+}
+
+/// The shared path of both feedback endpoints.
+async fn accept<B: DeserializeOwned>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    items_of: impl FnOnce(B) -> Vec<Submission>,
+    shape: &str,
+) -> Result<Response, Problem> {
+    let source = authenticate(&state.keys, headers)?;
+    let body = read_json_body(headers, body)?;
+    let submissions = items_of(parse_json::<B>(&body)?);
+    if submissions.is_empty() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty batch")
+            .detail("a batch needs at least one item in `items`"));
+    }
+    if submissions.len() > state.max_batch {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Batch too large").detail(
+            format!(
+                "a batch may carry at most {} items; this one has {}",
+                state.max_batch,
+                submissions.len()
+            ),
+        ));
+    }
+    let now = Utc::now();
+    let single = shape == "single";
+    let mut feedback = Vec::with_capacity(submissions.len());
+    let mut errors = Vec::new();
+    for (index, submission) in submissions.into_iter().enumerate() {
+        let prefix = if single {
+            String::new()
+        } else {
+            format!("/items/{index}")
+        };
+        match submission.into_feedback(source, now, &state.limits, &prefix) {
+            Ok(item) => feedback.push(item),
+            Err(mut item_errors) => errors.append(&mut item_errors),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
+            .detail(format!(
+                "{} field(s) are invalid; nothing was accepted",
+                errors.len()
+            ))
+            .errors(errors));
+    }
+
+    let idempotency_key = idempotency_key(headers)?;
+    if let Some(key) = &idempotency_key {
+        let hash = format!("{shape}:{:x}", Sha256::digest(&body));
+        let ids: Vec<Uuid> = feedback.iter().map(|f| f.feedback_id).collect();
+        let claim = state
+            .idempotency
+            .claim(source, key, &hash, &ids, now.timestamp_millis())
+            .await
+            .map_err(database_problem)?;
+        match claim {
+            Claim::New => {}
+            Claim::TakeOver(original_ids) => {
+                for (item, id) in feedback.iter_mut().zip(original_ids) {
+                    item.feedback_id = id;
+                }
+            }
+            Claim::Replay(response) => {
+                let mut response = (
+                    StatusCode::ACCEPTED,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    response,
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(REPLAYED, HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            Claim::Mismatch => {
+                return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency key reused")
+                    .detail("this Idempotency-Key was used before with a different request body"))
+            }
+            Claim::InProgress => {
+                return Err(Problem::new(StatusCode::CONFLICT, "Request in progress")
+                    .detail("a request with this Idempotency-Key is being processed; retry shortly")
+                    .retry_after(1))
+            }
+        }
+    }
+
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| closeloop_bus::is_valid_traceparent(v))
+        .map(str::to_owned)
+        .unwrap_or_else(closeloop_bus::new_traceparent);
+    let published = publish_all(&state.publisher, &feedback, &traceparent).await;
+    if let Err(reason) = published {
+        if let Some(key) = &idempotency_key {
+            if let Err(error) = state.idempotency.release(source, key).await {
+                tracing::error!(%error, "could not release idempotency key");
+            }
+        }
+        tracing::warn!(%reason, source, "broker did not acknowledge");
+        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable")
+            .detail("the feedback could not be stored durably; nothing was accepted, retry later")
+            .retry_after(1));
+    }
+
+    let answer = Accepted {
+        accepted: feedback.len(),
+        event_ids: feedback.iter().map(|f| f.feedback_id).collect(),
+    };
+    let answer = serde_json::to_string(&answer).map_err(|e| Problem::internal(e.to_string()))?;
+    if let Some(key) = &idempotency_key {
+        // The events are in Kafka already; failing to remember the answer only means a
+        // retry re-publishes the same ids, which downstream dedupes.
+        if let Err(error) = state
+            .idempotency
+            .complete(source, key, &answer, Utc::now().timestamp_millis())
+            .await
+        {
+            tracing::error!(%error, "could not store idempotent answer");
+        }
+    }
+    for item in &feedback {
+        state.metrics.accepted(source, item.channel.as_str());
+    }
+    tracing::info!(
+        source,
+        count = feedback.len(),
+        trace_id = closeloop_bus::trace_id(&traceparent),
+        "feedback accepted"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer,
+    )
+        .into_response())
+}
+
+/// Publishes every event and waits for all acknowledgements.
+async fn publish_all(
+    publisher: &Publisher,
+    feedback: &[Feedback],
+    traceparent: &str,
+) -> Result<(), String> {
+    let envelopes: Vec<Envelope<Feedback>> = feedback
+        .iter()
+        .map(|item| Envelope::with_id(item.feedback_id, item.given_at, item.clone()))
+        .collect();
+    let results = join_all(
+        envelopes
+            .iter()
+            .map(|envelope| publisher.publish(envelope, Some(traceparent))),
+    )
+    .await;
+    match results.into_iter().find_map(Result::err) {
+        Some(error) => Err(error.to_string()),
+        None => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasureBody {
+    customer_id: String,
+}
+
+async fn post_erasure(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let source = authenticate(&state.keys, &headers)?;
+        let body = read_json_body(&headers, body)?;
+        let request: ErasureBody = parse_json(&body)?;
+        let customer_id = request.customer_id.trim();
+        if customer_id.is_empty() || customer_id.len() > 200 {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request")
+                .errors(vec![FieldError {
+                    pointer: "/customer_id".into(),
+                    detail: "must be 1 to 200 bytes long".into(),
+                }]));
+        }
+        let envelope = Envelope::new(ErasureRequest {
+            customer_id: customer_id.to_owned(),
+            source: source.to_owned(),
+            requested_at: Utc::now(),
+        });
+        state
+            .publisher
+            .publish(&envelope, None)
+            .await
+            .map_err(|_| {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable")
+                    .detail("the erasure request could not be stored; retry later")
+                    .retry_after(1)
+            })?;
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({ "event_id": envelope.event_id })),
+        )
+            .into_response())
+    }
+    .await;
+    result.unwrap_or_else(|problem| state.metrics.reject(problem))
+}
+
+/// The source whose API key the request carries. Every configured key is compared, in
+/// constant time, so the response time tells nothing about which key nearly matched.
+fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a str, Problem> {
+    let unauthorized = |detail: &str| {
+        Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized").detail(detail.to_owned())
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("send `Authorization: Bearer <API key of your source>`"))?;
+    let mut matched = None;
+    for source_key in keys {
+        if bool::from(source_key.key.as_bytes().ct_eq(presented.as_bytes())) {
+            matched = Some(source_key.source.as_str());
+        }
+    }
+    matched.ok_or_else(|| unauthorized("the API key is not valid for any source"))
+}
+
+fn read_json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let is_json = content_type
+            .to_str()
+            .map(|v| {
+                let essence = v.split(';').next().unwrap_or_default().trim();
+                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
+                .detail("send the body as application/json"));
+        }
+    }
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(status, "Body too large").detail(rejection.body_text())
+        } else {
+            Problem::new(status, "Unreadable body").detail(rejection.body_text())
+        }
+    })
+}
+
+/// JSON syntax errors are 400; well-formed JSON of the wrong shape is 422 and says where.
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let pointer = json_pointer(&error.path().to_string());
+        let inner = error.into_inner();
+        if inner.is_data() {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
+                .detail(format!("nothing was accepted: {inner}"))
+                .errors(vec![FieldError {
+                    pointer,
+                    detail: strip_position(&inner.to_string()),
+                }])
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
+                .detail(format!("the body is not valid JSON: {inner}"))
+        }
+    })
+}
+
+/// `items[3].customer.id` → `/items/3/customer/id`; `.` (the root) → ``.
+fn json_pointer(path: &str) -> String {
+    if path == "." {
+        return String::new();
+    }
+    let mut pointer = String::new();
+    for segment in path.split('.') {
+        let mut rest = segment;
+        while let Some(open) = rest.find('[') {
+            let (name, index) = rest.split_at(open);
+            if !name.is_empty() {
+                pointer.push('/');
+                pointer.push_str(name);
+            }
+            let close = index.find(']').unwrap_or(index.len());
+            pointer.push('/');
+            pointer.push_str(&index[1..close]);
+            rest = &index[(close + 1).min(index.len())..];
+        }
+        if !rest.is_empty() {
+            pointer.push('/');
+            pointer.push_str(rest);
+        }
+    }
+    pointer
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid Idempotency-Key")
+            .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn database_problem(error: closeloop_store::sqlx::Error) -> Problem {
+    tracing::error!(%error, "idempotency store failed");
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable")
+        .detail("nothing was accepted; retry later")
+        .retry_after(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_pointers_from_serde_paths() {
+        assert_eq!(json_pointer("items[3].customer.id"), "/items/3/customer/id");
+        assert_eq!(json_pointer("rating"), "/rating");
+        assert_eq!(json_pointer("."), "");
+    }
+
+    #[test]
+    fn syntax_errors_are_400_and_shape_errors_422() {
+        let problem = parse_json::<Submission>(b"{\"text\": ").unwrap_err();
+        assert_eq!(problem.status, 400);
+        let problem =
+            parse_json::<Submission>(br#"{"channel":"chat","customer":{"id":"c"},"text":"x","rating":"five"}"#)
+                .unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].pointer, "/rating");
+    }
+
+    #[test]
+    fn authenticates_by_key() {
+        let keys = vec![
+            SourceKey { source: "a".into(), key: "key-aaaaaaaa".into() },
+            SourceKey { source: "b".into(), key: "key-bbbbbbbb".into() },
+        ];
+        let mut headers = HeaderMap::new();
+        assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer key-bbbbbbbb"));
+        assert_eq!(authenticate(&keys, &headers).unwrap(), "b");
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer key-cccccccc"));
+        assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
+    }
+}

@@ -1,0 +1,44 @@
+use axum::response::{IntoResponse, Response};
+use closeloop_telemetry::Problem;
+use prometheus::{IntCounterVec, Opts, Registry};
+
+/// What ingest counts beyond the HTTP and bus metrics every service has.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    accepted: IntCounterVec,
+    rejected: IntCounterVec,
+}
+
+impl IngestMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let accepted = IntCounterVec::new(
+            Opts::new(
+                "closeloop_feedback_accepted_total",
+                "Feedback events accepted (broker-acknowledged), by source and channel.",
+            ),
+            &["source", "channel"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "closeloop_feedback_rejected_total",
+                "Requests answered with an error, by HTTP status.",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(accepted.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        Ok(Self { accepted, rejected })
+    }
+
+    pub fn accepted(&self, source: &str, channel: &str) {
+        self.accepted.with_label_values(&[source, channel]).inc();
+    }
+
+    /// Counts and renders a rejection.
+    pub fn reject(&self, problem: Problem) -> Response {
+        self.rejected
+            .with_label_values(&[problem.status().as_str()])
+            .inc();
+        problem.into_response()
+    }
+}
