@@ -23,9 +23,13 @@ pub use problem::Problem;
 /// Sets up the global `tracing` subscriber: `RUST_LOG`-style filter (default `info`),
 /// human-readable or JSON lines. Calling it twice is harmless (tests do).
 pub fn init_tracing(json: bool) {
+    init_tracing_with(json, "info,rdkafka=warn,sqlx=warn,hyper=warn");
+}
+
+/// [`init_tracing`] with another default filter for when `RUST_LOG` is not set.
+pub fn init_tracing_with(json: bool, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn,hyper=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if json {
         builder.json().flatten_event(true).try_init()

@@ -1,1 +1,77 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+
+/// closeloop closes the customer feedback loop: feedback in, themes found, actions
+/// raised, customers told "you said, we did".
+#[derive(Parser)]
+#[command(name = "closeloop", version)]
+struct Cli {
+    /// Log lines as JSON (for log shippers) instead of text.
+    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole loop in one process: embedded broker, SQLite, all four services.
+    Up(closeloop::up::UpArgs),
+    /// Play realistic feedback through the loop and watch it close.
+    Demo(closeloop::demo::DemoArgs),
+    /// Run the ingest service (production: external Kafka and PostgreSQL).
+    Ingest(closeloop_ingest::Config),
+    /// Run the categorise service.
+    Categorise(closeloop_categorise::Config),
+    /// Run the trends service.
+    Trends(closeloop_trends::Config),
+    /// Run the notify service.
+    Notify(closeloop_notify::Config),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let json = cli.log_format == LogFormat::Json;
+    if matches!(cli.command, Command::Demo(_)) && std::env::var_os("RUST_LOG").is_none() {
+        // The demo tells its own story on stdout; logs only when something is wrong.
+        closeloop_telemetry::init_tracing_with(json, "warn");
+    } else {
+        closeloop_telemetry::init_tracing(json);
+    }
+    let shutdown = closeloop_telemetry::shutdown_on_signals();
+    match cli.command {
+        Command::Up(args) => closeloop::up::run(args, shutdown).await?,
+        Command::Demo(args) => closeloop::demo::run(args, shutdown).await?,
+        Command::Ingest(config) => {
+            closeloop_ingest::Service::build(config)
+                .await?
+                .run_until_stopped(shutdown)
+                .await?
+        }
+        Command::Categorise(config) => {
+            closeloop_categorise::Service::build(config)
+                .await?
+                .run_until_stopped(shutdown)
+                .await?
+        }
+        Command::Trends(config) => {
+            closeloop_trends::Service::build(config)
+                .await?
+                .run_until_stopped(shutdown)
+                .await?
+        }
+        Command::Notify(config) => {
+            closeloop_notify::Service::build(config)
+                .await?
+                .run_until_stopped(shutdown)
+                .await?
+        }
+    }
+    Ok(())
+}

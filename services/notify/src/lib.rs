@@ -1,0 +1,407 @@
+//! notify: the last step of the feedback loop. It keeps a small projection of
+//! categorised feedback (who said what about which theme, and whether they may be
+//! contacted), and when an action on a theme is resolved it tells each consenting
+//! customer who complained about it what was done: "you said, we did".
+//!
+//! ```text
+//! feedback.categorised.v1 ──▶ notify_mentions ─┐
+//! actions.v1 (resolved) ───────────────────────┴▶ notify_deliveries (outbox)
+//!                                                      │ delivery worker
+//!                                                      ▼
+//!                                 signed webhook per source ──▶ notifications.v1
+//! privacy.erasure.v1 ──▶ forget the customer
+//! ```
+//!
+//! [`Service::build`] prepares everything and binds the listener;
+//! [`Service::run_until_stopped`] runs the consumers, the worker and the HTTP server.
+
+pub mod api;
+pub mod handlers;
+pub mod message;
+pub mod metrics;
+pub mod outbox;
+pub mod projection;
+pub mod signature;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use closeloop_bus::{
+    run_consumer, BusError, BusMetrics, ConsumerConfig, Handler, KafkaArgs, Publisher,
+    PublisherConfig,
+};
+use closeloop_store::{Database, DatabaseArgs, StoreError};
+use closeloop_telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{ActionHandler, Context, ErasureHandler, FeedbackHandler};
+use crate::metrics::NotifyMetrics;
+use crate::worker::Worker;
+
+/// Consumer groups, one per topic, so a slow topic never holds up another.
+pub const FEEDBACK_GROUP: &str = "closeloop-notify-feedback";
+pub const ACTIONS_GROUP: &str = "closeloop-notify-actions";
+pub const ERASURE_GROUP: &str = "closeloop-notify-erasure";
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "notify",
+    about = "Tells customers what became of their feedback: resolved actions → signed webhooks"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[arg(long, env = "NOTIFY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
+    pub http_addr: SocketAddr,
+    /// Per source webhook URL, `source=url`, repeatable / comma-separated in env.
+    #[arg(long = "webhook", env = "NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_pair)]
+    pub webhooks: Vec<(String, String)>,
+    /// Per source signing secret, `source=whsec_...`.
+    #[arg(long = "webhook-secret", env = "NOTIFY_WEBHOOK_SECRETS", value_delimiter = ',', value_parser = parse_pair)]
+    pub webhook_secrets: Vec<(String, String)>,
+    /// Attempts per delivery before it is given up (dead).
+    #[arg(long, env = "NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt (with jitter) up to 10 minutes.
+    #[arg(long, env = "NOTIFY_RETRY_BASE_MS", default_value_t = 500)]
+    pub retry_base_ms: u64,
+    /// Customers whose negative mention is this recent at resolution are told too, not
+    /// only those cited in the action's evidence.
+    #[arg(long, env = "NOTIFY_LOOKBACK_DAYS", default_value_t = 30)]
+    pub lookback_days: i64,
+    /// Per request timeout of webhook calls.
+    #[arg(long, env = "NOTIFY_HTTP_TIMEOUT_MS", default_value_t = 5000)]
+    pub http_timeout_ms: u64,
+}
+
+/// `source=value`, split at the first `=` (URLs and base64 secrets may contain more).
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("expected `source=value`, got {text:?}")),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("could not register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("a task of the service panicked or was aborted: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Where each source's notifications go and the secret they are signed with.
+#[derive(Debug, Default)]
+struct Routes {
+    webhooks: HashMap<String, reqwest::Url>,
+    secrets: HashMap<String, String>,
+}
+
+/// Per-source webhook routes, checked once so a bad URL or secret fails start-up.
+fn routes(config: &Config) -> Result<Routes, Error> {
+    let mut webhooks = HashMap::new();
+    for (source, url) in &config.webhooks {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| Error::Config(format!("webhook URL of source {source}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "webhook URL of source {source} must be http or https, not {}",
+                parsed.scheme()
+            )));
+        }
+        webhooks.insert(source.clone(), parsed);
+    }
+    let mut secrets = HashMap::new();
+    for (source, secret) in &config.webhook_secrets {
+        signature::validate_secret(secret)
+            .map_err(|e| Error::Config(format!("webhook secret of source {source}: {e}")))?;
+        secrets.insert(source.clone(), secret.clone());
+    }
+    for source in webhooks
+        .keys()
+        .filter(|source| !secrets.contains_key(*source))
+    {
+        // Allowed (a receiver on localhost may not care), but receivers then cannot
+        // tell our requests from anyone else's: say so loudly.
+        tracing::warn!(%source, "no webhook secret configured: requests to this source are unsigned");
+    }
+    Ok(Routes { webhooks, secrets })
+}
+
+/// notify, built and bound, ready to run.
+pub struct Service {
+    config: Config,
+    db: Database,
+    publisher: Publisher,
+    telemetry: Telemetry,
+    bus_metrics: BusMetrics,
+    metrics: NotifyMetrics,
+    http: reqwest::Client,
+    webhooks: HashMap<String, reqwest::Url>,
+    secrets: HashMap<String, String>,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+}
+
+impl Service {
+    /// Connects and migrates the database, prepares topics, the publisher, metrics and
+    /// the webhook client, and binds the HTTP listener.
+    pub async fn build(config: Config) -> Result<Service, Error> {
+        if config.max_attempts == 0 {
+            return Err(Error::Config("max attempts must be at least 1".into()));
+        }
+        if config.lookback_days < 0 {
+            return Err(Error::Config("lookback days must not be negative".into()));
+        }
+        let Routes { webhooks, secrets } = routes(&config)?;
+
+        let db = Database::connect(&config.database.config("notify")).await?;
+        db.migrate(sqlx::migrate!("./migrations")).await?;
+        config.kafka.prepare_topics().await?;
+
+        let telemetry = Telemetry::new("notify");
+        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
+        let metrics = NotifyMetrics::register(&telemetry.registry)?;
+        let publisher = Publisher::new(
+            &PublisherConfig::new(config.kafka.brokers.clone()),
+            bus_metrics.clone(),
+        )?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.http_timeout_ms.max(1)))
+            // A signed body goes only where it was configured to go.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("closeloop-notify/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+        tracing::info!(%http_addr, sources = webhooks.len(), "notify built");
+        Ok(Service {
+            config,
+            db,
+            publisher,
+            telemetry,
+            bus_metrics,
+            metrics,
+            http,
+            webhooks,
+            secrets,
+            listener,
+            http_addr,
+        })
+    }
+
+    /// The address the HTTP server is bound to (the real port when configured with 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Runs the three consumers, the delivery worker and the HTTP server until
+    /// `shutdown` is cancelled (or one of them fails, which stops the rest), then waits
+    /// for in-flight work to finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let Service {
+            config,
+            db,
+            publisher,
+            telemetry,
+            bus_metrics,
+            metrics,
+            http,
+            webhooks,
+            secrets,
+            listener,
+            http_addr: _,
+        } = self;
+        // Our own token, so a failing part can stop the others without touching the
+        // caller's (which may be shared with other services in `closeloop up`).
+        let stop = shutdown.child_token();
+        let wake = Arc::new(Notify::new());
+        let ctx = Context {
+            db: db.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+            lookback: chrono::Duration::days(config.lookback_days),
+        };
+        let brokers = config.kafka.brokers.clone();
+        let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
+
+        let consumer = |group: &str| ConsumerConfig::new(brokers.clone(), group);
+        tasks.spawn(consume(
+            consumer(FEEDBACK_GROUP),
+            FeedbackHandler { ctx: ctx.clone() },
+            publisher.clone(),
+            bus_metrics.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(consume(
+            consumer(ACTIONS_GROUP),
+            ActionHandler::new(ctx.clone()),
+            publisher.clone(),
+            bus_metrics.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(consume(
+            consumer(ERASURE_GROUP),
+            ErasureHandler { ctx },
+            publisher.clone(),
+            bus_metrics.clone(),
+            stop.clone(),
+        ));
+
+        let worker = Worker {
+            db: db.clone(),
+            http,
+            publisher: publisher.clone(),
+            metrics,
+            webhooks,
+            secrets,
+            max_attempts: config.max_attempts,
+            retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
+            http_timeout: Duration::from_millis(config.http_timeout_ms.max(1)),
+            wake,
+        };
+        let worker_stop = stop.clone();
+        tasks.spawn(async move {
+            worker.run(worker_stop).await;
+            Ok(())
+        });
+
+        let router = telemetry.router(api::routes(db.clone()));
+        let server_stop = stop.clone();
+        tasks.spawn(async move {
+            closeloop_telemetry::serve(listener, router, server_stop)
+                .await
+                .map_err(Error::Serve)
+        });
+
+        telemetry.readiness.set(true);
+        tracing::info!("notify running");
+
+        let mut first_error = None;
+        let mut ready = true;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled(), if ready => {
+                    // Out of the load balancer first, then wind down.
+                    telemetry.readiness.set(false);
+                    ready = false;
+                }
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let result = joined.map_err(Error::from).and_then(|result| result);
+                    if let Err(error) = result {
+                        tracing::error!(%error, "notify task failed: stopping");
+                        first_error.get_or_insert(error);
+                    }
+                    // Any part ending (even cleanly) before shutdown leaves notify
+                    // half-working; better to stop and let the supervisor restart it.
+                    stop.cancel();
+                }
+            }
+        }
+        telemetry.readiness.set(false);
+        if let Err(error) = publisher.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "could not flush notification outcomes");
+        }
+        db.close().await;
+        tracing::info!("notify stopped");
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `run_consumer` with its error as the service's, so all tasks share one result type.
+async fn consume<H: Handler>(
+    config: ConsumerConfig,
+    handler: H,
+    dead_letters: Publisher,
+    metrics: BusMetrics,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    run_consumer(config, handler, dead_letters, metrics, stop)
+        .await
+        .map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn pairs_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_pair("shopdesk=https://x.test/hook?a=b"),
+            Ok(("shopdesk".into(), "https://x.test/hook?a=b".into()))
+        );
+        assert_eq!(
+            parse_pair("shopdesk=whsec_abc=="),
+            Ok(("shopdesk".into(), "whsec_abc==".into()))
+        );
+        assert!(parse_pair("no-equals").is_err());
+        assert!(parse_pair("=value").is_err());
+        assert!(parse_pair("key=").is_err());
+    }
+
+    #[test]
+    fn config_parses_repeatable_webhooks() {
+        let config = Config::parse_from([
+            "notify",
+            "--webhook",
+            "a=http://127.0.0.1:1/a,b=http://127.0.0.1:1/b",
+            "--webhook-secret",
+            "a=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ]);
+        assert_eq!(config.webhooks.len(), 2);
+        assert_eq!(config.max_attempts, 8);
+        let routes = routes(&config).unwrap();
+        assert_eq!(routes.webhooks["b"].path(), "/b");
+        assert!(routes.secrets.contains_key("a"));
+    }
+
+    #[test]
+    fn bad_routes_fail_start_up() {
+        let mut config = Config::parse_from(["notify"]);
+        config.webhooks = vec![("a".into(), "ftp://x/y".into())];
+        assert!(matches!(routes(&config), Err(Error::Config(_))));
+        config.webhooks = vec![];
+        config.webhook_secrets = vec![("a".into(), "whsec_!!".into())];
+        assert!(matches!(routes(&config), Err(Error::Config(_))));
+    }
+}

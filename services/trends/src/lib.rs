@@ -1,0 +1,236 @@
+//! The trends service: reads `feedback.themes.v1`, keeps a sliding window of negative
+//! mentions per theme, raises one action per theme on `actions.v1` when a theme surges,
+//! and serves the ops API through which an operator resolves it with the message
+//! customers will get.
+//!
+//! Shape (as every closeloop service): [`Config`] → [`Service::build`] (connect, migrate,
+//! rebuild state, bind) → [`Service::run_until_stopped`] (consumer loop + HTTP server).
+//! `main.rs`, `closeloop up` and the tests all run exactly this code.
+//!
+//! State lives in two places on purpose: the database is the truth (mentions, actions,
+//! resolution times), the in-memory [`closeloop_trend::Detector`] is a cache of the
+//! current windows that [`Service::build`] rebuilds from it, so a restart neither forgets
+//! a surge nor raises an action twice.
+
+mod action;
+mod api;
+mod config;
+mod detection;
+mod metrics;
+mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use closeloop_bus::{run_consumer, BusError, BusMetrics, ConsumerConfig, Publisher, PublisherConfig};
+use closeloop_classify::{Language, Taxonomy, TaxonomyError};
+use closeloop_store::{sqlx, Database, StoreError};
+use closeloop_telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use detection::{DetectionState, ThemesHandler};
+use metrics::TrendsMetrics;
+use store::TrendsStore;
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Taxonomy(#[from] TaxonomyError),
+    #[error("could not register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("consumer task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The handles shared by the consumer handler and the HTTP handlers.
+pub(crate) struct Context {
+    store: TrendsStore,
+    publisher: Publisher,
+    /// Never held across an await: every use is a short, synchronous update.
+    detection: Mutex<DetectionState>,
+    /// Held across a whole action transition (raise, update, resolve), awaits included,
+    /// so the consumer and the API never interleave on the same action.
+    transitions: tokio::sync::Mutex<()>,
+    taxonomy: Taxonomy,
+    metrics: TrendsMetrics,
+    ops_token: Option<String>,
+}
+
+impl Context {
+    fn detection(&self) -> MutexGuard<'_, DetectionState> {
+        // A panic while holding the lock leaves at worst a window that is slightly off;
+        // refusing all further work because of it would be worse.
+        self.detection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The theme's display name per language, as actions carry it.
+    fn theme_name(&self, theme: &str) -> BTreeMap<String, String> {
+        [Language::En, Language::De]
+            .into_iter()
+            .map(|language| {
+                (
+                    language.as_str().to_owned(),
+                    self.taxonomy.theme_name(theme, language),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A built, not yet running, trends service.
+pub struct Service {
+    ctx: Arc<Context>,
+    telemetry: Telemetry,
+    bus_metrics: BusMetrics,
+    consumer: ConsumerConfig,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+}
+
+impl Service {
+    /// Connects and migrates the database, prepares the topics, rebuilds the detector
+    /// windows from the stored mentions and binds the HTTP listener.
+    pub async fn build(config: Config) -> Result<Service, Error> {
+        let detector_config = config.validate().map_err(Error::Config)?;
+        let taxonomy = match &config.taxonomy {
+            Some(path) => Taxonomy::load(path)?,
+            None => Taxonomy::builtin(),
+        };
+
+        let db = Database::connect(&config.database.config("trends")).await?;
+        db.migrate(sqlx::migrate!("./migrations")).await?;
+        let store = TrendsStore::new(db);
+
+        config.kafka.prepare_topics().await?;
+        let telemetry = Telemetry::new("trends");
+        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
+        let metrics = TrendsMetrics::register(&telemetry.registry)?;
+        let publisher = Publisher::new(&PublisherConfig::new(&config.kafka.brokers), bus_metrics.clone())?;
+
+        let mut detection = DetectionState::new(detector_config);
+        let replayed = rebuild(&store, &mut detection).await?;
+        let open = store.open_themes().await?;
+        for theme in &open {
+            metrics.opened(theme);
+        }
+        tracing::info!(replayed, open_actions = open.len(), "detector state rebuilt");
+
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+
+        let ctx = Arc::new(Context {
+            store,
+            publisher,
+            detection: Mutex::new(detection),
+            transitions: tokio::sync::Mutex::new(()),
+            taxonomy,
+            metrics,
+            ops_token: config.ops_token,
+        });
+        Ok(Service {
+            ctx,
+            telemetry,
+            bus_metrics,
+            consumer: ConsumerConfig::new(config.kafka.brokers, config.group_id),
+            listener,
+            http_addr,
+        })
+    }
+
+    /// The address the HTTP server listens on (the real port when configured with 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Consumes `feedback.themes.v1` and serves HTTP until `shutdown` is cancelled, then
+    /// finishes in-flight work, commits and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let Service {
+            ctx,
+            telemetry,
+            bus_metrics,
+            consumer,
+            listener,
+            http_addr,
+        } = self;
+        // Either half failing stops the other: an instance that no longer consumes must
+        // not keep answering as if it were healthy.
+        let stop = shutdown.child_token();
+        let consumer = tokio::spawn({
+            let stop = stop.clone();
+            let handler = ThemesHandler::new(ctx.clone());
+            let publisher = ctx.publisher.clone();
+            async move {
+                let result = run_consumer(consumer, handler, publisher, bus_metrics, stop.clone()).await;
+                stop.cancel();
+                result
+            }
+        });
+        let router = telemetry.router(api::router(ctx.clone()));
+        telemetry.readiness.set(true);
+        tracing::info!(%http_addr, "trends service running");
+        let served = closeloop_telemetry::serve(listener, router, stop.clone()).await;
+        telemetry.readiness.set(false);
+        stop.cancel();
+        let consumed = consumer.await;
+        if let Err(error) = ctx.publisher.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "could not flush the publisher");
+        }
+        ctx.store.database().close().await;
+        tracing::info!("trends service stopped");
+        served.map_err(Error::Http)?;
+        consumed??;
+        Ok(())
+    }
+}
+
+/// Restores what the detector knew before a restart: each theme's resolution boundary
+/// and the mentions its window (plus allowed lateness) still covers, replayed in event
+/// time order. Returns how many mentions were replayed.
+async fn rebuild(store: &TrendsStore, detection: &mut DetectionState) -> Result<usize, sqlx::Error> {
+    for (theme, resolved_at) in store.last_resolutions().await? {
+        detection.resolved(&theme, resolved_at);
+    }
+    let keep_ms = detection.config().window_ms + detection.config().allowed_lateness_ms;
+    let mut replayed = 0;
+    for (theme, watermark) in store.theme_watermarks().await? {
+        let after = detection.resolved_at(&theme).unwrap_or(i64::MIN);
+        let mentions = store
+            .theme_mentions(&theme, watermark.saturating_sub(keep_ms), after)
+            .await?;
+        replayed += mentions.len();
+        detection.replay(&theme, mentions);
+    }
+    Ok(replayed)
+}

@@ -1,0 +1,74 @@
+//! Rough single-thread throughput of the lexicon classifier.
+//!
+//! ```text
+//! cargo run --release -p closeloop-classify --example throughput
+//! ```
+//!
+//! Classifies 200k short EN/DE texts (a rotating set of realistic feedback,
+//! some with ratings and locale hints) and prints texts per second. A quick
+//! sanity figure, not a benchmark harness.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use closeloop_classify::{Classifier, Input, LexiconClassifier};
+
+const TEXTS: &[&str] = &[
+    "The parcel arrived two days late and the box was damaged.",
+    "Great product, but the delivery took three weeks",
+    "Kundenservice war super freundlich",
+    "Die Lieferzeit war eine Katastrophe",
+    "I was charged twice for the same order.",
+    "Die App stürzt ständig ab und lädt nicht.",
+    "Very happy!!",
+    "nicht gut",
+    "Still waiting for my refund 😡",
+    "Preis-Leistung stimmt, absolut empfehlenswert.",
+    "The checkout is confusing and the website is hard to navigate.",
+    "Mein Paket ist nie angekommen und der Kundenservice antwortet nicht.",
+    "ok",
+    "Der Paketzusteller war unfreundlich.",
+    "Would not recommend, the invoice was wrong.",
+    "Alles bestens, gerne wieder :)",
+];
+
+fn main() {
+    let started = Instant::now();
+    let classifier = LexiconClassifier::default();
+    println!("built classifier in {:?}", started.elapsed());
+
+    let hints = [None, Some("de-DE"), Some("en-GB"), None];
+    let n = 200_000usize;
+    // Warm-up.
+    for (i, text) in TEXTS.iter().enumerate() {
+        black_box(classifier.classify(&Input {
+            text,
+            language_hint: hints[i % 4],
+            rating: None,
+            nps: None,
+        }));
+    }
+    let started = Instant::now();
+    let mut negative = 0usize;
+    for i in 0..n {
+        let input = Input {
+            text: TEXTS[i % TEXTS.len()],
+            language_hint: hints[i % hints.len()],
+            rating: if i % 5 == 0 {
+                Some((i % 5 + 1) as u8)
+            } else {
+                None
+            },
+            nps: None,
+        };
+        let c = black_box(classifier.classify(&input));
+        if c.sentiment.label == closeloop_classify::SentimentLabel::Negative {
+            negative += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "classified {n} texts in {secs:.3}s: {:.0} texts/s on one thread ({negative} negative)",
+        n as f64 / secs
+    );
+}

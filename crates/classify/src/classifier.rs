@@ -1,0 +1,260 @@
+//! [`LexiconClassifier`]: ties tokenizer, language detection, sentiment and
+//! theme matching together.
+//!
+//! All indexes are built in [`LexiconClassifier::new`]; `classify` works on a
+//! per-call [`Doc`] (tokens plus per-token lookups), touching only read-only
+//! shared state, so one classifier can serve every thread.
+
+use crate::language::{LanguageDetector, Votes};
+use crate::lexicon::{Lexicons, WordInfo, CONTRAST, NEGATOR, STOP};
+use crate::phrase::TokenView;
+use crate::sentiment;
+use crate::taxonomy::Taxonomy;
+use crate::text::{self, TokKind, Tokens};
+use crate::themes::ThemeMatcher;
+use crate::{Classification, Classifier, Input, Language, CLASSIFIER_VERSION};
+
+/// Per-token analysis results, kept together so one allocation serves all.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// Lexicon entry (default when unknown).
+    pub info: WordInfo,
+    /// Sentiment valence: word, stem fallback or emoji; 0 = none.
+    pub valence: f32,
+    /// Clause id: punctuation clauses, split again at contrast words.
+    pub clause: u16,
+    /// Range into `Doc::stem_buf`; `NO_STEM` when not stemmed.
+    stem: (u32, u32),
+}
+
+/// The per-call analysis of one text.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    pub tokens: Tokens,
+    pub lang: Language,
+    pub slots: Vec<Slot>,
+    pub n_clauses: usize,
+    /// Token indexes of contrast words ("but", "aber").
+    pub contrasts: Vec<usize>,
+    stem_buf: String,
+}
+
+const NO_STEM: u32 = u32::MAX;
+
+impl TokenView for Doc {
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    #[inline]
+    fn stem(&self, i: usize) -> &str {
+        match self.slots.get(i) {
+            Some(&Slot { stem: (s, e), .. }) if s != NO_STEM => {
+                &self.stem_buf[s as usize..e as usize]
+            }
+            _ => self.tokens.word(i),
+        }
+    }
+}
+
+/// The lexicon classifier: fast, deterministic and explainable.
+#[derive(Debug)]
+pub struct LexiconClassifier {
+    taxonomy: Taxonomy,
+    lexicons: Lexicons,
+    themes: ThemeMatcher,
+    detector: LanguageDetector,
+    version: String,
+}
+
+impl Default for LexiconClassifier {
+    /// Classifier over the built-in taxonomy.
+    fn default() -> Self {
+        LexiconClassifier::new(Taxonomy::builtin())
+    }
+}
+
+impl LexiconClassifier {
+    pub fn new(taxonomy: Taxonomy) -> Self {
+        let version = format!("{CLASSIFIER_VERSION}+taxonomy-{}", taxonomy.version);
+        LexiconClassifier {
+            lexicons: Lexicons::new(),
+            themes: ThemeMatcher::new(&taxonomy),
+            detector: LanguageDetector::new(),
+            taxonomy,
+            version,
+        }
+    }
+
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// Tokenizes, detects the language and resolves every token against the
+    /// lexicons. Returns the doc and the language explanation.
+    fn analyse(&self, input: &Input<'_>) -> (Doc, f32, String) {
+        let mut doc = Doc {
+            tokens: Tokens::default(),
+            lang: Language::Other,
+            slots: Vec::new(),
+            n_clauses: 0,
+            contrasts: Vec::new(),
+            stem_buf: String::new(),
+        };
+        text::tokenize(input.text, &mut doc.tokens);
+        let n = doc.tokens.len();
+        let (en, de) = (&self.lexicons.en, &self.lexicons.de);
+
+        // Pass 1: look each word up in both lexicons; vote on the language.
+        let mut both: Vec<(Option<WordInfo>, Option<WordInfo>)> = Vec::with_capacity(n);
+        let mut votes = Votes::default();
+        let mut n_words = 0;
+        for i in 0..n {
+            if doc.tokens.toks[i].kind != TokKind::Word {
+                both.push((None, None));
+                continue;
+            }
+            n_words += 1;
+            let w = doc.tokens.word(i);
+            let mut e = en.words.get(w).copied();
+            let d = de.words.get(w).copied();
+            if w.ends_with("n't") {
+                let mut info = e.unwrap_or_default();
+                info.flags |= NEGATOR | STOP;
+                e = Some(info);
+            }
+            let e_stop = e.is_some_and(|x| x.has(STOP));
+            let d_stop = d.is_some_and(|x| x.has(STOP));
+            if e_stop && !d_stop {
+                votes.en += 2;
+            } else if d_stop && !e_stop {
+                votes.de += 2;
+            } else if d.is_none() && e.is_some() {
+                votes.en += 1;
+            } else if e.is_none() && d.is_some() {
+                votes.de += 1;
+            }
+            both.push((e, d));
+        }
+        if doc.tokens.has_umlaut {
+            votes.de += 2;
+        }
+        let detected = self
+            .detector
+            .detect(input.text, votes, n_words, input.language_hint);
+        doc.lang = detected.language;
+        let primary = self.lexicons.primary(doc.lang);
+
+        // Pass 2: resolve entries, stem content words, find valences, and
+        // assign clauses (split again at contrast words).
+        doc.slots.reserve_exact(n);
+        let mut clause = 0u16;
+        for (i, &(e, d)) in both.iter().enumerate() {
+            let tok = doc.tokens.toks[i];
+            let w = doc.tokens.word(i);
+            let (p, s) = if doc.lang == Language::De {
+                (d, e)
+            } else {
+                (e, d)
+            };
+            let info = match p {
+                Some(info) => info,
+                None if !primary.false_friends.contains_key(w) => s.unwrap_or_default(),
+                None => WordInfo::default(),
+            };
+            let mut stem = (NO_STEM, NO_STEM);
+            let mut valence = info.valence;
+            match tok.kind {
+                TokKind::Word => {
+                    let function = info.is_function_word() || (info.has(STOP) && w.len() <= 5);
+                    // Stems serve the valence fallback and theme keywords; a
+                    // word found verbatim in either needs none.
+                    let direct = valence != 0.0 || self.themes.is_keyword(doc.lang, w);
+                    if !function && !direct && w.len() >= 3 {
+                        let st = primary.stemmer.stem(w);
+                        if *st != *w {
+                            let start = doc.stem_buf.len() as u32;
+                            doc.stem_buf.push_str(&st);
+                            stem = (start, doc.stem_buf.len() as u32);
+                        }
+                        valence = primary.stems.get(&*st).copied().unwrap_or(0.0);
+                    }
+                    if valence == 0.0 && tok.elongated && !function {
+                        valence = elongated_valence(w, primary);
+                    }
+                }
+                TokKind::Emoji | TokKind::Emoticon => {
+                    valence = self.lexicons.emoji.get(w).copied().unwrap_or(0.0);
+                }
+                TokKind::Number => {}
+            }
+            if i > 0 && tok.clause != doc.tokens.toks[i - 1].clause {
+                clause += 1;
+            }
+            if info.has(CONTRAST) && tok.kind == TokKind::Word {
+                if i > 0 && tok.clause == doc.tokens.toks[i - 1].clause {
+                    clause += 1;
+                }
+                doc.contrasts.push(i);
+            }
+            doc.slots.push(Slot {
+                info,
+                valence,
+                clause,
+                stem,
+            });
+        }
+        doc.n_clauses = if n == 0 { 0 } else { clause as usize + 1 };
+
+        let reason = format!(
+            "language: {} {} ({})",
+            doc.lang.as_str(),
+            sentiment::plain(detected.confidence),
+            detected.reason
+        );
+        (doc, detected.confidence, reason)
+    }
+}
+
+/// "suuuper" was shortened to "suuper" by the tokenizer; try with every
+/// doubled letter single.
+fn elongated_valence(w: &str, lex: &crate::lexicon::LangLexicon) -> f32 {
+    let mut single = String::with_capacity(w.len());
+    let mut last = '\0';
+    for c in w.chars() {
+        if c != last {
+            single.push(c);
+        }
+        last = c;
+    }
+    lex.words.get(single.as_str()).map_or(0.0, |i| i.valence)
+}
+
+impl Classifier for LexiconClassifier {
+    fn classify(&self, input: &Input<'_>) -> Classification {
+        let (doc, language_confidence, language_reason) = self.analyse(input);
+        let mut explanation = vec![language_reason];
+        let text_score = sentiment::score(&doc, &self.lexicons, &mut explanation);
+        let sentiment = sentiment::fuse(&text_score, input.rating, input.nps, &mut explanation);
+        let themes = self
+            .themes
+            .match_doc(&doc, &text_score, sentiment.label, &mut explanation);
+        explanation.push(format!(
+            "sentiment: {} {} (confidence {})",
+            sentiment.label.as_str(),
+            sentiment::signed(sentiment.score),
+            sentiment::plain(sentiment.confidence)
+        ));
+        Classification {
+            language: doc.lang,
+            language_confidence,
+            sentiment,
+            themes,
+            explanation,
+        }
+    }
+
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+}

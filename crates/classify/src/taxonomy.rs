@@ -1,0 +1,223 @@
+//! The theme taxonomy: which themes exist, what they are called in each
+//! language, and which keywords and phrases point at them.
+//!
+//! The taxonomy is data, not code: it ships as `taxonomy.toml` (compiled in
+//! via [`Taxonomy::builtin`]) and can be replaced at start-up with
+//! [`Taxonomy::load`]. It is validated once when parsed, so the classifier
+//! never sees a theme without names or with a malformed id.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Language;
+
+const BUILTIN: &str = include_str!("../taxonomy.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Taxonomy {
+    pub version: String,
+    pub themes: Vec<ThemeDef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThemeDef {
+    /// Stable id, `[a-z0-9_]+`.
+    pub id: String,
+    /// Display name per language code (`"en"`, `"de"`).
+    pub names: BTreeMap<String, String>,
+    /// Single words per language code. Multi-word entries act as phrases.
+    #[serde(default)]
+    pub keywords: BTreeMap<String, Vec<String>>,
+    /// Multi-word phrases per language code; `*` matches any one word.
+    #[serde(default)]
+    pub phrases: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaxonomyError {
+    #[error("cannot read taxonomy file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("taxonomy is not valid TOML: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("taxonomy version must not be empty")]
+    EmptyVersion,
+    #[error("taxonomy has no themes")]
+    Empty,
+    #[error("invalid theme id {0:?}: ids must match [a-z0-9_]+")]
+    InvalidId(String),
+    #[error("duplicate theme id {0:?}")]
+    DuplicateId(String),
+    #[error("theme {id:?} has no {lang:?} name")]
+    MissingName { id: String, lang: &'static str },
+}
+
+impl Taxonomy {
+    /// The taxonomy compiled into the binary (`crates/classify/taxonomy.toml`).
+    pub fn builtin() -> Taxonomy {
+        Taxonomy::from_toml_str(BUILTIN).expect("built-in taxonomy.toml is valid (tested)")
+    }
+
+    pub fn from_toml_str(s: &str) -> Result<Taxonomy, TaxonomyError> {
+        let taxonomy: Taxonomy = toml::from_str(s)?;
+        taxonomy.validate()?;
+        Ok(taxonomy)
+    }
+
+    pub fn load(path: &Path) -> Result<Taxonomy, TaxonomyError> {
+        let s = std::fs::read_to_string(path).map_err(|source| TaxonomyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Taxonomy::from_toml_str(&s)
+    }
+
+    pub fn theme(&self, id: &str) -> Option<&ThemeDef> {
+        self.themes.iter().find(|t| t.id == id)
+    }
+
+    /// Display name in `lang`, falling back to English, then to the id.
+    pub fn theme_name(&self, id: &str, lang: Language) -> String {
+        let Some(theme) = self.theme(id) else {
+            return id.to_string();
+        };
+        theme
+            .names
+            .get(lang.as_str())
+            .or_else(|| theme.names.get("en"))
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    fn validate(&self) -> Result<(), TaxonomyError> {
+        if self.version.trim().is_empty() {
+            return Err(TaxonomyError::EmptyVersion);
+        }
+        if self.themes.is_empty() {
+            return Err(TaxonomyError::Empty);
+        }
+        let mut seen = HashSet::new();
+        for theme in &self.themes {
+            let valid = !theme.id.is_empty()
+                && theme
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(TaxonomyError::InvalidId(theme.id.clone()));
+            }
+            if !seen.insert(theme.id.as_str()) {
+                return Err(TaxonomyError::DuplicateId(theme.id.clone()));
+            }
+            for lang in ["en", "de"] {
+                let named = theme.names.get(lang).is_some_and(|n| !n.trim().is_empty());
+                if !named {
+                    return Err(TaxonomyError::MissingName {
+                        id: theme.id.clone(),
+                        lang,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDS: [&str; 15] = [
+        "delivery",
+        "delivery_time",
+        "price",
+        "billing",
+        "returns",
+        "support",
+        "staff",
+        "product_quality",
+        "availability",
+        "usability",
+        "performance",
+        "account",
+        "communication",
+        "privacy",
+        "packaging",
+    ];
+
+    #[test]
+    fn builtin_has_the_fifteen_themes_with_names_and_keywords() {
+        let t = Taxonomy::builtin();
+        assert_eq!(t.version, "2026.11");
+        assert_eq!(t.themes.len(), 15);
+        for id in IDS {
+            let theme = t.theme(id).unwrap_or_else(|| panic!("missing theme {id}"));
+            for lang in ["en", "de"] {
+                assert!(theme.names.contains_key(lang), "{id} lacks {lang} name");
+                let n = theme.keywords.get(lang).map_or(0, Vec::len);
+                assert!((8..=25).contains(&n), "{id}/{lang} has {n} keywords");
+                let p = theme.phrases.get(lang).map_or(0, Vec::len);
+                assert!(p >= 2, "{id}/{lang} has {p} phrases");
+            }
+        }
+    }
+
+    #[test]
+    fn theme_names_fall_back() {
+        let t = Taxonomy::builtin();
+        assert_eq!(t.theme_name("delivery_time", Language::De), "Lieferzeit");
+        assert_eq!(t.theme_name("delivery_time", Language::En), "Delivery time");
+        assert_eq!(
+            t.theme_name("delivery_time", Language::Other),
+            "Delivery time"
+        );
+        assert_eq!(t.theme_name("nope", Language::De), "nope");
+    }
+
+    fn theme(id: &str) -> String {
+        format!("[[themes]]\nid = \"{id}\"\nnames = {{ en = \"A\", de = \"B\" }}\n")
+    }
+
+    #[test]
+    fn validation_rejects_bad_taxonomies() {
+        let ok = format!("version = \"1\"\n{}", theme("a_1"));
+        assert!(Taxonomy::from_toml_str(&ok).is_ok());
+
+        let empty = "version = \"1\"\nthemes = []\n";
+        assert!(matches!(
+            Taxonomy::from_toml_str(empty),
+            Err(TaxonomyError::Empty)
+        ));
+
+        let dup = format!("version = \"1\"\n{}{}", theme("a"), theme("a"));
+        assert!(matches!(
+            Taxonomy::from_toml_str(&dup),
+            Err(TaxonomyError::DuplicateId(_))
+        ));
+
+        let bad = format!("version = \"1\"\n{}", theme("Bad-Id"));
+        assert!(matches!(
+            Taxonomy::from_toml_str(&bad),
+            Err(TaxonomyError::InvalidId(_))
+        ));
+
+        let no_de = "version = \"1\"\n[[themes]]\nid = \"a\"\nnames = { en = \"A\" }\n";
+        assert!(matches!(
+            Taxonomy::from_toml_str(no_de),
+            Err(TaxonomyError::MissingName { lang: "de", .. })
+        ));
+
+        assert!(matches!(
+            Taxonomy::from_toml_str("version = "),
+            Err(TaxonomyError::Parse(_))
+        ));
+
+        let err = Taxonomy::load(Path::new("/nonexistent/taxonomy.toml")).unwrap_err();
+        assert!(matches!(err, TaxonomyError::Io { .. }));
+    }
+}

@@ -1,0 +1,279 @@
+//! Theme matching against the taxonomy.
+//!
+//! A token hits a theme when its folded surface form is a keyword, when its
+//! Snowball stem is a keyword's stem ("deliveries" ~ "delivery"), or, for
+//! German, when a keyword is a component of the compound it is part of
+//! ("Paketzusteller" contains "Paket", "Versandkosten" starts with
+//! "Versand" and ends with "Kosten"). Multi-word phrases match on the token
+//! sequence. All of it is indexed once in [`ThemeMatcher::new`].
+//!
+//! A hit inherits the sentiment of its clause, or of its sentence when the
+//! clause carries none, or the overall label as a last resort: in "Great
+//! product, but the delivery took three weeks" the product is positive and
+//! the delivery negative.
+
+use rust_stemmers::{Algorithm, Stemmer};
+
+use crate::classifier::Doc;
+use crate::hash::FxMap;
+use crate::phrase::{PhraseIndex, TokenView};
+use crate::sentiment::{TextScore, NEUTRAL_BAND};
+use crate::taxonomy::Taxonomy;
+use crate::text::{self, TokKind, Tokens};
+use crate::{Language, SentimentLabel, ThemeHit};
+
+const WEIGHT_PHRASE: f32 = 0.8;
+const WEIGHT_KEYWORD: f32 = 0.6;
+const WEIGHT_COMPOUND: f32 = 0.45;
+/// Shortest compound component taken from a keyword's stem.
+const MIN_COMPONENT: usize = 5;
+/// Whole keywords of four letters may also be prefixes ("Info", "Post").
+const MIN_PREFIX_KEYWORD: usize = 4;
+/// Shortest token considered a compound.
+const MIN_COMPOUND: usize = 7;
+/// What must be left of a compound besides the matched component.
+const MIN_REST: usize = 3;
+
+#[derive(Debug, Default)]
+struct LangIndex {
+    words: FxMap<Box<str>, Vec<u16>>,
+    stems: FxMap<Box<str>, Vec<u16>>,
+    phrases: PhraseIndex<u16>,
+    prefixes: FxMap<Box<str>, Vec<u16>>,
+    suffixes: FxMap<Box<str>, Vec<u16>>,
+    max_component: usize,
+    compounds: bool,
+}
+
+fn push_unique(map: &mut FxMap<Box<str>, Vec<u16>>, key: &str, theme: u16) {
+    let v = map.entry(key.into()).or_default();
+    if !v.contains(&theme) {
+        v.push(theme);
+    }
+}
+
+impl LangIndex {
+    fn build(taxonomy: &Taxonomy, lang: &str, algorithm: Algorithm, compounds: bool) -> LangIndex {
+        let stemmer = Stemmer::create(algorithm);
+        let mut idx = LangIndex {
+            compounds,
+            ..LangIndex::default()
+        };
+        let mut toks = Tokens::default();
+        for (t, theme) in taxonomy.themes.iter().enumerate() {
+            let t = t as u16;
+            for kw in theme.keywords.get(lang).into_iter().flatten() {
+                text::tokenize(kw, &mut toks);
+                if toks.len() != 1 {
+                    idx.phrases.add(kw, &stemmer, t);
+                    continue;
+                }
+                let surface = toks.word(0);
+                let stem = stemmer.stem(surface);
+                push_unique(&mut idx.words, surface, t);
+                // Short stems collide with function words ("ware" -> "war").
+                if stem.len() >= 4 {
+                    push_unique(&mut idx.stems, &stem, t);
+                }
+                if compounds {
+                    if surface.len() >= MIN_PREFIX_KEYWORD {
+                        push_unique(&mut idx.prefixes, surface, t);
+                    }
+                    for c in [surface, &*stem] {
+                        if c.len() >= MIN_COMPONENT {
+                            push_unique(&mut idx.prefixes, c, t);
+                            push_unique(&mut idx.suffixes, c, t);
+                        }
+                    }
+                    idx.max_component = idx.max_component.max(surface.len());
+                }
+            }
+            for p in theme.phrases.get(lang).into_iter().flatten() {
+                idx.phrases.add(p, &stemmer, t);
+            }
+        }
+        idx
+    }
+
+    /// Longest keyword prefix of `surface` and longest keyword suffix of
+    /// `stem` (else `surface`), each leaving at least [`MIN_REST`] bytes of the compound.
+    fn compound_parts<'s>(
+        &self,
+        surface: &'s str,
+        stem: &'s str,
+    ) -> [Option<(&'s str, &[u16])>; 2] {
+        let mut out = [None, None];
+        if !self.compounds || surface.len() < MIN_COMPOUND {
+            return out;
+        }
+        let max = self.max_component.min(surface.len() - MIN_REST);
+        for p in (MIN_PREFIX_KEYWORD..=max).rev() {
+            if let Some(part) = surface.get(..p) {
+                if let Some(ts) = self.prefixes.get(part) {
+                    out[0] = Some((part, ts.as_slice()));
+                    break;
+                }
+            }
+        }
+        'forms: for form in [stem, surface] {
+            if form.len() < MIN_COMPONENT + MIN_REST {
+                continue;
+            }
+            let max = self.max_component.min(form.len() - MIN_REST);
+            for s in (MIN_COMPONENT..=max).rev() {
+                if let Some(part) = form.get(form.len() - s..) {
+                    if let Some(ts) = self.suffixes.get(part) {
+                        out[1] = Some((part, ts.as_slice()));
+                        break 'forms;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Taxonomy keywords and phrases, indexed per language.
+#[derive(Debug)]
+pub(crate) struct ThemeMatcher {
+    ids: Vec<String>,
+    en: LangIndex,
+    de: LangIndex,
+}
+
+struct Acc {
+    theme: u16,
+    miss: f32,
+    sentiment: f32,
+    terms: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl ThemeMatcher {
+    pub fn new(taxonomy: &Taxonomy) -> ThemeMatcher {
+        ThemeMatcher {
+            ids: taxonomy.themes.iter().map(|t| t.id.clone()).collect(),
+            en: LangIndex::build(taxonomy, "en", Algorithm::English, false),
+            de: LangIndex::build(taxonomy, "de", Algorithm::German, true),
+        }
+    }
+
+    /// Whether `w` (folded) is a single-word keyword in the index used for
+    /// `lang`.
+    pub fn is_keyword(&self, lang: Language, w: &str) -> bool {
+        match lang {
+            Language::En => self.en.words.contains_key(w),
+            Language::De => self.de.words.contains_key(w),
+            Language::Other => self.en.words.contains_key(w) || self.de.words.contains_key(w),
+        }
+    }
+
+    pub fn match_doc(
+        &self,
+        doc: &Doc,
+        text: &TextScore,
+        overall: SentimentLabel,
+        explain: &mut Vec<String>,
+    ) -> Vec<ThemeHit> {
+        let indexes: &[&LangIndex] = match doc.lang {
+            Language::En => &[&self.en],
+            Language::De => &[&self.de],
+            Language::Other => &[&self.en, &self.de],
+        };
+        let toks = &doc.tokens;
+        let mut accs: Vec<Acc> = Vec::new();
+
+        // Sentiment a mention at token `i` inherits.
+        let sentiment_at = |i: usize| -> f32 {
+            let c = text.clause_sums[doc.slots[i].clause as usize];
+            if c != 0.0 {
+                c
+            } else {
+                text.sentence_sums[toks.toks[i].sentence as usize]
+            }
+        };
+        let mut add = |theme: u16, term: &str, note: Option<String>, weight: f32, i: usize| {
+            let pos = match accs.iter().position(|a| a.theme == theme) {
+                Some(p) => p,
+                None => {
+                    accs.push(Acc {
+                        theme,
+                        miss: 1.0,
+                        sentiment: 0.0,
+                        terms: Vec::new(),
+                        notes: Vec::new(),
+                    });
+                    accs.len() - 1
+                }
+            };
+            let acc = &mut accs[pos];
+            acc.sentiment += sentiment_at(i);
+            if !acc.terms.iter().any(|t| t == term) {
+                acc.terms.push(term.to_string());
+                acc.miss *= 1.0 - weight;
+                if let Some(n) = note {
+                    acc.notes.push(n);
+                }
+            }
+        };
+
+        for i in 0..toks.len() {
+            if toks.toks[i].kind != TokKind::Word {
+                continue;
+            }
+            let surface = toks.word(i);
+            let stem = doc.stem(i);
+            for idx in indexes {
+                let mut seen_phrase: Option<&str> = None;
+                idx.phrases.for_each_at(doc, i, |_, p| {
+                    if seen_phrase != Some(&*p.text) {
+                        add(p.value, &p.text, None, WEIGHT_PHRASE, i);
+                    }
+                    seen_phrase = Some(&p.text);
+                });
+                if let Some(ts) = idx.words.get(surface).or_else(|| idx.stems.get(stem)) {
+                    for &t in ts {
+                        add(t, surface, None, WEIGHT_KEYWORD, i);
+                    }
+                    continue;
+                }
+                for (part, ts) in idx.compound_parts(surface, stem).into_iter().flatten() {
+                    for &t in ts {
+                        let note = format!("{surface} (compound '{part}')");
+                        add(t, surface, Some(note), WEIGHT_COMPOUND, i);
+                    }
+                }
+            }
+        }
+
+        accs.sort_by(|a, b| a.miss.total_cmp(&b.miss).then(a.theme.cmp(&b.theme)));
+        accs.into_iter()
+            .map(|a| {
+                let sentiment = if a.sentiment >= NEUTRAL_BAND {
+                    SentimentLabel::Positive
+                } else if a.sentiment <= -NEUTRAL_BAND {
+                    SentimentLabel::Negative
+                } else {
+                    overall
+                };
+                let id = self.ids[a.theme as usize].clone();
+                let notes = if a.notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", a.notes.join(", "))
+                };
+                explain.push(format!(
+                    "theme {id} ({}): {}{notes}",
+                    sentiment.as_str(),
+                    a.terms.join(", ")
+                ));
+                ThemeHit {
+                    id,
+                    score: ((1.0 - a.miss) * 100.0).round() / 100.0,
+                    sentiment,
+                    matched_terms: a.terms,
+                }
+            })
+            .collect()
+    }
+}

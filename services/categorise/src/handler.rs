@@ -1,0 +1,268 @@
+use std::sync::Arc;
+
+use chrono::Utc;
+use closeloop_bus::{Handler, HandlerError, Incoming, Publisher};
+use closeloop_classify::{Classification, Classifier, Input};
+use closeloop_events::{
+    Envelope, ErasureRequest, Feedback, FeedbackCategorised, Language, SentimentLabel,
+    SentimentResult, ThemeMatch, ThemeMention,
+};
+use closeloop_store::{sqlx, Database};
+use futures::future::try_join_all;
+
+use crate::metrics::CategoriseMetrics;
+
+/// Classifies one feedback into the categorised event (pure; the handler adds I/O).
+pub fn categorise(classifier: &dyn Classifier, feedback: Feedback) -> FeedbackCategorised {
+    let result: Classification = classifier.classify(&Input {
+        text: &feedback.text,
+        language_hint: feedback.customer.locale.as_deref(),
+        rating: feedback.rating,
+        nps: feedback.nps,
+    });
+    FeedbackCategorised {
+        language: language(result.language),
+        sentiment: SentimentResult {
+            label: sentiment(result.sentiment.label),
+            score: result.sentiment.score,
+            confidence: result.sentiment.confidence,
+        },
+        themes: result
+            .themes
+            .into_iter()
+            .map(|hit| ThemeMatch {
+                id: hit.id,
+                score: hit.score,
+                sentiment: sentiment(hit.sentiment),
+                matched_terms: hit.matched_terms,
+            })
+            .collect(),
+        classifier_version: classifier.version(),
+        explanation: result.explanation,
+        feedback,
+    }
+}
+
+fn language(language: closeloop_classify::Language) -> Language {
+    match language {
+        closeloop_classify::Language::En => Language::En,
+        closeloop_classify::Language::De => Language::De,
+        closeloop_classify::Language::Other => Language::Other,
+    }
+}
+
+fn sentiment(label: closeloop_classify::SentimentLabel) -> SentimentLabel {
+    match label {
+        closeloop_classify::SentimentLabel::Positive => SentimentLabel::Positive,
+        closeloop_classify::SentimentLabel::Negative => SentimentLabel::Negative,
+        closeloop_classify::SentimentLabel::Neutral => SentimentLabel::Neutral,
+    }
+}
+
+/// At most `max_chars` characters of `text`, whitespace collapsed, cut at a word.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= max_chars {
+        return collapsed;
+    }
+    let cut: String = collapsed.chars().take(max_chars).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > max_chars / 2 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{cut}…")
+}
+
+fn db_error(error: sqlx::Error) -> HandlerError {
+    if closeloop_store::is_transient(&error) {
+        HandlerError::transient(error)
+    } else {
+        HandlerError::permanent(format!("database rejected the record: {error}"))
+    }
+}
+
+pub struct CategoriseHandler {
+    pub classifier: Arc<dyn Classifier>,
+    pub db: Database,
+    pub publisher: Publisher,
+    pub metrics: CategoriseMetrics,
+}
+
+impl Handler for CategoriseHandler {
+    type Event = Feedback;
+
+    async fn handle(&self, incoming: &Incoming<Feedback>) -> Result<(), HandlerError> {
+        let categorised = categorise(self.classifier.as_ref(), incoming.envelope.data.clone());
+        let feedback = &categorised.feedback;
+        let theme_ids: Vec<&str> = categorised.themes.iter().map(|t| t.id.as_str()).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO categorise_feedback (feedback_id, source, customer_id, channel, touchpoint, \
+             language, sentiment, score, confidence, themes, rating, nps, classifier_version, \
+             given_at_ms, categorised_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(feedback.feedback_id.to_string())
+        .bind(&feedback.source)
+        .bind(&feedback.customer.id)
+        .bind(feedback.channel.as_str())
+        .bind(feedback.touchpoint.map(|t| t.as_str()))
+        .bind(categorised.language.as_str())
+        .bind(categorised.sentiment.label.as_str())
+        .bind(f64::from(categorised.sentiment.score))
+        .bind(f64::from(categorised.sentiment.confidence))
+        .bind(serde_json::to_string(&theme_ids).unwrap_or_default())
+        .bind(feedback.rating.map(i64::from))
+        .bind(feedback.nps.map(i64::from))
+        .bind(&categorised.classifier_version)
+        .bind(feedback.given_at.timestamp_millis())
+        .bind(Utc::now().timestamp_millis())
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        let first_time = inserted == 1;
+
+        // Published even on a replay: the first attempt may have crashed between the
+        // insert and the publish. Downstream dedupes by feedback id.
+        let traceparent = incoming.traceparent.as_deref();
+        let mentions: Vec<Envelope<ThemeMention>> = categorised
+            .themes
+            .iter()
+            .map(|theme| {
+                Envelope::new(ThemeMention {
+                    feedback_id: feedback.feedback_id,
+                    theme: theme.id.clone(),
+                    customer_id: feedback.customer.id.clone(),
+                    source: feedback.source.clone(),
+                    channel: feedback.channel,
+                    touchpoint: feedback.touchpoint,
+                    language: categorised.language,
+                    sentiment: theme.sentiment,
+                    score: categorised.sentiment.score,
+                    rating: feedback.rating,
+                    nps: feedback.nps,
+                    excerpt: excerpt(&feedback.text, 160),
+                    given_at: feedback.given_at,
+                })
+            })
+            .collect();
+        let envelope = Envelope::new(categorised);
+        let categorised = &envelope.data;
+        let published = async {
+            self.publisher.publish(&envelope, traceparent).await?;
+            try_join_all(
+                mentions
+                    .iter()
+                    .map(|mention| self.publisher.publish(mention, traceparent)),
+            )
+            .await
+        };
+        published.await.map_err(HandlerError::transient)?;
+
+        if first_time {
+            self.metrics
+                .categorised
+                .with_label_values(&[
+                    categorised.language.as_str(),
+                    categorised.sentiment.label.as_str(),
+                ])
+                .inc();
+            for theme in &categorised.themes {
+                self.metrics
+                    .theme_mentions
+                    .with_label_values(&[&theme.id, theme.sentiment.as_str()])
+                    .inc();
+            }
+            let latency = Utc::now() - categorised.feedback.received_at;
+            self.metrics
+                .latency
+                .with_label_values(&["categorised"])
+                .observe(latency.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+        }
+        tracing::debug!(
+            feedback_id = %categorised.feedback.feedback_id,
+            sentiment = categorised.sentiment.label.as_str(),
+            themes = categorised.themes.len(),
+            trace_id = traceparent.map(closeloop_bus::trace_id).unwrap_or_default(),
+            "categorised"
+        );
+        Ok(())
+    }
+}
+
+/// Forgets which feedback a customer gave (GDPR erasure).
+pub struct ErasureHandler {
+    pub db: Database,
+}
+
+impl Handler for ErasureHandler {
+    type Event = ErasureRequest;
+
+    async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
+        let customer = &incoming.envelope.data.customer_id;
+        let erased = sqlx::query("DELETE FROM categorise_feedback WHERE customer_id = $1")
+            .bind(customer)
+            .execute(self.db.pool())
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tracing::info!(erased, "erasure request applied");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use closeloop_classify::LexiconClassifier;
+    use closeloop_events::{Channel, CustomerRef};
+    use uuid::Uuid;
+
+    fn feedback(text: &str, locale: &str) -> Feedback {
+        Feedback {
+            feedback_id: Uuid::now_v7(),
+            source: "shopdesk".into(),
+            channel: Channel::Review,
+            touchpoint: None,
+            customer: CustomerRef {
+                id: "c".into(),
+                locale: Some(locale.into()),
+                consent: true,
+                email: None,
+                reference: None,
+            },
+            text: text.into(),
+            rating: None,
+            nps: None,
+            given_at: Utc::now(),
+            received_at: Utc::now(),
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn categorises_german_delivery_complaint() {
+        let classifier = LexiconClassifier::default();
+        let result = categorise(
+            &classifier,
+            feedback("Die Lieferung kam schon wieder viel zu spät, sehr ärgerlich!", "de-DE"),
+        );
+        assert_eq!(result.language, Language::De);
+        assert_eq!(result.sentiment.label, SentimentLabel::Negative);
+        assert!(
+            result.themes.iter().any(|t| t.id == "delivery_time"),
+            "{:?}",
+            result.themes
+        );
+        assert!(result.classifier_version.starts_with("lexicon"));
+    }
+
+    #[test]
+    fn excerpts_are_cut_at_words() {
+        assert_eq!(excerpt("  short \n text ", 50), "short text");
+        let long = "word ".repeat(100);
+        let cut = excerpt(&long, 30);
+        assert!(cut.ends_with('…') && cut.chars().count() <= 31, "{cut}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The whole loop in one process: the embedded broker plus the four services as tokio
+//! tasks — the same `Service` code that runs as separate processes in production.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
+use closeloop_store::DatabaseArgs;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The configuration of each service in the stack.
+#[derive(Debug, Clone)]
+pub struct ServiceConfigs {
+    pub ingest: closeloop_ingest::Config,
+    pub categorise: closeloop_categorise::Config,
+    pub trends: closeloop_trends::Config,
+    pub notify: closeloop_notify::Config,
+}
+
+impl ServiceConfigs {
+    /// Each service's defaults (flags' defaults and the environment), all on `database`.
+    pub fn from_env(database: &DatabaseArgs) -> Self {
+        let mut configs = Self {
+            ingest: closeloop_ingest::Config::parse_from(["ingest"]),
+            categorise: closeloop_categorise::Config::parse_from(["categorise"]),
+            trends: closeloop_trends::Config::parse_from(["trends"]),
+            notify: closeloop_notify::Config::parse_from(["notify"]),
+        };
+        configs.ingest.database = database.clone();
+        configs.categorise.database = database.clone();
+        configs.trends.database = database.clone();
+        configs.notify.database = database.clone();
+        configs
+    }
+
+    /// Every service listens on an ephemeral port (tests, several stacks at once).
+    pub fn with_ephemeral_ports(mut self) -> Self {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        self.ingest.http_addr = any;
+        self.categorise.http_addr = any;
+        self.trends.http_addr = any;
+        self.notify.http_addr = any;
+        self
+    }
+
+    fn set_brokers(&mut self, brokers: &str) {
+        let kafka = KafkaArgs::new(brokers);
+        self.ingest.kafka = kafka.clone();
+        self.categorise.kafka = kafka.clone();
+        self.trends.kafka = kafka.clone();
+        self.notify.kafka = kafka;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("embedded broker: {0}")]
+    Broker(#[from] closeloop_bus::BusError),
+    #[error("ingest: {0}")]
+    Ingest(#[from] closeloop_ingest::Error),
+    #[error("categorise: {0}")]
+    Categorise(#[from] closeloop_categorise::Error),
+    #[error("trends: {0}")]
+    Trends(#[from] closeloop_trends::Error),
+    #[error("notify: {0}")]
+    Notify(#[from] closeloop_notify::Error),
+}
+
+/// A running stack. Dropping it without `stop` aborts the services.
+pub struct Stack {
+    broker: Option<EmbeddedBroker>,
+    pub bootstrap_servers: String,
+    pub ingest: SocketAddr,
+    pub categorise: SocketAddr,
+    pub trends: SocketAddr,
+    pub notify: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(&'static str, Result<(), String>)>,
+}
+
+impl Stack {
+    /// Starts an embedded broker (`brokers` mock brokers, `partitions` per topic) and the
+    /// four services on it.
+    pub async fn start_embedded(
+        mut configs: ServiceConfigs,
+        brokers: i32,
+        partitions: i32,
+    ) -> Result<Self, StackError> {
+        let broker = EmbeddedBroker::start(brokers, &TopicSpec::all(partitions))?;
+        configs.set_brokers(broker.bootstrap_servers());
+        let mut stack = Self::start(configs).await?;
+        stack.bootstrap_servers = broker.bootstrap_servers().to_owned();
+        stack.broker = Some(broker);
+        Ok(stack)
+    }
+
+    /// Starts the four services with the brokers their configs name.
+    pub async fn start(configs: ServiceConfigs) -> Result<Self, StackError> {
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let ingest = closeloop_ingest::Service::build(configs.ingest.clone()).await?;
+        let categorise = closeloop_categorise::Service::build(configs.categorise).await?;
+        let trends = closeloop_trends::Service::build(configs.trends).await?;
+        let notify = closeloop_notify::Service::build(configs.notify).await?;
+        let addrs = (
+            ingest.http_addr(),
+            categorise.http_addr(),
+            trends.http_addr(),
+            notify.http_addr(),
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            ("ingest", ingest.run_until_stopped(token).await.map_err(|e| e.to_string()))
+        });
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            ("categorise", categorise.run_until_stopped(token).await.map_err(|e| e.to_string()))
+        });
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            ("trends", trends.run_until_stopped(token).await.map_err(|e| e.to_string()))
+        });
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            ("notify", notify.run_until_stopped(token).await.map_err(|e| e.to_string()))
+        });
+        Ok(Self {
+            broker: None,
+            bootstrap_servers: configs.ingest.kafka.brokers,
+            ingest: addrs.0,
+            categorise: addrs.1,
+            trends: addrs.2,
+            notify: addrs.3,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The token that stops the stack when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until a service stops on its own (an error) or `until` is cancelled.
+    pub async fn wait(&mut self, until: CancellationToken) -> Option<(&'static str, String)> {
+        tokio::select! {
+            _ = until.cancelled() => None,
+            Some(Ok((service, result))) = self.tasks.join_next() => {
+                Some((service, result.err().unwrap_or_else(|| "stopped".into())))
+            }
+        }
+    }
+
+    /// Graceful stop: every service finishes its in-flight work and commits.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Ok((service, Err(error))) = joined {
+                tracing::warn!(service, %error, "service stopped with an error");
+            }
+        }
+        drop(self.broker.take());
+    }
+}

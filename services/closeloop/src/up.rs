@@ -1,0 +1,102 @@
+//! `closeloop up`: the whole loop in one process on embedded defaults.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use base64::Engine;
+use closeloop_ingest::SourceKey;
+use closeloop_store::DatabaseArgs;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::sink::WebhookSink;
+use crate::stack::{ServiceConfigs, Stack};
+
+/// The source systems `up` and `demo` accept feedback from when none are configured.
+pub const DEV_SOURCES: &[&str] = &["shopdesk", "surveyhub"];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Mock brokers in the embedded Kafka cluster.
+    #[arg(long, default_value_t = 1)]
+    pub embedded_brokers: i32,
+    /// Partitions per topic in the embedded cluster.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Where the built-in webhook sink listens (it plays the source systems' webhook
+    /// receivers and prints what customers would read).
+    #[arg(long, env = "CLOSELOOP_SINK_ADDR", default_value = "127.0.0.1:8090")]
+    pub sink_addr: SocketAddr,
+}
+
+/// A development API key per source, and the webhook secret notify signs with.
+pub fn dev_key(source: &str) -> String {
+    format!("dev-key-{source}")
+}
+
+pub fn dev_webhook_secret(source: &str) -> String {
+    let raw = format!("closeloop-dev-webhook-secret-{source}");
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// Fills in what the environment left unset so the loop works out of the box: dev API
+/// keys for the dev sources, and their webhooks pointing at the local sink.
+pub fn local_defaults(configs: &mut ServiceConfigs, sink: SocketAddr) -> HashMap<String, String> {
+    if configs.ingest.api_keys.is_empty() {
+        configs.ingest.api_keys = DEV_SOURCES
+            .iter()
+            .map(|source| SourceKey {
+                source: source.to_string(),
+                key: dev_key(source),
+            })
+            .collect();
+    }
+    if configs.notify.webhooks.is_empty() {
+        configs.notify.webhooks = DEV_SOURCES
+            .iter()
+            .map(|source| (source.to_string(), format!("http://{sink}/webhooks/{source}")))
+            .collect();
+        configs.notify.webhook_secrets = DEV_SOURCES
+            .iter()
+            .map(|source| (source.to_string(), dev_webhook_secret(source)))
+            .collect();
+    }
+    configs.notify.webhook_secrets.iter().cloned().collect()
+}
+
+pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut configs = ServiceConfigs::from_env(&args.database);
+    let sink_listener = TcpListener::bind(args.sink_addr).await?;
+    let secrets = local_defaults(&mut configs, args.sink_addr);
+    let sink = WebhookSink::new(secrets, true);
+    let keys = configs.ingest.api_keys.clone();
+    let mut stack = Stack::start_embedded(configs, args.embedded_brokers, args.partitions).await?;
+    sink.spawn(sink_listener, stack.shutdown_token());
+
+    println!("closeloop is up\n");
+    println!("  Kafka bootstrap   {}   (e.g. kcat -b {} -L)", stack.bootstrap_servers, stack.bootstrap_servers);
+    println!("  ingest            http://{}/v1/feedback", stack.ingest);
+    println!("  categorise        http://{}/metrics", stack.categorise);
+    println!("  trends (ops API)  http://{}/v1/actions", stack.trends);
+    println!("  notify            http://{}/v1/notifications?action=…", stack.notify);
+    println!("  webhook sink      http://{}/webhooks/<source>", args.sink_addr);
+    println!("  database          {}", args.database.database_url);
+    for key in &keys {
+        println!("  API key           {}: Bearer {}", key.source, key.key);
+    }
+    println!("\nTry:\n  curl -s -X POST http://{}/v1/feedback -H 'Authorization: Bearer {}' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"channel\":\"review\",\"customer\":{{\"id\":\"c-1\",\"locale\":\"de-DE\",\"consent\":true}},\"text\":\"Die Lieferung kam viel zu spät\",\"rating\":2}}'\n", stack.ingest, keys.first().map(|k| k.key.as_str()).unwrap_or("<key>"));
+    println!("Ctrl-C stops it.");
+
+    if let Some((service, error)) = stack.wait(shutdown).await {
+        tracing::error!(service, %error, "service stopped; shutting down");
+        stack.stop().await;
+        anyhow::bail!("{service} stopped: {error}");
+    }
+    stack.stop().await;
+    Ok(())
+}

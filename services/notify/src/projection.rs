@@ -1,0 +1,277 @@
+//! `notify_mentions`: notify's own projection of `feedback.categorised.v1`, one row per
+//! (feedback, theme), holding just enough to decide who to tell about a resolved theme
+//! and what to quote back to them. Contact data and the excerpt are stored only for
+//! customers who consented, and the rows go away on erasure.
+
+use std::collections::{BTreeMap, HashSet};
+
+use closeloop_events::FeedbackCategorised;
+use closeloop_store::Database;
+use uuid::Uuid;
+
+use crate::message;
+
+/// How many ids go into one `IN (...)` list; well under SQLite's bound-parameter limit.
+const IN_CHUNK: usize = 500;
+
+/// Stores one row per theme of `categorised`; a replay changes nothing.
+pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<(), sqlx::Error> {
+    if categorised.themes.is_empty() {
+        return Ok(());
+    }
+    let feedback = &categorised.feedback;
+    let customer = &feedback.customer;
+    let language = message::language_for(customer.locale.as_deref(), categorised.language);
+    // Privacy: without consent we will never contact the customer, so we keep neither
+    // how to reach them nor what they wrote, only that they mentioned the theme (which
+    // the skipped-for-no-consent metric needs).
+    let (email, reference, excerpt) = if customer.consent {
+        (
+            customer.email.clone(),
+            customer.reference.clone(),
+            Some(message::excerpt(&feedback.text, message::EXCERPT_CHARS)),
+        )
+    } else {
+        (None, None, None)
+    };
+    let given_at_ms = feedback.given_at.timestamp_millis();
+    let mut tx = db.pool().begin().await?;
+    for theme in &categorised.themes {
+        sqlx::query(
+            "INSERT INTO notify_mentions (feedback_id, theme, customer_id, source, language, \
+             consent, email, reference, sentiment, excerpt, given_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(feedback.feedback_id.to_string())
+        .bind(&theme.id)
+        .bind(&customer.id)
+        .bind(&feedback.source)
+        .bind(language)
+        .bind(i64::from(customer.consent))
+        .bind(email.clone())
+        .bind(reference.clone())
+        .bind(theme.sentiment.as_str())
+        .bind(excerpt.clone())
+        .bind(given_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A mention of a theme, as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Mention {
+    pub feedback_id: String,
+    pub customer_id: String,
+    pub source: String,
+    pub language: String,
+    pub consent: i64,
+    pub sentiment: String,
+    pub reference: Option<String>,
+    pub excerpt: Option<String>,
+    pub given_at_ms: i64,
+}
+
+const MENTION_COLUMNS: &str =
+    "feedback_id, customer_id, source, language, consent, sentiment, reference, excerpt, given_at_ms";
+
+/// Who is owed a message about a resolved theme, and what to quote back.
+#[derive(Debug)]
+pub struct Recipients {
+    /// Per customer, their most recent qualifying negative mention of the theme.
+    pub latest: BTreeMap<String, Mention>,
+    /// Evidence feedback ids that are not (yet) in the projection.
+    pub missing_evidence: usize,
+}
+
+/// The negative mentions of `theme` that are in `evidence` or were given in
+/// `[from_ms, to_ms]`, reduced to the most recent one per customer.
+pub async fn recipients(
+    db: &Database,
+    theme: &str,
+    evidence: &[Uuid],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Recipients, sqlx::Error> {
+    let mut mentions: Vec<Mention> = sqlx::query_as(&format!(
+        "SELECT {MENTION_COLUMNS} FROM notify_mentions \
+         WHERE theme = $1 AND sentiment = 'negative' AND given_at_ms >= $2 AND given_at_ms <= $3"
+    ))
+    .bind(theme)
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(db.pool())
+    .await?;
+
+    // Evidence may be older than the lookback window; fetch it by id, in chunks.
+    let evidence: Vec<String> = evidence.iter().map(Uuid::to_string).collect();
+    let mut found = HashSet::new();
+    for chunk in evidence.chunks(IN_CHUNK) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT {MENTION_COLUMNS} FROM notify_mentions \
+             WHERE theme = $1 AND feedback_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, Mention>(&sql).bind(theme);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        // Found regardless of sentiment: the evidence row exists, the projection is
+        // not lagging; only negative ones make someone a recipient.
+        let rows: Vec<Mention> = query.fetch_all(db.pool()).await?;
+        for row in rows {
+            found.insert(row.feedback_id.clone());
+            if row.sentiment == "negative" {
+                mentions.push(row);
+            }
+        }
+    }
+    let missing_evidence = evidence.iter().filter(|id| !found.contains(*id)).count();
+
+    Ok(Recipients {
+        latest: latest_per_customer(mentions),
+        missing_evidence,
+    })
+}
+
+/// The most recent mention per customer (ties broken by feedback id, for determinism).
+fn latest_per_customer(mentions: Vec<Mention>) -> BTreeMap<String, Mention> {
+    let mut latest: BTreeMap<String, Mention> = BTreeMap::new();
+    for mention in mentions {
+        match latest.get(&mention.customer_id) {
+            Some(current)
+                if (current.given_at_ms, &current.feedback_id)
+                    >= (mention.given_at_ms, &mention.feedback_id) => {}
+            _ => {
+                latest.insert(mention.customer_id.clone(), mention);
+            }
+        }
+    }
+    latest
+}
+
+/// Deletes everything notify projected about a customer.
+pub async fn erase(db: &Database, customer_id: &str) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM notify_mentions WHERE customer_id = $1")
+        .bind(customer_id)
+        .execute(db.pool())
+        .await?;
+    Ok(result.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, Utc};
+    use closeloop_events::{
+        Channel, CustomerRef, Feedback, Language, SentimentLabel, SentimentResult, ThemeMatch,
+    };
+
+    async fn database() -> Database {
+        let db = Database::connect(&closeloop_store::testing::sqlite_config())
+            .await
+            .expect("sqlite");
+        db.migrate(sqlx::migrate!("./migrations"))
+            .await
+            .expect("migrations");
+        db
+    }
+
+    fn mention(
+        customer: &str,
+        consent: bool,
+        sentiment: SentimentLabel,
+        days_ago: i64,
+        text: &str,
+    ) -> FeedbackCategorised {
+        FeedbackCategorised {
+            feedback: Feedback {
+                feedback_id: Uuid::now_v7(),
+                source: "shopdesk".into(),
+                channel: Channel::Ticket,
+                touchpoint: None,
+                customer: CustomerRef {
+                    id: customer.into(),
+                    locale: Some("de-CH".into()),
+                    consent,
+                    email: Some("x@example.com".into()),
+                    reference: Some("T-1".into()),
+                },
+                text: text.into(),
+                rating: None,
+                nps: None,
+                given_at: Utc::now() - Duration::days(days_ago),
+                received_at: Utc::now(),
+                metadata: serde_json::Map::new(),
+            },
+            language: Language::En,
+            sentiment: SentimentResult {
+                label: sentiment,
+                score: 0.0,
+                confidence: 1.0,
+            },
+            themes: vec![ThemeMatch {
+                id: "delivery_time".into(),
+                score: 1.0,
+                sentiment,
+                matched_terms: vec![],
+            }],
+            classifier_version: "test".into(),
+            explanation: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_no_contact_data_without_consent_and_ignores_replays() {
+        let db = database().await;
+        let no = mention("c1", false, SentimentLabel::Negative, 0, "late");
+        record(&db, &no).await.unwrap();
+        record(&db, &no).await.unwrap();
+        let rows: Vec<(Option<String>, Option<String>, Option<String>, String)> =
+            sqlx::query_as("SELECT email, reference, excerpt, language FROM notify_mentions")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(rows, vec![(None, None, None, "de".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn recipients_are_negative_mentions_in_evidence_or_window() {
+        let db = database().await;
+        let recent_old = mention("a", true, SentimentLabel::Negative, 5, "older complaint");
+        let recent_new = mention("a", true, SentimentLabel::Negative, 1, "newer complaint");
+        let old_in_evidence = mention("b", true, SentimentLabel::Negative, 90, "ancient");
+        let old_not_in_evidence = mention("c", true, SentimentLabel::Negative, 90, "ancient");
+        let positive = mention("d", true, SentimentLabel::Positive, 1, "fast!");
+        for m in [
+            &recent_old,
+            &recent_new,
+            &old_in_evidence,
+            &old_not_in_evidence,
+            &positive,
+        ] {
+            record(&db, m).await.unwrap();
+        }
+        let not_projected = Uuid::now_v7();
+        let now = Utc::now().timestamp_millis();
+        let found = recipients(
+            &db,
+            "delivery_time",
+            &[old_in_evidence.feedback.feedback_id, not_projected],
+            now - Duration::days(30).num_milliseconds(),
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(found.latest.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            found.latest["a"].excerpt.as_deref(),
+            Some("newer complaint")
+        );
+        assert_eq!(found.missing_evidence, 1);
+
+        assert_eq!(erase(&db, "a").await.unwrap(), 2);
+    }
+}
