@@ -87,26 +87,144 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
     half_bad_batch[2]["rating"] = json!(0);
 
     // (name, url, key, body bytes, expected status, expected pointer)
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, Option<&str>)> = vec![
-        ("malformed JSON", &single, Some(KEY), b"{\"channel\": ".to_vec(), 400, None),
-        ("not JSON at all", &single, Some(KEY), b"hello".to_vec(), 400, None),
-        ("invalid UTF-8", &single, Some(KEY), b"{\"text\": \"\xff\xfe\"}".to_vec(), 400, None),
-        ("deeply nested", &single, Some(KEY), deeply_nested(), 400, None),
-        ("wrong top-level type", &single, Some(KEY), b"[1, 2]".to_vec(), 422, None),
-        ("missing field", &single, Some(KEY), missing.to_string().into_bytes(), 422, Some("")),
-        ("wrong type", &single, Some(KEY), wrong_type.to_string().into_bytes(), 422, Some("/rating")),
-        ("out of range", &single, Some(KEY), out_of_range.to_string().into_bytes(), 422, Some("/nps")),
-        ("unknown field", &single, Some(KEY), unknown.to_string().into_bytes(), 422, Some("")),
-        ("unknown channel", &single, Some(KEY), bad_channel.to_string().into_bytes(), 422, Some("/channel")),
-        ("oversize body", &single, Some(KEY), vec![b' '; 100 * 1024], 413, None),
-        ("no API key", &single, None, valid().to_string().into_bytes(), 401, None),
-        ("unknown API key", &single, Some("not-a-key-of-anyone"), valid().to_string().into_bytes(), 401, None),
-        ("over-long batch", &batch, Some(KEY), json!({ "items": vec![valid(); 11] }).to_string().into_bytes(), 422, None),
-        ("empty batch", &batch, Some(KEY), json!({ "items": [] }).to_string().into_bytes(), 422, None),
-        ("one bad item spoils the batch", &batch, Some(KEY), json!({ "items": half_bad_batch }).to_string().into_bytes(), 422, Some("/items/2/rating")),
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            &single,
+            Some(KEY),
+            b"{\"channel\": ".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "not JSON at all",
+            &single,
+            Some(KEY),
+            b"hello".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "invalid UTF-8",
+            &single,
+            Some(KEY),
+            b"{\"text\": \"\xff\xfe\"}".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "deeply nested",
+            &single,
+            Some(KEY),
+            deeply_nested(),
+            400,
+            None,
+        ),
+        (
+            "wrong top-level type",
+            &single,
+            Some(KEY),
+            b"[1, 2]".to_vec(),
+            422,
+            None,
+        ),
+        (
+            "missing field",
+            &single,
+            Some(KEY),
+            missing.to_string().into_bytes(),
+            422,
+            Some(""),
+        ),
+        (
+            "wrong type",
+            &single,
+            Some(KEY),
+            wrong_type.to_string().into_bytes(),
+            422,
+            Some("/rating"),
+        ),
+        (
+            "out of range",
+            &single,
+            Some(KEY),
+            out_of_range.to_string().into_bytes(),
+            422,
+            Some("/nps"),
+        ),
+        (
+            "unknown field",
+            &single,
+            Some(KEY),
+            unknown.to_string().into_bytes(),
+            422,
+            Some(""),
+        ),
+        (
+            "unknown channel",
+            &single,
+            Some(KEY),
+            bad_channel.to_string().into_bytes(),
+            422,
+            Some("/channel"),
+        ),
+        (
+            "oversize body",
+            &single,
+            Some(KEY),
+            vec![b' '; 100 * 1024],
+            413,
+            None,
+        ),
+        (
+            "no API key",
+            &single,
+            None,
+            valid().to_string().into_bytes(),
+            401,
+            None,
+        ),
+        (
+            "unknown API key",
+            &single,
+            Some("not-a-key-of-anyone"),
+            valid().to_string().into_bytes(),
+            401,
+            None,
+        ),
+        (
+            "over-long batch",
+            &batch,
+            Some(KEY),
+            json!({ "items": vec![valid(); 11] })
+                .to_string()
+                .into_bytes(),
+            422,
+            None,
+        ),
+        (
+            "empty batch",
+            &batch,
+            Some(KEY),
+            json!({ "items": [] }).to_string().into_bytes(),
+            422,
+            None,
+        ),
+        (
+            "one bad item spoils the batch",
+            &batch,
+            Some(KEY),
+            json!({ "items": half_bad_batch }).to_string().into_bytes(),
+            422,
+            Some("/items/2/rating"),
+        ),
     ];
     for (name, url, key, body, status, pointer) in cases {
-        let mut request = client.post(url).header(CONTENT_TYPE, "application/json").body(body);
+        let mut request = client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -119,7 +237,10 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
         );
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["status"], status, "{name}: {problem}");
-        assert!(problem["title"].is_string() && problem["type"].is_string(), "{name}");
+        assert!(
+            problem["title"].is_string() && problem["type"].is_string(),
+            "{name}"
+        );
         if let Some(pointer) = pointer {
             if !pointer.is_empty() {
                 assert!(
@@ -149,7 +270,11 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(records.len(), 1, "nothing from the bad requests: {records:?}");
+    assert_eq!(
+        records.len(),
+        1,
+        "nothing from the bad requests: {records:?}"
+    );
     assert_eq!(records[0]["schema"], "feedback.raw.v1");
     assert_eq!(records[0]["source"], "shopdesk");
     ingest.shutdown.cancel();

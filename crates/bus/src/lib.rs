@@ -26,7 +26,11 @@ pub use topics::{ensure_topics, TopicSpec};
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers (`host:port,host:port`).
-    #[arg(long = "brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long = "brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// Partitions per topic when a service creates missing topics.
     #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 6)]
@@ -52,7 +56,12 @@ impl KafkaArgs {
     /// Creates the topics if configured to.
     pub async fn prepare_topics(&self) -> Result<(), BusError> {
         if self.create_topics {
-            ensure_topics(&self.brokers, &TopicSpec::all(self.partitions), self.replication).await?;
+            ensure_topics(
+                &self.brokers,
+                &TopicSpec::all(self.partitions),
+                self.replication,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -19,7 +19,12 @@ impl TopicSpec {
     pub fn all(partitions: i32) -> Vec<TopicSpec> {
         closeloop_events::topics::ALL
             .iter()
-            .flat_map(|topic| [topic.to_string(), closeloop_events::topics::dead_letter_of(topic)])
+            .flat_map(|topic| {
+                [
+                    topic.to_string(),
+                    closeloop_events::topics::dead_letter_of(topic),
+                ]
+            })
             .map(|name| TopicSpec { name, partitions })
             .collect()
     }

@@ -67,7 +67,10 @@ async fn consumes_retries_and_dead_letters() {
     let publisher = Publisher::new(&PublisherConfig::new(&brokers), metrics.clone()).unwrap();
 
     for customer in ["a", "poison", "b", "c"] {
-        publisher.publish(&erasure(customer), None).await.expect("acked");
+        publisher
+            .publish(&erasure(customer), None)
+            .await
+            .expect("acked");
     }
     // Garbage straight onto the topic: must be dead-lettered, not crash the loop.
     publisher
@@ -91,8 +94,18 @@ async fn consumes_retries_and_dead_letters() {
     wait_for(|| recorder.seen.lock().unwrap().len() == 3).await;
     let mut seen = recorder.seen.lock().unwrap().clone();
     seen.sort();
-    assert_eq!(seen, ["a", "b", "c"], "every good record once, none skipped");
-    assert_eq!(metrics.retries.with_label_values(&[topics::PRIVACY_ERASURE]).get(), 2);
+    assert_eq!(
+        seen,
+        ["a", "b", "c"],
+        "every good record once, none skipped"
+    );
+    assert_eq!(
+        metrics
+            .retries
+            .with_label_values(&[topics::PRIVACY_ERASURE])
+            .get(),
+        2
+    );
     wait_for(|| {
         metrics
             .dead_lettered
@@ -124,7 +137,10 @@ async fn consumes_retries_and_dead_letters() {
         assert_eq!(record.origin_topic, topics::PRIVACY_ERASURE);
         reasons.push(record.error);
     }
-    assert!(reasons.iter().any(|r| r.contains("invalid JSON")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("invalid JSON")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("poison")), "{reasons:?}");
 
     // A restarted consumer in the same group finds everything committed: nothing again.

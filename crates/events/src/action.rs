@@ -140,7 +140,10 @@ mod tests {
         });
         assert_eq!(json["kind"], "resolved");
         assert_eq!(json["status"], "resolved");
-        assert_eq!(json["resolution"]["message"]["de"], "Wir haben einen zweiten Versender.");
+        assert_eq!(
+            json["resolution"]["message"]["de"],
+            "Wir haben einen zweiten Versender."
+        );
     }
 
     #[test]

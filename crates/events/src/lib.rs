@@ -19,8 +19,8 @@ pub use action::{
     ActionEvent, ActionEventKind, ActionStatus, Evidence, EvidenceExcerpt, Resolution,
 };
 pub use feedback::{
-    Channel, CustomerRef, Feedback, FeedbackCategorised, Language, SentimentLabel,
-    SentimentResult, ThemeMatch, ThemeMention, Touchpoint,
+    Channel, CustomerRef, Feedback, FeedbackCategorised, Language, SentimentLabel, SentimentResult,
+    ThemeMatch, ThemeMention, Touchpoint,
 };
 pub use notification::{
     DeadLetter, DeliveryChannel, DeliveryOutcome, ErasureRequest, NotificationOutcome,
@@ -98,7 +98,10 @@ impl<T: Event> Envelope<T> {
 #[derive(Debug)]
 pub enum DecodeError {
     Json(serde_json::Error),
-    WrongSchema { expected: &'static str, found: String },
+    WrongSchema {
+        expected: &'static str,
+        found: String,
+    },
 }
 
 impl std::fmt::Display for DecodeError {

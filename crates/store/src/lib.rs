@@ -250,7 +250,10 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
         .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: parent.display().to_string(),
                 source,
@@ -312,10 +315,9 @@ pub mod testing {
     /// stderr) when it is not set.
     pub fn postgres_config(test: &str) -> Option<StoreConfig> {
         match postgres_url() {
-            Some(url) => Some(StoreConfig::new(url).with_schema(format!(
-                "t_{}",
-                uuid::Uuid::now_v7().simple()
-            ))),
+            Some(url) => Some(
+                StoreConfig::new(url).with_schema(format!("t_{}", uuid::Uuid::now_v7().simple())),
+            ),
             None => {
                 eprintln!("SKIPPED {test}: DATABASE_URL is not set to a PostgreSQL URL");
                 None

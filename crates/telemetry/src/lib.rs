@@ -14,7 +14,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +31,8 @@ pub fn init_tracing(json: bool) {
 /// [`init_tracing`] with another default filter for when `RUST_LOG` is not set.
 pub fn init_tracing_with(json: bool, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
@@ -66,8 +69,7 @@ impl Telemetry {
     /// A fresh registry whose metrics all carry `service="<service>"`.
     pub fn new(service: &'static str) -> Self {
         let labels = std::collections::HashMap::from([("service".to_owned(), service.to_owned())]);
-        let registry = Registry::new_custom(None, Some(labels))
-            .expect("constant labels are valid");
+        let registry = Registry::new_custom(None, Some(labels)).expect("constant labels are valid");
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "closeloop_http_requests_total",
@@ -119,11 +121,7 @@ impl Telemetry {
 async fn metrics(State(telemetry): State<Telemetry>) -> Response {
     let mut buffer = Vec::new();
     match TextEncoder::new().encode(&telemetry.registry.gather(), &mut buffer) {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-            buffer,
-        )
-            .into_response(),
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buffer).into_response(),
         Err(error) => Problem::internal(error.to_string()).into_response(),
     }
 }
@@ -210,7 +208,9 @@ mod tests {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .unwrap();
         let mut response = String::new();

@@ -100,7 +100,10 @@ mod tests {
                 detail: "must be between 1 and 5".into(),
             }]);
         let json = serde_json::to_value(&problem).unwrap();
-        assert_eq!(json["type"], "https://closeloop.dev/problems/invalid-feedback");
+        assert_eq!(
+            json["type"],
+            "https://closeloop.dev/problems/invalid-feedback"
+        );
         assert_eq!(json["status"], 422);
         assert_eq!(json["errors"][0]["pointer"], "/rating");
         let response = problem.into_response();

@@ -110,7 +110,8 @@ impl Detector {
         let window_ms = self.config.window_ms;
         let lateness_ms = self.config.allowed_lateness_ms;
         let window = self.themes.entry(theme.to_owned()).or_default();
-        if !window.mentions.is_empty() && mention.at_ms < window.watermark_ms - window_ms - lateness_ms
+        if !window.mentions.is_empty()
+            && mention.at_ms < window.watermark_ms - window_ms - lateness_ms
         {
             return Observation::TooLate;
         }
@@ -233,8 +234,10 @@ mod tests {
     fn positive_mentions_do_not_count() {
         let mut detector = Detector::new(config());
         for n in 0..20 {
-            let observed =
-                detector.observe("staff", mention(n, &format!("c{n}"), false, n as i64 * 1000));
+            let observed = detector.observe(
+                "staff",
+                mention(n, &format!("c{n}"), false, n as i64 * 1000),
+            );
             assert!(matches!(observed, Observation::Quiet(_)));
         }
     }
@@ -248,7 +251,10 @@ mod tests {
                 "billing",
                 mention(n, &format!("c{n}"), true, n as i64 * 20 * MIN),
             );
-            assert!(matches!(observed, Observation::Quiet(_)), "at {n}: {observed:?}");
+            assert!(
+                matches!(observed, Observation::Quiet(_)),
+                "at {n}: {observed:?}"
+            );
         }
     }
 
@@ -276,7 +282,10 @@ mod tests {
             (0..40)
                 .map(|n| {
                     let customer = format!("c{}", n % 7);
-                    detector.observe("support", mention(n, &customer, n % 3 != 0, (n as i64 * 7919) % (90 * MIN)))
+                    detector.observe(
+                        "support",
+                        mention(n, &customer, n % 3 != 0, (n as i64 * 7919) % (90 * MIN)),
+                    )
                 })
                 .collect::<Vec<_>>()
         };

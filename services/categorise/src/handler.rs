@@ -246,7 +246,10 @@ mod tests {
         let classifier = LexiconClassifier::default();
         let result = categorise(
             &classifier,
-            feedback("Die Lieferung kam schon wieder viel zu spät, sehr ärgerlich!", "de-DE"),
+            feedback(
+                "Die Lieferung kam schon wieder viel zu spät, sehr ärgerlich!",
+                "de-DE",
+            ),
         );
         assert_eq!(result.language, Language::De);
         assert_eq!(result.sentiment.label, SentimentLabel::Negative);

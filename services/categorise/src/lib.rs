@@ -22,7 +22,10 @@ use tokio_util::sync::CancellationToken;
 pub use handler::{categorise, excerpt};
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "categorise", about = "Classifies raw feedback: language, sentiment, themes")]
+#[command(
+    name = "categorise",
+    about = "Classifies raw feedback: language, sentiment, themes"
+)]
 pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -33,7 +36,11 @@ pub struct Config {
     /// Theme taxonomy (TOML); the built-in one when not given.
     #[arg(long, env = "CATEGORISE_TAXONOMY")]
     pub taxonomy: Option<PathBuf>,
-    #[arg(long, env = "CATEGORISE_GROUP_ID", default_value = "closeloop-categorise")]
+    #[arg(
+        long,
+        env = "CATEGORISE_GROUP_ID",
+        default_value = "closeloop-categorise"
+    )]
     pub group_id: String,
 }
 

@@ -157,8 +157,16 @@ async fn play(
         evidence["distinct_customers"],
         evidence["rule"].as_str().unwrap_or_default()
     );
-    for excerpt in evidence["excerpts"].as_array().into_iter().flatten().take(3) {
-        println!("     evidence: “{}”", excerpt["excerpt"].as_str().unwrap_or_default());
+    for excerpt in evidence["excerpts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(3)
+    {
+        println!(
+            "     evidence: “{}”",
+            excerpt["excerpt"].as_str().unwrap_or_default()
+        );
     }
 
     // 3. The ops team fixes it and resolves the action with a "we did" message.
@@ -171,7 +179,10 @@ async fn play(
         "resolved_by": "ops@closeloop.demo"
     });
     let response = client
-        .post(format!("http://{}/v1/actions/{action_id}/resolve", stack.trends))
+        .post(format!(
+            "http://{}/v1/actions/{action_id}/resolve",
+            stack.trends
+        ))
         .json(&resolution)
         .send()
         .await?;
@@ -181,8 +192,14 @@ async fn play(
         response.status(),
         response.text().await.unwrap_or_default()
     );
-    println!("\n③ ops resolved it: “{}”", resolution["message"]["en"].as_str().unwrap_or_default());
-    println!("                    “{}”", resolution["message"]["de"].as_str().unwrap_or_default());
+    println!(
+        "\n③ ops resolved it: “{}”",
+        resolution["message"]["en"].as_str().unwrap_or_default()
+    );
+    println!(
+        "                    “{}”",
+        resolution["message"]["de"].as_str().unwrap_or_default()
+    );
 
     // 4. notify tells every consenting customer who complained, in their language.
     let deliveries = wait_for_deliveries(&client, stack.notify, &action_id, deadline).await?;
@@ -224,7 +241,9 @@ async fn wait_for_deliveries(
 ) -> anyhow::Result<Vec<Value>> {
     loop {
         let deliveries: Value = client
-            .get(format!("http://{notify}/v1/notifications?action={action_id}"))
+            .get(format!(
+                "http://{notify}/v1/notifications?action={action_id}"
+            ))
             .send()
             .await?
             .json()

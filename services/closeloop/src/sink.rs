@@ -42,10 +42,7 @@ impl WebhookSink {
 
     /// Messages accepted so far, one per `webhook-id`.
     pub fn received(&self) -> Vec<Received> {
-        self.received
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Requests refused for a missing or wrong signature.

@@ -111,19 +111,43 @@ impl Stack {
         );
         let token = shutdown.clone();
         tasks.spawn(async move {
-            ("ingest", ingest.run_until_stopped(token).await.map_err(|e| e.to_string()))
+            (
+                "ingest",
+                ingest
+                    .run_until_stopped(token)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
         });
         let token = shutdown.clone();
         tasks.spawn(async move {
-            ("categorise", categorise.run_until_stopped(token).await.map_err(|e| e.to_string()))
+            (
+                "categorise",
+                categorise
+                    .run_until_stopped(token)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
         });
         let token = shutdown.clone();
         tasks.spawn(async move {
-            ("trends", trends.run_until_stopped(token).await.map_err(|e| e.to_string()))
+            (
+                "trends",
+                trends
+                    .run_until_stopped(token)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
         });
         let token = shutdown.clone();
         tasks.spawn(async move {
-            ("notify", notify.run_until_stopped(token).await.map_err(|e| e.to_string()))
+            (
+                "notify",
+                notify
+                    .run_until_stopped(token)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
         });
         Ok(Self {
             broker: None,

@@ -59,7 +59,12 @@ pub fn local_defaults(configs: &mut ServiceConfigs, sink: SocketAddr) -> HashMap
     if configs.notify.webhooks.is_empty() {
         configs.notify.webhooks = DEV_SOURCES
             .iter()
-            .map(|source| (source.to_string(), format!("http://{sink}/webhooks/{source}")))
+            .map(|source| {
+                (
+                    source.to_string(),
+                    format!("http://{sink}/webhooks/{source}"),
+                )
+            })
             .collect();
         configs.notify.webhook_secrets = DEV_SOURCES
             .iter()
@@ -79,12 +84,21 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     sink.spawn(sink_listener, stack.shutdown_token());
 
     println!("closeloop is up\n");
-    println!("  Kafka bootstrap   {}   (e.g. kcat -b {} -L)", stack.bootstrap_servers, stack.bootstrap_servers);
+    println!(
+        "  Kafka bootstrap   {}   (e.g. kcat -b {} -L)",
+        stack.bootstrap_servers, stack.bootstrap_servers
+    );
     println!("  ingest            http://{}/v1/feedback", stack.ingest);
     println!("  categorise        http://{}/metrics", stack.categorise);
     println!("  trends (ops API)  http://{}/v1/actions", stack.trends);
-    println!("  notify            http://{}/v1/notifications?action=…", stack.notify);
-    println!("  webhook sink      http://{}/webhooks/<source>", args.sink_addr);
+    println!(
+        "  notify            http://{}/v1/notifications?action=…",
+        stack.notify
+    );
+    println!(
+        "  webhook sink      http://{}/webhooks/<source>",
+        args.sink_addr
+    );
     println!("  database          {}", args.database.database_url);
     for key in &keys {
         println!("  API key           {}: Bearer {}", key.source, key.key);

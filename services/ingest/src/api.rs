@@ -60,9 +60,15 @@ async fn post_feedback(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    accept(&state, &headers, body, |body: Submission| vec![body], "single")
-        .await
-        .unwrap_or_else(|problem| state.metrics.reject(problem))
+    accept(
+        &state,
+        &headers,
+        body,
+        |body: Submission| vec![body],
+        "single",
+    )
+    .await
+    .unwrap_or_else(|problem| state.metrics.reject(problem))
 }
 
 async fn post_batch(
@@ -70,9 +76,15 @@ async fn post_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    accept(&state, &headers, body, |body: BatchSubmission| body.items, "batch")
-        .await
-        .unwrap_or_else(|problem| state.metrics.reject(problem))
+    accept(
+        &state,
+        &headers,
+        body,
+        |body: BatchSubmission| body.items,
+        "batch",
+    )
+    .await
+    .unwrap_or_else(|problem| state.metrics.reject(problem))
 }
 
 /// The shared path of both feedback endpoints.
@@ -87,17 +99,19 @@ async fn accept<B: DeserializeOwned>(
     let body = read_json_body(headers, body)?;
     let submissions = items_of(parse_json::<B>(&body)?);
     if submissions.is_empty() {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty batch")
-            .detail("a batch needs at least one item in `items`"));
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty batch")
+                .detail("a batch needs at least one item in `items`"),
+        );
     }
     if submissions.len() > state.max_batch {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Batch too large").detail(
-            format!(
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Batch too large").detail(format!(
                 "a batch may carry at most {} items; this one has {}",
                 state.max_batch,
                 submissions.len()
-            ),
-        ));
+            )),
+        );
     }
     let now = Utc::now();
     let single = shape == "single";
@@ -115,12 +129,14 @@ async fn accept<B: DeserializeOwned>(
         }
     }
     if !errors.is_empty() {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
-            .detail(format!(
-                "{} field(s) are invalid; nothing was accepted",
-                errors.len()
-            ))
-            .errors(errors));
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
+                .detail(format!(
+                    "{} field(s) are invalid; nothing was accepted",
+                    errors.len()
+                ))
+                .errors(errors),
+        );
     }
 
     let idempotency_key = idempotency_key(headers)?;
@@ -152,8 +168,11 @@ async fn accept<B: DeserializeOwned>(
                 return Ok(response);
             }
             Claim::Mismatch => {
-                return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency key reused")
-                    .detail("this Idempotency-Key was used before with a different request body"))
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Idempotency key reused",
+                )
+                .detail("this Idempotency-Key was used before with a different request body"))
             }
             Claim::InProgress => {
                 return Err(Problem::new(StatusCode::CONFLICT, "Request in progress")
@@ -177,9 +196,13 @@ async fn accept<B: DeserializeOwned>(
             }
         }
         tracing::warn!(%reason, source, "broker did not acknowledge");
-        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable")
-            .detail("the feedback could not be stored durably; nothing was accepted, retry later")
-            .retry_after(1));
+        return Err(
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable")
+                .detail(
+                    "the feedback could not be stored durably; nothing was accepted, retry later",
+                )
+                .retry_after(1),
+        );
     }
 
     let answer = Accepted {
@@ -254,11 +277,14 @@ async fn post_erasure(
         let request: ErasureBody = parse_json(&body)?;
         let customer_id = request.customer_id.trim();
         if customer_id.is_empty() || customer_id.len() > 200 {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request")
-                .errors(vec![FieldError {
-                    pointer: "/customer_id".into(),
-                    detail: "must be 1 to 200 bytes long".into(),
-                }]));
+            return Err(
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request").errors(
+                    vec![FieldError {
+                        pointer: "/customer_id".into(),
+                        detail: "must be 1 to 200 bytes long".into(),
+                    }],
+                ),
+            );
         }
         let envelope = Envelope::new(ErasureRequest {
             customer_id: customer_id.to_owned(),
@@ -305,7 +331,10 @@ fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a st
     matched.ok_or_else(|| unauthorized("the API key is not valid for any source"))
 }
 
-fn read_json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+fn read_json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Problem> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let is_json = content_type
             .to_str()
@@ -315,8 +344,10 @@ fn read_json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> R
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
-                .detail("send the body as application/json"));
+            return Err(
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
+                    .detail("send the body as application/json"),
+            );
         }
     }
     body.map_err(|rejection| {
@@ -389,8 +420,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     };
     let key = value.to_str().unwrap_or_default().trim();
     if key.is_empty() || key.len() > 255 {
-        return Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid Idempotency-Key")
-            .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"));
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid Idempotency-Key")
+                .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"),
+        );
     }
     Ok(Some(key.to_owned()))
 }
@@ -417,9 +450,10 @@ mod tests {
     fn syntax_errors_are_400_and_shape_errors_422() {
         let problem = parse_json::<Submission>(b"{\"text\": ").unwrap_err();
         assert_eq!(problem.status, 400);
-        let problem =
-            parse_json::<Submission>(br#"{"channel":"chat","customer":{"id":"c"},"text":"x","rating":"five"}"#)
-                .unwrap_err();
+        let problem = parse_json::<Submission>(
+            br#"{"channel":"chat","customer":{"id":"c"},"text":"x","rating":"five"}"#,
+        )
+        .unwrap_err();
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].pointer, "/rating");
     }
@@ -427,14 +461,26 @@ mod tests {
     #[test]
     fn authenticates_by_key() {
         let keys = vec![
-            SourceKey { source: "a".into(), key: "key-aaaaaaaa".into() },
-            SourceKey { source: "b".into(), key: "key-bbbbbbbb".into() },
+            SourceKey {
+                source: "a".into(),
+                key: "key-aaaaaaaa".into(),
+            },
+            SourceKey {
+                source: "b".into(),
+                key: "key-bbbbbbbb".into(),
+            },
         ];
         let mut headers = HeaderMap::new();
         assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer key-bbbbbbbb"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer key-bbbbbbbb"),
+        );
         assert_eq!(authenticate(&keys, &headers).unwrap(), "b");
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer key-cccccccc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer key-cccccccc"),
+        );
         assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
     }
 }

@@ -5,7 +5,10 @@ use closeloop_store::DatabaseArgs;
 
 /// ingest's configuration: flags, or the environment variables named beside them.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "ingest", about = "HTTP API that accepts customer feedback and publishes it to feedback.raw.v1")]
+#[command(
+    name = "ingest",
+    about = "HTTP API that accepts customer feedback and publishes it to feedback.raw.v1"
+)]
 pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,

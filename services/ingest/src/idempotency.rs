@@ -143,7 +143,10 @@ mod tests {
 
     async fn lifecycle(store: Idempotency) {
         let ids = vec![Uuid::now_v7()];
-        assert_eq!(store.claim("s", "k", "h1", &ids, 1_000).await.unwrap(), Claim::New);
+        assert_eq!(
+            store.claim("s", "k", "h1", &ids, 1_000).await.unwrap(),
+            Claim::New
+        );
         assert_eq!(
             store.claim("s", "k", "h1", &ids, 2_000).await.unwrap(),
             Claim::InProgress
@@ -165,7 +168,10 @@ mod tests {
                 .unwrap(),
             Claim::TakeOver(ids.clone())
         );
-        store.complete("s", "k", "{\"ok\":1}", 50_000).await.unwrap();
+        store
+            .complete("s", "k", "{\"ok\":1}", 50_000)
+            .await
+            .unwrap();
         assert_eq!(
             store.claim("s", "k", "h1", &ids, 60_000).await.unwrap(),
             Claim::Replay("{\"ok\":1}".into())
@@ -173,7 +179,10 @@ mod tests {
         // A released claim can be made again.
         store.claim("s", "r", "h", &ids, 1).await.unwrap();
         store.release("s", "r").await.unwrap();
-        assert_eq!(store.claim("s", "r", "h", &ids, 2).await.unwrap(), Claim::New);
+        assert_eq!(
+            store.claim("s", "r", "h", &ids, 2).await.unwrap(),
+            Claim::New
+        );
     }
 
     #[tokio::test]
@@ -183,7 +192,8 @@ mod tests {
 
     #[tokio::test]
     async fn lifecycle_on_postgres() {
-        if let Some(config) = testing::postgres_config("ingest::idempotency::lifecycle_on_postgres") {
+        if let Some(config) = testing::postgres_config("ingest::idempotency::lifecycle_on_postgres")
+        {
             lifecycle(idempotency(config).await).await;
         }
     }

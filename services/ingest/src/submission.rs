@@ -243,7 +243,13 @@ mod tests {
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(
             pointers,
-            ["/text", "/customer/email", "/rating", "/nps", "/occurred_at"]
+            [
+                "/text",
+                "/customer/email",
+                "/rating",
+                "/nps",
+                "/occurred_at"
+            ]
         );
     }
 

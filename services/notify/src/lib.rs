@@ -59,6 +59,7 @@ pub struct Config {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Address of the HTTP API (`/v1/notifications`, `/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "NOTIFY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
     /// Per source webhook URL, `source=url`, repeatable / comma-separated in env.

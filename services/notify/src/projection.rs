@@ -229,7 +229,8 @@ mod tests {
         let no = mention("c1", false, SentimentLabel::Negative, 0, "late");
         record(&db, &no).await.unwrap();
         record(&db, &no).await.unwrap();
-        let rows: Vec<(Option<String>, Option<String>, Option<String>, String)> =
+        type Stored = (Option<String>, Option<String>, Option<String>, String);
+        let rows: Vec<Stored> =
             sqlx::query_as("SELECT email, reference, excerpt, language FROM notify_mentions")
                 .fetch_all(db.pool())
                 .await

@@ -60,9 +60,10 @@ async fn require_token(State(ctx): State<Arc<Context>>, request: Request, next: 
             let mut response = Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized")
                 .detail("send the ops token as `Authorization: Bearer <token>`")
                 .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             return response;
         }
     }
@@ -311,8 +312,8 @@ async fn resolve_action(
         resolved_by: request.resolved_by,
         resolved_at: time(now_ms),
     };
-    let resolution_json = serde_json::to_string(&resolution)
-        .map_err(|error| Problem::internal(error.to_string()))?;
+    let resolution_json =
+        serde_json::to_string(&resolution).map_err(|error| Problem::internal(error.to_string()))?;
     if !store
         .resolve_action(&row.action_id, &resolution_json, now_ms)
         .await
@@ -370,7 +371,12 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_400() {
-        for body in [&b"{not json"[..], b"", b"{\"message\": {\"en\": \"x\"}} trailing", b"\xff"] {
+        for body in [
+            &b"{not json"[..],
+            b"",
+            b"{\"message\": {\"en\": \"x\"}} trailing",
+            b"\xff",
+        ] {
             let problem = parse_resolve(body).expect_err("malformed");
             assert_eq!(problem.status, 400, "{body:?}");
         }
@@ -392,8 +398,9 @@ mod tests {
         assert_eq!(problem.status, 422);
         assert_eq!(pointers(&problem), ["/message/en", "/resolved_by"]);
 
-        let problem = parse_resolve(br#"{"message": {"en": "  ", "fr": "Bonjour"}, "resolved_by": "me"}"#)
-            .expect_err("blank en, unknown language");
+        let problem =
+            parse_resolve(br#"{"message": {"en": "  ", "fr": "Bonjour"}, "resolved_by": "me"}"#)
+                .expect_err("blank en, unknown language");
         assert_eq!(pointers(&problem), ["/message/en", "/message/fr"]);
 
         let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
@@ -402,7 +409,10 @@ mod tests {
         assert_eq!(pointers(&problem), ["/message/de"]);
         let exactly = "ü".repeat(MAX_MESSAGE_CHARS);
         let body = serde_json::json!({"message": {"en": exactly}, "resolved_by": "me"});
-        assert!(parse_resolve(body.to_string().as_bytes()).is_ok(), "2000 characters, not bytes");
+        assert!(
+            parse_resolve(body.to_string().as_bytes()).is_ok(),
+            "2000 characters, not bytes"
+        );
 
         let problem = parse_resolve(br#"{"resolved_by": "me"}"#).expect_err("no message");
         assert_eq!(pointers(&problem), ["/message"]);

@@ -28,13 +28,16 @@ pub struct Config {
     /// Length of the sliding detection window, in minutes of event time.
     #[arg(long, env = "TRENDS_WINDOW_MINUTES", default_value_t = 60)]
     pub window_minutes: i64,
+    /// Negative mentions within the window that raise an action.
     #[arg(long, env = "TRENDS_MIN_NEGATIVE_MENTIONS", default_value_t = 10)]
     pub min_negative_mentions: u32,
+    /// Distinct customers those mentions must come from (one angry customer is no trend).
     #[arg(long, env = "TRENDS_MIN_DISTINCT_CUSTOMERS", default_value_t = 5)]
     pub min_distinct_customers: u32,
     /// How far behind the newest mention of a theme a late mention still counts.
     #[arg(long, env = "TRENDS_ALLOWED_LATENESS_MINUTES", default_value_t = 10)]
     pub allowed_lateness_minutes: i64,
+    /// Kafka consumer group; instances in one group share the themes by partition.
     #[arg(long, env = "TRENDS_GROUP_ID", default_value = "closeloop-trends")]
     pub group_id: String,
 }
@@ -57,9 +60,15 @@ impl Config {
             ));
         }
         if self.min_negative_mentions == 0 || self.min_distinct_customers == 0 {
-            return Err("min_negative_mentions and min_distinct_customers must be at least 1".into());
+            return Err(
+                "min_negative_mentions and min_distinct_customers must be at least 1".into(),
+            );
         }
-        if self.ops_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        if self
+            .ops_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
             return Err("ops_token must not be blank (leave it unset to disable auth)".into());
         }
         Ok(DetectorConfig {

@@ -113,7 +113,11 @@ pub fn build_evidence(stats: &WindowStats, rule: String, candidates: &[ExcerptRo
         .filter_map(|m| Uuid::parse_str(&m.feedback_id).ok())
         .collect();
     // Only mentions the detector counted: not ones ignored by hysteresis or too late.
-    let counted: HashSet<&str> = stats.negative.iter().map(|m| m.feedback_id.as_str()).collect();
+    let counted: HashSet<&str> = stats
+        .negative
+        .iter()
+        .map(|m| m.feedback_id.as_str())
+        .collect();
     let mut customers = HashSet::new();
     let excerpts = candidates
         .iter()
@@ -209,7 +213,12 @@ impl ThemesHandler {
         theme: &str,
         stats: WindowStats,
     ) -> Result<Option<WindowStats>, HandlerError> {
-        let stored = self.ctx.store.last_resolution(theme).await.map_err(db_error)?;
+        let stored = self
+            .ctx
+            .store
+            .last_resolution(theme)
+            .await
+            .map_err(db_error)?;
         let (known, keep_ms) = {
             let detection = self.ctx.detection();
             let config = detection.config();
@@ -277,8 +286,8 @@ impl ThemesHandler {
                 None => Err(HandlerError::transient("open action changed concurrently")),
             };
         }
-        let action = Action::from_row(&row, self.ctx.theme_name(theme))
-            .map_err(HandlerError::permanent)?;
+        let action =
+            Action::from_row(&row, self.ctx.theme_name(theme)).map_err(HandlerError::permanent)?;
         let envelope = Envelope::new(action.event(ActionEventKind::Raised));
         if let Err(error) = self.ctx.publisher.publish(&envelope, traceparent).await {
             // Without the row the retry raises afresh. Should the delete fail too, the
@@ -290,7 +299,10 @@ impl ThemesHandler {
         }
         // If this fails the retry publishes `raised` once more for the same action id:
         // at-least-once, and consumers key on the action id.
-        store.mark_announced(&row.action_id).await.map_err(db_error)?;
+        store
+            .mark_announced(&row.action_id)
+            .await
+            .map_err(db_error)?;
         self.ctx.metrics.opened(theme);
         self.ctx.metrics.event("raised");
         tracing::info!(
@@ -310,20 +322,16 @@ impl ThemesHandler {
         traceparent: Option<&str>,
     ) -> Result<(), HandlerError> {
         let previous: Option<Evidence> = serde_json::from_str(&open.evidence_json).ok();
-        let kind = if !open.announced {
+        let kind = match &previous {
             // Stored but never announced (crash between insert and publish).
-            Some(ActionEventKind::Raised)
-        } else if previous.as_ref() == Some(&evidence) {
-            return Ok(()); // a replay: nothing new to say or store
-        } else if previous
-            .as_ref()
-            .map_or(true, |p| evidence.distinct_customers > p.distinct_customers)
-        {
+            _ if !open.announced => Some(ActionEventKind::Raised),
+            // A replay: nothing new to say or store.
+            Some(previous) if *previous == evidence => return Ok(()),
             // Only when more customers are affected: an event per mention would flood
             // notify and the people watching actions.v1.
-            Some(ActionEventKind::Updated)
-        } else {
-            None
+            Some(previous) if evidence.distinct_customers <= previous.distinct_customers => None,
+            // More customers, or stored evidence that no longer parses.
+            _ => Some(ActionEventKind::Updated),
         };
         let evidence_json = serde_json::to_string(&evidence).map_err(HandlerError::permanent)?;
         let now_ms = Utc::now().timestamp_millis();
@@ -380,7 +388,12 @@ impl Handler for ThemesHandler {
             rating: mention.rating.map(i64::from),
             given_at_ms,
         };
-        let inserted = self.ctx.store.insert_mention(&row).await.map_err(db_error)?;
+        let inserted = self
+            .ctx
+            .store
+            .insert_mention(&row)
+            .await
+            .map_err(db_error)?;
 
         // One action transition at a time: a resolve arriving over HTTP must not
         // interleave with raising or updating (it clears the window this reads).
@@ -477,7 +490,10 @@ mod tests {
             .collect();
         candidates[0].excerpt = "   ".into();
         // An id the detector did not count (e.g. before a resolution) is never quoted.
-        candidates.insert(0, candidate(&negative(Uuid::now_v7(), "z", 7 * MIN), "old news"));
+        candidates.insert(
+            0,
+            candidate(&negative(Uuid::now_v7(), "z", 7 * MIN), "old news"),
+        );
 
         let evidence = build_evidence(&stats, "rule".into(), &candidates);
         assert_eq!(evidence.negative_mentions, 8);
@@ -530,9 +546,15 @@ mod tests {
     fn resolved_complaints_do_not_raise_again() {
         let mut state = DetectionState::new(config());
         let t = "delivery_time";
-        assert!(state.observe(t, negative(Uuid::now_v7(), "a", MIN)).is_none());
-        assert!(state.observe(t, negative(Uuid::now_v7(), "b", 2 * MIN)).is_none());
-        assert!(state.observe(t, negative(Uuid::now_v7(), "c", 3 * MIN)).is_some());
+        assert!(state
+            .observe(t, negative(Uuid::now_v7(), "a", MIN))
+            .is_none());
+        assert!(state
+            .observe(t, negative(Uuid::now_v7(), "b", 2 * MIN))
+            .is_none());
+        assert!(state
+            .observe(t, negative(Uuid::now_v7(), "c", 3 * MIN))
+            .is_some());
         assert!(state.triggered(t).is_some());
 
         state.resolved(t, 3 * MIN);
@@ -544,9 +566,15 @@ mod tests {
         }
         assert!(state.triggered(t).is_none());
         // New complaints after it count from zero.
-        assert!(state.observe(t, negative(Uuid::now_v7(), "x", 4 * MIN)).is_none());
-        assert!(state.observe(t, negative(Uuid::now_v7(), "y", 5 * MIN)).is_none());
-        let stats = state.observe(t, negative(Uuid::now_v7(), "x", 6 * MIN)).expect("raised anew");
+        assert!(state
+            .observe(t, negative(Uuid::now_v7(), "x", 4 * MIN))
+            .is_none());
+        assert!(state
+            .observe(t, negative(Uuid::now_v7(), "y", 5 * MIN))
+            .is_none());
+        let stats = state
+            .observe(t, negative(Uuid::now_v7(), "x", 6 * MIN))
+            .expect("raised anew");
         assert_eq!(stats.negative_mentions, 3);
         // An older resolution never moves the boundary back.
         state.resolved(t, MIN);

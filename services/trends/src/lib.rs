@@ -24,7 +24,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use closeloop_bus::{run_consumer, BusError, BusMetrics, ConsumerConfig, Publisher, PublisherConfig};
+use closeloop_bus::{
+    run_consumer, BusError, BusMetrics, ConsumerConfig, Publisher, PublisherConfig,
+};
 use closeloop_classify::{Language, Taxonomy, TaxonomyError};
 use closeloop_store::{sqlx, Database, StoreError};
 use closeloop_telemetry::Telemetry;
@@ -128,7 +130,10 @@ impl Service {
         let telemetry = Telemetry::new("trends");
         let bus_metrics = BusMetrics::register(&telemetry.registry)?;
         let metrics = TrendsMetrics::register(&telemetry.registry)?;
-        let publisher = Publisher::new(&PublisherConfig::new(&config.kafka.brokers), bus_metrics.clone())?;
+        let publisher = Publisher::new(
+            &PublisherConfig::new(&config.kafka.brokers),
+            bus_metrics.clone(),
+        )?;
 
         let mut detection = DetectionState::new(detector_config);
         let replayed = rebuild(&store, &mut detection).await?;
@@ -136,7 +141,11 @@ impl Service {
         for theme in &open {
             metrics.opened(theme);
         }
-        tracing::info!(replayed, open_actions = open.len(), "detector state rebuilt");
+        tracing::info!(
+            replayed,
+            open_actions = open.len(),
+            "detector state rebuilt"
+        );
 
         let listener = TcpListener::bind(config.http_addr)
             .await
@@ -192,7 +201,8 @@ impl Service {
             let handler = ThemesHandler::new(ctx.clone());
             let publisher = ctx.publisher.clone();
             async move {
-                let result = run_consumer(consumer, handler, publisher, bus_metrics, stop.clone()).await;
+                let result =
+                    run_consumer(consumer, handler, publisher, bus_metrics, stop.clone()).await;
                 stop.cancel();
                 result
             }
@@ -218,7 +228,10 @@ impl Service {
 /// Restores what the detector knew before a restart: each theme's resolution boundary
 /// and the mentions its window (plus allowed lateness) still covers, replayed in event
 /// time order. Returns how many mentions were replayed.
-async fn rebuild(store: &TrendsStore, detection: &mut DetectionState) -> Result<usize, sqlx::Error> {
+async fn rebuild(
+    store: &TrendsStore,
+    detection: &mut DetectionState,
+) -> Result<usize, sqlx::Error> {
     for (theme, resolved_at) in store.last_resolutions().await? {
         detection.resolved(&theme, resolved_at);
     }

@@ -5,7 +5,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    closeloop_telemetry::init_tracing(std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json"));
+    closeloop_telemetry::init_tracing(
+        std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json"),
+    );
     let config = closeloop_trends::Config::parse();
     let service = closeloop_trends::Service::build(config).await?;
     service

@@ -165,12 +165,14 @@ impl TrendsStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(feedback_id, customer_id, excerpt, given_at_ms)| ExcerptRow {
-                feedback_id,
-                customer_id,
-                excerpt,
-                given_at_ms,
-            })
+            .map(
+                |(feedback_id, customer_id, excerpt, given_at_ms)| ExcerptRow {
+                    feedback_id,
+                    customer_id,
+                    excerpt,
+                    given_at_ms,
+                },
+            )
             .collect())
     }
 
@@ -336,7 +338,11 @@ impl TrendsStore {
     }
 
     /// Undoes `resolve_action` when the `resolved` event could not be published.
-    pub async fn reopen_action(&self, action_id: &str, updated_at_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn reopen_action(
+        &self,
+        action_id: &str,
+        updated_at_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE trends_actions SET status = 'open', resolution_json = NULL, \
              resolved_at_ms = NULL, updated_at_ms = $2 WHERE action_id = $1",
@@ -354,10 +360,13 @@ mod tests {
     use super::*;
 
     async fn store() -> TrendsStore {
-        let db = Database::connect(&closeloop_store::testing::database_args("trends").config("trends"))
+        let db =
+            Database::connect(&closeloop_store::testing::database_args("trends").config("trends"))
+                .await
+                .expect("connect");
+        db.migrate(sqlx::migrate!("./migrations"))
             .await
-            .expect("connect");
-        db.migrate(sqlx::migrate!("./migrations")).await.expect("migrate");
+            .expect("migrate");
         TrendsStore::new(db)
     }
 
@@ -392,22 +401,42 @@ mod tests {
     #[tokio::test]
     async fn replayed_mentions_are_stored_once_and_read_back_in_event_time_order() {
         let store = store().await;
-        assert!(store.insert_mention(&mention("f2", "b", 200)).await.unwrap());
-        assert!(store.insert_mention(&mention("f1", "a", 100)).await.unwrap());
-        assert!(!store.insert_mention(&mention("f1", "a", 100)).await.unwrap(), "replay");
+        assert!(store
+            .insert_mention(&mention("f2", "b", 200))
+            .await
+            .unwrap());
+        assert!(store
+            .insert_mention(&mention("f1", "a", 100))
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .insert_mention(&mention("f1", "a", 100))
+                .await
+                .unwrap(),
+            "replay"
+        );
         let replayed = store.theme_mentions("delivery_time", 0, 100).await.unwrap();
         assert_eq!(replayed.len(), 1, "only after the resolution boundary");
         assert_eq!(replayed[0].feedback_id, "f2");
-        let all = store.theme_mentions("delivery_time", 0, i64::MIN).await.unwrap();
+        let all = store
+            .theme_mentions("delivery_time", 0, i64::MIN)
+            .await
+            .unwrap();
         assert_eq!(
-            all.iter().map(|m| m.feedback_id.as_str()).collect::<Vec<_>>(),
+            all.iter()
+                .map(|m| m.feedback_id.as_str())
+                .collect::<Vec<_>>(),
             ["f1", "f2"]
         );
         assert_eq!(
             store.theme_watermarks().await.unwrap(),
             [("delivery_time".to_owned(), 200)]
         );
-        let excerpts = store.recent_negative_excerpts("delivery_time", 0, 200, 10).await.unwrap();
+        let excerpts = store
+            .recent_negative_excerpts("delivery_time", 0, 200, 10)
+            .await
+            .unwrap();
         assert_eq!(excerpts[0].feedback_id, "f2", "newest first");
     }
 
@@ -415,11 +444,23 @@ mod tests {
     async fn the_database_allows_one_open_action_per_theme() {
         let store = store().await;
         assert!(store.insert_action(&action("a1")).await.unwrap());
-        assert!(!store.insert_action(&action("a2")).await.unwrap(), "second open action refused");
+        assert!(
+            !store.insert_action(&action("a2")).await.unwrap(),
+            "second open action refused"
+        );
         assert!(store.resolve_action("a1", "{}", 50).await.unwrap());
-        assert!(!store.resolve_action("a1", "{}", 60).await.unwrap(), "already resolved");
-        assert!(store.insert_action(&action("a2")).await.unwrap(), "a resolved theme may raise again");
-        assert_eq!(store.last_resolution("delivery_time").await.unwrap(), Some(50));
+        assert!(
+            !store.resolve_action("a1", "{}", 60).await.unwrap(),
+            "already resolved"
+        );
+        assert!(
+            store.insert_action(&action("a2")).await.unwrap(),
+            "a resolved theme may raise again"
+        );
+        assert_eq!(
+            store.last_resolution("delivery_time").await.unwrap(),
+            Some(50)
+        );
         assert_eq!(store.last_resolution("price").await.unwrap(), None);
         assert_eq!(store.open_themes().await.unwrap(), ["delivery_time"]);
         let open = store
