@@ -87,7 +87,14 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
     half_bad_batch[2]["rating"] = json!(0);
 
     // (name, url, key, body bytes, expected status, expected pointer)
-    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, Option<&'a str>);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        Option<&'a str>,
+    );
     let cases: Vec<Case> = vec![
         (
             "malformed JSON",

@@ -43,63 +43,8 @@ pub use taxonomy::{Taxonomy, TaxonomyError, ThemeDef};
 /// version in [`Classifier::version`].
 pub const CLASSIFIER_VERSION: &str = "lexicon-1";
 
-/// Language of a piece of feedback, as far as classification is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    En,
-    De,
-    /// Neither English nor German (or undecidable, e.g. emoji only).
-    Other,
-}
-
-impl Language {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Language::En => "en",
-            Language::De => "de",
-            Language::Other => "other",
-        }
-    }
-
-    /// Maps a locale such as `"de-AT"`, `"en_GB"` or `"de"` to a language.
-    pub fn from_locale(locale: &str) -> Language {
-        let primary = locale
-            .trim()
-            .split(['-', '_', '.', '@'])
-            .next()
-            .unwrap_or("");
-        if primary.eq_ignore_ascii_case("en") || primary.eq_ignore_ascii_case("eng") {
-            Language::En
-        } else if primary.eq_ignore_ascii_case("de")
-            || primary.eq_ignore_ascii_case("deu")
-            || primary.eq_ignore_ascii_case("ger")
-        {
-            Language::De
-        } else {
-            Language::Other
-        }
-    }
-}
-
-/// Overall polarity of a text, a clause or a theme mention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SentimentLabel {
-    Positive,
-    Negative,
-    Neutral,
-}
-
-impl SentimentLabel {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SentimentLabel::Positive => "positive",
-            SentimentLabel::Negative => "negative",
-            SentimentLabel::Neutral => "neutral",
-        }
-    }
-}
+/// Language and polarity are part of the event contracts; classify produces exactly them.
+pub use closeloop_events::{Language, SentimentLabel};
 
 /// One piece of feedback to classify.
 #[derive(Debug, Clone, Copy, Default)]

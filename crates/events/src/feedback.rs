@@ -149,6 +149,25 @@ impl Language {
             Language::Other => "other",
         }
     }
+
+    /// Maps a locale such as `"de-AT"`, `"en_GB"` or `"de"` to a language.
+    pub fn from_locale(locale: &str) -> Language {
+        let primary = locale
+            .trim()
+            .split(['-', '_', '.', '@'])
+            .next()
+            .unwrap_or("");
+        if primary.eq_ignore_ascii_case("en") || primary.eq_ignore_ascii_case("eng") {
+            Language::En
+        } else if primary.eq_ignore_ascii_case("de")
+            || primary.eq_ignore_ascii_case("deu")
+            || primary.eq_ignore_ascii_case("ger")
+        {
+            Language::De
+        } else {
+            Language::Other
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

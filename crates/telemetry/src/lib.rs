@@ -4,6 +4,7 @@
 
 pub mod problem;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -185,15 +186,37 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// Why a service's HTTP server could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds a service's HTTP listener; the address returned is the real one (port 0 in
+/// `addr` picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), HttpError> {
+    let bind_error = |source| HttpError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), HttpError> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+        .map_err(HttpError::Serve)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming, Publisher};
 use closeloop_classify::{Classification, Classifier, Input};
 use closeloop_events::{
-    Envelope, ErasureRequest, Feedback, FeedbackCategorised, Language, SentimentLabel,
-    SentimentResult, ThemeMatch, ThemeMention,
+    Envelope, ErasureRequest, Feedback, FeedbackCategorised, SentimentResult, ThemeMatch,
+    ThemeMention,
 };
 use closeloop_store::{sqlx, Database};
 use futures::future::try_join_all;
@@ -21,9 +21,9 @@ pub fn categorise(classifier: &dyn Classifier, feedback: Feedback) -> FeedbackCa
         nps: feedback.nps,
     });
     FeedbackCategorised {
-        language: language(result.language),
+        language: result.language,
         sentiment: SentimentResult {
-            label: sentiment(result.sentiment.label),
+            label: result.sentiment.label,
             score: result.sentiment.score,
             confidence: result.sentiment.confidence,
         },
@@ -33,29 +33,13 @@ pub fn categorise(classifier: &dyn Classifier, feedback: Feedback) -> FeedbackCa
             .map(|hit| ThemeMatch {
                 id: hit.id,
                 score: hit.score,
-                sentiment: sentiment(hit.sentiment),
+                sentiment: hit.sentiment,
                 matched_terms: hit.matched_terms,
             })
             .collect(),
         classifier_version: classifier.version(),
         explanation: result.explanation,
         feedback,
-    }
-}
-
-fn language(language: closeloop_classify::Language) -> Language {
-    match language {
-        closeloop_classify::Language::En => Language::En,
-        closeloop_classify::Language::De => Language::De,
-        closeloop_classify::Language::Other => Language::Other,
-    }
-}
-
-fn sentiment(label: closeloop_classify::SentimentLabel) -> SentimentLabel {
-    match label {
-        closeloop_classify::SentimentLabel::Positive => SentimentLabel::Positive,
-        closeloop_classify::SentimentLabel::Negative => SentimentLabel::Negative,
-        closeloop_classify::SentimentLabel::Neutral => SentimentLabel::Neutral,
     }
 }
 
@@ -216,7 +200,7 @@ impl Handler for ErasureHandler {
 mod tests {
     use super::*;
     use closeloop_classify::LexiconClassifier;
-    use closeloop_events::{Channel, CustomerRef};
+    use closeloop_events::{Channel, CustomerRef, Language, SentimentLabel};
     use uuid::Uuid;
 
     fn feedback(text: &str, locale: &str) -> Feedback {

@@ -54,18 +54,14 @@ pub enum Error {
     Bus(#[from] BusError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] closeloop_telemetry::HttpError),
 }
 
 pub struct Service {
     config: Config,
     listener: TcpListener,
+    http_addr: SocketAddr,
     telemetry: Telemetry,
     bus_metrics: BusMetrics,
     publisher: Publisher,
@@ -105,15 +101,11 @@ impl Service {
             metrics,
         };
         let erasure = handler::ErasureHandler { db: db.clone() };
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
+        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
         Ok(Self {
             config,
             listener,
+            http_addr,
             telemetry,
             bus_metrics,
             publisher,
@@ -124,9 +116,7 @@ impl Service {
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.http_addr
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
@@ -157,6 +147,6 @@ impl Service {
         self.db.close().await;
         consumed?;
         erased?;
-        served.map_err(Error::Serve)
+        Ok(served?)
     }
 }

@@ -1,6 +1,7 @@
 //! The whole loop in one process: the embedded broker plus the four services as tokio
 //! tasks — the same `Service` code that runs as separate processes in production.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use clap::Parser;
@@ -67,6 +68,17 @@ pub enum StackError {
     Notify(#[from] closeloop_notify::Error),
 }
 
+type ServiceTasks = JoinSet<(&'static str, Result<(), String>)>;
+
+/// Runs one service's `run_until_stopped` future as a task named after the service.
+fn spawn_service<E: std::fmt::Display>(
+    tasks: &mut ServiceTasks,
+    name: &'static str,
+    run: impl Future<Output = Result<(), E>> + Send + 'static,
+) {
+    tasks.spawn(async move { (name, run.await.map_err(|error| error.to_string())) });
+}
+
 /// A running stack. Dropping it without `stop` aborts the services.
 pub struct Stack {
     broker: Option<EmbeddedBroker>,
@@ -76,7 +88,7 @@ pub struct Stack {
     pub trends: SocketAddr,
     pub notify: SocketAddr,
     shutdown: CancellationToken,
-    tasks: JoinSet<(&'static str, Result<(), String>)>,
+    tasks: ServiceTasks,
 }
 
 impl Stack {
@@ -109,46 +121,26 @@ impl Stack {
             trends.http_addr(),
             notify.http_addr(),
         );
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            (
-                "ingest",
-                ingest
-                    .run_until_stopped(token)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        });
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            (
-                "categorise",
-                categorise
-                    .run_until_stopped(token)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        });
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            (
-                "trends",
-                trends
-                    .run_until_stopped(token)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        });
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            (
-                "notify",
-                notify
-                    .run_until_stopped(token)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        });
+        spawn_service(
+            &mut tasks,
+            "ingest",
+            ingest.run_until_stopped(shutdown.clone()),
+        );
+        spawn_service(
+            &mut tasks,
+            "categorise",
+            categorise.run_until_stopped(shutdown.clone()),
+        );
+        spawn_service(
+            &mut tasks,
+            "trends",
+            trends.run_until_stopped(shutdown.clone()),
+        );
+        spawn_service(
+            &mut tasks,
+            "notify",
+            notify.run_until_stopped(shutdown.clone()),
+        );
         Ok(Self {
             broker: None,
             bootstrap_servers: configs.ingest.kafka.brokers,

@@ -30,18 +30,14 @@ pub enum Error {
     Bus(#[from] BusError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] closeloop_telemetry::HttpError),
 }
 
 /// A built ingest service, listening but not yet serving.
 pub struct Service {
     listener: TcpListener,
+    http_addr: SocketAddr,
     router: axum::Router,
     telemetry: Telemetry,
     publisher: Publisher,
@@ -77,14 +73,10 @@ impl Service {
             metrics: metrics::IngestMetrics::register(&telemetry.registry)?,
         });
         let router = telemetry.router(api::routes(state, config.max_body_bytes));
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
+        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
         Ok(Self {
             listener,
+            http_addr,
             router,
             telemetry,
             publisher,
@@ -93,9 +85,7 @@ impl Service {
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.http_addr
     }
 
     /// Serves until `shutdown`, then finishes in-flight requests and flushes the producer.
@@ -108,6 +98,6 @@ impl Service {
             tracing::warn!(%error, "producer flush on shutdown failed");
         }
         self.db.close().await;
-        served.map_err(Error::Serve)
+        Ok(served?)
     }
 }

@@ -105,13 +105,8 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("could not build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
-    #[error("could not bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] closeloop_telemetry::HttpError),
     #[error("a task of the service panicked or was aborted: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -199,16 +194,7 @@ impl Service {
             .user_agent(concat!("closeloop-notify/", env!("CARGO_PKG_VERSION")))
             .build()?;
 
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.http_addr,
-            source,
-        })?;
+        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
         tracing::info!(%http_addr, sources = webhooks.len(), "notify built");
         Ok(Service {
             config,
@@ -306,7 +292,7 @@ impl Service {
         tasks.spawn(async move {
             closeloop_telemetry::serve(listener, router, server_stop)
                 .await
-                .map_err(Error::Serve)
+                .map_err(Error::from)
         });
 
         telemetry.readiness.set(true);

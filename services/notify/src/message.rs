@@ -15,17 +15,13 @@ pub const EXCERPT_CHARS: usize = 140;
 /// template for it (`de-AT` → `de`), else the language the text was written in, else
 /// English.
 pub fn language_for(locale: Option<&str>, detected: Language) -> &'static str {
-    let from_locale = locale
-        .and_then(|locale| locale.split(['-', '_']).next())
-        .map(str::to_ascii_lowercase);
-    match from_locale.as_deref() {
-        Some("de") => return "de",
-        Some("en") => return "en",
-        _ => {}
-    }
-    match detected {
-        Language::De => "de",
-        Language::En | Language::Other => "en",
+    match locale.map(Language::from_locale) {
+        Some(Language::De) => "de",
+        Some(Language::En) => "en",
+        _ => match detected {
+            Language::De => "de",
+            Language::En | Language::Other => "en",
+        },
     }
 }
 

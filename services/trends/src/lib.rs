@@ -54,13 +54,8 @@ pub enum Error {
     Taxonomy(#[from] TaxonomyError),
     #[error("could not register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] closeloop_telemetry::HttpError),
     #[error("consumer task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -147,16 +142,7 @@ impl Service {
             "detector state rebuilt"
         );
 
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.http_addr,
-            source,
-        })?;
+        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
 
         let ctx = Arc::new(Context {
             store,
@@ -219,7 +205,7 @@ impl Service {
         }
         ctx.store.database().close().await;
         tracing::info!("trends service stopped");
-        served.map_err(Error::Http)?;
+        served?;
         consumed??;
         Ok(())
     }
