@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use closeloop_events::{decode, topics, DeadLetter, Envelope, Event};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::statistics::Statistics;
+use tracing::Instrument;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio_util::sync::CancellationToken;
@@ -88,7 +91,11 @@ pub async fn run_consumer<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let topic = H::Event::TOPIC;
-    let consumer: StreamConsumer = ClientConfig::new()
+    let context = LagReporter {
+        group: config.group_id.clone(),
+        lag: metrics.consumer_lag.clone(),
+    };
+    let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "true")
@@ -99,7 +106,8 @@ pub async fn run_consumer<H: Handler>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create()?;
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)?;
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %config.group_id, "consumer started");
 
@@ -121,6 +129,14 @@ pub async fn run_consumer<H: Handler>(
         };
         let started = Instant::now();
         let outcome = process(&config, &handler, &message, &shutdown, &metrics).await;
+        if let Processed::Done = outcome {
+            tracing::debug!(
+                topic,
+                partition = message.partition(),
+                offset = message.offset(),
+                "record handled"
+            );
+        }
         match outcome {
             Processed::Done => {}
             Processed::DeadLetter(reason) => {
@@ -195,9 +211,31 @@ async fn process<H: Handler>(
         offset: message.offset(),
         traceparent,
     };
+    // Every log line of the handler carries the trace id, so one feedback can be
+    // followed through all services by grepping for it.
+    let span = tracing::info_span!(
+        "record",
+        topic,
+        partition = incoming.partition,
+        offset = incoming.offset,
+        trace_id = incoming.traceparent.as_deref().map(crate::trace_id).unwrap_or_default(),
+    );
+    handle_with_retries(config, handler, &incoming, shutdown, metrics)
+        .instrument(span)
+        .await
+}
+
+async fn handle_with_retries<H: Handler>(
+    config: &ConsumerConfig,
+    handler: &H,
+    incoming: &Incoming<H::Event>,
+    shutdown: &CancellationToken,
+    metrics: &BusMetrics,
+) -> Processed {
+    let topic = incoming.topic.as_str();
     let mut attempt = 0u32;
     loop {
-        match handler.handle(&incoming).await {
+        match handler.handle(incoming).await {
             Ok(()) => return Processed::Done,
             Err(HandlerError::Permanent(reason)) => return Processed::DeadLetter(reason),
             Err(HandlerError::Transient(error)) => {
@@ -278,3 +316,28 @@ async fn dead_letter(
         }
     }
 }
+
+/// Publishes librdkafka's per-partition consumer lag as a gauge.
+struct LagReporter {
+    group: String,
+    lag: prometheus::IntGaugeVec,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, partition_stats) in &stats.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a negative lag means
+                // not known yet (no committed offset or watermark).
+                if *partition < 0 || partition_stats.consumer_lag < 0 {
+                    continue;
+                }
+                self.lag
+                    .with_label_values(&[topic, &partition.to_string(), &self.group])
+                    .set(partition_stats.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}

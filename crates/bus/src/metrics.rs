@@ -1,4 +1,4 @@
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Counters and histograms of everything that crosses the bus, labelled by topic only
 /// (bounded cardinality).
@@ -10,6 +10,9 @@ pub struct BusMetrics {
     pub dead_lettered: IntCounterVec,
     pub retries: IntCounterVec,
     pub processing_seconds: HistogramVec,
+    /// Records behind the partition's end, per consumed partition (from librdkafka's
+    /// statistics, so it costs no extra broker round trips).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl BusMetrics {
@@ -30,6 +33,14 @@ impl BusMetrics {
             &["topic"],
         )?;
         registry.register(Box::new(processing_seconds.clone()))?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "closeloop_consumer_lag",
+                "Records not yet consumed, by topic, partition and consumer group.",
+            ),
+            &["topic", "partition", "group"],
+        )?;
+        registry.register(Box::new(consumer_lag.clone()))?;
         Ok(Self {
             consumed: counter(
                 "closeloop_events_consumed_total",
@@ -52,6 +63,7 @@ impl BusMetrics {
                 "Handler retries after a transient failure, by topic.",
             )?,
             processing_seconds,
+            consumer_lag,
         })
     }
 
