@@ -10,11 +10,11 @@ use closeloop_events::{decode, topics, DeadLetter, Envelope, Event};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::statistics::Statistics;
-use tracing::Instrument;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{backoff, BusError, BusMetrics, Publisher, TRACEPARENT_HEADER};
 
@@ -218,7 +218,11 @@ async fn process<H: Handler>(
         topic,
         partition = incoming.partition,
         offset = incoming.offset,
-        trace_id = incoming.traceparent.as_deref().map(crate::trace_id).unwrap_or_default(),
+        trace_id = incoming
+            .traceparent
+            .as_deref()
+            .map(crate::trace_id)
+            .unwrap_or_default(),
     );
     handle_with_retries(config, handler, &incoming, shutdown, metrics)
         .instrument(span)

@@ -261,7 +261,7 @@ async fn wait_for_deliveries(
     }
 }
 
-fn remove_sqlite_files(url: &str) {
+pub(crate) fn remove_sqlite_files(url: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
         for suffix in ["", "-wal", "-shm"] {

@@ -24,6 +24,8 @@ enum Command {
     Up(closeloop::up::UpArgs),
     /// Play realistic feedback through the loop and watch it close.
     Demo(closeloop::demo::DemoArgs),
+    /// Measure throughput, latency and memory; prints a table.
+    Bench(closeloop::bench::BenchArgs),
     /// Run the ingest service (production: external Kafka and PostgreSQL).
     Ingest(closeloop_ingest::Config),
     /// Run the categorise service.
@@ -38,7 +40,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = cli.log_format == LogFormat::Json;
-    if matches!(cli.command, Command::Demo(_)) && std::env::var_os("RUST_LOG").is_none() {
+    if matches!(cli.command, Command::Demo(_) | Command::Bench(_))
+        && std::env::var_os("RUST_LOG").is_none()
+    {
         // The demo tells its own story on stdout; logs only when something is wrong.
         closeloop_telemetry::init_tracing_with(json, "warn");
     } else {
@@ -48,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => closeloop::up::run(args, shutdown).await?,
         Command::Demo(args) => closeloop::demo::run(args, shutdown).await?,
+        Command::Bench(args) => closeloop::bench::run(args, shutdown).await?,
         Command::Ingest(config) => {
             closeloop_ingest::Service::build(config)
                 .await?

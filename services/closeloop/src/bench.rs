@@ -1,0 +1,835 @@
+//! `closeloop bench`: throughput and latency figures, printed as a table.
+//!
+//! Figures, not tests: nothing here fails on a slow machine. The load generator runs on
+//! the same machine as what it measures, so read the figures with the machine's size in
+//! mind (the table's first line names it).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
+use closeloop_classify::{Classifier, Input, LexiconClassifier};
+use closeloop_events::{decode, topics, FeedbackCategorised};
+use closeloop_ingest::SourceKey;
+use closeloop_store::DatabaseArgs;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::demo_corpus::{self, DemoFeedback};
+use crate::sink::WebhookSink;
+use crate::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds each throughput figure is measured for.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent HTTP requests of the ingest load generator.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Events per request in the batch figure.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Offered load of the end-to-end run, events per second.
+    #[arg(long, default_value_t = 5000)]
+    pub rate: u64,
+    /// Length of the end-to-end run, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub e2e_seconds: u64,
+    /// Database of the end-to-end run's `closeloop up` (recreated when SQLite).
+    #[arg(long, default_value = "sqlite://data/bench.db")]
+    pub database_url: String,
+    /// Only these parts; all when not given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// rdkafka producer straight to the embedded broker (the ceiling).
+    Producer,
+    /// ingest: single-event requests and batches.
+    Ingest,
+    /// the classifier on one core.
+    Classify,
+    /// `closeloop up` as a child process under a fixed offered load.
+    EndToEnd,
+}
+
+/// One line of the result table.
+struct Row {
+    part: String,
+    figure: String,
+    detail: String,
+}
+
+impl Row {
+    fn new(part: impl Into<String>, figure: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            part: part.into(),
+            figure: figure.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let wants = |part| args.only.is_empty() || args.only.contains(&part);
+    let corpus = demo_corpus::generate(11, 2000, chrono::Utc::now());
+    let mut rows = Vec::new();
+    println!("closeloop bench on {}\n", machine());
+
+    if wants(Part::Producer) || wants(Part::Ingest) {
+        let broker = EmbeddedBroker::start(1, &TopicSpec::all(6))?;
+        let raw = raw_producer(broker.bootstrap_servers(), &corpus, args.seconds).await?;
+        rows.push(Row::new(
+            "raw rdkafka producer",
+            format!("{} events/s", thousands(raw)),
+            "idempotent, acks=all, embedded broker, 10k in flight",
+        ));
+        if wants(Part::Ingest) {
+            rows.extend(ingest(&args, &broker, &corpus, raw).await?);
+        }
+    }
+    if wants(Part::Classify) {
+        rows.push(classify(&corpus, args.seconds));
+    }
+    if wants(Part::EndToEnd) {
+        tokio::select! {
+            result = end_to_end(&args, &corpus) => rows.extend(result?),
+            _ = shutdown.cancelled() => anyhow::bail!("interrupted"),
+        }
+    }
+
+    let width = rows
+        .iter()
+        .map(|r| r.part.chars().count())
+        .max()
+        .unwrap_or(0);
+    let figure_width = rows
+        .iter()
+        .map(|r| r.figure.chars().count())
+        .max()
+        .unwrap_or(0);
+    println!();
+    for row in &rows {
+        println!(
+            "{:width$}  {:figure_width$}  {}",
+            row.part, row.figure, row.detail
+        );
+    }
+    Ok(())
+}
+
+/// CPU model, cores and memory, so a figure is never read without its machine.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "? GiB".into());
+    format!("{cpu}, {cores} cores, {memory}")
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// p50 / p99 / max of a set of latencies, in milliseconds.
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn summary(&self) -> String {
+        if self.0.is_empty() {
+            return "no samples".into();
+        }
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+            sorted[index].as_secs_f64() * 1e3
+        };
+        format!(
+            "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            at(0.50),
+            at(0.99),
+            at(1.0)
+        )
+    }
+}
+
+/// Raw feedback records as ingest would publish them, for the producer ceiling.
+fn raw_payloads(corpus: &[DemoFeedback]) -> Vec<Vec<u8>> {
+    corpus
+        .iter()
+        .map(|item| serde_json::to_vec(&item.body).unwrap_or_default())
+        .collect()
+}
+
+async fn raw_producer(brokers: &str, corpus: &[DemoFeedback], seconds: u64) -> anyhow::Result<u64> {
+    print!("  raw producer …");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "1")
+        .create()?;
+    let payloads = raw_payloads(corpus);
+    let keys: Vec<String> = (0..400).map(|n| format!("c-{n}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let mut acked = 0u64;
+    let mut next = 0usize;
+    while Instant::now() < deadline {
+        while in_flight.len() < 10_000 {
+            let payload = &payloads[next % payloads.len()];
+            let key = &keys[next % keys.len()];
+            next += 1;
+            let record = FutureRecord::to("bench.raw.v1").key(key).payload(payload);
+            in_flight.push(producer.send(record, Duration::from_secs(5)));
+        }
+        if let Some(result) = in_flight.next().await {
+            if result.is_ok() {
+                acked += 1;
+            }
+        }
+    }
+    while let Some(result) = in_flight.next().await {
+        if result.is_ok() {
+            acked += 1;
+        }
+    }
+    let rate = (acked as f64 / started.elapsed().as_secs_f64()) as u64;
+    println!(" {} events/s", thousands(rate));
+    Ok(rate)
+}
+
+async fn ingest(
+    args: &BenchArgs,
+    broker: &EmbeddedBroker,
+    corpus: &[DemoFeedback],
+    raw_rate: u64,
+) -> anyhow::Result<Vec<Row>> {
+    let database = DatabaseArgs::new("sqlite://data/bench-ingest.db");
+    crate::demo::remove_sqlite_files(&database.database_url);
+    let mut config = closeloop_ingest::Config::parse_from(["ingest"]);
+    config.kafka = KafkaArgs::new(broker.bootstrap_servers());
+    config.database = database;
+    config.http_addr = ([127, 0, 0, 1], 0).into();
+    config.max_batch = config.max_batch.max(args.batch_size);
+    config.api_keys = vec![SourceKey {
+        source: "bench".into(),
+        key: "bench-key".into(),
+    }];
+    let service = closeloop_ingest::Service::build(config).await?;
+    let addr = service.http_addr();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(service.run_until_stopped(stop.clone()));
+
+    let bodies: Arc<Vec<Value>> = Arc::new(corpus.iter().map(|item| item.body.clone()).collect());
+    let single_url = format!("http://{addr}/v1/feedback");
+    print!("  ingest, single events …");
+    let single_bodies = bodies.clone();
+    let single = http_load(&single_url, args.connections, args.seconds, move |i| {
+        single_bodies[i % single_bodies.len()].clone()
+    })
+    .await;
+    println!(" {} requests/s", thousands(single.rate()));
+
+    let batch_url = format!("http://{addr}/v1/feedback/batch");
+    let batch_size = args.batch_size;
+    print!("  ingest, batches of {batch_size} …");
+    // Fewer connections: each batch request already carries hundreds of events.
+    let connections = (args.connections / 8).max(2);
+    let batches = http_load(&batch_url, connections, args.seconds, move |i| {
+        let items: Vec<Value> = (0..batch_size)
+            .map(|j| bodies[(i * batch_size + j) % bodies.len()].clone())
+            .collect();
+        serde_json::json!({ "items": items })
+    })
+    .await;
+    let batch_events = batches.rate() * batch_size as u64;
+    println!(" {} events/s", thousands(batch_events));
+    stop.cancel();
+    let _ = server.await;
+
+    let share = |rate: u64| {
+        if raw_rate == 0 {
+            String::new()
+        } else {
+            format!("{:.0}% of raw", rate as f64 * 100.0 / raw_rate as f64)
+        }
+    };
+    Ok(vec![
+        Row::new(
+            "ingest single events",
+            format!("{} requests/s", thousands(single.rate())),
+            format!(
+                "{}  {}  {} failed, {} connections",
+                single.latencies.summary(),
+                share(single.rate()),
+                single.failed,
+                args.connections
+            ),
+        ),
+        Row::new(
+            format!("ingest batches of {batch_size}"),
+            format!("{} events/s", thousands(batch_events)),
+            format!(
+                "{} per batch  {}  {} failed, {} connections",
+                batches.latencies.summary(),
+                share(batch_events),
+                batches.failed,
+                connections
+            ),
+        ),
+    ])
+}
+
+struct HttpLoad {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies: Latencies,
+}
+
+impl HttpLoad {
+    fn rate(&self) -> u64 {
+        (self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)) as u64
+    }
+}
+
+/// `connections` closed-loop clients posting `body(i)` as fast as answers come back.
+async fn http_load(
+    url: &str,
+    connections: usize,
+    seconds: u64,
+    body: impl Fn(usize) -> Value + Send + Sync + 'static,
+) -> HttpLoad {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap_or_default();
+    let body = Arc::new(body);
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        let (client, url, body, counter) = (
+            client.clone(),
+            url.to_owned(),
+            body.clone(),
+            counter.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let payload = serde_json::to_vec(&body(i)).unwrap_or_default();
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth("bench-key")
+                    .header("content-type", "application/json")
+                    .body(payload)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        ok += 1;
+                        latencies.push(sent.elapsed());
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, latencies)
+        }));
+    }
+    let mut load = HttpLoad {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Latencies(Vec::new()),
+    };
+    for client in clients {
+        if let Ok((ok, failed, latencies)) = client.await {
+            load.ok += ok;
+            load.failed += failed;
+            load.latencies.0.extend(latencies);
+        }
+    }
+    load.elapsed = started.elapsed();
+    load
+}
+
+fn classify(corpus: &[DemoFeedback], seconds: u64) -> Row {
+    print!("  classify, one core …");
+    let classifier = LexiconClassifier::default();
+    let texts: Vec<(String, Option<String>)> = corpus
+        .iter()
+        .map(|item| {
+            (
+                item.body["text"].as_str().unwrap_or_default().to_owned(),
+                item.body["customer"]["locale"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut done = 0u64;
+    let mut themes = 0usize;
+    while Instant::now() < deadline {
+        for (text, locale) in &texts {
+            let result = classifier.classify(&Input {
+                text,
+                language_hint: locale.as_deref(),
+                rating: None,
+                nps: None,
+            });
+            themes += result.themes.len();
+        }
+        done += texts.len() as u64;
+    }
+    let rate = (done as f64 / started.elapsed().as_secs_f64()) as u64;
+    println!(" {} texts/s", thousands(rate));
+    let average_chars =
+        texts.iter().map(|(t, _)| t.chars().count()).sum::<usize>() / texts.len().max(1);
+    Row::new(
+        "classify (one core)",
+        format!("{} texts/s", thousands(rate)),
+        format!(
+            "demo corpus, {} distinct texts, {average_chars} chars on average, {:.2} themes per text",
+            texts.len(),
+            themes as f64 / done.max(1) as f64
+        ),
+    )
+}
+
+/// Addresses `closeloop up` printed at start.
+#[derive(Default)]
+struct UpAddresses {
+    bootstrap: Option<String>,
+    ingest: Option<String>,
+    trends: Option<String>,
+}
+
+async fn end_to_end(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Vec<Row>> {
+    crate::demo::remove_sqlite_files(&args.database_url);
+    let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = sink_listener.local_addr()?;
+    let secrets: HashMap<String, String> = DEV_SOURCES
+        .iter()
+        .map(|source| (source.to_string(), dev_webhook_secret(source)))
+        .collect();
+    let sink = WebhookSink::new(secrets.clone(), false);
+    let sink_stop = CancellationToken::new();
+    sink.spawn(sink_listener, sink_stop.clone());
+
+    let (mut child, addresses) = start_up(args, sink_addr, &secrets).await?;
+    let pid = child.id();
+    let result = drive(args, corpus, &addresses, &sink, pid).await;
+    let _ = child.kill().await;
+    sink_stop.cancel();
+    result
+}
+
+async fn start_up(
+    args: &BenchArgs,
+    sink: SocketAddr,
+    secrets: &HashMap<String, String>,
+) -> anyhow::Result<(tokio::process::Child, UpAddresses)> {
+    let join = |pairs: Vec<String>| pairs.join(",");
+    let webhooks = join(
+        DEV_SOURCES
+            .iter()
+            .map(|s| format!("{s}=http://{sink}/webhooks/{s}"))
+            .collect(),
+    );
+    let webhook_secrets = join(secrets.iter().map(|(s, k)| format!("{s}={k}")).collect());
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("up")
+        .env("DATABASE_URL", &args.database_url)
+        .env("INGEST_HTTP_ADDR", "127.0.0.1:0")
+        .env("CATEGORISE_HTTP_ADDR", "127.0.0.1:0")
+        .env("TRENDS_HTTP_ADDR", "127.0.0.1:0")
+        .env("NOTIFY_HTTP_ADDR", "127.0.0.1:0")
+        .env("CLOSELOOP_SINK_ADDR", "127.0.0.1:0")
+        .env("NOTIFY_WEBHOOKS", webhooks)
+        .env("NOTIFY_WEBHOOK_SECRETS", webhook_secrets)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start `closeloop up`")?;
+    let stdout = child.stdout.take().context("no stdout of `closeloop up`")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addresses = UpAddresses::default();
+    let read = async {
+        while let Some(line) = lines.next_line().await? {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("Kafka"), Some("bootstrap"), Some(addr)) => {
+                    addresses.bootstrap = Some(addr.to_owned())
+                }
+                (Some("ingest"), Some(url), _) => {
+                    addresses.ingest = url.strip_suffix("/v1/feedback").map(str::to_owned)
+                }
+                (Some("trends"), Some("(ops"), Some("API)")) => {
+                    addresses.trends = words
+                        .next()
+                        .and_then(|url| url.strip_suffix("/v1/actions"))
+                        .map(str::to_owned)
+                }
+                (Some("Ctrl-C"), _, _) => return Ok::<_, anyhow::Error>(()),
+                _ => {}
+            }
+        }
+        anyhow::bail!("`closeloop up` ended before it was up")
+    };
+    tokio::time::timeout(Duration::from_secs(120), read)
+        .await
+        .context("`closeloop up` did not come up within 120 s")??;
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addresses))
+}
+
+async fn drive(
+    args: &BenchArgs,
+    corpus: &[DemoFeedback],
+    addresses: &UpAddresses,
+    sink: &WebhookSink,
+    pid: Option<u32>,
+) -> anyhow::Result<Vec<Row>> {
+    let (Some(bootstrap), Some(ingest), Some(trends)) = (
+        addresses.bootstrap.clone(),
+        addresses.ingest.clone(),
+        addresses.trends.clone(),
+    ) else {
+        anyhow::bail!("could not read the addresses `closeloop up` printed");
+    };
+
+    // Accept → categorised, as a downstream consumer sees it.
+    let categorised = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let watcher_stop = CancellationToken::new();
+    let watcher = tokio::spawn(watch_categorised(
+        bootstrap,
+        categorised.clone(),
+        watcher_stop.clone(),
+    ));
+
+    let client = reqwest::Client::new();
+    let url = format!("{ingest}/v1/feedback");
+    let accepted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let accept_latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    // Open loop: requests leave on schedule whether or not earlier ones were answered,
+    // up to a bound on requests in flight (hitting it is reported as not offered).
+    let in_flight = Arc::new(Semaphore::new(4096));
+    let mut not_offered = 0u64;
+    let ticks_per_second = 100u64;
+    let per_tick = (args.rate / ticks_per_second).max(1);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / ticks_per_second));
+    let mut sent = 0usize;
+    let total_ticks = args.e2e_seconds * ticks_per_second;
+    for n in 0..total_ticks {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                not_offered += 1;
+                continue;
+            };
+            let item = &corpus[sent % corpus.len()];
+            sent += 1;
+            let request = client
+                .post(&url)
+                .bearer_auth(dev_key(item.source))
+                .json(&item.body);
+            let (accepted, failed, latencies) =
+                (accepted.clone(), failed.clone(), accept_latencies.clone());
+            tokio::spawn(async move {
+                let posted = Instant::now();
+                match request.send().await {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut l) = latencies.lock() {
+                            l.push(posted.elapsed());
+                        }
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(permit);
+            });
+        }
+        if n % ticks_per_second == ticks_per_second - 1 {
+            progress(
+                (n + 1) / ticks_per_second,
+                args.e2e_seconds,
+                accepted.load(Ordering::Relaxed),
+                categorised.lock().map_or(0, |c| c.len()),
+            );
+        }
+    }
+    // Everything sent has been answered once all permits are back.
+    let _all = in_flight.acquire_many(4096).await;
+    let offered_seconds = started.elapsed().as_secs_f64();
+    let accepted_total = accepted.load(Ordering::Relaxed);
+
+    // Drain: wait until every accepted event was categorised.
+    let drain_started = Instant::now();
+    loop {
+        let seen = categorised.lock().map_or(0, |c| c.len()) as u64;
+        progress(
+            args.e2e_seconds,
+            args.e2e_seconds,
+            accepted_total,
+            seen as usize,
+        );
+        if seen >= accepted_total || drain_started.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!();
+    watcher_stop.cancel();
+    let _ = watcher.await;
+
+    let notified = notify_round(&client, &trends, sink).await?;
+    let peak_rss = pid.and_then(peak_rss_kib);
+
+    let categorised = std::mem::take(
+        &mut *categorised
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?,
+    );
+    let seen = categorised.len();
+    let accept = std::mem::take(
+        &mut *accept_latencies
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?,
+    );
+    let mut rows = vec![
+        Row::new(
+            format!(
+                "end-to-end @ {}/s, {} s",
+                thousands(args.rate),
+                args.e2e_seconds
+            ),
+            format!(
+                "{} events/s offered",
+                thousands((sent as f64 / offered_seconds) as u64)
+            ),
+            format!(
+                "{} accepted, {} failed, {} not offered (4096 in flight)",
+                thousands(accepted_total),
+                failed.load(Ordering::Relaxed),
+                not_offered
+            ),
+        ),
+        Row::new("  request → 202", "", Latencies(accept).summary()),
+        Row::new(
+            "  accepted → categorised",
+            "",
+            format!(
+                "{}  ({} of {} seen by a consumer)",
+                Latencies(categorised).summary(),
+                thousands(seen as u64),
+                thousands(accepted_total)
+            ),
+        ),
+    ];
+    rows.push(match notified {
+        Some((count, latencies)) => Row::new(
+            "  resolved → notified",
+            "",
+            format!(
+                "{}  ({count} customers, webhook)",
+                Latencies(latencies).summary()
+            ),
+        ),
+        None => Row::new("  resolved → notified", "", "no action was raised"),
+    });
+    rows.push(Row::new(
+        "peak RSS of closeloop up",
+        peak_rss.map_or("unknown".into(), |kib| {
+            format!("{:.0} MiB", kib as f64 / 1024.0)
+        }),
+        format!("embedded broker + 4 services, {}", args.database_url),
+    ));
+    Ok(rows)
+}
+
+fn progress(second: u64, of: u64, accepted: u64, categorised: usize) {
+    let width = 30usize;
+    let done = (second as usize * width / of.max(1) as usize).min(width);
+    print!(
+        "\r  end-to-end [{}{}] {second:>3}/{of} s  accepted {:>9}  categorised {:>9}",
+        "#".repeat(done),
+        " ".repeat(width - done),
+        thousands(accepted),
+        thousands(categorised as u64)
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn watch_categorised(
+    bootstrap: String,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("bench-{}", uuid::Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    consumer.subscribe(&[topics::FEEDBACK_CATEGORISED])?;
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            message = consumer.recv() => message,
+        };
+        let Ok(message) = message else { continue };
+        let Ok(event) = decode::<FeedbackCategorised>(message.payload().unwrap_or_default()) else {
+            continue;
+        };
+        let latency = (chrono::Utc::now() - event.data.feedback.received_at)
+            .to_std()
+            .unwrap_or_default();
+        if let Ok(mut l) = latencies.lock() {
+            l.push(latency);
+        }
+    }
+}
+
+/// Resolves the open action with the most evidence and times each customer's message.
+async fn notify_round(
+    client: &reqwest::Client,
+    trends: &str,
+    sink: &WebhookSink,
+) -> anyhow::Result<Option<(usize, Vec<Duration>)>> {
+    let actions: Vec<Value> = client
+        .get(format!("{trends}/v1/actions?status=open"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let Some(id) = actions
+        .first()
+        .and_then(|action| action["action_id"].as_str())
+    else {
+        return Ok(None);
+    };
+    let before = sink.received().len();
+    let resolved = Instant::now();
+    let response = client
+        .post(format!("{trends}/v1/actions/{id}/resolve"))
+        .json(&serde_json::json!({
+            "resolved_by": "bench",
+            "message": {"en": "We fixed it.", "de": "Wir haben es behoben."}
+        }))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "resolving the action failed: {}",
+        response.status()
+    );
+    // Time each arrival; done once nothing new came for 3 s.
+    let mut latencies = Vec::new();
+    let mut count = before;
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = sink.received().len();
+        for _ in count..now {
+            latencies.push(resolved.elapsed());
+        }
+        if now != count {
+            count = now;
+            last_change = Instant::now();
+        }
+    }
+    Ok(Some((latencies.len(), latencies)))
+}
+
+/// The high-water mark of a process's resident memory.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let samples = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(
+            Latencies(samples).summary(),
+            "p50 50.0 ms  p99 99.0 ms  max 100.0 ms"
+        );
+        assert_eq!(Latencies(Vec::new()).summary(), "no samples");
+    }
+}
