@@ -2,6 +2,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::{BusError, TopicSpec};
 
@@ -13,15 +14,33 @@ use crate::{BusError, TopicSpec};
 /// as this value does; dropping it stops the brokers.
 pub struct EmbeddedBroker {
     bootstrap: String,
-    stop: Option<mpsc::Sender<()>>,
+    commands: Option<mpsc::Sender<Command>>,
     thread: Option<thread::JoinHandle<()>>,
 }
+
+/// Trouble to inject, for fault tests: what a real cluster does on a bad day.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The broker stops answering (its connections are closed).
+    BrokerDown(i32),
+    BrokerUp(i32),
+    /// The next requests of this kind fail with these errors, one each.
+    RequestErrors(RDKafkaApiKey, Vec<RDKafkaRespErr>),
+    /// Moves a partition's leadership to another broker.
+    PartitionLeader {
+        topic: String,
+        partition: i32,
+        broker: i32,
+    },
+}
+
+type Command = (Fault, mpsc::Sender<Result<(), String>>);
 
 impl EmbeddedBroker {
     /// Starts `brokers` mock brokers and creates `topics` (replicated on all brokers).
     pub fn start(brokers: i32, topics: &[TopicSpec]) -> Result<Self, BusError> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (commands_tx, commands_rx) = mpsc::channel::<Command>();
         let topics = topics.to_vec();
         let thread = thread::Builder::new()
             .name("embedded-broker".into())
@@ -40,8 +59,10 @@ impl EmbeddedBroker {
                     }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Keep the cluster alive until told to stop (or the owner is gone).
-                let _ = stop_rx.recv();
+                // Keep the cluster alive, applying faults, until the owner is gone.
+                while let Ok((fault, reply)) = commands_rx.recv() {
+                    let _ = reply.send(apply(&cluster, fault));
+                }
                 drop(cluster);
             })
             .map_err(|e| BusError::Embedded(e.to_string()))?;
@@ -52,7 +73,7 @@ impl EmbeddedBroker {
         tracing::info!(%bootstrap, brokers, "embedded broker listening");
         Ok(Self {
             bootstrap,
-            stop: Some(stop_tx),
+            commands: Some(commands_tx),
             thread: Some(thread),
         })
     }
@@ -61,11 +82,46 @@ impl EmbeddedBroker {
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
     }
+
+    /// Injects `fault` into the running cluster.
+    pub fn inject(&self, fault: Fault) -> Result<(), BusError> {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let gone = || BusError::Embedded("the embedded broker has stopped".into());
+        self.commands
+            .as_ref()
+            .ok_or_else(gone)?
+            .send((fault, reply_tx))
+            .map_err(|_| gone())?;
+        reply_rx
+            .recv()
+            .map_err(|_| gone())?
+            .map_err(BusError::Embedded)
+    }
+}
+
+fn apply(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    fault: Fault,
+) -> Result<(), String> {
+    match fault {
+        Fault::BrokerDown(id) => cluster.broker_down(id),
+        Fault::BrokerUp(id) => cluster.broker_up(id),
+        Fault::RequestErrors(api, errors) => {
+            cluster.request_errors(api, &errors);
+            Ok(())
+        }
+        Fault::PartitionLeader {
+            topic,
+            partition,
+            broker,
+        } => cluster.partition_leader(&topic, partition, Some(broker)),
+    }
+    .map_err(|error| error.to_string())
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.commands.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -17,7 +17,7 @@ mod topics;
 use std::time::Duration;
 
 pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Incoming};
-pub use embedded::EmbeddedBroker;
+pub use embedded::{EmbeddedBroker, Fault};
 pub use metrics::BusMetrics;
 pub use producer::{Delivered, Publisher, PublisherConfig};
 pub use topics::{ensure_topics, TopicSpec};

@@ -1,0 +1,361 @@
+//! Faults, in process: a service crashing mid-stream (its task aborted, so nothing is
+//! committed on the way out), broker trouble from the mock cluster, poison records on
+//! every consumed topic. Whatever happens, every event ingest accepted (202) is
+//! categorised exactly once in the store, and bad records end up in a dead-letter topic.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use closeloop::stack::{ServiceConfigs, Stack};
+use closeloop::up::local_defaults;
+use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
+use closeloop_events::topics;
+use closeloop_ingest::SourceKey;
+use closeloop_store::testing::database_args;
+use closeloop_store::{sqlx, Database};
+use closeloop_tests::{eventually, init_logs, read_topic};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "fault-key";
+
+fn feedback(n: usize) -> Value {
+    json!({
+        "channel": "ticket",
+        "customer": {"id": format!("cust-{}", n % 37), "locale": "en-GB", "consent": true},
+        "text": format!("Order {n}: the parcel arrived late and the box was damaged."),
+        "rating": 2
+    })
+}
+
+/// Ingest and categorise on `brokers`, each a task that can be aborted like a crash.
+struct Pipeline {
+    ingest_url: String,
+    categorise: closeloop_categorise::Config,
+    categorise_task: Option<(JoinHandle<()>, CancellationToken)>,
+    _ingest_stop: CancellationToken,
+}
+
+impl Pipeline {
+    async fn start(brokers: &str) -> Self {
+        let mut ingest = closeloop_ingest::Config::parse_from(["ingest"]);
+        ingest.kafka = KafkaArgs::new(brokers);
+        ingest.database = database_args("ingest");
+        ingest.http_addr = ([127, 0, 0, 1], 0).into();
+        ingest.api_keys = vec![SourceKey {
+            source: "faults".into(),
+            key: KEY.into(),
+        }];
+        let service = closeloop_ingest::Service::build(ingest)
+            .await
+            .expect("ingest builds");
+        let ingest_url = format!("http://{}/v1/feedback", service.http_addr());
+        let stop = CancellationToken::new();
+        tokio::spawn(service.run_until_stopped(stop.clone()));
+
+        let mut categorise = closeloop_categorise::Config::parse_from(["categorise"]);
+        categorise.kafka = KafkaArgs::new(brokers);
+        categorise.database = database_args("categorise");
+        categorise.http_addr = ([127, 0, 0, 1], 0).into();
+        let mut pipeline = Self {
+            ingest_url,
+            categorise,
+            categorise_task: None,
+            _ingest_stop: stop,
+        };
+        pipeline.start_categorise().await;
+        pipeline
+    }
+
+    async fn start_categorise(&mut self) {
+        let service = closeloop_categorise::Service::build(self.categorise.clone())
+            .await
+            .expect("categorise builds");
+        let stop = CancellationToken::new();
+        let run = service.run_until_stopped(stop.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = run.await {
+                panic!("categorise failed: {error}");
+            }
+        });
+        self.categorise_task = Some((task, stop));
+    }
+
+    /// A crash: the task is dropped wherever it is, nothing is committed on the way out.
+    async fn crash_categorise(&mut self) {
+        if let Some((task, _stop)) = self.categorise_task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    async fn categorised_ids(&self) -> Vec<String> {
+        let db = Database::connect(&self.categorise.database.config("categorise"))
+            .await
+            .expect("categorise database");
+        let ids = sqlx::query_scalar::<_, String>("SELECT feedback_id FROM categorise_feedback")
+            .fetch_all(db.pool())
+            .await
+            .expect("read categorise_feedback");
+        db.close().await;
+        ids
+    }
+}
+
+/// Posts `count` feedback events, `concurrency` at a time; returns the accepted event
+/// ids and every status that was not 202.
+async fn post_all(
+    url: &str,
+    count: usize,
+    concurrency: usize,
+    progress: Arc<AtomicUsize>,
+) -> (Vec<String>, Vec<u16>) {
+    use futures::StreamExt;
+    let client = reqwest::Client::new();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    futures::stream::iter(0..count)
+        .for_each_concurrent(concurrency, |n| {
+            let (client, accepted, refused, progress) = (
+                client.clone(),
+                accepted.clone(),
+                refused.clone(),
+                progress.clone(),
+            );
+            async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(KEY)
+                    .json(&feedback(n))
+                    .send()
+                    .await
+                    .expect("ingest answers");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                if status == 202 {
+                    let ids = body["event_ids"].as_array().cloned().unwrap_or_default();
+                    assert_eq!(ids.len(), 1, "{body}");
+                    let id = ids[0].as_str().unwrap_or_default().to_owned();
+                    accepted.lock().unwrap().push(id);
+                } else {
+                    refused.lock().unwrap().push(status);
+                }
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+    let accepted = accepted.lock().unwrap().clone();
+    let refused = refused.lock().unwrap().clone();
+    (accepted, refused)
+}
+
+async fn assert_categorised_exactly_once(pipeline: &Pipeline, accepted: &[String]) {
+    let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
+    assert_eq!(expected.len(), accepted.len(), "ingest handed out an id twice");
+    let stored = eventually(
+        Duration::from_secs(60),
+        "every accepted event categorised",
+        || async {
+            let ids = pipeline.categorised_ids().await;
+            (ids.len() >= accepted.len()).then_some(ids)
+        },
+    )
+    .await;
+    let stored_set: HashSet<&str> = stored.iter().map(String::as_str).collect();
+    assert_eq!(stored.len(), stored_set.len(), "a feedback stored twice");
+    assert_eq!(stored_set, expected, "stored ids differ from accepted ids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn categorise_crashing_mid_stream_loses_and_doubles_nothing() {
+    init_logs();
+    let broker = EmbeddedBroker::start(1, &TopicSpec::all(3)).expect("broker");
+    let mut pipeline = Pipeline::start(broker.bootstrap_servers()).await;
+    let posted = Arc::new(AtomicUsize::new(0));
+    let poster = {
+        let (url, posted) = (pipeline.ingest_url.clone(), posted.clone());
+        tokio::spawn(async move { post_all(&url, 600, 8, posted).await })
+    };
+    // Crash twice while the stream flows, restarting with the same database and group.
+    for threshold in [150, 350] {
+        eventually(Duration::from_secs(60), "posting progresses", || {
+            let posted = posted.clone();
+            async move { (posted.load(Ordering::Relaxed) >= threshold).then_some(()) }
+        })
+        .await;
+        pipeline.crash_categorise().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pipeline.start_categorise().await;
+    }
+    let (accepted, refused) = poster.await.expect("poster");
+    assert!(refused.is_empty(), "ingest refused: {refused:?}");
+    assert_eq!(accepted.len(), 600);
+    assert_categorised_exactly_once(&pipeline, &accepted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_trouble_loses_nothing_that_was_accepted() {
+    init_logs();
+    let broker = EmbeddedBroker::start(3, &TopicSpec::all(3)).expect("broker");
+    let pipeline = Pipeline::start(broker.bootstrap_servers()).await;
+    let posted = Arc::new(AtomicUsize::new(0));
+    let poster = {
+        let (url, posted) = (pipeline.ingest_url.clone(), posted.clone());
+        tokio::spawn(async move { post_all(&url, 400, 8, posted).await })
+    };
+    let at = |n: usize| {
+        let posted = posted.clone();
+        async move {
+            eventually(Duration::from_secs(60), "posting progresses", || {
+                let posted = posted.clone();
+                async move { (posted.load(Ordering::Relaxed) >= n).then_some(()) }
+            })
+            .await
+        }
+    };
+    at(50).await;
+    // Produce requests fail with retriable errors for a while.
+    broker
+        .inject(Fault::RequestErrors(
+            RDKafkaApiKey::Produce,
+            vec![
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+            ],
+        ))
+        .expect("inject produce errors");
+    at(120).await;
+    // Leadership moves.
+    for partition in 0..3 {
+        for topic in [topics::FEEDBACK_RAW, topics::FEEDBACK_CATEGORISED] {
+            broker
+                .inject(Fault::PartitionLeader {
+                    topic: topic.into(),
+                    partition,
+                    broker: 1 + (partition + 1) % 3,
+                })
+                .expect("move leader");
+        }
+    }
+    at(200).await;
+    // A broker goes away and comes back.
+    broker.inject(Fault::BrokerDown(2)).expect("broker down");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.inject(Fault::BrokerUp(2)).expect("broker up");
+
+    let (accepted, refused) = poster.await.expect("poster");
+    // A request may be refused (503, retry later) while the broker is away, but never
+    // half-accepted: what was refused is not in the store, what was accepted is.
+    assert!(
+        refused.iter().all(|status| *status == 503),
+        "unexpected statuses: {refused:?}"
+    );
+    assert!(accepted.len() >= 300, "only {} accepted", accepted.len());
+    assert_categorised_exactly_once(&pipeline, &accepted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_records_on_every_topic_are_dead_lettered_and_work_goes_on() {
+    init_logs();
+    let mut configs = ServiceConfigs::from_env(&database_args("shared")).with_ephemeral_ports();
+    configs.ingest.database = database_args("ingest");
+    configs.categorise.database = database_args("categorise");
+    configs.trends.database = database_args("trends");
+    configs.notify.database = database_args("notify");
+    local_defaults(&mut configs, ([127, 0, 0, 1], 9).into());
+    let stack = Stack::start_embedded(configs, 1, 1)
+        .await
+        .expect("stack starts");
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap_servers)
+        .create()
+        .expect("producer");
+
+    let consumed = [
+        topics::FEEDBACK_RAW,
+        topics::FEEDBACK_CATEGORISED,
+        topics::FEEDBACK_THEMES,
+        topics::ACTIONS,
+        topics::PRIVACY_ERASURE,
+    ];
+    let poison: [&[u8]; 3] = [
+        b"\xff\xfe not even UTF-8",
+        br#"{"schema": "something.else.v1", "event_id": "x"}"#,
+        br#"{"schema": "feedback.raw.v1", "event_id": "0190b5a0-0000-7000-8000-000000000000", "occurred_at": "2026-11-25T10:00:00Z", "text": 42}"#,
+    ];
+    for topic in consumed {
+        for payload in poison {
+            producer
+                .send(
+                    FutureRecord::to(topic).key("poison").payload(payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("poison produced");
+        }
+    }
+
+    // The services keep going: a valid feedback after the poison goes all the way.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/feedback", stack.ingest))
+        .bearer_auth(closeloop::up::dev_key("shopdesk"))
+        .json(&feedback(1))
+        .send()
+        .await
+        .expect("ingest answers");
+    assert_eq!(response.status(), 202);
+    let categorised = read_topic(
+        &stack.bootstrap_servers,
+        topics::FEEDBACK_CATEGORISED,
+        4,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        categorised
+            .iter()
+            .any(|record| record["schema"] == "feedback.categorised.v1"),
+        "the valid feedback was not categorised after the poison"
+    );
+
+    for topic in consumed {
+        // Every consumer group of the topic dead-letters each poison record once.
+        let groups = if topic == topics::PRIVACY_ERASURE {
+            2
+        } else {
+            1
+        };
+        let dead = read_topic(
+            &stack.bootstrap_servers,
+            &topics::dead_letter_of(topic),
+            poison.len() * groups,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(
+            dead.len() >= poison.len() * groups,
+            "{topic}: {} dead letters, expected {}: {dead:?}",
+            dead.len(),
+            poison.len() * groups
+        );
+        for letter in &dead {
+            assert_eq!(letter["origin_topic"], topic, "{letter}");
+            assert!(letter["origin_offset"].is_i64(), "no origin offset: {letter}");
+            assert!(
+                letter["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "no reason: {letter}"
+            );
+        }
+    }
+    stack.stop().await;
+}
