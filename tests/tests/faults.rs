@@ -157,7 +157,11 @@ async fn post_all(
 
 async fn assert_categorised_exactly_once(pipeline: &Pipeline, accepted: &[String]) {
     let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
-    assert_eq!(expected.len(), accepted.len(), "ingest handed out an id twice");
+    assert_eq!(
+        expected.len(),
+        accepted.len(),
+        "ingest handed out an id twice"
+    );
     let stored = eventually(
         Duration::from_secs(60),
         "every accepted event categorised",
@@ -350,7 +354,10 @@ async fn poison_records_on_every_topic_are_dead_lettered_and_work_goes_on() {
         );
         for letter in &dead {
             assert_eq!(letter["origin_topic"], topic, "{letter}");
-            assert!(letter["origin_offset"].is_i64(), "no origin offset: {letter}");
+            assert!(
+                letter["origin_offset"].is_i64(),
+                "no origin offset: {letter}"
+            );
             assert!(
                 letter["error"].as_str().is_some_and(|e| !e.is_empty()),
                 "no reason: {letter}"

@@ -174,8 +174,17 @@ impl Database {
                     .max_connections(1)
                     .connect_with(options.clone())
                     .await?;
+                // `CREATE SCHEMA IF NOT EXISTS` is not safe against a concurrent twin (two
+                // replicas starting at once fail on pg_namespace's unique index), so the
+                // creation is serialised by a transaction-scoped advisory lock.
                 bootstrap
-                    .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+                    .execute(
+                        format!(
+                            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('closeloop.create_schema')); \
+                             CREATE SCHEMA IF NOT EXISTS \"{schema}\"; COMMIT;"
+                        )
+                        .as_str(),
+                    )
                     .await?;
                 bootstrap.close().await;
                 Some(schema.clone())
@@ -382,6 +391,22 @@ mod tests {
     async fn postgres_round_trip_is_idempotent() {
         if let Some(config) = testing::postgres_config("store::postgres_round_trip_is_idempotent") {
             round_trip(config).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_starting_together_share_one_new_schema() {
+        let Some(config) =
+            testing::postgres_config("store::replicas_starting_together_share_one_new_schema")
+        else {
+            return;
+        };
+        let connects = (0..8).map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { Database::connect(&config).await.map(|_| ()) })
+        });
+        for connected in futures::future::join_all(connects).await {
+            connected.unwrap().expect("every replica connects");
         }
     }
 }
