@@ -194,23 +194,17 @@ pub struct Cancelled {
 /// rows themselves stay, keyed by the pseudonymous customer id, so the audit trail and
 /// the (action, customer) idempotency survive. Returns the cancelled deliveries.
 pub async fn erase(db: &Database, customer_id: &str) -> Result<Vec<Cancelled>, sqlx::Error> {
+    // Write-only transaction (UPDATE … RETURNING, no SELECT first): see projection::record.
     let mut tx = db.pool().begin().await?;
     let cancelled: Vec<Cancelled> = sqlx::query_as(
-        "SELECT delivery_id, action_id, channel, language, attempts FROM notify_deliveries \
-         WHERE customer_id = $1 AND status = $2",
-    )
-    .bind(customer_id)
-    .bind(PENDING)
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query(
         "UPDATE notify_deliveries SET status = $1, last_error = 'erased', payload = NULL \
-         WHERE customer_id = $2 AND status = $3",
+         WHERE customer_id = $2 AND status = $3 \
+         RETURNING delivery_id, action_id, channel, language, attempts",
     )
     .bind(CANCELLED)
     .bind(customer_id)
     .bind(PENDING)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     sqlx::query("UPDATE notify_deliveries SET payload = NULL WHERE customer_id = $1")
         .bind(customer_id)

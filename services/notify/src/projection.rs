@@ -14,11 +14,12 @@ use crate::message;
 /// How many ids go into one `IN (...)` list; well under SQLite's bound-parameter limit.
 const IN_CHUNK: usize = 500;
 
-/// Stores one row per theme of `categorised`; a replay changes nothing. Returns
-/// whether it was kept (not if it has no theme or predates its customer's erasure).
-pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<bool, sqlx::Error> {
+/// Stores one row per theme of `categorised`; a replay changes nothing. Returns how
+/// many rows were new (none for a replay, or for feedback older than its customer's
+/// erasure).
+pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<u64, sqlx::Error> {
     if categorised.themes.is_empty() {
-        return Ok(false);
+        return Ok(0);
     }
     let feedback = &categorised.feedback;
     let customer = &feedback.customer;
@@ -41,20 +42,18 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
     };
     let given_at_ms = feedback.given_at.timestamp_millis();
     let mut tx = db.pool().begin().await?;
-    let erased_at_ms: Option<i64> =
-        sqlx::query_scalar("SELECT erased_at_ms FROM notify_erasures WHERE customer_id = $1")
-            .bind(&customer.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if erased_at_ms.is_some_and(|erased| feedback.received_at.timestamp_millis() <= erased) {
-        // Given before the customer asked to be forgotten: stays forgotten.
-        return Ok(false);
-    }
+    let mut inserted = 0;
     for theme in &categorised.themes {
-        sqlx::query(
+        // Feedback received before its customer asked to be forgotten stays forgotten.
+        // The check is part of the insert so the transaction only ever writes (a
+        // read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT under contention).
+        let result = sqlx::query(
             "INSERT INTO notify_mentions (feedback_id, theme, customer_id, source, language, \
              consent, email, reference, sentiment, excerpt, given_at_ms, text_language) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+             WHERE NOT EXISTS (SELECT 1 FROM notify_erasures \
+                               WHERE customer_id = $3 AND erased_at_ms >= $13) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(feedback.feedback_id.to_string())
         .bind(&theme.id)
@@ -68,11 +67,13 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
         .bind(excerpt.clone())
         .bind(given_at_ms)
         .bind(text_language)
+        .bind(feedback.received_at.timestamp_millis())
         .execute(&mut *tx)
         .await?;
+        inserted += result.rows_affected();
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(inserted)
 }
 
 /// A mention of a theme, as stored.
@@ -321,11 +322,11 @@ mod tests {
         let erased_at = Utc::now().timestamp_millis();
         assert_eq!(erase(&db, "a", erased_at).await.unwrap(), 2);
         // Replayed or late feedback from before the erasure is not projected again…
-        assert!(!record(&db, &recent_new).await.unwrap());
+        assert_eq!(record(&db, &recent_new).await.unwrap(), 0);
         // …feedback received after it is.
         let mut later = mention("a", true, SentimentLabel::Negative, 0, "new complaint");
         later.feedback.received_at = Utc::now() + Duration::seconds(1);
-        assert!(record(&db, &later).await.unwrap());
+        assert_eq!(record(&db, &later).await.unwrap(), 1);
         let found = recipients(&db, "delivery_time", &[], 0, i64::MAX).await.unwrap();
         assert_eq!(found.latest["a"].excerpt.as_deref(), Some("new complaint"));
     }
