@@ -259,10 +259,7 @@ async fn play(
         {
             print_mail(&customer, language, mail);
         }
-        if let Some(message) = received
-            .iter()
-            .find(|m| m.payload["language"] == language)
-        {
+        if let Some(message) = received.iter().find(|m| m.payload["language"] == language) {
             println!(
                 "\n   ↪ webhook to {} for customer {}{} ({language}):",
                 message.source,
@@ -297,7 +294,10 @@ fn print_mail(customer: &str, language: &str, mail: &ReceivedMail) {
         mail.rcpt_to.join(", ")
     );
     println!("     │ From: {}", mail.header("From").unwrap_or_default());
-    println!("     │ Subject: {}", mail.header("Subject").unwrap_or_default());
+    println!(
+        "     │ Subject: {}",
+        mail.header("Subject").unwrap_or_default()
+    );
     println!("     │");
     for paragraph in mail.text().unwrap_or_default().lines() {
         for line in wrap(paragraph, 88) {
@@ -353,6 +353,15 @@ async fn wait_for_deliveries(
     }
 }
 
+fn remove_sqlite_files(url: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,14 +371,5 @@ mod tests {
         assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
         assert_eq!(wrap("averylongword x", 4), ["averylongword", "x"]);
         assert_eq!(wrap("", 10), [""]);
-    }
-}
-
-fn remove_sqlite_files(url: &str) {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let path = path.split('?').next().unwrap_or(path);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
     }
 }

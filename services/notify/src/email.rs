@@ -107,7 +107,12 @@ impl EmailSender {
         };
         let message = match self.message(&due.delivery_id, &payload) {
             Ok(message) => message,
-            Err(error) => return Attempt::Reject { status: None, error },
+            Err(error) => {
+                return Attempt::Reject {
+                    status: None,
+                    error,
+                }
+            }
         };
         match self.transport.send(message).await {
             Ok(response) => Attempt::Delivered {
@@ -214,14 +219,12 @@ mod tests {
             text: "Hallo".into(),
             html: "<p>Hallo</p>".into(),
         };
-        let formatted = String::from_utf8(
-            sender
-                .message("0190-abc", &payload)
-                .unwrap()
-                .formatted(),
-        )
-        .unwrap();
-        assert!(formatted.contains("Message-ID: <0190-abc@shop.example>"), "{formatted}");
+        let formatted =
+            String::from_utf8(sender.message("0190-abc", &payload).unwrap().formatted()).unwrap();
+        assert!(
+            formatted.contains("Message-ID: <0190-abc@shop.example>"),
+            "{formatted}"
+        );
         assert!(formatted.contains("multipart/alternative"), "{formatted}");
         assert!(formatted.contains("text/html"), "{formatted}");
         assert!(sender

@@ -55,7 +55,9 @@ impl NotifyMetrics {
                 "closeloop_notification_attempt_seconds",
                 "Duration of one delivery attempt, by channel.",
             )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["channel"],
         )?;
         let rate_limited = IntCounterVec::new(

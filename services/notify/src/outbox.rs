@@ -337,7 +337,9 @@ mod tests {
         let db = database().await;
         let pending = delivery("a1", "c1");
         let done = delivery("a2", "c1");
-        enqueue(&db, &[pending.clone(), done.clone()], &[]).await.unwrap();
+        enqueue(&db, &[pending.clone(), done.clone()], &[])
+            .await
+            .unwrap();
         let recorded = record_attempt(
             &db,
             &done.delivery_id,

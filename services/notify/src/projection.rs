@@ -175,7 +175,11 @@ fn latest_per_customer(mentions: Vec<Mention>) -> BTreeMap<String, Mention> {
 
 /// Deletes everything notify projected about a customer and remembers when, so their
 /// earlier feedback is not projected again if it arrives late or is replayed.
-pub async fn erase(db: &Database, customer_id: &str, erased_at_ms: i64) -> Result<u64, sqlx::Error> {
+pub async fn erase(
+    db: &Database,
+    customer_id: &str,
+    erased_at_ms: i64,
+) -> Result<u64, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO notify_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
@@ -281,7 +285,10 @@ mod tests {
         assert_eq!(c2.email.as_deref(), Some("x@example.com"));
         assert_eq!(c2.reference.as_deref(), Some("T-1"));
         assert_eq!(c2.excerpt.as_deref(), Some("late again"));
-        assert_eq!((c2.language.as_str(), c2.text_language.as_deref()), ("de", Some("en")));
+        assert_eq!(
+            (c2.language.as_str(), c2.text_language.as_deref()),
+            ("de", Some("en"))
+        );
     }
 
     #[tokio::test]
@@ -327,7 +334,9 @@ mod tests {
         let mut later = mention("a", true, SentimentLabel::Negative, 0, "new complaint");
         later.feedback.received_at = Utc::now() + Duration::seconds(1);
         assert_eq!(record(&db, &later).await.unwrap(), 1);
-        let found = recipients(&db, "delivery_time", &[], 0, i64::MAX).await.unwrap();
+        let found = recipients(&db, "delivery_time", &[], 0, i64::MAX)
+            .await
+            .unwrap();
         assert_eq!(found.latest["a"].excerpt.as_deref(), Some("new complaint"));
     }
 }

@@ -47,8 +47,10 @@ impl RateLimiter {
         if now_ms < allowed_from {
             return Err(allowed_from);
         }
-        self.next_at_ms
-            .insert(destination.to_owned(), next_at.max(now_ms) + self.interval_ms);
+        self.next_at_ms.insert(
+            destination.to_owned(),
+            next_at.max(now_ms) + self.interval_ms,
+        );
         Ok(())
     }
 

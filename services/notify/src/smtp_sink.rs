@@ -152,16 +152,20 @@ fn decode_words(value: &str) -> String {
     let mut rest = value;
     let mut previous_was_word = false;
     while let Some(start) = rest.find("=?") {
-        let decoded = rest[start + 2..].split_once("?=").and_then(|(word, after)| {
-            let mut fields = word.splitn(3, '?');
-            let (_charset, encoding, text) = (fields.next()?, fields.next()?, fields.next()?);
-            let bytes = match encoding.to_ascii_lowercase().as_str() {
-                "b" => base64::engine::general_purpose::STANDARD.decode(text).ok()?,
-                "q" => quoted_printable(&text.replace('_', " ")),
-                _ => return None,
-            };
-            Some((String::from_utf8_lossy(&bytes).into_owned(), after))
-        });
+        let decoded = rest[start + 2..]
+            .split_once("?=")
+            .and_then(|(word, after)| {
+                let mut fields = word.splitn(3, '?');
+                let (_charset, encoding, text) = (fields.next()?, fields.next()?, fields.next()?);
+                let bytes = match encoding.to_ascii_lowercase().as_str() {
+                    "b" => base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .ok()?,
+                    "q" => quoted_printable(&text.replace('_', " ")),
+                    _ => return None,
+                };
+                Some((String::from_utf8_lossy(&bytes).into_owned(), after))
+            });
         let between = &rest[..start];
         match decoded {
             Some((text, after)) => {
@@ -209,7 +213,11 @@ impl SmtpSink {
     }
 
     /// Serves SMTP on `listener` until `shutdown`; returns the address.
-    pub fn spawn(&self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    pub fn spawn(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<SocketAddr> {
         let addr = listener.local_addr()?;
         let sink = self.clone();
         tokio::spawn(async move {

@@ -247,7 +247,8 @@ impl Template {
         };
         let field = |name: &str, value: Option<String>, allowed: &[Field]| {
             let value = value.ok_or_else(|| invalid(format!("`{name}` is missing")))?;
-            Compiled::parse(&value, allowed).map_err(|message| invalid(format!("`{name}`: {message}")))
+            Compiled::parse(&value, allowed)
+                .map_err(|message| invalid(format!("`{name}`: {message}")))
         };
         use Field::*;
         let months = source
@@ -347,10 +348,11 @@ impl Templates {
                             .to_owned(),
                     })?
                     .to_owned();
-                let text = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
-                    file: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                        file: path.clone(),
+                        source,
+                    })?;
                 let file = TemplateFile::parse(&name, &text)?;
                 let merged = match files.get(&language) {
                     Some((_, builtin)) => file.over(builtin),
@@ -363,13 +365,14 @@ impl Templates {
         for (language, (name, file)) in files {
             by_language.insert(language, Template::compile(&name, file)?);
         }
-        let fallback = by_language
-            .get(FALLBACK_LANGUAGE)
-            .cloned()
-            .ok_or_else(|| TemplateError::Invalid {
-                file: format!("{FALLBACK_LANGUAGE}.toml"),
-                message: "the English template is missing".to_owned(),
-            })?;
+        let fallback =
+            by_language
+                .get(FALLBACK_LANGUAGE)
+                .cloned()
+                .ok_or_else(|| TemplateError::Invalid {
+                    file: format!("{FALLBACK_LANGUAGE}.toml"),
+                    message: "the English template is missing".to_owned(),
+                })?;
         Ok(Templates {
             by_language,
             fallback,
@@ -541,7 +544,9 @@ mod tests {
              Das haben wir getan: Wir haben einen zweiten Versender. Danke, dass Sie uns das gesagt haben."
         );
         assert_eq!(rendered.language, "de");
-        assert!(rendered.subject.starts_with("Ihre Rückmeldung zum Thema Lieferzeit"));
+        assert!(rendered
+            .subject
+            .starts_with("Ihre Rückmeldung zum Thema Lieferzeit"));
         assert!(rendered.email_text.starts_with("Guten Tag,"));
     }
 
@@ -557,13 +562,15 @@ mod tests {
         );
         let cut = templates.render("en", &parts("So slow that I gave up…", "Fixed!"));
         assert!(
-            cut.text.contains("\"So slow that I gave up…\" We did: Fixed! Thank"),
+            cut.text
+                .contains("\"So slow that I gave up…\" We did: Fixed! Thank"),
             "{}",
             cut.text
         );
         let de = templates.render("de", &parts("Wo bleibt mein Paket?", "Erledigt"));
         assert!(
-            de.text.contains("„Wo bleibt mein Paket?“ Das haben wir getan: Erledigt. Danke"),
+            de.text
+                .contains("„Wo bleibt mein Paket?“ Das haben wir getan: Erledigt. Danke"),
             "{}",
             de.text
         );
@@ -654,11 +661,7 @@ mod tests {
     fn directory_overrides_fields_and_adds_languages() {
         let dir = std::env::temp_dir().join(format!("notify-templates-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("en.toml"),
-            "subject = \"Update on {theme}\"\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("en.toml"), "subject = \"Update on {theme}\"\n").unwrap();
         std::fs::write(
             dir.join("fr.toml"),
             r#"
@@ -674,7 +677,10 @@ email = "Bonjour,\n\n{text}"
         .unwrap();
         std::fs::write(dir.join("README.md"), "not a template").unwrap();
         let templates = Templates::load(Some(&dir)).unwrap();
-        assert_eq!(templates.languages().collect::<Vec<_>>(), ["de", "en", "fr"]);
+        assert_eq!(
+            templates.languages().collect::<Vec<_>>(),
+            ["de", "en", "fr"]
+        );
         let en = templates.render("en", &parts("late", "Fixed"));
         assert_eq!(en.subject, "Update on delivery time");
         assert!(en.text.starts_with("On 3 November 2026"), "body kept");

@@ -98,8 +98,7 @@ pub async fn publish_outcome(
 ) {
     let delivery_id = record.delivery_id;
     let envelope = Envelope::new(record);
-    let published =
-        tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(&envelope, None)).await;
+    let published = tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(&envelope, None)).await;
     let failure = match published {
         Ok(Ok(_)) => return,
         Ok(Err(error)) => error.to_string(),
@@ -124,14 +123,14 @@ impl Worker {
     /// Loops until `shutdown`, then returns once the deliveries in flight are recorded.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!("delivery worker started");
-        let mut gauge_refreshed: Option<Instant> = None;
+        let mut gauge_due = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            if gauge_refreshed.map_or(true, |at| at.elapsed() >= GAUGE_INTERVAL) {
+            if Instant::now() >= gauge_due {
                 self.refresh_gauge().await;
-                gauge_refreshed = Some(Instant::now());
+                gauge_due = Instant::now() + GAUGE_INTERVAL;
             }
             let full = match outbox::due(&self.db, now_ms(), BATCH).await {
                 Ok(batch) => {

@@ -22,9 +22,9 @@ use closeloop_bus::{
     KafkaArgs, Publisher, PublisherConfig, TopicSpec,
 };
 use closeloop_events::{
-    ActionEvent, ActionEventKind, ActionStatus, Channel, CustomerRef,
-    DeliveryOutcome, Envelope, ErasureRequest, Evidence, Feedback, FeedbackCategorised, Language,
-    NotificationOutcome, Resolution, SentimentLabel, SentimentResult, ThemeMatch, Touchpoint,
+    ActionEvent, ActionEventKind, ActionStatus, Channel, CustomerRef, DeliveryOutcome, Envelope,
+    ErasureRequest, Evidence, Feedback, FeedbackCategorised, Language, NotificationOutcome,
+    Resolution, SentimentLabel, SentimentResult, ThemeMatch, Touchpoint,
 };
 use closeloop_notify::smtp_sink::SmtpSink;
 use closeloop_notify::{signature, Config, Service, SmtpUrl};
@@ -778,7 +778,10 @@ async fn failing_deliveries_die_visibly_and_erasure_cancels_pending_ones() {
     assert_eq!(
         notify.outcomes.of("finn"),
         [
-            (DeliveryOutcome::Retrying, Some("HTTP 429 Too Many Requests".to_owned())),
+            (
+                DeliveryOutcome::Retrying,
+                Some("HTTP 429 Too Many Requests".to_owned())
+            ),
             (DeliveryOutcome::Skipped, Some("erased".to_owned()))
         ]
     );
@@ -1052,7 +1055,11 @@ async fn one_destination_gets_at_most_its_rate() {
 
     let accepted = receiver.accepted();
     assert_eq!(accepted.len(), 5, "each once");
-    assert_eq!(receiver.seen().len(), 5, "postponing is not a failed attempt");
+    assert_eq!(
+        receiver.seen().len(),
+        5,
+        "postponing is not a failed attempt"
+    );
     // One per 250 ms after the first: four gaps take at least ~1 s (a lower bound, so
     // a slow machine cannot make it fail).
     let first = accepted.iter().map(|r| r.at).min().unwrap();
