@@ -205,7 +205,7 @@ async fn the_loop_closes_for_exactly_the_consenting_complainers() {
         .json()
         .await
         .unwrap();
-    let deliveries = deliveries.as_array().unwrap();
+    let deliveries = deliveries["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 3);
     assert!(
         deliveries.iter().all(|d| d["status"] == "delivered"),

@@ -1,10 +1,14 @@
 //! `closeloop demo`: plays a few hundred realistic English and German feedback events
 //! through the loop and narrates it closing — feedback accepted, a surging theme raised
-//! as an action, the action resolved, customers told "you said, we did".
+//! as an action, the action resolved, customers told "you said, we did" — and shows a
+//! few of those messages as the customers read them: e-mails as a local SMTP relay
+//! received them, webhooks as the source system received them.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use closeloop_notify::smtp_sink::{ReceivedMail, SmtpSink};
+use closeloop_notify::SmtpUrl;
 use closeloop_store::DatabaseArgs;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -45,12 +49,21 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let sink_addr = sink_listener.local_addr()?;
     let secrets = local_defaults(&mut configs, sink_addr);
     let sink = WebhookSink::new(secrets, false);
+    // Customers who gave an address are e-mailed, through a local relay that keeps what
+    // it receives (unless a real SMTP relay is configured).
+    let smtp = SmtpSink::new();
+    let smtp_listener = TcpListener::bind("127.0.0.1:0").await?;
+    if configs.notify.smtp_url.is_none() {
+        configs.notify.smtp_url = Some(SmtpUrl(format!("smtp://{}", smtp_listener.local_addr()?)));
+        configs.notify.email_from = Some("Customer Care <care@closeloop.demo>".to_owned());
+    }
 
     println!("▶ closeloop demo: starting the embedded broker and the four services …");
     let stack = Stack::start_embedded(configs, 1, 3).await?;
     sink.spawn(sink_listener, stack.shutdown_token());
+    smtp.spawn(smtp_listener, stack.shutdown_token())?;
     let demo = tokio::select! {
-        result = play(&args, &stack, &sink, started) => result,
+        result = play(&args, &stack, &sink, &smtp, started) => result,
         _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     stack.stop().await;
@@ -67,6 +80,7 @@ async fn play(
     args: &DemoArgs,
     stack: &Stack,
     sink: &WebhookSink,
+    smtp: &SmtpSink,
     started: Instant,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
@@ -202,45 +216,124 @@ async fn play(
     );
 
     // 4. notify tells every consenting customer who complained, in their language.
-    let deliveries = wait_for_deliveries(&client, stack.notify, &action_id, deadline).await?;
+    let view = wait_for_deliveries(&client, stack.notify, &action_id, deadline).await?;
+    let counts = &view["counts"];
+    let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
+    let by_channel = |channel: &str| {
+        deliveries
+            .iter()
+            .filter(|d| d["channel"] == channel && d["status"] == "delivered")
+            .count()
+    };
+    let mails = smtp.received();
     let received = sink.received();
-    let delivered = deliveries
-        .iter()
-        .filter(|d| d["status"] == "delivered")
-        .count();
     println!(
-        "\n④ “you said, we did”: {delivered} customers told ({} dead-lettered), {} webhook messages received with valid signatures, {} rejected",
-        deliveries.len() - delivered,
+        "\n④ “you said, we did”: {} customers told — {} by e-mail, {} through their source's webhook \
+         ({} dead-lettered); {} not told because they did not consent, {} with no way to reach them",
+        counts["delivered"],
+        by_channel("email"),
+        by_channel("webhook"),
+        counts["dead"],
+        counts["skipped_no_consent"],
+        counts["skipped_no_route"],
+    );
+    println!(
+        "   the relay received {} e-mails; the source systems {} webhooks with valid signatures ({} rejected)",
+        mails.len(),
         received.len(),
         sink.rejected()
     );
-    for language in ["en", "de"] {
-        for message in received
+    let language_of = |customer: &str| {
+        deliveries
             .iter()
-            .filter(|m| m.payload["language"] == language)
-            .take(2)
+            .find(|d| d["customer_id"] == customer)
+            .and_then(|d| d["language"].as_str())
+            .unwrap_or("en")
+            .to_owned()
+    };
+    for language in ["de", "en"] {
+        if let Some((customer, mail)) = mails
+            .iter()
+            .filter_map(|mail| Some((customer_of(&deliveries, mail)?, mail)))
+            .find(|(customer, _)| language_of(customer) == language)
         {
+            print_mail(&customer, language, mail);
+        }
+        if let Some(message) = received.iter().find(|m| m.payload["language"] == language) {
             println!(
-                "   ✉ to {} via {} ({}):\n     {}",
-                message.payload["customer"]["id"].as_str().unwrap_or("?"),
+                "\n   ↪ webhook to {} for customer {}{} ({language}):",
                 message.source,
-                language,
-                message.payload["text"].as_str().unwrap_or_default()
+                message.payload["customer"]["id"].as_str().unwrap_or("?"),
+                message.payload["customer"]["reference"]
+                    .as_str()
+                    .map(|r| format!(", their reference {r}"))
+                    .unwrap_or_default(),
             );
+            for line in wrap(message.payload["text"].as_str().unwrap_or_default(), 88) {
+                println!("     │ {line}");
+            }
         }
     }
     Ok(())
 }
 
-/// Polls notify until the action's deliveries exist and none is pending.
+/// The customer an e-mail went to, found through its Message-ID (the delivery id).
+fn customer_of(deliveries: &[Value], mail: &ReceivedMail) -> Option<String> {
+    let message_id = mail.header("Message-ID")?;
+    let delivery_id = message_id.trim_start_matches('<').split('@').next()?;
+    deliveries
+        .iter()
+        .find(|d| d["delivery_id"] == delivery_id)
+        .and_then(|d| d["customer_id"].as_str())
+        .map(str::to_owned)
+}
+
+fn print_mail(customer: &str, language: &str, mail: &ReceivedMail) {
+    println!(
+        "\n   ✉ e-mail to customer {customer} <{}> ({language}):",
+        mail.rcpt_to.join(", ")
+    );
+    println!("     │ From: {}", mail.header("From").unwrap_or_default());
+    println!(
+        "     │ Subject: {}",
+        mail.header("Subject").unwrap_or_default()
+    );
+    println!("     │");
+    for paragraph in mail.text().unwrap_or_default().lines() {
+        for line in wrap(paragraph, 88) {
+            println!("{}", format!("     │ {line}").trim_end());
+        }
+    }
+}
+
+/// Word-wraps `text` to lines of at most `width` characters (longer words stay whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let current = lines.last_mut().map(|l| l.chars().count()).unwrap_or(0);
+        if current > 0 && current + 1 + word.chars().count() > width {
+            lines.push(String::new());
+        }
+        if let Some(line) = lines.last_mut() {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
+
+/// Polls notify until the action's deliveries exist and none is pending; returns the
+/// action's notifications (`counts`, `deliveries`, `skipped`).
 async fn wait_for_deliveries(
     client: &reqwest::Client,
     notify: SocketAddr,
     action_id: &str,
     deadline: Instant,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Value> {
     loop {
-        let deliveries: Value = client
+        let view: Value = client
             .get(format!(
                 "http://{notify}/v1/notifications?action={action_id}"
             ))
@@ -248,14 +341,13 @@ async fn wait_for_deliveries(
             .await?
             .json()
             .await?;
-        let deliveries = deliveries.as_array().cloned().unwrap_or_default();
-        if !deliveries.is_empty() && deliveries.iter().all(|d| d["status"] != "pending") {
-            return Ok(deliveries);
+        let deliveries = view["deliveries"].as_array().map_or(0, Vec::len);
+        if deliveries > 0 && view["counts"]["pending"] == 0 {
+            return Ok(view);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "notifications were not delivered in time ({} so far)",
-            deliveries.len()
+            "notifications were not delivered in time ({deliveries} so far)"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -267,5 +359,17 @@ pub(crate) fn remove_sqlite_files(url: &str) {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_word_boundaries() {
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(wrap("averylongword x", 4), ["averylongword", "x"]);
+        assert_eq!(wrap("", 10), [""]);
     }
 }

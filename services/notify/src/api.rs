@@ -1,5 +1,6 @@
-//! notify's HTTP API: what became of an action's notifications, for operators and
-//! for the end-to-end tests.
+//! notify's HTTP API: what became of an action's notifications (status per customer,
+//! counts including those skipped for want of consent), and the dead letters, for
+//! operators and for the end-to-end tests.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -13,7 +14,11 @@ use closeloop_telemetry::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::outbox::{self, DeliveryRow};
+use crate::handlers::{NO_CONSENT, NO_ROUTE};
+use crate::outbox::{self, DeliveryRow, Skip};
+
+/// The most deliveries `?status=` lists.
+const STATUS_LIMIT_MAX: i64 = 1000;
 
 #[derive(Clone)]
 struct ApiState {
@@ -29,6 +34,65 @@ pub fn routes(db: Database) -> Router {
 #[derive(Debug, Deserialize)]
 struct ListParams {
     action: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// How an action's notifications stand.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Counts {
+    pub pending: usize,
+    pub delivered: usize,
+    pub dead: usize,
+    /// Stopped by an erasure request.
+    pub cancelled: usize,
+    pub skipped_no_consent: usize,
+    pub skipped_no_route: usize,
+}
+
+/// A customer who was not notified, and why.
+#[derive(Debug, Serialize)]
+pub struct SkipView {
+    pub customer_id: String,
+    pub reason: String,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/notifications?action=…`
+#[derive(Debug, Serialize)]
+pub struct ActionNotifications {
+    pub action_id: Uuid,
+    pub counts: Counts,
+    pub deliveries: Vec<DeliveryView>,
+    pub skipped: Vec<SkipView>,
+}
+
+/// `GET /v1/notifications?status=…`
+#[derive(Debug, Serialize)]
+pub struct DeliveryList {
+    pub status: String,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+fn counts(deliveries: &[DeliveryRow], skips: &[Skip]) -> Counts {
+    let mut counts = Counts::default();
+    for delivery in deliveries {
+        match delivery.status.as_str() {
+            outbox::PENDING => counts.pending += 1,
+            outbox::DELIVERED => counts.delivered += 1,
+            outbox::DEAD => counts.dead += 1,
+            outbox::CANCELLED => counts.cancelled += 1,
+            _ => {}
+        }
+    }
+    for skip in skips {
+        match skip.reason.as_str() {
+            NO_CONSENT => counts.skipped_no_consent += 1,
+            NO_ROUTE => counts.skipped_no_route += 1,
+            _ => {}
+        }
+    }
+    counts
 }
 
 /// One delivery, as `GET /v1/notifications` shows it.
@@ -73,33 +137,85 @@ fn bad_action(detail: &str) -> Response {
         .into_response()
 }
 
-/// `GET /v1/notifications?action=<uuid>`
+fn store_error(error: sqlx::Error) -> Response {
+    if closeloop_store::is_transient(&error) {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
+            .detail("try again shortly")
+            .retry_after(1)
+            .into_response()
+    } else {
+        tracing::error!(%error, "could not list notifications");
+        Problem::internal("could not read notifications").into_response()
+    }
+}
+
+/// `GET /v1/notifications?action=<uuid>` or `?status=dead[&limit=n]`
 async fn list(
     State(state): State<ApiState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
-        return bad_action("the query string could not be read; use ?action=<uuid>");
+        return bad_action(
+            "the query string could not be read; use ?action=<uuid> or ?status=<status>",
+        );
     };
-    let Some(action) = params.action else {
-        return bad_action("the `action` query parameter is required: ?action=<uuid>");
-    };
-    let Ok(action) = Uuid::parse_str(action.trim()) else {
-        return bad_action("`action` must be a UUID");
-    };
-    match outbox::for_action(&state.db, &action.to_string()).await {
-        Ok(rows) => {
-            Json(rows.into_iter().map(DeliveryView::from).collect::<Vec<_>>()).into_response()
+    match (params.action, params.status) {
+        (Some(action), None) => {
+            let Ok(action) = Uuid::parse_str(action.trim()) else {
+                return bad_action("`action` must be a UUID");
+            };
+            for_action(&state.db, action).await
         }
-        Err(error) if closeloop_store::is_transient(&error) => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
-                .detail("try again shortly")
-                .retry_after(1)
-                .into_response()
+        (None, Some(status)) => {
+            let status = status.trim().to_ascii_lowercase();
+            if !outbox::STATUSES.contains(&status.as_str()) {
+                return bad_action(&format!(
+                    "`status` must be one of {}",
+                    outbox::STATUSES.join(", ")
+                ));
+            }
+            let limit = params.limit.unwrap_or(100);
+            if !(1..=STATUS_LIMIT_MAX).contains(&limit) {
+                return bad_action(&format!("`limit` must be between 1 and {STATUS_LIMIT_MAX}"));
+            }
+            match outbox::with_status(&state.db, &status, limit).await {
+                Ok(rows) => Json(DeliveryList {
+                    status,
+                    deliveries: rows.into_iter().map(DeliveryView::from).collect(),
+                })
+                .into_response(),
+                Err(error) => store_error(error),
+            }
         }
-        Err(error) => {
-            tracing::error!(%error, "could not list notifications");
-            Problem::internal("could not read notifications").into_response()
-        }
+        (Some(_), Some(_)) => bad_action("give either `action` or `status`, not both"),
+        (None, None) => bad_action(
+            "the `action` (?action=<uuid>) or `status` (?status=dead) query parameter is required",
+        ),
     }
+}
+
+async fn for_action(db: &Database, action: Uuid) -> Response {
+    let action_id = action.to_string();
+    let deliveries = match outbox::for_action(db, &action_id).await {
+        Ok(rows) => rows,
+        Err(error) => return store_error(error),
+    };
+    let skips = match outbox::skips_for_action(db, &action_id).await {
+        Ok(rows) => rows,
+        Err(error) => return store_error(error),
+    };
+    Json(ActionNotifications {
+        action_id: action,
+        counts: counts(&deliveries, &skips),
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+        skipped: skips
+            .into_iter()
+            .map(|skip| SkipView {
+                customer_id: skip.customer_id,
+                decided_at: DateTime::from_timestamp_millis(skip.created_at_ms),
+                reason: skip.reason,
+            })
+            .collect(),
+    })
+    .into_response()
 }

@@ -2,23 +2,27 @@
 //! rows, erase a customer. Each is idempotent, as `run_consumer` requires: a replayed
 //! record runs into `ON CONFLICT DO NOTHING` or deletes what is already gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use closeloop_bus::{Handler, HandlerError, Incoming};
+use closeloop_bus::{Handler, HandlerError, Incoming, Publisher};
 use closeloop_events::{
-    ActionEvent, ActionEventKind, DeliveryChannel, ErasureRequest, FeedbackCategorised, Resolution,
+    ActionEvent, ActionEventKind, DeliveryChannel, DeliveryOutcome, ErasureRequest,
+    FeedbackCategorised, NotificationOutcome, Resolution,
 };
 use closeloop_store::Database;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::message::{self, Parts};
+use crate::email;
+use crate::message;
 use crate::metrics::NotifyMetrics;
-use crate::outbox::{self, NewDelivery};
+use crate::outbox::{self, NewDelivery, Skip};
 use crate::projection::{self, Mention};
+use crate::template::{Parts, Rendered, Templates};
+use crate::worker::{channel_of, publish_outcome};
 
 /// How long a resolved action waits for its evidence to show up in the projection.
 /// feedback.categorised.v1 and actions.v1 are consumed independently, so right after a
@@ -27,11 +31,59 @@ use crate::projection::{self, Mention};
 /// the evidence is taken to be gone for good (erased, or older than notify's data).
 const EVIDENCE_GRACE: Duration = Duration::from_secs(30);
 
-/// What the handlers share: store, metrics, and the worker's doorbell.
+/// Skip reasons, as stored, counted and published.
+pub const NO_CONSENT: &str = "no_consent";
+pub const NO_ROUTE: &str = "no_route";
+pub const ERASED: &str = "erased";
+
+/// Which channel to prefer when a customer can be reached on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Prefer {
+    /// E-mail when the customer gave an address and SMTP is configured, else webhook.
+    Email,
+    /// The source's webhook when it has one, else e-mail.
+    Webhook,
+}
+
+/// How customers can be reached: which sources have a webhook, whether SMTP is set up.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub webhook_sources: HashSet<String>,
+    pub email: bool,
+    pub prefer: Prefer,
+}
+
+impl Routing {
+    /// The channel for `mention`'s customer (with the address for e-mail), or `None`
+    /// when there is no way to reach them.
+    pub fn route(&self, mention: &Mention) -> Option<(DeliveryChannel, Option<String>)> {
+        let email = self
+            .email
+            .then_some(mention.email.as_deref())
+            .flatten()
+            .and_then(email::parse_address)
+            .map(|address| (DeliveryChannel::Email, Some(address.to_string())));
+        let webhook = self
+            .webhook_sources
+            .contains(&mention.source)
+            .then_some((DeliveryChannel::Webhook, None));
+        match self.prefer {
+            Prefer::Email => email.or(webhook),
+            Prefer::Webhook => webhook.or(email),
+        }
+    }
+}
+
+/// What the handlers share: store, metrics, publisher, how to word and route
+/// messages, and the worker's doorbell.
 #[derive(Clone)]
 pub struct Context {
     pub db: Database,
     pub metrics: NotifyMetrics,
+    /// For `notifications.v1` records of customers who are skipped.
+    pub publisher: Publisher,
+    pub templates: Arc<Templates>,
+    pub routing: Arc<Routing>,
     /// Rung after new outbox rows are committed, so they go out now, not at the next poll.
     pub wake: Arc<Notify>,
     pub lookback: chrono::Duration,
@@ -57,6 +109,7 @@ impl Handler for FeedbackHandler {
     async fn handle(&self, incoming: &Incoming<FeedbackCategorised>) -> Result<(), HandlerError> {
         projection::record(&self.ctx.db, &incoming.envelope.data)
             .await
+            .map(|_| ())
             .map_err(db_error)
     }
 }
@@ -96,9 +149,11 @@ impl Handler for ActionHandler {
 
     async fn handle(&self, incoming: &Incoming<ActionEvent>) -> Result<(), HandlerError> {
         let action = &incoming.envelope.data;
-        // Only a resolution closes the loop; raised / updated / reopened tell nobody.
-        if action.kind != ActionEventKind::Resolved {
-            return Ok(());
+        // Only a resolution closes the loop; every other kind (raised, updated,
+        // reopened, and any added later) tells nobody.
+        match action.kind {
+            ActionEventKind::Resolved => {}
+            _ => return Ok(()),
         }
         let Some(resolution) = &action.resolution else {
             return Err(HandlerError::permanent(format!(
@@ -133,27 +188,35 @@ impl Handler for ActionHandler {
         self.done_waiting(action.action_id);
 
         let now_ms = Utc::now().timestamp_millis();
+        let action_id = action.action_id.to_string();
         let mut deliveries = Vec::new();
+        let mut skips = Vec::new();
         for mention in recipients.latest.values() {
+            let skip = |reason: &str| Skip {
+                skip_id: Uuid::now_v7().to_string(),
+                action_id: action_id.clone(),
+                customer_id: mention.customer_id.clone(),
+                reason: reason.to_owned(),
+                created_at_ms: now_ms,
+            };
             if mention.consent == 0 {
-                // Counted on every replay of the record too; a replay is rare and the
-                // alternative (remembering who was skipped) would store more about
-                // customers who asked not to be contacted.
-                self.ctx
-                    .metrics
-                    .skipped
-                    .with_label_values(&["no_consent"])
-                    .inc();
-                tracing::info!(
-                    action_id = %action.action_id,
-                    customer_id = %mention.customer_id,
-                    "customer did not consent to be contacted: not notified"
-                );
+                skips.push(skip(NO_CONSENT));
                 continue;
             }
-            deliveries.push(delivery(action, resolution, mention, now_ms));
+            match self.ctx.routing.route(mention) {
+                Some((channel, address)) => deliveries.push(delivery(
+                    &self.ctx.templates,
+                    action,
+                    resolution,
+                    mention,
+                    channel,
+                    address,
+                    now_ms,
+                )),
+                None => skips.push(skip(NO_ROUTE)),
+            }
         }
-        let inserted = outbox::enqueue(&self.ctx.db, &deliveries)
+        let (inserted, new_skips) = outbox::enqueue(&self.ctx.db, &deliveries, &skips)
             .await
             .map_err(db_error)?;
         tracing::info!(
@@ -161,10 +224,43 @@ impl Handler for ActionHandler {
             theme = %action.theme,
             recipients = deliveries.len(),
             new = inserted,
+            skipped = skips.len(),
             "resolved action queued for notification"
         );
         if inserted > 0 {
             self.ctx.wake.notify_one();
+        }
+        // Only skips new in this run are counted and published, so a replay of the
+        // action counts nobody twice.
+        for skip in new_skips {
+            self.ctx
+                .metrics
+                .skipped
+                .with_label_values(&[skip.reason.as_str()])
+                .inc();
+            tracing::info!(
+                action_id = %action.action_id,
+                customer_id = %skip.customer_id,
+                reason = %skip.reason,
+                "customer not notified"
+            );
+            let language = recipients
+                .latest
+                .get(&skip.customer_id)
+                .map(|mention| mention.language.clone())
+                .unwrap_or_default();
+            let record = NotificationOutcome {
+                delivery_id: Uuid::parse_str(&skip.skip_id).unwrap_or_default(),
+                action_id: action.action_id,
+                customer_id: skip.customer_id,
+                channel: DeliveryChannel::Webhook,
+                outcome: DeliveryOutcome::Skipped,
+                attempt: 0,
+                language,
+                status_code: None,
+                error: Some(skip.reason),
+            };
+            publish_outcome(&self.ctx.publisher, &self.ctx.metrics, record).await;
         }
         Ok(())
     }
@@ -173,18 +269,23 @@ impl Handler for ActionHandler {
 /// The outbox row for one customer: the message is rendered now, in their language,
 /// so what is sent (and retried) is exactly what was decided.
 fn delivery(
+    templates: &Templates,
     action: &ActionEvent,
     resolution: &Resolution,
     mention: &Mention,
+    channel: DeliveryChannel,
+    address: Option<String>,
     now_ms: i64,
 ) -> NewDelivery {
     let delivery_id = Uuid::now_v7();
-    let language = mention.language.as_str();
+    let mut preferred = vec![mention.language.as_str()];
+    preferred.extend(mention.text_language.as_deref());
+    let language = templates.pick(&preferred);
     let you_said = mention.excerpt.as_deref().unwrap_or_default();
     let we_did = message::clean(resolution.message_in(language));
     let told_at = chrono::DateTime::from_timestamp_millis(mention.given_at_ms)
         .unwrap_or(resolution.resolved_at);
-    let text = message::render(
+    let rendered: Rendered = templates.render(
         language,
         &Parts {
             told_at,
@@ -193,23 +294,33 @@ fn delivery(
             we_did: &we_did,
         },
     );
-    let payload = serde_json::json!({
-        "type": "closeloop.you_said_we_did",
-        "delivery_id": delivery_id,
-        "action_id": action.action_id,
-        "theme": action.theme,
-        "customer": { "id": mention.customer_id, "reference": mention.reference },
-        "language": language,
-        "you_said": message::clean(you_said),
-        "we_did": we_did,
-        "text": text,
-    });
+    let payload = match (channel, address) {
+        // The fields of `EmailPayload`, which the worker reads back.
+        (DeliveryChannel::Email, Some(to)) => serde_json::json!({
+            "to": to,
+            "subject": rendered.subject,
+            "text": rendered.email_text,
+            "html": rendered.email_html,
+        }),
+        _ => serde_json::json!({
+            "type": "closeloop.you_said_we_did",
+            "delivery_id": delivery_id,
+            "action_id": action.action_id,
+            "theme": action.theme,
+            "customer": { "id": mention.customer_id, "reference": mention.reference },
+            "language": language,
+            "you_said": message::clean(you_said),
+            "we_did": we_did,
+            "subject": rendered.subject,
+            "text": rendered.text,
+        }),
+    };
     NewDelivery {
         delivery_id: delivery_id.to_string(),
         action_id: action.action_id.to_string(),
         customer_id: mention.customer_id.clone(),
         source: mention.source.clone(),
-        channel: DeliveryChannel::Webhook.as_str(),
+        channel: channel.as_str(),
         language: language.to_owned(),
         payload: payload.to_string(),
         created_at_ms: now_ms,
@@ -225,19 +336,39 @@ impl Handler for ErasureHandler {
     type Event = ErasureRequest;
 
     async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
-        let customer_id = &incoming.envelope.data.customer_id;
-        let mentions = projection::erase(&self.ctx.db, customer_id)
-            .await
-            .map_err(db_error)?;
+        let request = &incoming.envelope.data;
+        let customer_id = &request.customer_id;
+        let mentions = projection::erase(
+            &self.ctx.db,
+            customer_id,
+            request.requested_at.timestamp_millis(),
+        )
+        .await
+        .map_err(db_error)?;
         let cancelled = outbox::erase(&self.ctx.db, customer_id)
             .await
             .map_err(db_error)?;
         tracing::info!(
             %customer_id,
             mentions,
-            cancelled_deliveries = cancelled,
+            cancelled_deliveries = cancelled.len(),
             "customer erased"
         );
+        for delivery in cancelled {
+            self.ctx.metrics.skipped.with_label_values(&[ERASED]).inc();
+            let record = NotificationOutcome {
+                delivery_id: Uuid::parse_str(&delivery.delivery_id).unwrap_or_default(),
+                action_id: Uuid::parse_str(&delivery.action_id).unwrap_or_default(),
+                customer_id: customer_id.clone(),
+                channel: channel_of(&delivery.channel),
+                outcome: DeliveryOutcome::Skipped,
+                attempt: u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
+                language: delivery.language,
+                status_code: None,
+                error: Some(ERASED.to_owned()),
+            };
+            publish_outcome(&self.ctx.publisher, &self.ctx.metrics, record).await;
+        }
         Ok(())
     }
 }

@@ -6,27 +6,34 @@
 //! ```text
 //! feedback.categorised.v1 ──▶ notify_mentions ─┐
 //! actions.v1 (resolved) ───────────────────────┴▶ notify_deliveries (outbox)
-//!                                                      │ delivery worker
-//!                                                      ▼
-//!                                 signed webhook per source ──▶ notifications.v1
-//! privacy.erasure.v1 ──▶ forget the customer
+//!                                    (rendered from      │   + notify_skips
+//!                                     templates/*.toml)  │ delivery worker
+//!                                                        ▼ (rate limit, retries)
+//!                      signed webhook per source / e-mail over SMTP ──▶ notifications.v1
+//! privacy.erasure.v1 ──▶ forget the customer, cancel their pending deliveries
 //! ```
 //!
 //! [`Service::build`] prepares everything and binds the listener;
 //! [`Service::run_until_stopped`] runs the consumers, the worker and the HTTP server.
 
 pub mod api;
+pub mod email;
 pub mod handlers;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
 pub mod projection;
+pub mod ratelimit;
 pub mod signature;
+pub mod smtp_sink;
+pub mod template;
+pub mod webhook;
 pub mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use closeloop_bus::{
@@ -40,8 +47,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::{ActionHandler, Context, ErasureHandler, FeedbackHandler};
+use crate::email::{EmailConfigError, EmailSender};
+use crate::handlers::{ActionHandler, Context, ErasureHandler, FeedbackHandler, Prefer, Routing};
 use crate::metrics::NotifyMetrics;
+use crate::ratelimit::RateLimiter;
+use crate::template::{TemplateError, Templates};
+use crate::webhook::WebhookSender;
 use crate::worker::Worker;
 
 /// Consumer groups, one per topic, so a slow topic never holds up another.
@@ -52,7 +63,7 @@ pub const ERASURE_GROUP: &str = "closeloop-notify-erasure";
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "notify",
-    about = "Tells customers what became of their feedback: resolved actions → signed webhooks"
+    about = "Tells customers what became of their feedback: resolved actions → signed webhooks and e-mail"
 )]
 pub struct Config {
     #[command(flatten)]
@@ -81,6 +92,54 @@ pub struct Config {
     /// Per request timeout of webhook calls.
     #[arg(long, env = "NOTIFY_HTTP_TIMEOUT_MS", default_value_t = 5000)]
     pub http_timeout_ms: u64,
+    /// How long a delivery being sent stays claimed beyond the send timeout; if notify
+    /// dies mid-send, the delivery is sent again (same id) after this.
+    #[arg(long, env = "NOTIFY_LEASE_MARGIN_MS", default_value_t = 30_000)]
+    pub lease_margin_ms: u64,
+    /// Sends per second to one destination (a webhook host, an e-mail domain).
+    #[arg(long, env = "NOTIFY_RATE_PER_SECOND", default_value_t = 20.0)]
+    pub rate_per_second: f64,
+    /// Sends one destination may get at once before the rate applies.
+    #[arg(long, env = "NOTIFY_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+    /// A directory of message templates (`en.toml`, `de.toml`, …) overriding the built-in
+    /// ones field by field or adding languages.
+    #[arg(long, env = "NOTIFY_TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
+    /// SMTP relay for e-mail, `smtp://[user:pass@]host[:port][?tls=required]` or
+    /// `smtps://…`. Without it, nobody is e-mailed.
+    #[arg(long, env = "NOTIFY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SmtpUrl>,
+    /// The e-mails' sender, e.g. `Customer Care <care@example.com>`.
+    #[arg(long, env = "NOTIFY_EMAIL_FROM")]
+    pub email_from: Option<String>,
+    /// Timeout of one SMTP transaction.
+    #[arg(long, env = "NOTIFY_SMTP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub smtp_timeout_ms: u64,
+    /// The channel for a customer reachable both ways.
+    #[arg(long, env = "NOTIFY_PREFER_CHANNEL", value_enum, default_value_t = Prefer::Email)]
+    pub prefer_channel: Prefer,
+}
+
+/// The SMTP URL, which may hold a password: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(pub String);
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmtpUrl(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for SmtpUrl {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("the SMTP URL is empty".to_owned());
+        }
+        Ok(SmtpUrl(text.to_owned()))
+    }
 }
 
 /// `source=value`, split at the first `=` (URLs and base64 secrets may contain more).
@@ -107,6 +166,10 @@ pub enum Error {
     HttpClient(#[from] reqwest::Error),
     #[error(transparent)]
     Http(#[from] closeloop_telemetry::HttpError),
+    #[error("message templates: {0}")]
+    Templates(#[from] TemplateError),
+    #[error("e-mail: {0}")]
+    Email(#[from] EmailConfigError),
     #[error("a task of the service panicked or was aborted: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -157,9 +220,9 @@ pub struct Service {
     telemetry: Telemetry,
     bus_metrics: BusMetrics,
     metrics: NotifyMetrics,
-    http: reqwest::Client,
-    webhooks: HashMap<String, reqwest::Url>,
-    secrets: HashMap<String, String>,
+    webhook: WebhookSender,
+    email: Option<EmailSender>,
+    templates: Arc<Templates>,
     listener: TcpListener,
     http_addr: SocketAddr,
 }
@@ -174,7 +237,23 @@ impl Service {
         if config.lookback_days < 0 {
             return Err(Error::Config("lookback days must not be negative".into()));
         }
+        if !(config.rate_per_second.is_finite() && config.rate_per_second > 0.0) {
+            return Err(Error::Config("the rate per second must be above 0".into()));
+        }
+        if config.rate_burst == 0 {
+            return Err(Error::Config("the rate burst must be at least 1".into()));
+        }
         let Routes { webhooks, secrets } = routes(&config)?;
+        let templates = Arc::new(Templates::load(config.templates_dir.as_deref())?);
+        let email = match (&config.smtp_url, &config.email_from) {
+            (Some(url), Some(from)) => Some(EmailSender::new(
+                &url.0,
+                from,
+                Duration::from_millis(config.smtp_timeout_ms.max(1)),
+            )?),
+            (Some(_), None) => return Err(EmailConfigError::NoFrom.into()),
+            (None, _) => None,
+        };
 
         let db = Database::connect(&config.database.config("notify")).await?;
         db.migrate(sqlx::migrate!("./migrations")).await?;
@@ -194,8 +273,21 @@ impl Service {
             .user_agent(concat!("closeloop-notify/", env!("CARGO_PKG_VERSION")))
             .build()?;
 
+        let webhook = WebhookSender {
+            http,
+            urls: webhooks,
+            secrets,
+            timeout: Duration::from_millis(config.http_timeout_ms.max(1)),
+        };
+
         let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
-        tracing::info!(%http_addr, sources = webhooks.len(), "notify built");
+        tracing::info!(
+            %http_addr,
+            sources = webhook.urls.len(),
+            email = email.is_some(),
+            languages = ?templates.languages().collect::<Vec<_>>(),
+            "notify built"
+        );
         Ok(Service {
             config,
             db,
@@ -203,9 +295,9 @@ impl Service {
             telemetry,
             bus_metrics,
             metrics,
-            http,
-            webhooks,
-            secrets,
+            webhook,
+            email,
+            templates,
             listener,
             http_addr,
         })
@@ -227,9 +319,9 @@ impl Service {
             telemetry,
             bus_metrics,
             metrics,
-            http,
-            webhooks,
-            secrets,
+            webhook,
+            email,
+            templates,
             listener,
             http_addr: _,
         } = self;
@@ -237,9 +329,17 @@ impl Service {
         // caller's (which may be shared with other services in `closeloop up`).
         let stop = shutdown.child_token();
         let wake = Arc::new(Notify::new());
+        let routing = Routing {
+            webhook_sources: webhook.urls.keys().cloned().collect(),
+            email: email.is_some(),
+            prefer: config.prefer_channel,
+        };
         let ctx = Context {
             db: db.clone(),
             metrics: metrics.clone(),
+            publisher: publisher.clone(),
+            templates,
+            routing: Arc::new(routing),
             wake: wake.clone(),
             lookback: chrono::Duration::days(config.lookback_days),
         };
@@ -271,14 +371,14 @@ impl Service {
 
         let worker = Worker {
             db: db.clone(),
-            http,
             publisher: publisher.clone(),
             metrics,
-            webhooks,
-            secrets,
+            webhook,
+            email,
+            limiter: Mutex::new(RateLimiter::new(config.rate_per_second, config.rate_burst)),
             max_attempts: config.max_attempts,
             retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
-            http_timeout: Duration::from_millis(config.http_timeout_ms.max(1)),
+            lease_margin: Duration::from_millis(config.lease_margin_ms),
             wake,
         };
         let worker_stop = stop.clone();
@@ -390,5 +490,53 @@ mod tests {
         config.webhooks = vec![];
         config.webhook_secrets = vec![("a".into(), "whsec_!!".into())];
         assert!(matches!(routes(&config), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn e_mail_settings_parse_and_the_smtp_url_is_never_printed() {
+        let config = Config::parse_from([
+            "notify",
+            "--smtp-url",
+            "smtps://user:hunter2@mail.example.com",
+            "--email-from",
+            "Care <care@example.com>",
+            "--prefer-channel",
+            "webhook",
+            "--templates-dir",
+            "/etc/closeloop/templates",
+        ]);
+        assert_eq!(config.prefer_channel, Prefer::Webhook);
+        assert_eq!(
+            config.templates_dir.as_deref(),
+            Some(std::path::Path::new("/etc/closeloop/templates"))
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(Config::try_parse_from(["notify", "--prefer-channel", "pigeon"]).is_err());
+        assert!(Config::try_parse_from(["notify", "--smtp-url", " "]).is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_settings_fail_start_up_with_a_clear_error() {
+        let build = |configure: fn(&mut Config)| async move {
+            let mut config = Config::parse_from(["notify"]);
+            config.http_addr = "127.0.0.1:0".parse().unwrap();
+            configure(&mut config);
+            match Service::build(config).await {
+                Ok(_) => panic!("should not build"),
+                Err(error) => error.to_string(),
+            }
+        };
+        let error = build(|c| c.smtp_url = Some(SmtpUrl("smtp://127.0.0.1:1".into()))).await;
+        assert!(error.contains("NOTIFY_EMAIL_FROM"), "{error}");
+        let error = build(|c| {
+            c.smtp_url = Some(SmtpUrl("mail://x".into()));
+            c.email_from = Some("a@example.com".into());
+        })
+        .await;
+        assert!(error.contains("smtp://"), "{error}");
+        let error = build(|c| c.templates_dir = Some("/nonexistent/templates".into())).await;
+        assert!(error.contains("templates directory"), "{error}");
+        let error = build(|c| c.rate_per_second = 0.0).await;
+        assert!(error.contains("rate"), "{error}");
     }
 }

@@ -1,40 +1,54 @@
-//! The "you said, we did" message, per language. Small template functions rather than a
-//! template engine: two languages, one sentence each, and every piece of text that goes
-//! into them is cleaned here (control characters out, whitespace collapsed), because
-//! the excerpt is customer text and the message goes to another system.
+//! The pieces of text a message is made of, and how they are made safe: every piece of
+//! text that goes into a template is cleaned here (control characters out, whitespace
+//! collapsed), because the excerpt is customer text and the message goes to another
+//! system. The templates themselves are in [`crate::template`].
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Utc};
 use closeloop_events::Language;
 
 /// How many characters of the feedback text notify keeps to quote back.
 pub const EXCERPT_CHARS: usize = 140;
 
-/// The message language for a customer: the language of their locale when we have a
-/// template for it (`de-AT` → `de`), else the language the text was written in, else
-/// English.
-pub fn language_for(locale: Option<&str>, detected: Language) -> &'static str {
-    match locale.map(Language::from_locale) {
-        Some(Language::De) => "de",
-        Some(Language::En) => "en",
-        _ => match detected {
-            Language::De => "de",
-            Language::En | Language::Other => "en",
-        },
+/// The language a customer asked for through their locale: its primary subtag,
+/// lower-cased (`de-AT` → `de`, `EN_gb` → `en`), when it looks like a language code.
+pub fn locale_language(locale: Option<&str>) -> Option<String> {
+    let primary = locale?.trim().split(['-', '_', '.', '@']).next()?;
+    let primary = match primary.to_ascii_lowercase().as_str() {
+        // ISO 639-2 codes for the languages notify has templates for.
+        "eng" => "en".to_owned(),
+        "deu" | "ger" => "de".to_owned(),
+        other => other.to_owned(),
+    };
+    ((2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_lowercase()))
+        .then_some(primary)
+}
+
+/// The language the customer wrote in, as a code (`None` when it was not recognised).
+pub fn text_language(detected: Language) -> Option<&'static str> {
+    match detected {
+        Language::En => Some("en"),
+        Language::De => Some("de"),
+        Language::Other => None,
     }
 }
 
-/// Removes control characters and collapses runs of whitespace (newlines included) to
-/// one space, so quoted text cannot break the message's layout or smuggle terminal
-/// escapes into a receiver's logs.
+/// Bidirectional overrides and isolates: invisible, and able to make quoted text read
+/// differently from what it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Removes control characters (and bidi overrides) and collapses runs of whitespace
+/// (newlines included) to one space, so quoted text cannot break the message's layout
+/// or smuggle terminal escapes into a receiver's logs.
 pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
     for c in text.chars() {
         if c.is_whitespace() {
             pending_space = !out.is_empty();
-        } else if c.is_control() {
+        } else if c.is_control() || is_bidi_control(c) {
             continue;
         } else {
             if pending_space {
@@ -71,190 +85,14 @@ pub fn theme_name<'a>(
         .unwrap_or(theme)
 }
 
-const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const MONTHS_DE: [&str; 12] = [
-    "Januar",
-    "Februar",
-    "März",
-    "April",
-    "Mai",
-    "Juni",
-    "Juli",
-    "August",
-    "September",
-    "Oktober",
-    "November",
-    "Dezember",
-];
-
-/// `3 November 2026` / `3. November 2026` (UTC).
-pub fn format_date(language: &str, date: DateTime<Utc>) -> String {
-    // month0() is 0..=11 by construction; `get` keeps that an invariant, not a panic.
-    let month =
-        |names: &[&'static str; 12]| names.get(date.month0() as usize).copied().unwrap_or("");
-    match language {
-        "de" => format!("{}. {} {}", date.day(), month(&MONTHS_DE), date.year()),
-        _ => format!("{} {} {}", date.day(), month(&MONTHS_EN), date.year()),
-    }
-}
-
-/// What goes into one message.
-#[derive(Debug, Clone)]
-pub struct Parts<'a> {
-    /// When the customer told us (the mention's event time).
-    pub told_at: DateTime<Utc>,
-    pub theme_name: &'a str,
-    /// What they said (already an excerpt; cleaned again here).
-    pub you_said: &'a str,
-    /// What was done, in the message's language.
-    pub we_did: &'a str,
-}
-
-/// Ends `text` with sentence punctuation, so the template's next sentence reads right
-/// whatever the operator typed.
-fn sentence(text: &str) -> String {
-    let text = clean(text);
-    match text.chars().last() {
-        None => text,
-        Some('.' | '!' | '?' | '…') => text,
-        Some(_) => format!("{text}."),
-    }
-}
-
-/// The message text in `language` (`en` or `de`; anything else gets English).
-pub fn render(language: &str, parts: &Parts<'_>) -> String {
-    let theme = clean(parts.theme_name);
-    let you_said = clean(parts.you_said);
-    let we_did = sentence(parts.we_did);
-    let date = format_date(language, parts.told_at);
-    match language {
-        "de" => render_de(&date, &theme, &you_said, &we_did),
-        _ => render_en(&date, &theme, &you_said, &we_did),
-    }
-}
-
-fn render_en(date: &str, theme: &str, you_said: &str, we_did: &str) -> String {
-    let quote = if you_said.is_empty() {
-        String::new()
-    } else {
-        format!(": \"{you_said}\"")
-    };
-    format!(
-        "On {date} you told us about {theme}{quote}. We did: {we_did} Thank you for telling us."
-    )
-}
-
-fn render_de(date: &str, theme: &str, you_said: &str, we_did: &str) -> String {
-    let quote = if you_said.is_empty() {
-        String::new()
-    } else {
-        format!(": „{you_said}“")
-    };
-    format!(
-        "Am {date} haben Sie uns zum Thema {theme} geschrieben{quote}. Das haben wir getan: {we_did} Danke, dass Sie uns das gesagt haben."
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn told_at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 3, 10, 30, 0).unwrap()
-    }
 
     #[test]
-    fn renders_english() {
-        let text = render(
-            "en",
-            &Parts {
-                told_at: told_at(),
-                theme_name: "delivery time",
-                you_said: "Parcel took two weeks",
-                we_did: "We added a second carrier.",
-            },
-        );
-        assert_eq!(
-            text,
-            "On 3 November 2026 you told us about delivery time: \"Parcel took two weeks\". \
-             We did: We added a second carrier. Thank you for telling us."
-        );
-    }
-
-    #[test]
-    fn renders_german_with_german_month_and_quotes() {
-        let text = render(
-            "de",
-            &Parts {
-                told_at: Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
-                theme_name: "Lieferzeit",
-                you_said: "Lieferung kam zu spät",
-                we_did: "Wir haben einen zweiten Versender",
-            },
-        );
-        assert_eq!(
-            text,
-            "Am 1. März 2026 haben Sie uns zum Thema Lieferzeit geschrieben: „Lieferung kam zu spät“. \
-             Das haben wir getan: Wir haben einen zweiten Versender. Danke, dass Sie uns das gesagt haben."
-        );
-    }
-
-    #[test]
-    fn other_languages_fall_back_to_english() {
-        let parts = Parts {
-            told_at: told_at(),
-            theme_name: "x",
-            you_said: "y",
-            we_did: "z.",
-        };
-        assert_eq!(render("fr", &parts), render("en", &parts));
-    }
-
-    #[test]
-    fn quoted_text_loses_control_characters() {
-        let text = render(
-            "en",
-            &Parts {
-                told_at: told_at(),
-                theme_name: "app\u{7}",
-                you_said: "bad\u{1b}[31m\nreally\tbad",
-                we_did: "Fixed\r\nit",
-            },
-        );
-        assert!(!text.chars().any(char::is_control), "{text:?}");
-        assert!(text.contains("about app: \"bad[31m really bad\""), "{text}");
-        assert!(text.contains("We did: Fixed it. Thank"), "{text}");
-    }
-
-    #[test]
-    fn no_quote_without_an_excerpt() {
-        let text = render(
-            "en",
-            &Parts {
-                told_at: told_at(),
-                theme_name: "billing",
-                you_said: "  ",
-                we_did: "Done!",
-            },
-        );
-        assert_eq!(
-            text,
-            "On 3 November 2026 you told us about billing. We did: Done! Thank you for telling us."
-        );
+    fn clean_removes_controls_and_bidi_overrides() {
+        assert_eq!(clean("a\u{1b}[2Jb\u{202E}c\u{2066}d\u{0}"), "a[2Jbcd");
+        assert_eq!(clean(" \t one\r\n two  "), "one two");
     }
 
     #[test]
@@ -292,17 +130,15 @@ mod tests {
     }
 
     #[test]
-    fn language_prefers_the_locale() {
-        assert_eq!(language_for(Some("de-AT"), Language::En), "de");
-        assert_eq!(language_for(Some("EN_gb"), Language::De), "en");
-        assert_eq!(language_for(Some("fr-FR"), Language::De), "de");
-        assert_eq!(language_for(Some("fr-FR"), Language::Other), "en");
-        assert_eq!(language_for(None, Language::Other), "en");
-    }
-
-    #[test]
-    fn dates_per_language() {
-        assert_eq!(format_date("en", told_at()), "3 November 2026");
-        assert_eq!(format_date("de", told_at()), "3. November 2026");
+    fn locale_language_is_the_primary_subtag() {
+        assert_eq!(locale_language(Some("de-AT")).as_deref(), Some("de"));
+        assert_eq!(locale_language(Some("EN_gb")).as_deref(), Some("en"));
+        assert_eq!(locale_language(Some("fr")).as_deref(), Some("fr"));
+        assert_eq!(locale_language(Some("deu")).as_deref(), Some("de"));
+        assert_eq!(locale_language(Some("")), None);
+        assert_eq!(locale_language(Some("x1-y")), None);
+        assert_eq!(locale_language(None), None);
+        assert_eq!(text_language(Language::Other), None);
+        assert_eq!(text_language(Language::De), Some("de"));
     }
 }

@@ -1,16 +1,25 @@
 //! notify's own metrics, registered once in the service's registry and passed around
 //! in the handlers' and worker's context (no globals).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct NotifyMetrics {
     /// Attempt outcomes by channel and outcome (`delivered`, `retrying`, `dead_lettered`).
     pub notifications: IntCounterVec,
-    /// Recipients not notified, by reason (`no_consent`).
+    /// Customers owed a notification who were not sent one, by reason (`no_consent`,
+    /// `no_route`, `erased`).
     pub skipped: IntCounterVec,
-    /// Outbox row created → receiver accepted it.
-    pub delivery_seconds: Histogram,
+    /// Outbox row created → destination accepted it, by channel.
+    pub delivery_seconds: HistogramVec,
+    /// One attempt (request or SMTP transaction), by channel.
+    pub attempt_seconds: HistogramVec,
+    /// Sends postponed by the per-destination rate limit, by channel.
+    pub rate_limited: IntCounterVec,
+    /// Outbox rows by status (`pending`, `delivered`, `dead`, `cancelled`).
+    pub outbox: IntGaugeVec,
     /// `notifications.v1` records that could not be published (the outbox stays the truth).
     pub outcome_publish_failures: IntCounter,
 }
@@ -31,14 +40,39 @@ impl NotifyMetrics {
             ),
             &["reason"],
         )?;
-        let delivery_seconds = Histogram::with_opts(
+        let delivery_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "closeloop_notification_delivery_seconds",
-                "Time from a notification being queued to its delivery.",
+                "Time from a notification being queued to its delivery, by channel.",
             )
             .buckets(vec![
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
             ]),
+            &["channel"],
+        )?;
+        let attempt_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "closeloop_notification_attempt_seconds",
+                "Duration of one delivery attempt, by channel.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["channel"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "closeloop_notifications_rate_limited_total",
+                "Sends postponed because their destination had used its rate.",
+            ),
+            &["channel"],
+        )?;
+        let outbox = IntGaugeVec::new(
+            Opts::new(
+                "closeloop_notification_outbox",
+                "Notification outbox rows by status (refreshed every few seconds).",
+            ),
+            &["status"],
         )?;
         let outcome_publish_failures = IntCounter::with_opts(Opts::new(
             "closeloop_notification_outcome_publish_failures_total",
@@ -47,11 +81,17 @@ impl NotifyMetrics {
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(delivery_seconds.clone()))?;
+        registry.register(Box::new(attempt_seconds.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(outbox.clone()))?;
         registry.register(Box::new(outcome_publish_failures.clone()))?;
         Ok(Self {
             notifications,
             skipped,
             delivery_seconds,
+            attempt_seconds,
+            rate_limited,
+            outbox,
             outcome_publish_failures,
         })
     }

@@ -9,6 +9,10 @@ use closeloop_store::Database;
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const DEAD: &str = "dead";
+/// Will not be sent: the customer was erased while it was pending.
+pub const CANCELLED: &str = "cancelled";
+/// Every status, in the order the API lists counts.
+pub const STATUSES: [&str; 4] = [PENDING, DELIVERED, DEAD, CANCELLED];
 
 /// A delivery to be written.
 #[derive(Debug, Clone)]
@@ -24,9 +28,24 @@ pub struct NewDelivery {
     pub created_at_ms: i64,
 }
 
-/// Writes the deliveries in one transaction; returns how many were new (a delivery
-/// that already exists for its (action, customer) is left untouched).
-pub async fn enqueue(db: &Database, deliveries: &[NewDelivery]) -> Result<u64, sqlx::Error> {
+/// A customer who is owed a message but will not get one, and why.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Skip {
+    pub skip_id: String,
+    pub action_id: String,
+    pub customer_id: String,
+    pub reason: String,
+    pub created_at_ms: i64,
+}
+
+/// Writes the deliveries and skips of one action in one transaction. Returns how many
+/// deliveries were new and which skips were (a delivery or skip that already exists
+/// for its (action, customer) is left untouched, so a replay adds nothing).
+pub async fn enqueue(
+    db: &Database,
+    deliveries: &[NewDelivery],
+    skips: &[Skip],
+) -> Result<(u64, Vec<Skip>), sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let mut inserted = 0;
     for delivery in deliveries {
@@ -48,8 +67,25 @@ pub async fn enqueue(db: &Database, deliveries: &[NewDelivery]) -> Result<u64, s
         .await?;
         inserted += result.rows_affected();
     }
+    let mut new_skips = Vec::new();
+    for skip in skips {
+        let result = sqlx::query(
+            "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&skip.skip_id)
+        .bind(&skip.action_id)
+        .bind(&skip.customer_id)
+        .bind(&skip.reason)
+        .bind(skip.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        if result.rows_affected() == 1 {
+            new_skips.push(skip.clone());
+        }
+    }
     tx.commit().await?;
-    Ok(inserted)
+    Ok((inserted, new_skips))
 }
 
 /// A pending delivery whose time has come.
@@ -83,7 +119,8 @@ pub async fn due(db: &Database, now_ms: i64, limit: i64) -> Result<Vec<Due>, sql
 }
 
 /// Takes a lease on a due delivery by moving its next attempt to `lease_until_ms`,
-/// only if nobody else did since it was read. Two notify instances sharing the outbox
+/// only if nobody else did since it was read. (The same move, to the time a rate limit
+/// allows, postpones a delivery without counting an attempt.) Two notify instances sharing the outbox
 /// therefore never send the same row at once, and if this process dies mid-send the
 /// row simply becomes due again when the lease runs out (at-least-once; the stable
 /// `webhook-id` lets the receiver drop the duplicate).
@@ -142,28 +179,39 @@ pub async fn record_attempt(
     Ok(result.rows_affected() == 1)
 }
 
-/// Erasure: pending deliveries of the customer are given up ("erased") and every
-/// stored payload of theirs (it quotes their words and their reference) is cleared.
-/// The rows themselves stay, keyed by the pseudonymous customer id, so the audit trail
-/// and the (action, customer) idempotency survive.
-pub async fn erase(db: &Database, customer_id: &str) -> Result<u64, sqlx::Error> {
+/// A delivery stopped by an erasure.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Cancelled {
+    pub delivery_id: String,
+    pub action_id: String,
+    pub channel: String,
+    pub language: String,
+    pub attempts: i64,
+}
+
+/// Erasure: pending deliveries of the customer are cancelled and every stored payload
+/// of theirs (it quotes their words and holds their contact route) is cleared. The
+/// rows themselves stay, keyed by the pseudonymous customer id, so the audit trail and
+/// the (action, customer) idempotency survive. Returns the cancelled deliveries.
+pub async fn erase(db: &Database, customer_id: &str) -> Result<Vec<Cancelled>, sqlx::Error> {
+    // Write-only transaction (UPDATE … RETURNING, no SELECT first): see projection::record.
     let mut tx = db.pool().begin().await?;
-    let dead = sqlx::query(
+    let cancelled: Vec<Cancelled> = sqlx::query_as(
         "UPDATE notify_deliveries SET status = $1, last_error = 'erased', payload = NULL \
-         WHERE customer_id = $2 AND status = $3",
+         WHERE customer_id = $2 AND status = $3 \
+         RETURNING delivery_id, action_id, channel, language, attempts",
     )
-    .bind(DEAD)
+    .bind(CANCELLED)
     .bind(customer_id)
     .bind(PENDING)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *tx)
+    .await?;
     sqlx::query("UPDATE notify_deliveries SET payload = NULL WHERE customer_id = $1")
         .bind(customer_id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(dead)
+    Ok(cancelled)
 }
 
 /// A delivery as the API shows it.
@@ -192,4 +240,141 @@ pub async fn for_action(db: &Database, action_id: &str) -> Result<Vec<DeliveryRo
     .bind(action_id)
     .fetch_all(db.pool())
     .await
+}
+
+/// Deliveries of every action in `status`, most recent first, at most `limit`.
+pub async fn with_status(
+    db: &Database,
+    status: &str,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
+         last_error, last_status_code, created_at_ms, delivered_at_ms FROM notify_deliveries \
+         WHERE status = $1 ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
+    )
+    .bind(status)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Every skip of an action, in creation order.
+pub async fn skips_for_action(db: &Database, action_id: &str) -> Result<Vec<Skip>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT skip_id, action_id, customer_id, reason, created_at_ms FROM notify_skips \
+         WHERE action_id = $1 ORDER BY created_at_ms, customer_id",
+    )
+    .bind(action_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// How many deliveries are in each status, over all actions (for the outbox gauge).
+pub async fn status_counts(db: &Database) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, COUNT(*) FROM notify_deliveries GROUP BY status")
+        .fetch_all(db.pool())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn database() -> Database {
+        let db = Database::connect(&closeloop_store::testing::sqlite_config())
+            .await
+            .expect("sqlite");
+        db.migrate(sqlx::migrate!("./migrations"))
+            .await
+            .expect("migrations");
+        db
+    }
+
+    fn delivery(action: &str, customer: &str) -> NewDelivery {
+        NewDelivery {
+            delivery_id: uuid::Uuid::now_v7().to_string(),
+            action_id: action.into(),
+            customer_id: customer.into(),
+            source: "shopdesk".into(),
+            channel: "webhook",
+            language: "en".into(),
+            payload: "{}".into(),
+            created_at_ms: 1,
+        }
+    }
+
+    fn skip(action: &str, customer: &str) -> Skip {
+        Skip {
+            skip_id: uuid::Uuid::now_v7().to_string(),
+            action_id: action.into(),
+            customer_id: customer.into(),
+            reason: "no_consent".into(),
+            created_at_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_delivery_and_one_skip_per_action_and_customer() {
+        let db = database().await;
+        let (new, skips) = enqueue(&db, &[delivery("a1", "c1")], &[skip("a1", "c2")])
+            .await
+            .unwrap();
+        assert_eq!((new, skips.len()), (1, 1));
+        // A replay decides afresh (new ids) but the keys already exist: nothing new.
+        let (new, skips) = enqueue(&db, &[delivery("a1", "c1")], &[skip("a1", "c2")])
+            .await
+            .unwrap();
+        assert_eq!((new, skips.len()), (0, 0));
+        assert_eq!(for_action(&db, "a1").await.unwrap().len(), 1);
+        assert_eq!(skips_for_action(&db, "a1").await.unwrap().len(), 1);
+        let (new, _) = enqueue(&db, &[delivery("a2", "c1")], &[]).await.unwrap();
+        assert_eq!(new, 1, "another action is another message");
+    }
+
+    #[tokio::test]
+    async fn erasure_cancels_pending_and_clears_payloads() {
+        let db = database().await;
+        let pending = delivery("a1", "c1");
+        let done = delivery("a2", "c1");
+        enqueue(&db, &[pending.clone(), done.clone()], &[])
+            .await
+            .unwrap();
+        let recorded = record_attempt(
+            &db,
+            &done.delivery_id,
+            1,
+            &Recorded::Delivered { at_ms: 5 },
+            None,
+            Some(200),
+        )
+        .await
+        .unwrap();
+        assert!(recorded);
+        let cancelled = erase(&db, "c1").await.unwrap();
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0].delivery_id, pending.delivery_id);
+        let payloads: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, payload FROM notify_deliveries ORDER BY action_id")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            payloads,
+            vec![(CANCELLED.to_owned(), None), (DELIVERED.to_owned(), None)]
+        );
+        // An attempt that was in flight during the erasure does not revive the row.
+        let late = record_attempt(
+            &db,
+            &pending.delivery_id,
+            1,
+            &Recorded::Delivered { at_ms: 6 },
+            None,
+            Some(200),
+        )
+        .await
+        .unwrap();
+        assert!(!late);
+        assert!(due(&db, i64::MAX, 10).await.unwrap().is_empty());
+    }
 }

@@ -14,14 +14,20 @@ use crate::message;
 /// How many ids go into one `IN (...)` list; well under SQLite's bound-parameter limit.
 const IN_CHUNK: usize = 500;
 
-/// Stores one row per theme of `categorised`; a replay changes nothing.
-pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<(), sqlx::Error> {
+/// Stores one row per theme of `categorised`; a replay changes nothing. Returns how
+/// many rows were new (none for a replay, or for feedback older than its customer's
+/// erasure).
+pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<u64, sqlx::Error> {
     if categorised.themes.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let feedback = &categorised.feedback;
     let customer = &feedback.customer;
-    let language = message::language_for(customer.locale.as_deref(), categorised.language);
+    let text_language = message::text_language(categorised.language);
+    // The locale is the customer's own choice; without one, the language they wrote in.
+    let language = message::locale_language(customer.locale.as_deref())
+        .or_else(|| text_language.map(str::to_owned))
+        .unwrap_or_else(|| crate::template::FALLBACK_LANGUAGE.to_owned());
     // Privacy: without consent we will never contact the customer, so we keep neither
     // how to reach them nor what they wrote, only that they mentioned the theme (which
     // the skipped-for-no-consent metric needs).
@@ -36,27 +42,38 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
     };
     let given_at_ms = feedback.given_at.timestamp_millis();
     let mut tx = db.pool().begin().await?;
+    let mut inserted = 0;
     for theme in &categorised.themes {
-        sqlx::query(
+        // Feedback received before its customer asked to be forgotten stays forgotten.
+        // The check is part of the insert so the transaction only ever writes (a
+        // read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT under contention).
+        let result = sqlx::query(
             "INSERT INTO notify_mentions (feedback_id, theme, customer_id, source, language, \
-             consent, email, reference, sentiment, excerpt, given_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+             consent, email, reference, sentiment, excerpt, given_at_ms, text_language) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+             WHERE NOT EXISTS (SELECT 1 FROM notify_erasures \
+                               WHERE customer_id = $3 AND erased_at_ms >= $13) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(feedback.feedback_id.to_string())
         .bind(&theme.id)
         .bind(&customer.id)
         .bind(&feedback.source)
-        .bind(language)
+        .bind(&language)
         .bind(i64::from(customer.consent))
         .bind(email.clone())
         .bind(reference.clone())
         .bind(theme.sentiment.as_str())
         .bind(excerpt.clone())
         .bind(given_at_ms)
+        .bind(text_language)
+        .bind(feedback.received_at.timestamp_millis())
         .execute(&mut *tx)
         .await?;
+        inserted += result.rows_affected();
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 /// A mention of a theme, as stored.
@@ -65,16 +82,20 @@ pub struct Mention {
     pub feedback_id: String,
     pub customer_id: String,
     pub source: String,
+    /// The language the customer's locale asks for (else the one they wrote in).
     pub language: String,
+    /// The language they wrote in, when recognised.
+    pub text_language: Option<String>,
     pub consent: i64,
     pub sentiment: String,
+    pub email: Option<String>,
     pub reference: Option<String>,
     pub excerpt: Option<String>,
     pub given_at_ms: i64,
 }
 
-const MENTION_COLUMNS: &str =
-    "feedback_id, customer_id, source, language, consent, sentiment, reference, excerpt, given_at_ms";
+const MENTION_COLUMNS: &str = "feedback_id, customer_id, source, language, text_language, \
+     consent, sentiment, email, reference, excerpt, given_at_ms";
 
 /// Who is owed a message about a resolved theme, and what to quote back.
 #[derive(Debug)]
@@ -152,12 +173,29 @@ fn latest_per_customer(mentions: Vec<Mention>) -> BTreeMap<String, Mention> {
     latest
 }
 
-/// Deletes everything notify projected about a customer.
-pub async fn erase(db: &Database, customer_id: &str) -> Result<u64, sqlx::Error> {
+/// Deletes everything notify projected about a customer and remembers when, so their
+/// earlier feedback is not projected again if it arrives late or is replayed.
+pub async fn erase(
+    db: &Database,
+    customer_id: &str,
+    erased_at_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO notify_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
+         ON CONFLICT (customer_id) DO UPDATE SET erased_at_ms = CASE \
+         WHEN excluded.erased_at_ms > notify_erasures.erased_at_ms THEN excluded.erased_at_ms \
+         ELSE notify_erasures.erased_at_ms END",
+    )
+    .bind(customer_id)
+    .bind(erased_at_ms)
+    .execute(&mut *tx)
+    .await?;
     let result = sqlx::query("DELETE FROM notify_mentions WHERE customer_id = $1")
         .bind(customer_id)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(result.rows_affected())
 }
 
@@ -236,6 +274,21 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(rows, vec![(None, None, None, "de".to_owned())]);
+
+        // With consent, the contact route and the excerpt are kept.
+        let yes = mention("c2", true, SentimentLabel::Negative, 0, "late\nagain");
+        record(&db, &yes).await.unwrap();
+        let found = recipients(&db, "delivery_time", &[yes.feedback.feedback_id], 0, 0)
+            .await
+            .unwrap();
+        let c2 = &found.latest["c2"];
+        assert_eq!(c2.email.as_deref(), Some("x@example.com"));
+        assert_eq!(c2.reference.as_deref(), Some("T-1"));
+        assert_eq!(c2.excerpt.as_deref(), Some("late again"));
+        assert_eq!(
+            (c2.language.as_str(), c2.text_language.as_deref()),
+            ("de", Some("en"))
+        );
     }
 
     #[tokio::test]
@@ -273,6 +326,17 @@ mod tests {
         );
         assert_eq!(found.missing_evidence, 1);
 
-        assert_eq!(erase(&db, "a").await.unwrap(), 2);
+        let erased_at = Utc::now().timestamp_millis();
+        assert_eq!(erase(&db, "a", erased_at).await.unwrap(), 2);
+        // Replayed or late feedback from before the erasure is not projected again…
+        assert_eq!(record(&db, &recent_new).await.unwrap(), 0);
+        // …feedback received after it is.
+        let mut later = mention("a", true, SentimentLabel::Negative, 0, "new complaint");
+        later.feedback.received_at = Utc::now() + Duration::seconds(1);
+        assert_eq!(record(&db, &later).await.unwrap(), 1);
+        let found = recipients(&db, "delivery_time", &[], 0, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(found.latest["a"].excerpt.as_deref(), Some("new complaint"));
     }
 }

@@ -1,43 +1,45 @@
 //! The delivery worker: drains the outbox. It polls for due rows (and wakes at once
-//! when a handler rang), takes a short lease on each, POSTs it as a signed Standard
-//! Webhooks request, and records the outcome in the row, which is the truth; the
-//! `notifications.v1` record is the audit trail of that.
+//! when a handler rang), checks the destination's rate limit (postponing the row if
+//! the destination had its share), takes a short lease on each row, sends it on its
+//! channel (signed webhook or e-mail), and records the outcome in the row, which is
+//! the truth; the `notifications.v1` record is the audit trail of that.
 //!
-//! On shutdown it starts nothing new but lets the requests in flight finish and be
-//! recorded, so no delivery is left half-done.
+//! Failures that may pass (timeouts, 5xx, 429, SMTP 4xx) are retried with exponential
+//! backoff and jitter, honouring `Retry-After`; other failures, and the last allowed
+//! attempt, dead-letter the row. On shutdown the worker starts nothing new but lets
+//! the sends in flight finish and be recorded, so no delivery is left half-done. If
+//! the process dies mid-send instead, the lease runs out and the row is sent again
+//! under the same delivery id (the webhook-id / Message-ID receivers dedupe by).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use closeloop_bus::Publisher;
 use closeloop_events::{DeliveryChannel, DeliveryOutcome, Envelope, NotificationOutcome};
 use closeloop_store::Database;
 use futures::StreamExt;
-use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::email::EmailSender;
 use crate::metrics::NotifyMetrics;
 use crate::outbox::{self, Due, Recorded};
-use crate::signature;
+use crate::ratelimit::RateLimiter;
+use crate::webhook::WebhookSender;
 
 /// How often the outbox is polled when nobody rings.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the outbox gauge is refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 /// Rows fetched per poll.
 const BATCH: i64 = 100;
-/// Requests in flight at once: enough to not be held up by one slow receiver, few
-/// enough to not flood one.
+/// Sends in flight at once: enough to not be held up by one slow receiver, few
+/// enough to not flood one (the per-destination rate limit does the rest).
 const CONCURRENCY: usize = 8;
 /// The longest wait between two attempts.
 const RETRY_MAX: Duration = Duration::from_secs(600);
-/// The longest `Retry-After` honoured; a receiver asking for more gets this.
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
-/// How long a claimed row stays invisible to other pollers beyond the HTTP timeout.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// How long to wait for the broker to take a `notifications.v1` record.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest error text kept in the row.
@@ -45,14 +47,18 @@ const ERROR_CHARS: usize = 500;
 
 pub struct Worker {
     pub db: Database,
-    pub http: reqwest::Client,
     pub publisher: Publisher,
     pub metrics: NotifyMetrics,
-    pub webhooks: HashMap<String, reqwest::Url>,
-    pub secrets: HashMap<String, String>,
+    pub webhook: WebhookSender,
+    /// `None` when SMTP is not configured.
+    pub email: Option<EmailSender>,
+    /// Per destination; only ever locked briefly, never across an await.
+    pub limiter: Mutex<RateLimiter>,
     pub max_attempts: u32,
     pub retry_base: Duration,
-    pub http_timeout: Duration,
+    /// How long a claimed row stays invisible to other pollers beyond the send timeout
+    /// (time to record the outcome).
+    pub lease_margin: Duration,
     pub wake: Arc<Notify>,
 }
 
@@ -62,54 +68,44 @@ pub enum Attempt {
     Delivered {
         status: u16,
     },
-    /// Worth another try (5xx, 408, 429, timeout, connection trouble).
+    /// Worth another try (5xx, 408, 429, SMTP 4xx, timeout, connection trouble).
     Retry {
         status: Option<u16>,
         error: String,
         retry_after: Option<Duration>,
     },
-    /// Will never succeed as it is (4xx, no route): dead at once.
+    /// Will never succeed as it is (4xx, SMTP 5xx, no route): dead at once.
     Reject {
         status: Option<u16>,
         error: String,
     },
 }
 
-/// What a receiver's answer means for the delivery.
-pub fn classify(status: StatusCode, retry_after: Option<&HeaderValue>) -> Attempt {
-    let code = status.as_u16();
-    if status.is_success() {
-        return Attempt::Delivered { status: code };
+/// The event's channel for a stored channel name.
+pub fn channel_of(channel: &str) -> DeliveryChannel {
+    match channel {
+        "email" => DeliveryChannel::Email,
+        _ => DeliveryChannel::Webhook,
     }
-    let error = format!(
-        "HTTP {code}{}",
-        status
-            .canonical_reason()
-            .map(|reason| format!(" {reason}"))
-            .unwrap_or_default()
-    );
-    let retryable = status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS;
-    if retryable {
-        // Only the delay-seconds form; an HTTP date falls back to our own backoff.
-        let retry_after = retry_after
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(|seconds| Duration::from_secs(seconds).min(RETRY_AFTER_MAX));
-        return Attempt::Retry {
-            status: Some(code),
-            error,
-            retry_after,
-        };
-    }
-    // Other 4xx: the receiver says the request itself is wrong; repeating it won't help.
-    // 1xx / 3xx: redirects are deliberately not followed (a signed body should go only
-    // where it was configured to), so they are permanent too.
-    Attempt::Reject {
-        status: Some(code),
-        error,
-    }
+}
+
+/// Publishes one `notifications.v1` record. The outbox (or skip) row already holds
+/// the outcome, so this audit record is best effort: a failure is counted and logged.
+pub async fn publish_outcome(
+    publisher: &Publisher,
+    metrics: &NotifyMetrics,
+    record: NotificationOutcome,
+) {
+    let delivery_id = record.delivery_id;
+    let envelope = Envelope::new(record);
+    let published = tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(&envelope, None)).await;
+    let failure = match published {
+        Ok(Ok(_)) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no broker ack within {} s", PUBLISH_TIMEOUT.as_secs()),
+    };
+    metrics.outcome_publish_failures.inc();
+    tracing::warn!(%delivery_id, error = %failure, "could not publish notification outcome");
 }
 
 fn now_ms() -> i64 {
@@ -127,9 +123,14 @@ impl Worker {
     /// Loops until `shutdown`, then returns once the deliveries in flight are recorded.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!("delivery worker started");
+        let mut gauge_due = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 break;
+            }
+            if Instant::now() >= gauge_due {
+                self.refresh_gauge().await;
+                gauge_due = Instant::now() + GAUGE_INTERVAL;
             }
             let full = match outbox::due(&self.db, now_ms(), BATCH).await {
                 Ok(batch) => {
@@ -160,7 +161,26 @@ impl Worker {
         if shutdown.is_cancelled() {
             return; // not started: stays pending for the next run
         }
-        let lease = self.http_timeout + LEASE_MARGIN;
+        if let Some(destination) = self.destination(&due) {
+            let allowed = self
+                .limiter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .try_acquire(&destination, now_ms());
+            if let Err(at_ms) = allowed {
+                // Not now: the row waits for the destination's next slot, no attempt counted.
+                if let Err(error) = outbox::claim(&self.db, &due, at_ms).await {
+                    tracing::warn!(delivery_id = %due.delivery_id, %error, "could not postpone delivery");
+                }
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[due.channel.as_str()])
+                    .inc();
+                return;
+            }
+        }
+        let timeout = self.timeout(&due);
+        let lease = timeout + self.lease_margin;
         let lease_until = now_ms().saturating_add(lease.as_millis() as i64);
         match outbox::claim(&self.db, &due, lease_until).await {
             Ok(true) => {}
@@ -171,7 +191,19 @@ impl Worker {
             }
         }
 
-        let attempt = self.send(&due).await;
+        let started = Instant::now();
+        let attempt = match tokio::time::timeout(timeout, self.send(&due)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Retry {
+                status: None,
+                error: format!("timed out after {} ms", timeout.as_millis()),
+                retry_after: None,
+            },
+        };
+        self.metrics
+            .attempt_seconds
+            .with_label_values(&[due.channel.as_str()])
+            .observe(started.elapsed().as_secs_f64());
         let attempts = due.attempts.saturating_add(1);
         let now = now_ms();
         let (recorded, outcome, status, error) = match attempt {
@@ -248,10 +280,14 @@ impl Worker {
         match outcome {
             DeliveryOutcome::Delivered => {
                 let seconds = (now - due.created_at_ms).max(0) as f64 / 1000.0;
-                self.metrics.delivery_seconds.observe(seconds);
+                self.metrics
+                    .delivery_seconds
+                    .with_label_values(&[due.channel.as_str()])
+                    .observe(seconds);
                 tracing::info!(
                     delivery_id = %due.delivery_id,
                     customer_id = %due.customer_id,
+                    channel = %due.channel,
                     attempts,
                     "notification delivered"
                 );
@@ -273,74 +309,52 @@ impl Worker {
             .await;
     }
 
-    /// One HTTP attempt.
+    /// The rate-limit key of a delivery's destination.
+    fn destination(&self, due: &Due) -> Option<String> {
+        match due.channel.as_str() {
+            "email" => self.email.as_ref()?.destination(due),
+            _ => self.webhook.destination(&due.source),
+        }
+    }
+
+    /// The longest one attempt on the delivery's channel may take.
+    fn timeout(&self, due: &Due) -> Duration {
+        match (due.channel.as_str(), &self.email) {
+            ("email", Some(email)) => email.timeout,
+            _ => self.webhook.timeout,
+        }
+    }
+
+    /// One attempt on the delivery's channel.
     async fn send(&self, due: &Due) -> Attempt {
-        let Some(url) = self.webhooks.get(&due.source) else {
-            return Attempt::Reject {
-                status: None,
-                error: format!("no webhook configured for source {}", due.source),
-            };
-        };
-        let Some(payload) = due.payload.as_deref() else {
-            return Attempt::Reject {
-                status: None,
-                error: "payload missing".to_owned(),
-            };
-        };
-        let mut body =
-            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(payload) {
-                Ok(body) => body,
-                Err(error) => {
-                    return Attempt::Reject {
-                        status: None,
-                        error: format!("stored payload is not a JSON object: {error}"),
-                    }
-                }
-            };
-        let sent_at = Utc::now();
-        body.insert(
-            "sent_at".to_owned(),
-            serde_json::Value::String(sent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        );
-        let body = match serde_json::to_vec(&body) {
-            Ok(body) => body,
-            Err(error) => {
-                return Attempt::Reject {
+        match due.channel.as_str() {
+            "webhook" => self.webhook.send(due).await,
+            "email" => match &self.email {
+                Some(email) => email.send(due).await,
+                None => Attempt::Reject {
                     status: None,
-                    error: format!("could not encode payload: {error}"),
+                    error: "e-mail delivery, but SMTP is not configured".to_owned(),
+                },
+            },
+            other => Attempt::Reject {
+                status: None,
+                error: format!("unknown channel {other}"),
+            },
+        }
+    }
+
+    async fn refresh_gauge(&self) {
+        match outbox::status_counts(&self.db).await {
+            Ok(counts) => {
+                for status in outbox::STATUSES {
+                    let count = counts
+                        .iter()
+                        .find(|(s, _)| s == status)
+                        .map_or(0, |(_, count)| *count);
+                    self.metrics.outbox.with_label_values(&[status]).set(count);
                 }
             }
-        };
-        let timestamp = sent_at.timestamp();
-        let mut request = self
-            .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header("webhook-id", &due.delivery_id)
-            .header("webhook-timestamp", timestamp.to_string());
-        if let Some(secret) = self.secrets.get(&due.source) {
-            request = request.header(
-                "webhook-signature",
-                signature::sign(secret, &due.delivery_id, timestamp, &body),
-            );
-        }
-        match request.body(body).send().await {
-            Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER)),
-            Err(error) if error.is_builder() => Attempt::Reject {
-                status: None,
-                error: format!("invalid request: {error}"),
-            },
-            Err(error) => Attempt::Retry {
-                status: None,
-                error: if error.is_timeout() {
-                    format!("timed out after {} ms", self.http_timeout.as_millis())
-                } else if error.is_connect() {
-                    format!("could not connect: {error}")
-                } else {
-                    format!("request failed: {error}")
-                },
-                retry_after: None,
-            },
+            Err(error) => tracing::warn!(%error, "could not count the outbox"),
         }
     }
 
@@ -356,27 +370,14 @@ impl Worker {
             delivery_id: Uuid::parse_str(&due.delivery_id).unwrap_or_default(),
             action_id: Uuid::parse_str(&due.action_id).unwrap_or_default(),
             customer_id: due.customer_id.clone(),
-            channel: match due.channel.as_str() {
-                "email" => DeliveryChannel::Email,
-                _ => DeliveryChannel::Webhook,
-            },
+            channel: channel_of(&due.channel),
             outcome,
             attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
             language: due.language.clone(),
             status_code,
             error,
         };
-        let envelope = Envelope::new(record);
-        let published =
-            tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(&envelope, None)).await;
-        let failure = match published {
-            Ok(Ok(_)) => return,
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("no broker ack within {} s", PUBLISH_TIMEOUT.as_secs()),
-        };
-        // The outbox row already holds the outcome; the audit record is best effort.
-        self.metrics.outcome_publish_failures.inc();
-        tracing::warn!(delivery_id = %due.delivery_id, error = %failure, "could not publish notification outcome");
+        publish_outcome(&self.publisher, &self.metrics, record).await;
     }
 }
 
@@ -385,75 +386,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn success_is_delivered() {
-        assert_eq!(
-            classify(StatusCode::NO_CONTENT, None),
-            Attempt::Delivered { status: 204 }
-        );
-    }
-
-    #[test]
-    fn client_errors_are_permanent_except_408_and_429() {
-        assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, None),
-            Attempt::Reject {
-                status: Some(400),
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(StatusCode::GONE, None),
-            Attempt::Reject {
-                status: Some(410),
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(StatusCode::REQUEST_TIMEOUT, None),
-            Attempt::Retry {
-                status: Some(408),
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(StatusCode::MOVED_PERMANENTLY, None),
-            Attempt::Reject {
-                status: Some(301),
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn retry_after_seconds_are_honoured_and_capped() {
-        let header = HeaderValue::from_static("120");
-        assert_eq!(
-            classify(StatusCode::TOO_MANY_REQUESTS, Some(&header)),
-            Attempt::Retry {
-                status: Some(429),
-                error: "HTTP 429 Too Many Requests".into(),
-                retry_after: Some(Duration::from_secs(120)),
-            }
-        );
-        let huge = HeaderValue::from_static("99999999");
-        assert!(matches!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, Some(&huge)),
-            Attempt::Retry { retry_after: Some(d), .. } if d == RETRY_AFTER_MAX
-        ));
-        let date = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        assert!(matches!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, Some(&date)),
-            Attempt::Retry {
-                retry_after: None,
-                ..
-            }
-        ));
-    }
-
-    #[test]
     fn long_errors_are_truncated_at_a_char_boundary() {
         let long = "ü".repeat(ERROR_CHARS + 10);
         let cut = truncate(&long);
         assert_eq!(cut.chars().count(), ERROR_CHARS + 1);
+    }
+
+    #[test]
+    fn stored_channels_map_to_event_channels() {
+        assert_eq!(channel_of("email"), DeliveryChannel::Email);
+        assert_eq!(channel_of("webhook"), DeliveryChannel::Webhook);
     }
 }
