@@ -3,7 +3,7 @@ running services and closes the loop once.
 
 1. posts feedback-<source>.json beside this file to ingest's batch endpoint, with that
    source's API key (a surge of late-delivery complaints among other feedback);
-2. waits until trends raises an action;
+2. waits until trends raises the action on late deliveries (DEMO_THEME);
 3. resolves it with a "we did" message through the ops API (unless DEMO_RESOLVE=false);
 4. waits until notify has told the customers, and prints each delivery's status.
 
@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,8 @@ API_KEYS = os.environ.get("DEMO_API_KEYS", "shopdesk=dev-key-shopdesk,surveyhub=
 OPS_TOKEN = os.environ.get("TRENDS_OPS_TOKEN", "")
 RESOLVE = os.environ.get("DEMO_RESOLVE", "true").lower() not in ("false", "0", "no")
 WAIT_SECONDS = float(os.environ.get("DEMO_WAIT_SECONDS", "120"))
+# The sample feedback is a surge of late-delivery complaints; that action is the one resolved.
+THEME = os.environ.get("DEMO_THEME", "delivery_time")
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR", Path(__file__).resolve().parent))
 
 
@@ -102,7 +105,8 @@ def wait_for(what, probe):
 
 
 def open_action():
-    status, actions = request("GET", f"{TRENDS_URL}/v1/actions?status=open", token=OPS_TOKEN)
+    url = f"{TRENDS_URL}/v1/actions?status=open&theme={urllib.parse.quote(THEME)}"
+    status, actions = request("GET", url, token=OPS_TOKEN)
     if status != 200:
         raise DemoError(f"trends answered {status} listing actions: {actions}")
     return actions[0] if actions else None
@@ -136,7 +140,7 @@ def main():
     keys = parse_keys(API_KEYS)
     posted = post_feedback(keys)
     print(f"{posted} events accepted; waiting for trends to raise an action …")
-    action = wait_for("an open action", open_action)
+    action = wait_for(f"an open {THEME} action", open_action)
     evidence = action.get("evidence", {})
     print(f"action raised: {action['theme']} ({action['action_id']}), evidence: {json.dumps(evidence)[:300]}")
     if not RESOLVE:
