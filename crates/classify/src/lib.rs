@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 mod classifier;
 mod hash;
+pub mod labelled;
 mod language;
 mod lexicon;
 mod phrase;
