@@ -6,7 +6,7 @@
 //! shared state, so one classifier can serve every thread.
 
 use crate::language::{LanguageDetector, Votes};
-use crate::lexicon::{Lexicons, WordInfo, CONTRAST, NEGATOR, STOP};
+use crate::lexicon::{Lexicons, WordInfo, CONTRAST, EXTRA, NEGATOR, NEUTRAL, STOP};
 use crate::phrase::TokenView;
 use crate::sentiment;
 use crate::taxonomy::Taxonomy;
@@ -129,10 +129,15 @@ impl LexiconClassifier {
                 votes.en += 2;
             } else if d_stop && !e_stop {
                 votes.de += 2;
-            } else if d.is_none() && e.is_some() {
-                votes.en += 1;
-            } else if e.is_none() && d.is_some() {
-                votes.de += 1;
+            } else {
+                // Third-party lists are big enough to know foreign words
+                // ("retard"): only curated words vote.
+                let curated = |x: Option<WordInfo>| x.is_some_and(|x| !x.has(EXTRA));
+                match (curated(e), curated(d)) {
+                    (true, false) => votes.en += 1,
+                    (false, true) => votes.de += 1,
+                    _ => {}
+                }
             }
             both.push((e, d));
         }
@@ -159,7 +164,9 @@ impl LexiconClassifier {
             };
             let info = match p {
                 Some(info) => info,
-                None if !primary.false_friends.contains_key(w) => s.unwrap_or_default(),
+                None if !primary.false_friends.contains_key(w) => {
+                    s.filter(|x| !x.has(EXTRA)).unwrap_or_default()
+                }
                 None => WordInfo::default(),
             };
             let mut stem = (NO_STEM, NO_STEM);
@@ -177,9 +184,11 @@ impl LexiconClassifier {
                             doc.stem_buf.push_str(&st);
                             stem = (start, doc.stem_buf.len() as u32);
                         }
-                        valence = primary.stems.get(&*st).copied().unwrap_or(0.0);
+                        if !info.has(NEUTRAL) {
+                            valence = primary.stems.get(&*st).copied().unwrap_or(0.0);
+                        }
                     }
-                    if valence == 0.0 && tok.elongated && !function {
+                    if valence == 0.0 && tok.elongated && !function && !info.has(NEUTRAL) {
                         valence = elongated_valence(w, primary);
                     }
                 }

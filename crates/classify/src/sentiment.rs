@@ -27,6 +27,10 @@ const EXCLAMATION: f32 = 0.292;
 const NORMALIZE_ALPHA: f32 = 15.0;
 const CONTRAST_BEFORE: f32 = 0.5;
 const CONTRAST_AFTER: f32 = 1.5;
+/// Texts with at least this many sentences weight opening and closing.
+const LONG_TEXT_SENTENCES: usize = 4;
+const OPENING_WEIGHT: f32 = 3.0;
+const CLOSING_WEIGHT: f32 = 2.0;
 /// |score| below this is neutral.
 pub(crate) const NEUTRAL_BAND: f32 = 0.05;
 
@@ -236,8 +240,24 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
 
     // Weighted sentence sums, exclamation marks, total.
     let mut weighted = vec![0.0f32; out.sentence_sums.len()];
-    for t in &out.terms {
+    let n_sentences = weighted.len();
+    let positional = n_sentences >= LONG_TEXT_SENTENCES;
+    if positional {
+        explain.push(format!(
+            "long text: first sentence x{OPENING_WEIGHT}, last x{CLOSING_WEIGHT}"
+        ));
+    }
+    for t in &mut out.terms {
         let s = toks.toks[t.start].sentence as usize;
+        if positional {
+            // Long reviews open with their verdict (often the title) and close
+            // with a conclusion; the middle retells what happened.
+            if s == 0 {
+                t.weight *= OPENING_WEIGHT;
+            } else if s + 1 == n_sentences {
+                t.weight *= CLOSING_WEIGHT;
+            }
+        }
         weighted[s] += t.value * t.weight;
         if t.value > 0.0 {
             out.pos += t.value * t.weight;

@@ -608,3 +608,7 @@ pub(super) const FALSE_FRIENDS: &[&str] = &[
     "mist", "gift", "toll", "hell", "also", "will", "rat", "art", "arm", "bald", "kind", "taste",
     "die", "war", "man", "chef", "brief", "fast", "rock", "hut", "bad", "fix", "fit", "stark",
 ];
+
+/// Words third-party lists or the stem fallback would score but that carry
+/// no judgement in feedback.
+pub(super) const NEUTRAL: &[&str] = &["please", "yes", "sure", "share", "shared", "joke"];

@@ -42,6 +42,9 @@ pub struct EvalClassifyArgs {
     /// Only the project's own labelled sets (offline).
     #[arg(long)]
     pub offline: bool,
+    /// Also list the misclassified texts of this dataset, with explanations (on stderr).
+    #[arg(long, value_name = "DATASET")]
+    pub show_errors: Option<String>,
 }
 
 /// The sentiment label VADER's authors recommend for a compound score.
@@ -140,6 +143,9 @@ async fn evaluate(args: EvalClassifyArgs) -> anyhow::Result<()> {
                 nps: None,
             });
             s.ours.add(sample.gold, c.sentiment.label);
+            if args.show_errors.as_deref() == Some(set.name) {
+                show_error(sample, &c);
+            }
             if let Some(p) = s.ours_polar.as_mut() {
                 if sample.gold != SentimentLabel::Neutral {
                     p.add(sample.gold, c.sentiment.label);
@@ -196,6 +202,26 @@ async fn evaluate(args: EvalClassifyArgs) -> anyhow::Result<()> {
         )
     );
     Ok(())
+}
+
+fn show_error(sample: &Sample, c: &closeloop_classify::Classification) {
+    let predicted: Vec<&str> = c.themes.iter().map(|t| t.id.as_str()).collect();
+    let themes_wrong = sample.themes.as_ref().is_some_and(|gold| {
+        gold.len() != predicted.len() || gold.iter().any(|g| !predicted.contains(&g.as_str()))
+    });
+    if c.sentiment.label == sample.gold && !themes_wrong {
+        return;
+    }
+    let text: String = sample.text.chars().take(300).collect();
+    eprintln!(
+        "MISS gold {} {:?} got {} {:?} ({:+.2}): {text}\n    {}",
+        sample.gold.as_str(),
+        sample.themes.as_deref().unwrap_or_default(),
+        c.sentiment.label.as_str(),
+        predicted,
+        c.sentiment.score,
+        c.explanation.join(" | ")
+    );
 }
 
 fn own_sets() -> anyhow::Result<Vec<Dataset>> {
