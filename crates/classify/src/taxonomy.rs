@@ -33,6 +33,12 @@ pub struct ThemeDef {
     /// Multi-word phrases per language code; `*` matches any one word.
     #[serde(default)]
     pub phrases: BTreeMap<String, Vec<String>>,
+    /// Words that point at the theme only when nothing more specific is
+    /// mentioned ("friendly" is staff, unless the text is about support).
+    /// A theme found by weak words alone is dropped when another theme was
+    /// found by a keyword or phrase.
+    #[serde(default)]
+    pub weak: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]

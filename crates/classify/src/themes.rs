@@ -34,21 +34,24 @@ const MIN_COMPOUND: usize = 7;
 /// What must be left of a compound besides the matched component.
 const MIN_REST: usize = 3;
 
+/// A theme reference in the index: theme number and whether the cue is weak.
+type Cue = (u16, bool);
+
 #[derive(Debug, Default)]
 struct LangIndex {
-    words: FxMap<Box<str>, Vec<u16>>,
-    stems: FxMap<Box<str>, Vec<u16>>,
-    phrases: PhraseIndex<u16>,
-    prefixes: FxMap<Box<str>, Vec<u16>>,
-    suffixes: FxMap<Box<str>, Vec<u16>>,
+    words: FxMap<Box<str>, Vec<Cue>>,
+    stems: FxMap<Box<str>, Vec<Cue>>,
+    phrases: PhraseIndex<Cue>,
+    prefixes: FxMap<Box<str>, Vec<Cue>>,
+    suffixes: FxMap<Box<str>, Vec<Cue>>,
     max_component: usize,
     compounds: bool,
 }
 
-fn push_unique(map: &mut FxMap<Box<str>, Vec<u16>>, key: &str, theme: u16) {
+fn push_unique(map: &mut FxMap<Box<str>, Vec<Cue>>, key: &str, cue: Cue) {
     let v = map.entry(key.into()).or_default();
-    if !v.contains(&theme) {
-        v.push(theme);
+    if !v.iter().any(|c| c.0 == cue.0) {
+        v.push(cue);
     }
 }
 
@@ -62,12 +65,15 @@ impl LangIndex {
         let mut toks = Tokens::default();
         for (t, theme) in taxonomy.themes.iter().enumerate() {
             let t = t as u16;
-            for kw in theme.keywords.get(lang).into_iter().flatten() {
+            let strong = theme.keywords.get(lang).into_iter().flatten().map(|k| (k, false));
+            let weak = theme.weak.get(lang).into_iter().flatten().map(|k| (k, true));
+            for (kw, is_weak) in strong.chain(weak) {
                 text::tokenize(kw, &mut toks);
                 if toks.len() != 1 {
-                    idx.phrases.add(kw, &stemmer, t);
+                    idx.phrases.add(kw, &stemmer, (t, is_weak));
                     continue;
                 }
+                let t = (t, is_weak);
                 let surface = toks.word(0);
                 let stem = stemmer.stem(surface);
                 push_unique(&mut idx.words, surface, t);
@@ -89,7 +95,7 @@ impl LangIndex {
                 }
             }
             for p in theme.phrases.get(lang).into_iter().flatten() {
-                idx.phrases.add(p, &stemmer, t);
+                idx.phrases.add(p, &stemmer, (t, false));
             }
         }
         idx
@@ -101,7 +107,7 @@ impl LangIndex {
         &self,
         surface: &'s str,
         stem: &'s str,
-    ) -> [Option<(&'s str, &[u16])>; 2] {
+    ) -> [Option<(&'s str, &[Cue])>; 2] {
         let mut out = [None, None];
         if !self.compounds || surface.len() < MIN_COMPOUND {
             return out;
@@ -143,6 +149,8 @@ pub(crate) struct ThemeMatcher {
 
 struct Acc {
     theme: u16,
+    /// Found by at least one keyword or phrase (not only weak words).
+    strong: bool,
     miss: f32,
     sentiment: f32,
     terms: Vec<String>,
@@ -192,12 +200,13 @@ impl ThemeMatcher {
                 text.sentence_sums[toks.toks[i].sentence as usize]
             }
         };
-        let mut add = |theme: u16, term: &str, note: Option<String>, weight: f32, i: usize| {
+        let mut add = |(theme, weak): Cue, term: &str, note: Option<String>, weight: f32, i: usize| {
             let pos = match accs.iter().position(|a| a.theme == theme) {
                 Some(p) => p,
                 None => {
                     accs.push(Acc {
                         theme,
+                        strong: false,
                         miss: 1.0,
                         sentiment: 0.0,
                         terms: Vec::new(),
@@ -207,6 +216,7 @@ impl ThemeMatcher {
                 }
             };
             let acc = &mut accs[pos];
+            acc.strong |= !weak;
             acc.sentiment += sentiment_at(i);
             if !acc.terms.iter().any(|t| t == term) {
                 acc.terms.push(term.to_string());
@@ -217,33 +227,60 @@ impl ThemeMatcher {
             }
         };
 
+        // Words inside a matched phrase belong to the phrase's theme: in
+        // "fast delivery" (delivery time) "delivery" does not also count for
+        // delivery & shipping.
+        let mut covered_until = 0usize;
+        let mut covering: Vec<u16> = Vec::new();
         for i in 0..toks.len() {
             if toks.toks[i].kind != TokKind::Word {
                 continue;
+            }
+            if i >= covered_until {
+                covering.clear();
             }
             let surface = toks.word(i);
             let stem = doc.stem(i);
             for idx in indexes {
                 let mut seen_phrase: Option<&str> = None;
-                idx.phrases.for_each_at(doc, i, |_, p| {
+                idx.phrases.for_each_at(doc, i, |end, p| {
                     if seen_phrase != Some(&*p.text) {
                         add(p.value, &p.text, None, WEIGHT_PHRASE, i);
                     }
                     seen_phrase = Some(&p.text);
+                    covered_until = covered_until.max(end);
+                    if !covering.contains(&p.value.0) {
+                        covering.push(p.value.0);
+                    }
                 });
+                let free = |t: u16| i >= covered_until || covering.contains(&t);
                 if let Some(ts) = idx.words.get(surface).or_else(|| idx.stems.get(stem)) {
-                    for &t in ts {
+                    for &t in ts.iter().filter(|c| free(c.0)) {
                         add(t, surface, None, WEIGHT_KEYWORD, i);
                     }
                     continue;
                 }
                 for (part, ts) in idx.compound_parts(surface, stem).into_iter().flatten() {
-                    for &t in ts {
+                    for &t in ts.iter().filter(|c| free(c.0)) {
                         let note = format!("{surface} (compound '{part}')");
                         add(t, surface, Some(note), WEIGHT_COMPOUND, i);
                     }
                 }
             }
+        }
+
+        // A theme seen only through weak words gives way to specific ones.
+        if accs.iter().any(|a| a.strong) {
+            accs.retain(|a| {
+                if !a.strong {
+                    explain.push(format!(
+                        "theme {} dropped: only weak cue {} next to more specific themes",
+                        self.ids[a.theme as usize],
+                        a.terms.join(", ")
+                    ));
+                }
+                a.strong
+            });
         }
 
         accs.sort_by(|a, b| a.miss.total_cmp(&b.miss).then(a.theme.cmp(&b.theme)));
