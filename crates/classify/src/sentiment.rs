@@ -31,6 +31,8 @@ const CONTRAST_AFTER: f32 = 1.5;
 const LONG_TEXT_SENTENCES: usize = 4;
 const OPENING_WEIGHT: f32 = 3.0;
 const CLOSING_WEIGHT: f32 = 2.0;
+/// Valence of a negated clause without sentiment words.
+const COMPLAINT: f32 = -1.2;
 /// |score| below this is neutral.
 pub(crate) const NEUTRAL_BAND: f32 = 0.05;
 
@@ -236,6 +238,7 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
         i = end + 1;
     }
 
+    complaint_negations(doc, &mut out, explain);
     apply_contrast(doc, &mut out.terms, explain);
 
     // Weighted sentence sums, exclamation marks, total.
@@ -276,6 +279,38 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
     out.raw = weighted.iter().sum();
     out.score = normalize(out.raw);
     out
+}
+
+/// In feedback, a negated clause without any sentiment word is a complaint
+/// about an expectation not met: "Customer service never answered my
+/// emails", "Ich komme nicht in mein Konto". One mild negative term per
+/// such clause.
+fn complaint_negations(doc: &Doc, out: &mut TextScore, explain: &mut Vec<String>) {
+    let toks = &doc.tokens;
+    let mut has_term = vec![false; doc.n_clauses];
+    for t in &out.terms {
+        has_term[doc.slots[t.start].clause as usize] = true;
+    }
+    for i in 0..toks.len() {
+        let clause = doc.slots[i].clause as usize;
+        if has_term[clause] || toks.toks[i].kind != TokKind::Word || !doc.slots[i].info.has(NEGATOR)
+        {
+            continue;
+        }
+        has_term[clause] = true;
+        out.terms.push(Term {
+            start: i,
+            value: COMPLAINT,
+            weight: 1.0,
+        });
+        out.clause_sums[clause] += COMPLAINT;
+        out.sentence_sums[toks.toks[i].sentence as usize] += COMPLAINT;
+        explain.push(format!(
+            "complaint: '{}' with nothing positive in its clause {}",
+            toks.word(i),
+            signed(COMPLAINT)
+        ));
+    }
 }
 
 /// A word that is both a booster and a sentiment word ("super", "terribly")

@@ -159,14 +159,19 @@ mod tests {
     #[test]
     fn builtin_has_the_fifteen_themes_with_names_and_keywords() {
         let t = Taxonomy::builtin();
-        assert_eq!(t.version, "2026.11");
+        assert_eq!(t.version, "2026.12");
         assert_eq!(t.themes.len(), 15);
         for id in IDS {
             let theme = t.theme(id).unwrap_or_else(|| panic!("missing theme {id}"));
             for lang in ["en", "de"] {
                 assert!(theme.names.contains_key(lang), "{id} lacks {lang} name");
-                let n = theme.keywords.get(lang).map_or(0, Vec::len);
-                assert!((8..=25).contains(&n), "{id}/{lang} has {n} keywords");
+                let strong = theme.keywords.get(lang).map_or(0, Vec::len);
+                let weak = theme.weak.get(lang).map_or(0, Vec::len);
+                assert!(strong >= 3, "{id}/{lang} has {strong} keywords");
+                assert!(
+                    (8..=40).contains(&(strong + weak)),
+                    "{id}/{lang} has {strong} + {weak} keywords"
+                );
                 let p = theme.phrases.get(lang).map_or(0, Vec::len);
                 assert!(p >= 2, "{id}/{lang} has {p} phrases");
             }

@@ -65,8 +65,18 @@ impl LangIndex {
         let mut toks = Tokens::default();
         for (t, theme) in taxonomy.themes.iter().enumerate() {
             let t = t as u16;
-            let strong = theme.keywords.get(lang).into_iter().flatten().map(|k| (k, false));
-            let weak = theme.weak.get(lang).into_iter().flatten().map(|k| (k, true));
+            let strong = theme
+                .keywords
+                .get(lang)
+                .into_iter()
+                .flatten()
+                .map(|k| (k, false));
+            let weak = theme
+                .weak
+                .get(lang)
+                .into_iter()
+                .flatten()
+                .map(|k| (k, true));
             for (kw, is_weak) in strong.chain(weak) {
                 text::tokenize(kw, &mut toks);
                 if toks.len() != 1 {
@@ -151,6 +161,8 @@ struct Acc {
     theme: u16,
     /// Found by at least one keyword or phrase (not only weak words).
     strong: bool,
+    /// Clauses of the weak hits.
+    weak_clauses: Vec<u16>,
     miss: f32,
     sentiment: f32,
     terms: Vec<String>,
@@ -190,6 +202,8 @@ impl ThemeMatcher {
         };
         let toks = &doc.tokens;
         let mut accs: Vec<Acc> = Vec::new();
+        // (clause, theme) of every keyword or phrase hit.
+        let mut strong_clauses: Vec<(u16, u16)> = Vec::new();
 
         // Sentiment a mention at token `i` inherits.
         let sentiment_at = |i: usize| -> f32 {
@@ -200,32 +214,40 @@ impl ThemeMatcher {
                 text.sentence_sums[toks.toks[i].sentence as usize]
             }
         };
-        let mut add = |(theme, weak): Cue, term: &str, note: Option<String>, weight: f32, i: usize| {
-            let pos = match accs.iter().position(|a| a.theme == theme) {
-                Some(p) => p,
-                None => {
-                    accs.push(Acc {
-                        theme,
-                        strong: false,
-                        miss: 1.0,
-                        sentiment: 0.0,
-                        terms: Vec::new(),
-                        notes: Vec::new(),
-                    });
-                    accs.len() - 1
+        let mut add =
+            |(theme, weak): Cue, term: &str, note: Option<String>, weight: f32, i: usize| {
+                let pos = match accs.iter().position(|a| a.theme == theme) {
+                    Some(p) => p,
+                    None => {
+                        accs.push(Acc {
+                            theme,
+                            strong: false,
+                            weak_clauses: Vec::new(),
+                            miss: 1.0,
+                            sentiment: 0.0,
+                            terms: Vec::new(),
+                            notes: Vec::new(),
+                        });
+                        accs.len() - 1
+                    }
+                };
+                let acc = &mut accs[pos];
+                acc.strong |= !weak;
+                let clause = doc.slots[i].clause;
+                if weak {
+                    acc.weak_clauses.push(clause);
+                } else if !strong_clauses.contains(&(clause, theme)) {
+                    strong_clauses.push((clause, theme));
+                }
+                acc.sentiment += sentiment_at(i);
+                if !acc.terms.iter().any(|t| t == term) {
+                    acc.terms.push(term.to_string());
+                    acc.miss *= 1.0 - weight;
+                    if let Some(n) = note {
+                        acc.notes.push(n);
+                    }
                 }
             };
-            let acc = &mut accs[pos];
-            acc.strong |= !weak;
-            acc.sentiment += sentiment_at(i);
-            if !acc.terms.iter().any(|t| t == term) {
-                acc.terms.push(term.to_string());
-                acc.miss *= 1.0 - weight;
-                if let Some(n) = note {
-                    acc.notes.push(n);
-                }
-            }
-        };
 
         // Words inside a matched phrase belong to the phrase's theme: in
         // "fast delivery" (delivery time) "delivery" does not also count for
@@ -269,19 +291,25 @@ impl ThemeMatcher {
             }
         }
 
-        // A theme seen only through weak words gives way to specific ones.
-        if accs.iter().any(|a| a.strong) {
-            accs.retain(|a| {
-                if !a.strong {
-                    explain.push(format!(
-                        "theme {} dropped: only weak cue {} next to more specific themes",
-                        self.ids[a.theme as usize],
-                        a.terms.join(", ")
-                    ));
-                }
-                a.strong
-            });
-        }
+        // A theme seen only through weak words gives way to a specific theme
+        // in the same clause: "rude and unhelpful staff" is about staff, not
+        // support; "still waiting for my refund" is about returns.
+        accs.retain(|a| {
+            let outranked = !a.strong
+                && a.weak_clauses.iter().all(|c| {
+                    strong_clauses
+                        .iter()
+                        .any(|&(sc, t)| sc == *c && t != a.theme)
+                });
+            if outranked {
+                explain.push(format!(
+                    "theme {} dropped: only the weak cue {} beside a more specific theme",
+                    self.ids[a.theme as usize],
+                    a.terms.join(", ")
+                ));
+            }
+            !outranked
+        });
 
         accs.sort_by(|a, b| a.miss.total_cmp(&b.miss).then(a.theme.cmp(&b.theme)));
         accs.into_iter()
