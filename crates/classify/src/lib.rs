@@ -23,6 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 mod classifier;
+mod explain;
 mod hash;
 pub mod labelled;
 mod language;

@@ -17,6 +17,7 @@
 //! Finally [`fuse`] blends in the star rating / NPS when present.
 
 use crate::classifier::Doc;
+use crate::explain::Line;
 use crate::lexicon::{LangLexicon, Lexicons, BARRIER, CONTRAST, NEGATOR, POST_NEGATOR};
 use crate::text::TokKind;
 use crate::{Language, Sentiment, SentimentLabel};
@@ -217,14 +218,15 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
             _ => "term",
         };
         if rules.is_empty() {
-            explain.push(format!("{kind}: '{}' {}", toks.span(i, end), signed(v)));
+            let line = Line::new().s(kind).s(": '").s(toks.span(i, end)).s("' ");
+            explain.push(line.signed(v).done());
         } else {
-            explain.push(format!(
-                "{}: '{}' -> {}",
-                rules.join("+"),
-                toks.span(first.min(i), last),
-                signed(v)
-            ));
+            let mut line = Line::new();
+            for (k, rule) in rules.iter().enumerate() {
+                line = line.s(if k > 0 { "+" } else { "" }).s(rule);
+            }
+            let line = line.s(": '").s(toks.span(first.min(i), last)).s("' -> ");
+            explain.push(line.signed(v).done());
         }
 
         out.terms.push(Term {
@@ -273,7 +275,8 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
         if bangs > 0 && *sum != 0.0 {
             let add = sum.signum() * EXCLAMATION * f32::from(bangs);
             *sum += add;
-            explain.push(format!("exclamation x{bangs}: {}", signed(add)));
+            let line = Line::new().s("exclamation x").int(u32::from(bangs)).s(": ");
+            explain.push(line.signed(add).done());
         }
     }
     out.raw = weighted.iter().sum();

@@ -39,6 +39,11 @@ pub struct ThemeDef {
     /// found by a keyword or phrase.
     #[serde(default)]
     pub weak: BTreeMap<String, Vec<String>>,
+    /// A broader theme this one refines (delivery time refines delivery):
+    /// the parent's weak-only hits in a sentence that names this theme are
+    /// dropped, so "the delivery took three weeks" is about delivery time.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,8 @@ pub enum TaxonomyError {
     InvalidId(String),
     #[error("duplicate theme id {0:?}")]
     DuplicateId(String),
+    #[error("theme {id:?} names parent {parent:?}, which is not another theme")]
+    UnknownParent { id: String, parent: String },
     #[error("theme {id:?} has no {lang:?} name")]
     MissingName { id: String, lang: &'static str },
 }
@@ -119,6 +126,14 @@ impl Taxonomy {
             }
             if !seen.insert(theme.id.as_str()) {
                 return Err(TaxonomyError::DuplicateId(theme.id.clone()));
+            }
+            if let Some(parent) = &theme.parent {
+                if parent == &theme.id || !self.themes.iter().any(|t| &t.id == parent) {
+                    return Err(TaxonomyError::UnknownParent {
+                        id: theme.id.clone(),
+                        parent: parent.clone(),
+                    });
+                }
             }
             for lang in ["en", "de"] {
                 let named = theme.names.get(lang).is_some_and(|n| !n.trim().is_empty());
@@ -226,6 +241,12 @@ mod tests {
         assert!(matches!(
             Taxonomy::from_toml_str("version = "),
             Err(TaxonomyError::Parse(_))
+        ));
+
+        let orphan = format!("version = \"1\"\n{}parent = \"nope\"\n", theme("a"));
+        assert!(matches!(
+            Taxonomy::from_toml_str(&orphan),
+            Err(TaxonomyError::UnknownParent { .. })
         ));
 
         let err = Taxonomy::load(Path::new("/nonexistent/taxonomy.toml")).unwrap_err();

@@ -15,6 +15,7 @@
 use rust_stemmers::{Algorithm, Stemmer};
 
 use crate::classifier::Doc;
+use crate::explain::Line;
 use crate::hash::FxMap;
 use crate::phrase::{PhraseIndex, TokenView};
 use crate::sentiment::{TextScore, NEUTRAL_BAND};
@@ -153,6 +154,8 @@ impl LangIndex {
 #[derive(Debug)]
 pub(crate) struct ThemeMatcher {
     ids: Vec<String>,
+    /// Parent theme number per theme.
+    parents: Vec<Option<u16>>,
     en: LangIndex,
     de: LangIndex,
 }
@@ -161,8 +164,8 @@ struct Acc {
     theme: u16,
     /// Found by at least one keyword or phrase (not only weak words).
     strong: bool,
-    /// Clauses of the weak hits.
-    weak_clauses: Vec<u16>,
+    /// (clause, sentence) of the weak hits.
+    weak_clauses: Vec<(u16, u16)>,
     miss: f32,
     sentiment: f32,
     terms: Vec<String>,
@@ -173,6 +176,18 @@ impl ThemeMatcher {
     pub fn new(taxonomy: &Taxonomy) -> ThemeMatcher {
         ThemeMatcher {
             ids: taxonomy.themes.iter().map(|t| t.id.clone()).collect(),
+            parents: taxonomy
+                .themes
+                .iter()
+                .map(|t| {
+                    let parent = t.parent.as_ref()?;
+                    taxonomy
+                        .themes
+                        .iter()
+                        .position(|p| &p.id == parent)
+                        .map(|p| p as u16)
+                })
+                .collect(),
             en: LangIndex::build(taxonomy, "en", Algorithm::English, false),
             de: LangIndex::build(taxonomy, "de", Algorithm::German, true),
         }
@@ -202,8 +217,10 @@ impl ThemeMatcher {
         };
         let toks = &doc.tokens;
         let mut accs: Vec<Acc> = Vec::new();
-        // (clause, theme) of every keyword or phrase hit.
-        let mut strong_clauses: Vec<(u16, u16)> = Vec::new();
+        // (sentence, theme) of every keyword or phrase hit.
+        // Child themes count here with weak hits too (they outrank their parent).
+        let mut strong_clauses: Vec<((u16, u16), u16)> = Vec::new();
+        let parents = &self.parents;
 
         // Sentiment a mention at token `i` inherits.
         let sentiment_at = |i: usize| -> f32 {
@@ -233,11 +250,15 @@ impl ThemeMatcher {
                 };
                 let acc = &mut accs[pos];
                 acc.strong |= !weak;
-                let clause = doc.slots[i].clause;
+                let at = (doc.slots[i].clause, toks.toks[i].sentence);
                 if weak {
-                    acc.weak_clauses.push(clause);
-                } else if !strong_clauses.contains(&(clause, theme)) {
-                    strong_clauses.push((clause, theme));
+                    acc.weak_clauses.push(at);
+                }
+                // Child themes count even through weak words (they refine
+                // their parent).
+                let specific = !weak || parents[theme as usize].is_some();
+                if specific && !strong_clauses.contains(&(at, theme)) {
+                    strong_clauses.push((at, theme));
                 }
                 acc.sentiment += sentiment_at(i);
                 if !acc.terms.iter().any(|t| t == term) {
@@ -292,14 +313,18 @@ impl ThemeMatcher {
         }
 
         // A theme seen only through weak words gives way to a specific theme
-        // in the same clause: "rude and unhelpful staff" is about staff, not
-        // support; "still waiting for my refund" is about returns.
+        // in the same clause ("rude and unhelpful staff" is about staff, not
+        // support; "still waiting for my refund" is about returns), and a
+        // parent to its child theme in the same sentence.
+        let strong_themes: Vec<u16> = accs.iter().filter(|a| a.strong).map(|a| a.theme).collect();
         accs.retain(|a| {
             let outranked = !a.strong
-                && a.weak_clauses.iter().all(|c| {
-                    strong_clauses
-                        .iter()
-                        .any(|&(sc, t)| sc == *c && t != a.theme)
+                && a.weak_clauses.iter().all(|&(clause, sentence)| {
+                    strong_clauses.iter().any(|&((c, s), t)| {
+                        t != a.theme
+                            && ((c == clause && strong_themes.contains(&t))
+                                || (s == sentence && self.parents[t as usize] == Some(a.theme)))
+                    })
                 });
             if outranked {
                 explain.push(format!(
@@ -322,16 +347,19 @@ impl ThemeMatcher {
                     overall
                 };
                 let id = self.ids[a.theme as usize].clone();
-                let notes = if a.notes.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", a.notes.join(", "))
-                };
-                explain.push(format!(
-                    "theme {id} ({}): {}{notes}",
-                    sentiment.as_str(),
-                    a.terms.join(", ")
-                ));
+                let mut line = Line::new()
+                    .s("theme ")
+                    .s(&id)
+                    .s(" (")
+                    .s(sentiment.as_str())
+                    .s("): ");
+                for (k, t) in a.terms.iter().enumerate() {
+                    line = line.s(if k > 0 { ", " } else { "" }).s(t);
+                }
+                for (k, n) in a.notes.iter().enumerate() {
+                    line = line.s(if k > 0 { ", " } else { "; " }).s(n);
+                }
+                explain.push(line.done());
                 ThemeHit {
                     id,
                     score: ((1.0 - a.miss) * 100.0).round() / 100.0,
