@@ -99,12 +99,17 @@ fn classify_stdin(args: ClassifyArgs) -> anyhow::Result<Summary> {
     let classifier = LexiconClassifier::new(taxonomy);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let summary = classify_stream(
+    let summary = match classify_stream(
         &classifier,
         stdin.lock(),
         std::io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
         !args.no_explanation,
-    )?;
+    ) {
+        Ok(summary) => summary,
+        // The reader went away (`| head`): stop quietly, like any filter.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Summary::default()),
+        Err(e) => return Err(e.into()),
+    };
     if summary.errors > 0 {
         eprintln!(
             "classified {} lines, {} lines had errors",
