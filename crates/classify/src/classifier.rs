@@ -5,8 +5,9 @@
 //! per-call [`Doc`] (tokens plus per-token lookups), touching only read-only
 //! shared state, so one classifier can serve every thread.
 
+use crate::explain::Line;
 use crate::language::{LanguageDetector, Votes};
-use crate::lexicon::{Lexicons, WordInfo, CONTRAST, NEGATOR, STOP};
+use crate::lexicon::{Lexicons, WordInfo, CONTRAST, EXTRA, NEGATOR, NEUTRAL, STOP};
 use crate::phrase::TokenView;
 use crate::sentiment;
 use crate::taxonomy::Taxonomy;
@@ -37,6 +38,28 @@ pub(crate) struct Doc {
     /// Token indexes of contrast words ("but", "aber").
     pub contrasts: Vec<usize>,
     stem_buf: String,
+    /// Per-token lookups in both lexicons (pass 1 scratch).
+    both: Vec<(Option<WordInfo>, Option<WordInfo>)>,
+}
+
+impl Doc {
+    fn new() -> Doc {
+        Doc {
+            tokens: Tokens::default(),
+            lang: Language::Other,
+            slots: Vec::new(),
+            n_clauses: 0,
+            contrasts: Vec::new(),
+            stem_buf: String::new(),
+            both: Vec::new(),
+        }
+    }
+}
+
+thread_local! {
+    /// One reusable [`Doc`] per thread: its buffers grow to the longest text
+    /// seen and are then reused, so classifying allocates little.
+    static SCRATCH: std::cell::RefCell<Option<Doc>> = const { std::cell::RefCell::new(None) };
 }
 
 const NO_STEM: u32 = u32::MAX;
@@ -92,21 +115,19 @@ impl LexiconClassifier {
 
     /// Tokenizes, detects the language and resolves every token against the
     /// lexicons. Returns the doc and the language explanation.
-    fn analyse(&self, input: &Input<'_>) -> (Doc, f32, String) {
-        let mut doc = Doc {
-            tokens: Tokens::default(),
-            lang: Language::Other,
-            slots: Vec::new(),
-            n_clauses: 0,
-            contrasts: Vec::new(),
-            stem_buf: String::new(),
-        };
+    fn analyse(&self, input: &Input<'_>, doc: &mut Doc) -> (f32, String) {
+        doc.lang = Language::Other;
+        doc.slots.clear();
+        doc.n_clauses = 0;
+        doc.contrasts.clear();
+        doc.stem_buf.clear();
+        let mut both = std::mem::take(&mut doc.both);
+        both.clear();
         text::tokenize(input.text, &mut doc.tokens);
         let n = doc.tokens.len();
         let (en, de) = (&self.lexicons.en, &self.lexicons.de);
 
         // Pass 1: look each word up in both lexicons; vote on the language.
-        let mut both: Vec<(Option<WordInfo>, Option<WordInfo>)> = Vec::with_capacity(n);
         let mut votes = Votes::default();
         let mut n_words = 0;
         for i in 0..n {
@@ -129,10 +150,15 @@ impl LexiconClassifier {
                 votes.en += 2;
             } else if d_stop && !e_stop {
                 votes.de += 2;
-            } else if d.is_none() && e.is_some() {
-                votes.en += 1;
-            } else if e.is_none() && d.is_some() {
-                votes.de += 1;
+            } else {
+                // Third-party lists are big enough to know foreign words
+                // ("retard"): only curated words vote.
+                let curated = |x: Option<WordInfo>| x.is_some_and(|x| !x.has(EXTRA));
+                match (curated(e), curated(d)) {
+                    (true, false) => votes.en += 1,
+                    (false, true) => votes.de += 1,
+                    _ => {}
+                }
             }
             both.push((e, d));
         }
@@ -159,7 +185,9 @@ impl LexiconClassifier {
             };
             let info = match p {
                 Some(info) => info,
-                None if !primary.false_friends.contains_key(w) => s.unwrap_or_default(),
+                None if !primary.false_friends.contains_key(w) => {
+                    s.filter(|x| !x.has(EXTRA)).unwrap_or_default()
+                }
                 None => WordInfo::default(),
             };
             let mut stem = (NO_STEM, NO_STEM);
@@ -177,9 +205,11 @@ impl LexiconClassifier {
                             doc.stem_buf.push_str(&st);
                             stem = (start, doc.stem_buf.len() as u32);
                         }
-                        valence = primary.stems.get(&*st).copied().unwrap_or(0.0);
+                        if !info.has(NEUTRAL) {
+                            valence = primary.stems.get(&*st).copied().unwrap_or(0.0);
+                        }
                     }
-                    if valence == 0.0 && tok.elongated && !function {
+                    if valence == 0.0 && tok.elongated && !function && !info.has(NEUTRAL) {
                         valence = elongated_valence(w, primary);
                     }
                 }
@@ -205,14 +235,18 @@ impl LexiconClassifier {
             });
         }
         doc.n_clauses = if n == 0 { 0 } else { clause as usize + 1 };
+        doc.both = both;
 
-        let reason = format!(
-            "language: {} {} ({})",
-            doc.lang.as_str(),
-            sentiment::plain(detected.confidence),
-            detected.reason
-        );
-        (doc, detected.confidence, reason)
+        let reason = Line::new()
+            .s("language: ")
+            .s(doc.lang.as_str())
+            .s(" ")
+            .plain(detected.confidence)
+            .s(" (")
+            .s(&detected.reason)
+            .s(")")
+            .done();
+        (detected.confidence, reason)
     }
 }
 
@@ -232,19 +266,41 @@ fn elongated_valence(w: &str, lex: &crate::lexicon::LangLexicon) -> f32 {
 
 impl Classifier for LexiconClassifier {
     fn classify(&self, input: &Input<'_>) -> Classification {
-        let (doc, language_confidence, language_reason) = self.analyse(input);
-        let mut explanation = vec![language_reason];
-        let text_score = sentiment::score(&doc, &self.lexicons, &mut explanation);
+        let mut doc = SCRATCH
+            .with(|s| s.borrow_mut().take())
+            .unwrap_or_else(Doc::new);
+        let result = self.classify_doc(input, &mut doc);
+        SCRATCH.with(|s| *s.borrow_mut() = Some(doc));
+        result
+    }
+
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+}
+
+impl LexiconClassifier {
+    fn classify_doc(&self, input: &Input<'_>, doc: &mut Doc) -> Classification {
+        let (language_confidence, language_reason) = self.analyse(input, doc);
+        let doc = &*doc;
+        let mut explanation = Vec::with_capacity(8);
+        explanation.push(language_reason);
+        let text_score = sentiment::score(doc, &self.lexicons, &mut explanation);
         let sentiment = sentiment::fuse(&text_score, input.rating, input.nps, &mut explanation);
         let themes = self
             .themes
-            .match_doc(&doc, &text_score, sentiment.label, &mut explanation);
-        explanation.push(format!(
-            "sentiment: {} {} (confidence {})",
-            sentiment.label.as_str(),
-            sentiment::signed(sentiment.score),
-            sentiment::plain(sentiment.confidence)
-        ));
+            .match_doc(doc, &text_score, sentiment.label, &mut explanation);
+        explanation.push(
+            Line::new()
+                .s("sentiment: ")
+                .s(sentiment.label.as_str())
+                .s(" ")
+                .signed(sentiment.score)
+                .s(" (confidence ")
+                .plain(sentiment.confidence)
+                .s(")")
+                .done(),
+        );
         Classification {
             language: doc.lang,
             language_confidence,
@@ -252,9 +308,5 @@ impl Classifier for LexiconClassifier {
             themes,
             explanation,
         }
-    }
-
-    fn version(&self) -> String {
-        self.version.clone()
     }
 }

@@ -469,3 +469,105 @@ fn labelled_feedback_is_at_least_90_percent_right() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn returns_complaint_is_returns_not_delivery_time() {
+    // A misclassification seen in the demo: the refund is what is late.
+    let c = run("Rücksendung vor 5 Tagen abgeschickt, Erstattung immer noch nicht da.");
+    assert_eq!(c.language, Language::De);
+    assert_eq!(c.sentiment.label, Neg, "{c:#?}");
+    let ids: Vec<&str> = c.themes.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["returns"], "{c:#?}");
+}
+
+#[test]
+fn negated_expectations_read_as_complaints() {
+    let c = run("Customer service never answered my emails.");
+    assert_eq!(c.sentiment.label, Neg, "{c:#?}");
+    assert!(
+        c.explanation.iter().any(|e| e.starts_with("complaint")),
+        "{c:#?}"
+    );
+    let c = run("Ich komme nicht in mein Konto.");
+    assert_eq!(c.sentiment.label, Neg, "{c:#?}");
+    // A negation that is itself positive stays positive.
+    assert_eq!(run("No complaints at all.").sentiment.label, Pos);
+}
+
+#[test]
+fn weak_cues_give_way_to_specific_themes() {
+    let c = run("The staff in the store were rude and unhelpful.");
+    let ids: Vec<&str> = c.themes.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["staff"], "{c:#?}");
+    assert!(
+        c.explanation.iter().any(|e| e.contains("dropped")),
+        "{c:#?}"
+    );
+    // Alone, a weak cue still names its theme.
+    let c = run("Very happy with the shipping.");
+    assert!(c.themes.iter().any(|t| t.id == "delivery"), "{c:#?}");
+}
+
+/// The committed labelled sets (written for this project) must stay at the
+/// level measured when the rules were tuned on them; `closeloop eval
+/// classify` prints the full tables.
+#[test]
+fn own_labelled_sets_hold_their_level() {
+    for lang in [Language::En, Language::De] {
+        let rows = crate::labelled::builtin(lang).unwrap();
+        assert!(rows.len() >= 300, "{lang:?}: only {} texts", rows.len());
+        let (mut right, mut tp, mut fp, mut fn_) = (0, 0, 0, 0);
+        for r in &rows {
+            let c = classifier().classify(&Input {
+                text: &r.text,
+                language_hint: Some(lang.as_str()),
+                rating: r.rating,
+                nps: None,
+            });
+            if c.sentiment.label == r.sentiment {
+                right += 1;
+            }
+            for t in &c.themes {
+                if r.themes.contains(&t.id) {
+                    tp += 1;
+                } else {
+                    fp += 1;
+                }
+            }
+            fn_ += r
+                .themes
+                .iter()
+                .filter(|g| !c.themes.iter().any(|t| &t.id == *g))
+                .count();
+        }
+        let accuracy = f64::from(right) / rows.len() as f64;
+        let precision = f64::from(tp) / f64::from(tp + fp);
+        let recall = f64::from(tp) / (f64::from(tp) + fn_ as f64);
+        eprintln!("{lang:?}: sentiment accuracy {accuracy:.3}, theme precision {precision:.3}, recall {recall:.3}");
+        // Floors a little under the measured level (en 0.79 / 0.85 / 0.86,
+        // de 0.78 / 0.84 / 0.83), so a regression fails the build.
+        assert!(
+            accuracy >= 0.77,
+            "{lang:?} sentiment accuracy {accuracy:.3}"
+        );
+        assert!(precision >= 0.82, "{lang:?} theme precision {precision:.3}");
+        assert!(recall >= 0.80, "{lang:?} theme recall {recall:.3}");
+    }
+}
+
+#[test]
+fn labelled_lines_parse_strictly() {
+    let rows = crate::labelled::parse_jsonl(
+        "// comment\n{\"text\": \"ok\", \"sentiment\": \"neutral\"}\n\n{\"text\": \"bad\", \"sentiment\": \"negative\", \"themes\": [\"support\"], \"rating\": 1}\n",
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].rating, Some(1));
+    let err =
+        crate::labelled::parse_jsonl("{\"text\": \"x\", \"sentiment\": \"meh\"}").unwrap_err();
+    assert_eq!(err.line, 1);
+    assert!(crate::labelled::parse_jsonl(
+        "{\"text\": \"x\", \"sentiment\": \"neutral\", \"typo\": 1}"
+    )
+    .is_err());
+}

@@ -9,6 +9,7 @@
 
 use whatlang::{Detector, Lang};
 
+use crate::explain::Line;
 use crate::Language;
 
 /// Language votes in half points: a distinctive stopword counts 2, a
@@ -52,7 +53,15 @@ impl LanguageDetector {
         } else {
             (votes.de, votes.en, Language::De)
         };
-        let vote_str = || format!("votes en {}:{} de", votes.en, votes.de);
+        let vote_str = || {
+            Line::new()
+                .s("votes en ")
+                .int(votes.en)
+                .s(":")
+                .int(votes.de)
+                .s(" de")
+                .done()
+        };
 
         // No words at all (emoji only, empty): only the hint can tell.
         if n_words == 0 {

@@ -23,7 +23,9 @@
 use serde::{Deserialize, Serialize};
 
 mod classifier;
+mod explain;
 mod hash;
+pub mod labelled;
 mod language;
 mod lexicon;
 mod phrase;
@@ -41,7 +43,7 @@ pub use taxonomy::{Taxonomy, TaxonomyError, ThemeDef};
 /// Version of the classification algorithm and its built-in lexicons.
 /// Bump on any change that can alter results; combined with the taxonomy
 /// version in [`Classifier::version`].
-pub const CLASSIFIER_VERSION: &str = "lexicon-1";
+pub const CLASSIFIER_VERSION: &str = "lexicon-2";
 
 /// Language and polarity are part of the event contracts; classify produces exactly them.
 pub use closeloop_events::{Language, SentimentLabel};
@@ -95,7 +97,7 @@ pub struct Classification {
 /// can be added behind this trait later without touching the services.
 pub trait Classifier: Send + Sync {
     fn classify(&self, input: &Input<'_>) -> Classification;
-    /// Classifier + taxonomy version, e.g. `"lexicon-1+taxonomy-2026.11"`.
+    /// Classifier + taxonomy version, e.g. `"lexicon-2+taxonomy-2026.12"`.
     fn version(&self) -> String;
 }
 
@@ -132,6 +134,6 @@ mod api_tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<LexiconClassifier>();
         let c: Box<dyn Classifier> = Box::new(LexiconClassifier::default());
-        assert_eq!(c.version(), "lexicon-1+taxonomy-2026.11");
+        assert_eq!(c.version(), "lexicon-2+taxonomy-2026.12");
     }
 }

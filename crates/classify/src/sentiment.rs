@@ -17,6 +17,7 @@
 //! Finally [`fuse`] blends in the star rating / NPS when present.
 
 use crate::classifier::Doc;
+use crate::explain::Line;
 use crate::lexicon::{LangLexicon, Lexicons, BARRIER, CONTRAST, NEGATOR, POST_NEGATOR};
 use crate::text::TokKind;
 use crate::{Language, Sentiment, SentimentLabel};
@@ -27,6 +28,12 @@ const EXCLAMATION: f32 = 0.292;
 const NORMALIZE_ALPHA: f32 = 15.0;
 const CONTRAST_BEFORE: f32 = 0.5;
 const CONTRAST_AFTER: f32 = 1.5;
+/// Texts with at least this many sentences weight opening and closing.
+const LONG_TEXT_SENTENCES: usize = 4;
+const OPENING_WEIGHT: f32 = 3.0;
+const CLOSING_WEIGHT: f32 = 2.0;
+/// Valence of a negated clause without sentiment words.
+const COMPLAINT: f32 = -1.2;
 /// |score| below this is neutral.
 pub(crate) const NEUTRAL_BAND: f32 = 0.05;
 
@@ -211,14 +218,15 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
             _ => "term",
         };
         if rules.is_empty() {
-            explain.push(format!("{kind}: '{}' {}", toks.span(i, end), signed(v)));
+            let line = Line::new().s(kind).s(": '").s(toks.span(i, end)).s("' ");
+            explain.push(line.signed(v).done());
         } else {
-            explain.push(format!(
-                "{}: '{}' -> {}",
-                rules.join("+"),
-                toks.span(first.min(i), last),
-                signed(v)
-            ));
+            let mut line = Line::new();
+            for (k, rule) in rules.iter().enumerate() {
+                line = line.s(if k > 0 { "+" } else { "" }).s(rule);
+            }
+            let line = line.s(": '").s(toks.span(first.min(i), last)).s("' -> ");
+            explain.push(line.signed(v).done());
         }
 
         out.terms.push(Term {
@@ -232,12 +240,29 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
         i = end + 1;
     }
 
+    complaint_negations(doc, &mut out, explain);
     apply_contrast(doc, &mut out.terms, explain);
 
     // Weighted sentence sums, exclamation marks, total.
     let mut weighted = vec![0.0f32; out.sentence_sums.len()];
-    for t in &out.terms {
+    let n_sentences = weighted.len();
+    let positional = n_sentences >= LONG_TEXT_SENTENCES;
+    if positional {
+        explain.push(format!(
+            "long text: first sentence x{OPENING_WEIGHT}, last x{CLOSING_WEIGHT}"
+        ));
+    }
+    for t in &mut out.terms {
         let s = toks.toks[t.start].sentence as usize;
+        if positional {
+            // Long reviews open with their verdict (often the title) and close
+            // with a conclusion; the middle retells what happened.
+            if s == 0 {
+                t.weight *= OPENING_WEIGHT;
+            } else if s + 1 == n_sentences {
+                t.weight *= CLOSING_WEIGHT;
+            }
+        }
         weighted[s] += t.value * t.weight;
         if t.value > 0.0 {
             out.pos += t.value * t.weight;
@@ -250,12 +275,45 @@ pub(crate) fn score(doc: &Doc, lex: &Lexicons, explain: &mut Vec<String>) -> Tex
         if bangs > 0 && *sum != 0.0 {
             let add = sum.signum() * EXCLAMATION * f32::from(bangs);
             *sum += add;
-            explain.push(format!("exclamation x{bangs}: {}", signed(add)));
+            let line = Line::new().s("exclamation x").int(u32::from(bangs)).s(": ");
+            explain.push(line.signed(add).done());
         }
     }
     out.raw = weighted.iter().sum();
     out.score = normalize(out.raw);
     out
+}
+
+/// In feedback, a negated clause without any sentiment word is a complaint
+/// about an expectation not met: "Customer service never answered my
+/// emails", "Ich komme nicht in mein Konto". One mild negative term per
+/// such clause.
+fn complaint_negations(doc: &Doc, out: &mut TextScore, explain: &mut Vec<String>) {
+    let toks = &doc.tokens;
+    let mut has_term = vec![false; doc.n_clauses];
+    for t in &out.terms {
+        has_term[doc.slots[t.start].clause as usize] = true;
+    }
+    for i in 0..toks.len() {
+        let clause = doc.slots[i].clause as usize;
+        if has_term[clause] || toks.toks[i].kind != TokKind::Word || !doc.slots[i].info.has(NEGATOR)
+        {
+            continue;
+        }
+        has_term[clause] = true;
+        out.terms.push(Term {
+            start: i,
+            value: COMPLAINT,
+            weight: 1.0,
+        });
+        out.clause_sums[clause] += COMPLAINT;
+        out.sentence_sums[toks.toks[i].sentence as usize] += COMPLAINT;
+        explain.push(format!(
+            "complaint: '{}' with nothing positive in its clause {}",
+            toks.word(i),
+            signed(COMPLAINT)
+        ));
+    }
 }
 
 /// A word that is both a booster and a sentiment word ("super", "terribly")

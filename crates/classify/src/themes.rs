@@ -15,6 +15,7 @@
 use rust_stemmers::{Algorithm, Stemmer};
 
 use crate::classifier::Doc;
+use crate::explain::Line;
 use crate::hash::FxMap;
 use crate::phrase::{PhraseIndex, TokenView};
 use crate::sentiment::{TextScore, NEUTRAL_BAND};
@@ -34,21 +35,24 @@ const MIN_COMPOUND: usize = 7;
 /// What must be left of a compound besides the matched component.
 const MIN_REST: usize = 3;
 
+/// A theme reference in the index: theme number and whether the cue is weak.
+type Cue = (u16, bool);
+
 #[derive(Debug, Default)]
 struct LangIndex {
-    words: FxMap<Box<str>, Vec<u16>>,
-    stems: FxMap<Box<str>, Vec<u16>>,
-    phrases: PhraseIndex<u16>,
-    prefixes: FxMap<Box<str>, Vec<u16>>,
-    suffixes: FxMap<Box<str>, Vec<u16>>,
+    words: FxMap<Box<str>, Vec<Cue>>,
+    stems: FxMap<Box<str>, Vec<Cue>>,
+    phrases: PhraseIndex<Cue>,
+    prefixes: FxMap<Box<str>, Vec<Cue>>,
+    suffixes: FxMap<Box<str>, Vec<Cue>>,
     max_component: usize,
     compounds: bool,
 }
 
-fn push_unique(map: &mut FxMap<Box<str>, Vec<u16>>, key: &str, theme: u16) {
+fn push_unique(map: &mut FxMap<Box<str>, Vec<Cue>>, key: &str, cue: Cue) {
     let v = map.entry(key.into()).or_default();
-    if !v.contains(&theme) {
-        v.push(theme);
+    if !v.iter().any(|c| c.0 == cue.0) {
+        v.push(cue);
     }
 }
 
@@ -62,12 +66,25 @@ impl LangIndex {
         let mut toks = Tokens::default();
         for (t, theme) in taxonomy.themes.iter().enumerate() {
             let t = t as u16;
-            for kw in theme.keywords.get(lang).into_iter().flatten() {
+            let strong = theme
+                .keywords
+                .get(lang)
+                .into_iter()
+                .flatten()
+                .map(|k| (k, false));
+            let weak = theme
+                .weak
+                .get(lang)
+                .into_iter()
+                .flatten()
+                .map(|k| (k, true));
+            for (kw, is_weak) in strong.chain(weak) {
                 text::tokenize(kw, &mut toks);
                 if toks.len() != 1 {
-                    idx.phrases.add(kw, &stemmer, t);
+                    idx.phrases.add(kw, &stemmer, (t, is_weak));
                     continue;
                 }
+                let t = (t, is_weak);
                 let surface = toks.word(0);
                 let stem = stemmer.stem(surface);
                 push_unique(&mut idx.words, surface, t);
@@ -89,7 +106,7 @@ impl LangIndex {
                 }
             }
             for p in theme.phrases.get(lang).into_iter().flatten() {
-                idx.phrases.add(p, &stemmer, t);
+                idx.phrases.add(p, &stemmer, (t, false));
             }
         }
         idx
@@ -101,7 +118,7 @@ impl LangIndex {
         &self,
         surface: &'s str,
         stem: &'s str,
-    ) -> [Option<(&'s str, &[u16])>; 2] {
+    ) -> [Option<(&'s str, &[Cue])>; 2] {
         let mut out = [None, None];
         if !self.compounds || surface.len() < MIN_COMPOUND {
             return out;
@@ -137,12 +154,18 @@ impl LangIndex {
 #[derive(Debug)]
 pub(crate) struct ThemeMatcher {
     ids: Vec<String>,
+    /// Parent theme number per theme.
+    parents: Vec<Option<u16>>,
     en: LangIndex,
     de: LangIndex,
 }
 
 struct Acc {
     theme: u16,
+    /// Found by at least one keyword or phrase (not only weak words).
+    strong: bool,
+    /// (clause, sentence) of the weak hits.
+    weak_clauses: Vec<(u16, u16)>,
     miss: f32,
     sentiment: f32,
     terms: Vec<String>,
@@ -153,6 +176,18 @@ impl ThemeMatcher {
     pub fn new(taxonomy: &Taxonomy) -> ThemeMatcher {
         ThemeMatcher {
             ids: taxonomy.themes.iter().map(|t| t.id.clone()).collect(),
+            parents: taxonomy
+                .themes
+                .iter()
+                .map(|t| {
+                    let parent = t.parent.as_ref()?;
+                    taxonomy
+                        .themes
+                        .iter()
+                        .position(|p| &p.id == parent)
+                        .map(|p| p as u16)
+                })
+                .collect(),
             en: LangIndex::build(taxonomy, "en", Algorithm::English, false),
             de: LangIndex::build(taxonomy, "de", Algorithm::German, true),
         }
@@ -182,6 +217,10 @@ impl ThemeMatcher {
         };
         let toks = &doc.tokens;
         let mut accs: Vec<Acc> = Vec::new();
+        // (sentence, theme) of every keyword or phrase hit.
+        // Child themes count here with weak hits too (they outrank their parent).
+        let mut strong_clauses: Vec<((u16, u16), u16)> = Vec::new();
+        let parents = &self.parents;
 
         // Sentiment a mention at token `i` inherits.
         let sentiment_at = |i: usize| -> f32 {
@@ -192,59 +231,110 @@ impl ThemeMatcher {
                 text.sentence_sums[toks.toks[i].sentence as usize]
             }
         };
-        let mut add = |theme: u16, term: &str, note: Option<String>, weight: f32, i: usize| {
-            let pos = match accs.iter().position(|a| a.theme == theme) {
-                Some(p) => p,
-                None => {
-                    accs.push(Acc {
-                        theme,
-                        miss: 1.0,
-                        sentiment: 0.0,
-                        terms: Vec::new(),
-                        notes: Vec::new(),
-                    });
-                    accs.len() - 1
+        let mut add =
+            |(theme, weak): Cue, term: &str, note: Option<String>, weight: f32, i: usize| {
+                let pos = match accs.iter().position(|a| a.theme == theme) {
+                    Some(p) => p,
+                    None => {
+                        accs.push(Acc {
+                            theme,
+                            strong: false,
+                            weak_clauses: Vec::new(),
+                            miss: 1.0,
+                            sentiment: 0.0,
+                            terms: Vec::new(),
+                            notes: Vec::new(),
+                        });
+                        accs.len() - 1
+                    }
+                };
+                let acc = &mut accs[pos];
+                acc.strong |= !weak;
+                let at = (doc.slots[i].clause, toks.toks[i].sentence);
+                if weak {
+                    acc.weak_clauses.push(at);
+                }
+                // Child themes count even through weak words (they refine
+                // their parent).
+                let specific = !weak || parents[theme as usize].is_some();
+                if specific && !strong_clauses.contains(&(at, theme)) {
+                    strong_clauses.push((at, theme));
+                }
+                acc.sentiment += sentiment_at(i);
+                if !acc.terms.iter().any(|t| t == term) {
+                    acc.terms.push(term.to_string());
+                    acc.miss *= 1.0 - weight;
+                    if let Some(n) = note {
+                        acc.notes.push(n);
+                    }
                 }
             };
-            let acc = &mut accs[pos];
-            acc.sentiment += sentiment_at(i);
-            if !acc.terms.iter().any(|t| t == term) {
-                acc.terms.push(term.to_string());
-                acc.miss *= 1.0 - weight;
-                if let Some(n) = note {
-                    acc.notes.push(n);
-                }
-            }
-        };
 
+        // Words inside a matched phrase belong to the phrase's theme: in
+        // "fast delivery" (delivery time) "delivery" does not also count for
+        // delivery & shipping.
+        let mut covered_until = 0usize;
+        let mut covering: Vec<u16> = Vec::new();
         for i in 0..toks.len() {
             if toks.toks[i].kind != TokKind::Word {
                 continue;
+            }
+            if i >= covered_until {
+                covering.clear();
             }
             let surface = toks.word(i);
             let stem = doc.stem(i);
             for idx in indexes {
                 let mut seen_phrase: Option<&str> = None;
-                idx.phrases.for_each_at(doc, i, |_, p| {
+                idx.phrases.for_each_at(doc, i, |end, p| {
                     if seen_phrase != Some(&*p.text) {
                         add(p.value, &p.text, None, WEIGHT_PHRASE, i);
                     }
                     seen_phrase = Some(&p.text);
+                    covered_until = covered_until.max(end);
+                    if !covering.contains(&p.value.0) {
+                        covering.push(p.value.0);
+                    }
                 });
+                let free = |t: u16| i >= covered_until || covering.contains(&t);
                 if let Some(ts) = idx.words.get(surface).or_else(|| idx.stems.get(stem)) {
-                    for &t in ts {
+                    for &t in ts.iter().filter(|c| free(c.0)) {
                         add(t, surface, None, WEIGHT_KEYWORD, i);
                     }
                     continue;
                 }
                 for (part, ts) in idx.compound_parts(surface, stem).into_iter().flatten() {
-                    for &t in ts {
+                    for &t in ts.iter().filter(|c| free(c.0)) {
                         let note = format!("{surface} (compound '{part}')");
                         add(t, surface, Some(note), WEIGHT_COMPOUND, i);
                     }
                 }
             }
         }
+
+        // A theme seen only through weak words gives way to a specific theme
+        // in the same clause ("rude and unhelpful staff" is about staff, not
+        // support; "still waiting for my refund" is about returns), and a
+        // parent to its child theme in the same sentence.
+        let strong_themes: Vec<u16> = accs.iter().filter(|a| a.strong).map(|a| a.theme).collect();
+        accs.retain(|a| {
+            let outranked = !a.strong
+                && a.weak_clauses.iter().all(|&(clause, sentence)| {
+                    strong_clauses.iter().any(|&((c, s), t)| {
+                        t != a.theme
+                            && ((c == clause && strong_themes.contains(&t))
+                                || (s == sentence && self.parents[t as usize] == Some(a.theme)))
+                    })
+                });
+            if outranked {
+                explain.push(format!(
+                    "theme {} dropped: only the weak cue {} beside a more specific theme",
+                    self.ids[a.theme as usize],
+                    a.terms.join(", ")
+                ));
+            }
+            !outranked
+        });
 
         accs.sort_by(|a, b| a.miss.total_cmp(&b.miss).then(a.theme.cmp(&b.theme)));
         accs.into_iter()
@@ -257,16 +347,19 @@ impl ThemeMatcher {
                     overall
                 };
                 let id = self.ids[a.theme as usize].clone();
-                let notes = if a.notes.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", a.notes.join(", "))
-                };
-                explain.push(format!(
-                    "theme {id} ({}): {}{notes}",
-                    sentiment.as_str(),
-                    a.terms.join(", ")
-                ));
+                let mut line = Line::new()
+                    .s("theme ")
+                    .s(&id)
+                    .s(" (")
+                    .s(sentiment.as_str())
+                    .s("): ");
+                for (k, t) in a.terms.iter().enumerate() {
+                    line = line.s(if k > 0 { ", " } else { "" }).s(t);
+                }
+                for (k, n) in a.notes.iter().enumerate() {
+                    line = line.s(if k > 0 { ", " } else { "; " }).s(n);
+                }
+                explain.push(line.done());
                 ThemeHit {
                     id,
                     score: ((1.0 - a.miss) * 100.0).round() / 100.0,

@@ -34,13 +34,26 @@ enum Command {
     Trends(closeloop_trends::Config),
     /// Run the notify service.
     Notify(closeloop_notify::Config),
+    /// Classify JSON lines from stdin ({"id", "text", "lang"?, "rating"?, "nps"?}) to JSON lines on stdout.
+    Classify(closeloop::classify_cmd::ClassifyArgs),
+    /// Measure closeloop against real labelled data and print the tables.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Sentiment, language and themes on third-party and own labelled data, compared with VADER.
+    Classify(closeloop::eval::classify::EvalClassifyArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = cli.log_format == LogFormat::Json;
-    if matches!(cli.command, Command::Demo(_) | Command::Bench(_))
+    if matches!(cli.command, Command::Classify(_) | Command::Eval(_)) {
+        // Their results go to stdout and they log nothing: no log lines to mix into it.
+    } else if matches!(cli.command, Command::Demo(_) | Command::Bench(_))
         && std::env::var_os("RUST_LOG").is_none()
     {
         // The demo tells its own story on stdout; logs only when something is wrong.
@@ -76,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .run_until_stopped(shutdown)
                 .await?
+        }
+        Command::Classify(args) => closeloop::classify_cmd::run(args, shutdown).await?,
+        Command::Eval(EvalCommand::Classify(args)) => {
+            closeloop::eval::classify::run(args, shutdown).await?
         }
     }
     Ok(())

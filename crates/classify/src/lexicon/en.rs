@@ -377,6 +377,14 @@ pub(super) const WORDS: &[(&str, f32)] = &[
     ("ruin", -2.3),
     ("hopeless", -2.3),
     ("helpless", -1.8),
+    ("locked", -1.3),
+    ("breach", -2.4),
+    ("glitches", -1.6),
+    ("soaked", -1.6),
+    ("pending", -0.6),
+    ("cluttered", -1.4),
+    ("pushy", -1.8),
+    ("unreachable", -1.8),
     ("chaos", -2.1),
     ("chaotic", -2.0),
     ("inaccurate", -1.6),
@@ -608,3 +616,7 @@ pub(super) const FALSE_FRIENDS: &[&str] = &[
     "mist", "gift", "toll", "hell", "also", "will", "rat", "art", "arm", "bald", "kind", "taste",
     "die", "war", "man", "chef", "brief", "fast", "rock", "hut", "bad", "fix", "fit", "stark",
 ];
+
+/// Words third-party lists or the stem fallback would score but that carry
+/// no judgement in feedback.
+pub(super) const NEUTRAL: &[&str] = &["please", "yes", "sure", "share", "shared", "joke"];

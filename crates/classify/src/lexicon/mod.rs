@@ -27,6 +27,12 @@ pub(crate) const POST_NEGATOR: u8 = 8;
 /// Preposition or conjunction: negation does not reach across it
 /// ("nicht über die Verspätung informiert", "stürzt ab und lädt nicht").
 pub(crate) const BARRIER: u8 = 16;
+/// From a third-party list rather than curated for feedback: used for the
+/// text's own language only, never as the other language's fallback.
+pub(crate) const EXTRA: u8 = 32;
+/// Listed as carrying no sentiment: overrides third-party lists and the
+/// stem fallback ("anders", "einfach", "lieber").
+pub(crate) const NEUTRAL: u8 = 64;
 
 /// Everything the lexicon knows about one folded word.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -74,6 +80,10 @@ impl std::fmt::Debug for LangLexicon {
 
 struct Source {
     words: &'static [(&'static str, f32)],
+    /// A third-party word list as TSV (`word<TAB>value[<TAB>...]`, `#`
+    /// comments), scaled by `extra_scale`. Curated entries win over it.
+    extra: &'static str,
+    extra_scale: f32,
     phrases: &'static [(&'static str, f32)],
     boosters: &'static [(&'static str, f32)],
     negators: &'static [&'static str],
@@ -82,6 +92,7 @@ struct Source {
     barriers: &'static [&'static str],
     stopwords: &'static [&'static str],
     false_friends: &'static [&'static str],
+    neutral: &'static [&'static str],
 }
 
 impl LangLexicon {
@@ -112,13 +123,24 @@ impl LangLexicon {
         for &w in src.barriers {
             entry(&mut words, w).flags |= BARRIER;
         }
+        for &w in src.neutral {
+            entry(&mut words, w).flags |= NEUTRAL;
+        }
+        let extra = parse_tsv(src.extra, src.extra_scale);
+        for (w, v) in &extra {
+            words.entry(w.as_str().into()).or_insert(WordInfo {
+                valence: *v,
+                booster: 0.0,
+                flags: EXTRA,
+            });
+        }
 
         // Stem fallback: only unambiguous stems (all entries sharing a stem
         // agree in sign), at least three bytes long.
         let mut stems: FxMap<Box<str>, f32> = FxMap::default();
         let mut conflicted: Vec<Box<str>> = Vec::new();
-        for &(w, v) in src.words {
-            let folded = fold(w);
+        let curated = src.words.iter().map(|&(w, v)| (fold(w), v));
+        for (folded, v) in curated.chain(extra) {
             let stem = stemmer.stem(&folded);
             if stem.len() < 3 {
                 continue;
@@ -154,6 +176,39 @@ impl LangLexicon {
     }
 }
 
+/// Parses a `word<TAB>value` list (more columns ignored, `#` comments),
+/// folding words and scaling values. Malformed lines are skipped: the lists
+/// are vendored files checked by a test, not user input.
+fn parse_tsv(tsv: &str, scale: f32) -> Vec<(String, f32)> {
+    tsv.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            let word = cols.next()?.trim();
+            let value: f32 = cols.next()?.trim().parse().ok()?;
+            // Nouns mostly name what a text is about ("Krieg", "Verlust" in a
+            // plot summary); adjectives and verbs carry the judgement.
+            let pos_scale = if cols.next() == Some("NN") {
+                NOUN_SCALE
+            } else {
+                1.0
+            };
+            (!word.is_empty() && value != 0.0)
+                .then(|| (fold(word), (value * scale * pos_scale).clamp(-4.0, 4.0)))
+        })
+        .collect()
+}
+
+/// Weight of third-party noun entries relative to adjectives and verbs.
+const NOUN_SCALE: f32 = 0.5;
+
+/// VADER's lexicon (MIT): English words with mean human valence -4..+4.
+const VADER_EN: &str = include_str!("../../lexicons/vader_en.tsv");
+/// German Polarity Lexicon, University of Zurich (Apache-2.0): polarity -1..+1.
+const ZURICH_DE: &str = include_str!("../../lexicons/zurich_de.tsv");
+/// Zurich polarity 1.0 corresponds to about a clear "gut" (1.9) on our scale.
+const ZURICH_SCALE: f32 = 1.8;
+
 /// Both languages plus emoji, built once and shared (read-only).
 #[derive(Debug)]
 pub(crate) struct Lexicons {
@@ -167,6 +222,8 @@ impl Lexicons {
         let en = LangLexicon::build(
             &Source {
                 words: en::WORDS,
+                extra: VADER_EN,
+                extra_scale: 1.0,
                 phrases: en::PHRASES,
                 boosters: en::BOOSTERS,
                 negators: en::NEGATORS,
@@ -175,12 +232,15 @@ impl Lexicons {
                 barriers: en::BARRIERS,
                 stopwords: en::STOPWORDS,
                 false_friends: en::FALSE_FRIENDS,
+                neutral: en::NEUTRAL,
             },
             Algorithm::English,
         );
         let de = LangLexicon::build(
             &Source {
                 words: de::WORDS,
+                extra: ZURICH_DE,
+                extra_scale: ZURICH_SCALE,
                 phrases: de::PHRASES,
                 boosters: de::BOOSTERS,
                 negators: de::NEGATORS,
@@ -189,6 +249,7 @@ impl Lexicons {
                 barriers: de::BARRIERS,
                 stopwords: de::STOPWORDS,
                 false_friends: de::FALSE_FRIENDS,
+                neutral: de::NEUTRAL,
             },
             Algorithm::German,
         );
