@@ -11,7 +11,10 @@ use crate::{topics, Event};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
+    /// Raised (or reopened), nobody has taken it on yet.
     Open,
+    /// Someone acknowledged it or it was assigned; still unresolved.
+    Acknowledged,
     Resolved,
 }
 
@@ -19,7 +22,18 @@ impl ActionStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
             ActionStatus::Open => "open",
+            ActionStatus::Acknowledged => "acknowledged",
             ActionStatus::Resolved => "resolved",
+        }
+    }
+
+    /// Parses the `as_str` form.
+    pub fn parse(status: &str) -> Option<ActionStatus> {
+        match status {
+            "open" => Some(ActionStatus::Open),
+            "acknowledged" => Some(ActionStatus::Acknowledged),
+            "resolved" => Some(ActionStatus::Resolved),
+            _ => None,
         }
     }
 }
@@ -30,8 +44,27 @@ impl ActionStatus {
 pub enum ActionEventKind {
     Raised,
     Updated,
+    /// Someone took the action on (status `acknowledged`).
+    Acknowledged,
+    /// The action got an assignee (status `acknowledged`).
+    Assigned,
     Resolved,
+    /// A resolved action is open again: by an operator, or because its theme surged
+    /// again soon after the resolution.
     Reopened,
+}
+
+impl ActionEventKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionEventKind::Raised => "raised",
+            ActionEventKind::Updated => "updated",
+            ActionEventKind::Acknowledged => "acknowledged",
+            ActionEventKind::Assigned => "assigned",
+            ActionEventKind::Resolved => "resolved",
+            ActionEventKind::Reopened => "reopened",
+        }
+    }
 }
 
 /// One feedback quoted as evidence.
@@ -43,8 +76,27 @@ pub struct EvidenceExcerpt {
     pub given_at: DateTime<Utc>,
 }
 
-/// Why the action exists: what the detector saw, by event time.
+/// Counts of one slice of the evidence span (a time bucket, a channel, a touchpoint).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceCounts {
+    pub mentions: u32,
+    pub negative_mentions: u32,
+    /// Distinct customers among the negative mentions.
+    #[serde(default)]
+    pub distinct_customers: u32,
+}
+
+/// The counts of one time bucket of the evidence span.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceBucket {
+    pub start: DateTime<Utc>,
+    #[serde(flatten)]
+    pub counts: EvidenceCounts,
+}
+
+/// Why the action exists: what the detector saw, by event time. Fields after `excerpts`
+/// were added later; they default when absent so older events still decode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
@@ -58,6 +110,54 @@ pub struct Evidence {
     /// A few representative excerpts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excerpts: Vec<EvidenceExcerpt>,
+    /// The detector that fired: `surge` or `recurrence`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detector: String,
+    /// What fired, with its numbers, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Negative mentions the theme's baseline predicted for the window (surge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_negative_mentions: Option<f64>,
+    /// Poisson tail probability of the window under the baseline (surge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// `negative_mentions / mentions`.
+    #[serde(default)]
+    pub negative_share: f64,
+    /// Counts over time across the evidence span, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<EvidenceBucket>,
+    /// Counts by channel (`review`, `ticket`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_channel: BTreeMap<String, EvidenceCounts>,
+    /// Counts by touchpoint (`delivery`, `support`, …; `unknown` when not given).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_touchpoint: BTreeMap<String, EvidenceCounts>,
+    /// Average rating (1–5) of the mentions that carry one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_rating: Option<f64>,
+    /// Average NPS score (0–10) of the mentions that carry one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_nps: Option<f64>,
+}
+
+/// Who is working on an action and how often it came back. Added after the first
+/// version of `actions.v1`: every field defaults, so older events still decode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionWorkflow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// How many times the action was reopened after a resolution.
+    #[serde(default)]
+    pub reopened_count: u32,
+    /// Who reopened it last, and why (operator reopen) or `closeloop-trends` (surge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_by: Option<String>,
 }
 
 /// The operator's answer: what was done, per language (at least `en`; `de` where given).
@@ -94,6 +194,8 @@ pub struct ActionEvent {
     pub evidence: Evidence,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
+    #[serde(flatten, default)]
+    pub workflow: ActionWorkflow,
 }
 
 impl Event for ActionEvent {
@@ -128,6 +230,7 @@ mod tests {
                 rule: "test".into(),
                 feedback_ids: vec![Uuid::now_v7()],
                 excerpts: vec![],
+                ..Evidence::default()
             },
             resolution: Some(Resolution {
                 message: BTreeMap::from([
@@ -137,6 +240,7 @@ mod tests {
                 resolved_by: "ops@example.com".into(),
                 resolved_at: now,
             }),
+            workflow: ActionWorkflow::default(),
         });
         assert_eq!(json["kind"], "resolved");
         assert_eq!(json["status"], "resolved");
@@ -144,6 +248,75 @@ mod tests {
             json["resolution"]["message"]["de"],
             "Wir haben einen zweiten Versender."
         );
+    }
+
+    #[test]
+    fn a_first_version_event_still_decodes() {
+        let first_version = serde_json::json!({
+            "action_id": Uuid::now_v7(),
+            "kind": "raised",
+            "theme": "delivery_time",
+            "status": "open",
+            "raised_at": "2025-01-01T00:00:00Z",
+            "evidence": {
+                "window_start": "2025-01-01T00:00:00Z",
+                "window_end": "2025-01-01T01:00:00Z",
+                "mentions": 4, "negative_mentions": 3, "distinct_customers": 2,
+                "rule": "r", "feedback_ids": []
+            }
+        });
+        let event: ActionEvent = serde_json::from_value(first_version).expect("decodes");
+        assert_eq!(event.workflow, ActionWorkflow::default());
+        assert_eq!(event.evidence.negative_share, 0.0);
+        assert!(event.evidence.by_channel.is_empty());
+    }
+
+    #[test]
+    fn workflow_fields_are_flat_and_new_kinds_round_trip() {
+        let now = Utc::now();
+        let json = round_trip(ActionEvent {
+            action_id: Uuid::now_v7(),
+            kind: ActionEventKind::Assigned,
+            theme: "price".into(),
+            theme_name: BTreeMap::new(),
+            status: ActionStatus::Acknowledged,
+            raised_at: now,
+            evidence: Evidence {
+                by_channel: BTreeMap::from([(
+                    "review".into(),
+                    EvidenceCounts {
+                        mentions: 3,
+                        negative_mentions: 2,
+                        distinct_customers: 2,
+                    },
+                )]),
+                series: vec![EvidenceBucket {
+                    start: now,
+                    counts: EvidenceCounts::default(),
+                }],
+                ..Evidence::default()
+            },
+            resolution: None,
+            workflow: ActionWorkflow {
+                assignee: Some("logistics".into()),
+                reopened_count: 1,
+                ..ActionWorkflow::default()
+            },
+        });
+        assert_eq!(json["kind"], "assigned");
+        assert_eq!(json["status"], "acknowledged");
+        assert_eq!(json["assignee"], "logistics");
+        assert_eq!(json["reopened_count"], 1);
+        assert_eq!(
+            json["evidence"]["by_channel"]["review"]["negative_mentions"],
+            2
+        );
+        assert_eq!(json["evidence"]["series"][0]["mentions"], 0);
+        assert_eq!(
+            ActionStatus::parse("acknowledged"),
+            Some(ActionStatus::Acknowledged)
+        );
+        assert_eq!(ActionStatus::parse("nope"), None);
     }
 
     #[test]

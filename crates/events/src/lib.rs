@@ -16,7 +16,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use action::{
-    ActionEvent, ActionEventKind, ActionStatus, Evidence, EvidenceExcerpt, Resolution,
+    ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, Evidence, EvidenceBucket,
+    EvidenceCounts, EvidenceExcerpt, Resolution,
 };
 pub use feedback::{
     Channel, CustomerRef, Feedback, FeedbackCategorised, Language, SentimentLabel, SentimentResult,

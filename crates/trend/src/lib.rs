@@ -1,49 +1,41 @@
 //! Trend detection over theme mentions, by event time. Pure: no I/O, no clock. The same
-//! mentions in the same order always give the same signals, so detection is testable
-//! with synthetic streams and a restarted service can rebuild its state by replaying.
+//! mentions in the same order always give the same observations, so detection is
+//! testable with synthetic streams and a restarted service rebuilds its state by
+//! replaying what it stored.
 //!
-//! This first detector is a sliding window per theme: raise when, within `window` before
-//! the newest event time seen for the theme, at least `min_negative_mentions` negative
-//! mentions came from at least `min_distinct_customers` distinct customers. The distinct
-//! customer floor is what stops one angry customer posting fifty times from raising an
-//! action.
+//! Per theme, mentions are counted in epoch-aligned buckets of event time (all mentions,
+//! negative ones, negatives per customer). Two detectors read those counts:
+//!
+//! - **surge**: the sliding window (the last `window` of event time) holds significantly
+//!   more negative mentions than the theme's own baseline predicts — the Poisson tail
+//!   probability of the count under the baseline is below `max_p_value` *and* the count
+//!   is at least `min_ratio` times the baseline. The baseline is an exponentially
+//!   weighted mean of past buckets, raised where needed to the learned level of the same
+//!   time of day (seasonality), with a floor for themes without history.
+//! - **recurrence**: in `k` of the last `n` periods (days, by default) at least `floor`
+//!   distinct customers complained — the theme keeps coming back even if no single
+//!   window stands out.
+//!
+//! Both need `min_distinct_customers` distinct complaining customers, and a customer's
+//! mentions count at most `per_customer_cap` times, so one customer posting fifty times
+//! neither raises a theme nor inflates its baseline. Hysteresis: once raised, a theme
+//! stays active until neither detector fired for `cooldown`; a resolution resets it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod config;
+mod poisson;
+mod theme;
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DetectorConfig {
-    /// Length of the sliding window, in milliseconds of event time.
-    pub window_ms: i64,
-    pub min_negative_mentions: u32,
-    pub min_distinct_customers: u32,
-    /// How far behind the newest event a mention may arrive and still count.
-    pub allowed_lateness_ms: i64,
-}
+pub use config::{
+    span, ConfigError, DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig,
+};
+pub use poisson::upper_tail as poisson_upper_tail;
+pub use theme::ThemeStats;
 
-impl Default for DetectorConfig {
-    fn default() -> Self {
-        Self {
-            window_ms: 60 * 60 * 1000,
-            min_negative_mentions: 10,
-            min_distinct_customers: 5,
-            allowed_lateness_ms: 10 * 60 * 1000,
-        }
-    }
-}
-
-impl DetectorConfig {
-    /// The rule in words, for an action's evidence.
-    pub fn describe(&self) -> String {
-        format!(
-            ">= {} negative mentions from >= {} distinct customers within {} min",
-            self.min_negative_mentions,
-            self.min_distinct_customers,
-            self.window_ms / 60_000
-        )
-    }
-}
+use theme::ThemeState;
 
 /// One (feedback, theme) mention.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,251 +47,219 @@ pub struct Mention {
     pub at_ms: i64,
 }
 
-/// What the window of one theme holds right now.
+/// What the surge window of a theme holds right now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowStats {
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
+    /// Start of the oldest bucket in the window.
+    pub start_ms: i64,
+    /// The theme's newest event time (the watermark).
+    pub end_ms: i64,
     pub mentions: u32,
     pub negative_mentions: u32,
+    /// Negative mentions with each customer counted at most `per_customer_cap` times:
+    /// what the surge detector compares with the baseline.
+    pub counted_negative_mentions: u32,
     /// Distinct customers among the negative mentions.
     pub distinct_customers: u32,
-    /// The negative mentions in the window, oldest first.
-    pub negative: Vec<Mention>,
+    /// What the baseline predicts for this window.
+    pub expected_negative: f64,
+    /// P(X >= counted | expected) under a Poisson model.
+    pub p_value: f64,
+}
+
+/// Which detector fired, with the numbers that made it fire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", rename_all = "snake_case")]
+pub enum Trigger {
+    Surge {
+        expected: f64,
+        p_value: f64,
+    },
+    Recurrence {
+        periods_above_floor: u32,
+        periods: u32,
+        floor: u32,
+        distinct_customers: u32,
+    },
+}
+
+impl Trigger {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trigger::Surge { .. } => "surge",
+            Trigger::Recurrence { .. } => "recurrence",
+        }
+    }
+
+    /// The trigger in words, for an action's evidence.
+    pub fn describe(&self, window: &WindowStats) -> String {
+        match self {
+            Trigger::Surge { expected, p_value } => format!(
+                "surge: {} negative mentions from {} customers where {:.1} were expected (p = {:.1e})",
+                window.counted_negative_mentions, window.distinct_customers, expected, p_value
+            ),
+            Trigger::Recurrence {
+                periods_above_floor,
+                periods,
+                floor,
+                distinct_customers,
+            } => format!(
+                "recurrence: >= {floor} complaining customers in {periods_above_floor} of the last \
+                 {periods} periods, {distinct_customers} distinct customers"
+            ),
+        }
+    }
+}
+
+/// A theme that is raised: why, and what its window holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub trigger: Trigger,
+    pub window: WindowStats,
+    /// Where the evidence for this trigger starts (the window for a surge, the oldest
+    /// period for a recurrence).
+    pub evidence_start_ms: i64,
+    /// Event time at which the theme became active.
+    pub active_since_ms: i64,
 }
 
 /// The result of observing one mention.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
-    /// Older than the window plus allowed lateness: not counted.
+    /// Older than the theme's newest event time minus the allowed lateness: not counted.
     TooLate,
-    /// Counted; the theme is below the thresholds.
+    /// Given before the theme's last resolution: answered by it. Part of the theme's
+    /// baseline, not of the current incident.
+    BeforeResolution,
+    /// Counted; the theme is not raised.
     Quiet(WindowStats),
-    /// Counted; the theme is above the thresholds.
-    Triggered(WindowStats),
+    /// Counted; the theme just became active (the rising edge).
+    Raised(Signal),
+    /// Counted; the theme was already active and still is.
+    Active(Signal),
 }
 
-#[derive(Debug, Default)]
-struct ThemeWindow {
-    /// Mentions ordered by event time.
-    mentions: VecDeque<Mention>,
-    /// The newest event time seen for the theme (the window's end).
-    watermark_ms: i64,
+impl Observation {
+    /// The signal if the theme is active (raised now or before).
+    pub fn signal(&self) -> Option<&Signal> {
+        match self {
+            Observation::Raised(signal) | Observation::Active(signal) => Some(signal),
+            _ => None,
+        }
+    }
+
+    /// Whether the mention was counted.
+    pub fn counted(&self) -> bool {
+        !matches!(self, Observation::TooLate | Observation::BeforeResolution)
+    }
 }
 
+/// All themes' state. Themes are independent, so the result for a theme depends only on
+/// the order of that theme's mentions (which a theme-keyed partition preserves).
 #[derive(Debug)]
 pub struct Detector {
-    config: DetectorConfig,
-    themes: HashMap<String, ThemeWindow>,
+    settings: DetectorSettings,
+    themes: HashMap<String, ThemeState>,
+    /// Resolutions of themes this detector has not seen a mention of yet.
+    pending_resolutions: HashMap<String, i64>,
 }
 
 impl Detector {
-    pub fn new(config: DetectorConfig) -> Self {
+    /// `settings` must be valid ([`DetectorSettings::validate`]).
+    pub fn new(settings: DetectorSettings) -> Self {
         Self {
-            config,
+            settings,
             themes: HashMap::new(),
+            pending_resolutions: HashMap::new(),
         }
     }
 
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
+    /// One configuration for every theme.
+    pub fn with_config(config: DetectorConfig) -> Self {
+        Self::new(DetectorSettings::new(config))
     }
 
-    /// Counts `mention` for `theme` and says whether the theme is now above threshold.
-    pub fn observe(&mut self, theme: &str, mention: Mention) -> Observation {
-        let window_ms = self.config.window_ms;
-        let lateness_ms = self.config.allowed_lateness_ms;
-        let window = self.themes.entry(theme.to_owned()).or_default();
-        if !window.mentions.is_empty()
-            && mention.at_ms < window.watermark_ms - window_ms - lateness_ms
-        {
-            return Observation::TooLate;
-        }
-        window.watermark_ms = window.watermark_ms.max(mention.at_ms);
-        // Insert in event-time order (late events land in the middle); equal times keep
-        // arrival order, which keeps the result deterministic.
-        let position = window
-            .mentions
-            .partition_point(|existing| existing.at_ms <= mention.at_ms);
-        window.mentions.insert(position, mention);
-        // Keep what a late event could still need: the window plus the lateness.
-        let keep_from = window.watermark_ms - window_ms - lateness_ms;
-        while window
-            .mentions
-            .front()
-            .is_some_and(|oldest| oldest.at_ms < keep_from)
-        {
-            window.mentions.pop_front();
-        }
-        let stats = stats(window, window_ms);
-        if stats.negative_mentions >= self.config.min_negative_mentions
-            && stats.distinct_customers >= self.config.min_distinct_customers
-        {
-            Observation::Triggered(stats)
-        } else {
-            Observation::Quiet(stats)
-        }
+    pub fn settings(&self) -> &DetectorSettings {
+        &self.settings
     }
 
-    /// Forgets what the window of `theme` holds: after an action was resolved, the
-    /// complaints that led to it must not raise it again.
-    pub fn clear(&mut self, theme: &str) {
-        if let Some(window) = self.themes.get_mut(theme) {
-            window.mentions.clear();
+    pub fn config(&self, theme: &str) -> &DetectorConfig {
+        self.settings.for_theme(theme)
+    }
+
+    /// Counts `mention` for `theme` and applies the detectors.
+    pub fn observe(&mut self, theme: &str, mention: &Mention) -> Observation {
+        let config = self.settings.for_theme(theme);
+        let state = match self.themes.get_mut(theme) {
+            Some(state) => state,
+            None => {
+                let mut state = ThemeState::new(config, mention.at_ms);
+                if let Some(at) = self.pending_resolutions.remove(theme) {
+                    state.resolve(at);
+                }
+                self.themes.entry(theme.to_owned()).or_insert(state)
+            }
+        };
+        state.observe(config, mention)
+    }
+
+    /// The theme's action was resolved at `at_ms`: complaints given up to then were
+    /// answered and no longer count; the theme is quiet until it fires again. An older
+    /// resolution than one already known changes nothing.
+    pub fn resolved(&mut self, theme: &str, at_ms: i64) {
+        match self.themes.get_mut(theme) {
+            Some(state) => state.resolve(at_ms),
+            None => {
+                let known = self
+                    .pending_resolutions
+                    .entry(theme.to_owned())
+                    .or_insert(at_ms);
+                *known = (*known).max(at_ms);
+            }
         }
     }
 
-    /// The current window of `theme`, if any mention was seen.
-    pub fn stats(&self, theme: &str) -> Option<WindowStats> {
-        self.themes
-            .get(theme)
-            .map(|window| stats(window, self.config.window_ms))
+    /// A resolution learnt late (made elsewhere, e.g. through another instance's API):
+    /// resolves the theme as [`Detector::resolved`] does, then counts `mentions_after`
+    /// (the theme's stored mentions given after `at_ms`, oldest first) into the current
+    /// incident again. Returns the signal if the theme is active after that.
+    pub fn resolved_late(
+        &mut self,
+        theme: &str,
+        at_ms: i64,
+        mentions_after: &[Mention],
+    ) -> Option<Signal> {
+        self.resolved(theme, at_ms);
+        let config = self.settings.for_theme(theme);
+        self.themes.get_mut(theme)?.recount(config, mentions_after)
     }
-}
 
-fn stats(window: &ThemeWindow, window_ms: i64) -> WindowStats {
-    let start = window.watermark_ms - window_ms;
-    let in_window = window.mentions.iter().filter(|m| m.at_ms > start);
-    let mut mentions = 0;
-    let mut negative = Vec::new();
-    for mention in in_window {
-        mentions += 1;
-        if mention.negative {
-            negative.push(mention.clone());
+    pub fn resolved_at(&self, theme: &str) -> Option<i64> {
+        match self.themes.get(theme) {
+            Some(state) => state.resolved_at(),
+            None => self.pending_resolutions.get(theme).copied(),
         }
     }
-    let distinct: HashSet<&str> = negative.iter().map(|m| m.customer_id.as_str()).collect();
-    WindowStats {
-        window_start_ms: start,
-        window_end_ms: window.watermark_ms,
-        mentions,
-        negative_mentions: negative.len() as u32,
-        distinct_customers: distinct.len() as u32,
-        negative,
+
+    /// The theme's signal if it is active right now (without new input).
+    pub fn current(&self, theme: &str) -> Option<Signal> {
+        let state = self.themes.get(theme)?;
+        state.current(self.settings.for_theme(theme))
+    }
+
+    /// What the detector knows about `theme`, if it saw a mention of it.
+    pub fn stats(&self, theme: &str) -> Option<ThemeStats> {
+        let state = self.themes.get(theme)?;
+        Some(state.stats(self.settings.for_theme(theme)))
+    }
+
+    /// The themes seen so far, sorted.
+    pub fn themes(&self) -> Vec<String> {
+        let mut themes: Vec<String> = self.themes.keys().cloned().collect();
+        themes.sort();
+        themes
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIN: i64 = 60_000;
-
-    fn config() -> DetectorConfig {
-        DetectorConfig {
-            window_ms: 60 * MIN,
-            min_negative_mentions: 5,
-            min_distinct_customers: 3,
-            allowed_lateness_ms: 10 * MIN,
-        }
-    }
-
-    fn mention(n: usize, customer: &str, negative: bool, at_ms: i64) -> Mention {
-        Mention {
-            feedback_id: format!("f{n}"),
-            customer_id: customer.into(),
-            negative,
-            at_ms,
-        }
-    }
-
-    #[test]
-    fn triggers_on_enough_negative_mentions_from_enough_customers() {
-        let mut detector = Detector::new(config());
-        let customers = ["a", "b", "c", "a", "b"];
-        let mut last = None;
-        for (n, customer) in customers.iter().enumerate() {
-            last = Some(detector.observe("delivery", mention(n, customer, true, n as i64 * MIN)));
-        }
-        match last.unwrap() {
-            Observation::Triggered(stats) => {
-                assert_eq!(stats.negative_mentions, 5);
-                assert_eq!(stats.distinct_customers, 3);
-                assert_eq!(stats.negative.len(), 5);
-            }
-            other => panic!("expected a trigger, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn one_customer_spamming_never_triggers() {
-        let mut detector = Detector::new(config());
-        for n in 0..50 {
-            let observed = detector.observe("price", mention(n, "angry", true, n as i64 * 1000));
-            assert!(matches!(observed, Observation::Quiet(_)), "{observed:?}");
-        }
-    }
-
-    #[test]
-    fn positive_mentions_do_not_count() {
-        let mut detector = Detector::new(config());
-        for n in 0..20 {
-            let observed = detector.observe(
-                "staff",
-                mention(n, &format!("c{n}"), false, n as i64 * 1000),
-            );
-            assert!(matches!(observed, Observation::Quiet(_)));
-        }
-    }
-
-    #[test]
-    fn mentions_spread_beyond_the_window_do_not_trigger() {
-        let mut detector = Detector::new(config());
-        for n in 0..10 {
-            // One complaint every 20 minutes: at most 3 in any hour.
-            let observed = detector.observe(
-                "billing",
-                mention(n, &format!("c{n}"), true, n as i64 * 20 * MIN),
-            );
-            assert!(
-                matches!(observed, Observation::Quiet(_)),
-                "at {n}: {observed:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn late_events_count_within_lateness_and_are_dropped_beyond() {
-        let mut detector = Detector::new(config());
-        detector.observe("returns", mention(0, "a", true, 200 * MIN));
-        // 65 minutes late: outside the window but within window + lateness → counted
-        // (kept), though outside the current window's stats.
-        let kept = detector.observe("returns", mention(1, "b", true, 135 * MIN));
-        assert!(matches!(kept, Observation::Quiet(ref s) if s.negative_mentions == 1));
-        assert_eq!(
-            detector.observe("returns", mention(2, "c", true, 100 * MIN)),
-            Observation::TooLate
-        );
-        // Out of order but inside the window: counted.
-        let observed = detector.observe("returns", mention(3, "d", true, 190 * MIN));
-        assert!(matches!(observed, Observation::Quiet(ref s) if s.negative_mentions == 2));
-    }
-
-    #[test]
-    fn same_input_same_output() {
-        let run = || {
-            let mut detector = Detector::new(config());
-            (0..40)
-                .map(|n| {
-                    let customer = format!("c{}", n % 7);
-                    detector.observe(
-                        "support",
-                        mention(n, &customer, n % 3 != 0, (n as i64 * 7919) % (90 * MIN)),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(), run());
-    }
-
-    #[test]
-    fn clear_forgets_the_window() {
-        let mut detector = Detector::new(config());
-        for (n, c) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            detector.observe("account", mention(n, c, true, n as i64 * MIN));
-        }
-        detector.clear("account");
-        let observed = detector.observe("account", mention(9, "f", true, 6 * MIN));
-        assert!(matches!(observed, Observation::Quiet(ref s) if s.negative_mentions == 1));
-    }
-}
+mod tests;

@@ -36,7 +36,7 @@ enum Command {
     Notify(closeloop_notify::Config),
     /// Classify JSON lines from stdin ({"id", "text", "lang"?, "rating"?, "nps"?}) to JSON lines on stdout.
     Classify(closeloop::classify_cmd::ClassifyArgs),
-    /// Measure closeloop against real labelled data and print the tables.
+    /// Measure classification and trend detection quality; prints tables.
     #[command(subcommand)]
     Eval(EvalCommand),
 }
@@ -45,6 +45,8 @@ enum Command {
 enum EvalCommand {
     /// Sentiment, language and themes on third-party and own labelled data, compared with VADER.
     Classify(closeloop::eval::classify::EvalClassifyArgs),
+    /// Trend detection on generated scenarios: precision, recall and time-to-detect.
+    Trends(closeloop::eval::trends::EvalArgs),
 }
 
 #[tokio::main]
@@ -94,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval(EvalCommand::Classify(args)) => {
             closeloop::eval::classify::run(args, shutdown).await?
         }
+        Command::Eval(EvalCommand::Trends(args)) => closeloop::eval::trends::run(&args)?,
     }
     Ok(())
 }

@@ -382,7 +382,7 @@ fn resolved(action_id: Uuid, evidence: &[Uuid]) -> ActionEvent {
             distinct_customers: evidence.len() as u32,
             rule: "test".into(),
             feedback_ids: evidence.to_vec(),
-            excerpts: vec![],
+            ..Default::default()
         },
         resolution: Some(Resolution {
             message: BTreeMap::from([
@@ -392,6 +392,7 @@ fn resolved(action_id: Uuid, evidence: &[Uuid]) -> ActionEvent {
             resolved_by: "ops@example.com".into(),
             resolved_at: now,
         }),
+        workflow: Default::default(),
     }
 }
 

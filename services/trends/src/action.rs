@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use closeloop_events::{ActionEvent, ActionEventKind, ActionStatus, Evidence, Resolution};
+use closeloop_events::{
+    ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, Evidence, Resolution,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::store::ActionRow;
+use crate::store::{ActionRow, LogRow};
 
 /// A stored action that cannot be read back: only possible if the table was edited by
 /// hand, so callers report it rather than guess.
@@ -16,6 +18,29 @@ use crate::store::ActionRow;
 pub struct CorruptAction {
     pub action_id: String,
     pub reason: String,
+}
+
+/// One step of an action's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    /// raised, updated, acknowledged, assigned, resolved, reopened.
+    pub kind: String,
+    /// Who did it: the operator, or `closeloop-trends` for the detector.
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<LogRow> for HistoryEntry {
+    fn from(row: LogRow) -> Self {
+        HistoryEntry {
+            at: time(row.at_ms),
+            kind: row.kind,
+            actor: row.actor,
+            note: row.note,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,8 +52,13 @@ pub struct Action {
     pub raised_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub evidence: Evidence,
-    /// `null` until resolved.
+    /// `null` unless resolved.
     pub resolution: Option<Resolution>,
+    #[serde(flatten)]
+    pub workflow: ActionWorkflow,
+    /// Only in the detail view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEntry>>,
 }
 
 impl Action {
@@ -41,11 +71,8 @@ impl Action {
             reason,
         };
         let action_id = Uuid::parse_str(&row.action_id).map_err(|e| corrupt(e.to_string()))?;
-        let status = match row.status.as_str() {
-            "open" => ActionStatus::Open,
-            "resolved" => ActionStatus::Resolved,
-            other => return Err(corrupt(format!("unknown status {other:?}"))),
-        };
+        let status = ActionStatus::parse(&row.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?}", row.status)))?;
         let evidence = serde_json::from_str(&row.evidence_json)
             .map_err(|e| corrupt(format!("evidence: {e}")))?;
         let resolution = row
@@ -63,6 +90,14 @@ impl Action {
             updated_at: time(row.updated_at_ms),
             evidence,
             resolution,
+            workflow: ActionWorkflow {
+                acknowledged_by: row.acknowledged_by.clone(),
+                acknowledged_at: row.acknowledged_at_ms.map(time),
+                assignee: row.assignee.clone(),
+                reopened_count: u32::try_from(row.reopened_count).unwrap_or(u32::MAX),
+                reopened_by: row.reopened_by.clone(),
+            },
+            history: None,
         })
     }
 
@@ -77,6 +112,7 @@ impl Action {
             raised_at: self.raised_at,
             evidence: self.evidence.clone(),
             resolution: self.resolution.clone(),
+            workflow: self.workflow.clone(),
         }
     }
 }

@@ -1,69 +1,247 @@
-//! The service's configuration: flags with environment fallbacks, parsed once by clap.
+//! The service's configuration: flags with environment fallbacks, parsed once by clap, and
+//! an optional TOML file with per-theme detector overrides.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use closeloop_trend::DetectorConfig;
+use clap::ArgAction;
+use closeloop_trend::{DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig};
+use serde::Deserialize;
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
 
 /// Everything the trends service needs to know at start-up.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "trends",
-    about = "Detects recurring negative themes in feedback.themes.v1 and raises actions on actions.v1"
+    about = "Detects surging and recurring negative themes in feedback.themes.v1 and raises actions on actions.v1"
 )]
 pub struct Config {
     #[command(flatten)]
     pub kafka: closeloop_bus::KafkaArgs,
     #[command(flatten)]
     pub database: closeloop_store::DatabaseArgs,
-    /// Address of the ops API and /metrics, /healthz, /readyz.
+    /// Address of the ops API, the /ops page and /metrics, /healthz, /readyz.
     #[arg(long, env = "TRENDS_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
-    /// When set, /v1/* requires `Authorization: Bearer <token>`.
+    /// When set, /v1/* requires `Authorization: Bearer <token>` and /ops a sign-in with it.
     #[arg(long, env = "TRENDS_OPS_TOKEN", hide_env_values = true)]
     pub ops_token: Option<String>,
     /// Taxonomy file for theme display names [default: the built-in taxonomy].
     #[arg(long, env = "TRENDS_TAXONOMY")]
     pub taxonomy: Option<PathBuf>,
-    /// Length of the sliding detection window, in minutes of event time.
+    /// Granularity of the counts, in minutes of event time (divides the window).
+    #[arg(long, env = "TRENDS_BUCKET_MINUTES", default_value_t = 10)]
+    pub bucket_minutes: i64,
+    /// Length of the sliding surge window, in minutes of event time.
     #[arg(long, env = "TRENDS_WINDOW_MINUTES", default_value_t = 60)]
     pub window_minutes: i64,
-    /// Negative mentions within the window that raise an action.
+    /// Surge: negative mentions within the window needed before significance is tested.
     #[arg(long, env = "TRENDS_MIN_NEGATIVE_MENTIONS", default_value_t = 10)]
     pub min_negative_mentions: u32,
-    /// Distinct customers those mentions must come from (one angry customer is no trend).
+    /// Both detectors: distinct complaining customers needed (one angry customer is no trend).
     #[arg(long, env = "TRENDS_MIN_DISTINCT_CUSTOMERS", default_value_t = 5)]
     pub min_distinct_customers: u32,
     /// How far behind the newest mention of a theme a late mention still counts.
     #[arg(long, env = "TRENDS_ALLOWED_LATENESS_MINUTES", default_value_t = 10)]
     pub allowed_lateness_minutes: i64,
+    /// Hysteresis: a raised theme stays active until no detector fired for this long.
+    #[arg(long, env = "TRENDS_COOLDOWN_MINUTES", default_value_t = 120)]
+    pub cooldown_minutes: i64,
+    /// Surge detector on or off.
+    #[arg(long, env = "TRENDS_SURGE_ENABLED", default_value_t = true, action = ArgAction::Set)]
+    pub surge_enabled: bool,
+    /// Surge: largest Poisson tail probability of the window under the baseline.
+    #[arg(long, env = "TRENDS_SURGE_MAX_P_VALUE", default_value_t = 0.0001)]
+    pub surge_max_p_value: f64,
+    /// Surge: the window must be at least this many times the baseline.
+    #[arg(long, env = "TRENDS_SURGE_MIN_RATIO", default_value_t = 2.0)]
+    pub surge_min_ratio: f64,
+    /// Surge: half-life of the baseline's exponentially weighted mean, in hours.
+    #[arg(long, env = "TRENDS_SURGE_HALF_LIFE_HOURS", default_value_t = 6)]
+    pub surge_half_life_hours: i64,
+    /// Surge: expected negative mentions per window for a theme without history.
+    #[arg(long, env = "TRENDS_SURGE_MIN_BASELINE", default_value_t = 0.3)]
+    pub surge_min_baseline: f64,
+    /// Surge: length of the seasonal cycle the baseline learns, in hours (0 = off).
+    #[arg(long, env = "TRENDS_SURGE_SEASON_HOURS", default_value_t = 24)]
+    pub surge_season_hours: i64,
+    /// Surge: a customer's negative mentions count at most this often per window.
+    #[arg(long, env = "TRENDS_PER_CUSTOMER_CAP", default_value_t = 3)]
+    pub per_customer_cap: u32,
+    /// Recurrence detector on or off.
+    #[arg(long, env = "TRENDS_RECURRENCE_ENABLED", default_value_t = true, action = ArgAction::Set)]
+    pub recurrence_enabled: bool,
+    /// Recurrence: length of one period, in hours.
+    #[arg(long, env = "TRENDS_RECURRENCE_PERIOD_HOURS", default_value_t = 24)]
+    pub recurrence_period_hours: i64,
+    /// Recurrence: distinct complaining customers a period needs.
+    #[arg(long, env = "TRENDS_RECURRENCE_FLOOR", default_value_t = 10)]
+    pub recurrence_floor: u32,
+    /// Recurrence: periods above the floor needed ...
+    #[arg(long, env = "TRENDS_RECURRENCE_K", default_value_t = 3)]
+    pub recurrence_k: u32,
+    /// ... among the last this many.
+    #[arg(long, env = "TRENDS_RECURRENCE_N", default_value_t = 5)]
+    pub recurrence_n: u32,
+    /// TOML file with per-theme overrides of the detector settings (`[themes.<id>]`).
+    #[arg(long, env = "TRENDS_DETECTOR_CONFIG")]
+    pub detector_config: Option<PathBuf>,
+    /// A theme that fires again within this many hours of its action's resolution
+    /// reopens that action instead of raising a new one (0 = always a new action).
+    #[arg(long, env = "TRENDS_REOPEN_WITHIN_HOURS", default_value_t = 168)]
+    pub reopen_within_hours: i64,
     /// Kafka consumer group; instances in one group share the themes by partition.
     #[arg(long, env = "TRENDS_GROUP_ID", default_value = "closeloop-trends")]
     pub group_id: String,
 }
 
+/// Per-theme overrides as written in the detector config file; every field optional,
+/// unknown fields refused (a typo must not silently keep the default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThemeOverride {
+    pub bucket_minutes: Option<i64>,
+    pub window_minutes: Option<i64>,
+    pub allowed_lateness_minutes: Option<i64>,
+    pub min_distinct_customers: Option<u32>,
+    pub cooldown_minutes: Option<i64>,
+    #[serde(default)]
+    pub surge: SurgeOverride,
+    #[serde(default)]
+    pub recurrence: RecurrenceOverride,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeOverride {
+    pub enabled: Option<bool>,
+    pub min_negative_mentions: Option<u32>,
+    pub max_p_value: Option<f64>,
+    pub min_ratio: Option<f64>,
+    pub half_life_hours: Option<i64>,
+    pub min_baseline: Option<f64>,
+    pub season_hours: Option<i64>,
+    pub per_customer_cap: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurrenceOverride {
+    pub enabled: Option<bool>,
+    pub period_hours: Option<i64>,
+    pub floor: Option<u32>,
+    pub k: Option<u32>,
+    pub n: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideFile {
+    #[serde(default)]
+    themes: BTreeMap<String, ThemeOverride>,
+}
+
+impl ThemeOverride {
+    fn apply(&self, base: &DetectorConfig) -> DetectorConfig {
+        let mut c = base.clone();
+        let minutes = |v: Option<i64>, current: i64| v.map_or(current, |m| m * MINUTE_MS);
+        let hours = |v: Option<i64>, current: i64| v.map_or(current, |h| h * HOUR_MS);
+        c.bucket_ms = minutes(self.bucket_minutes, c.bucket_ms);
+        c.window_ms = minutes(self.window_minutes, c.window_ms);
+        c.allowed_lateness_ms = minutes(self.allowed_lateness_minutes, c.allowed_lateness_ms);
+        c.min_distinct_customers = self
+            .min_distinct_customers
+            .unwrap_or(c.min_distinct_customers);
+        c.cooldown_ms = minutes(self.cooldown_minutes, c.cooldown_ms);
+        let s = &self.surge;
+        c.surge.enabled = s.enabled.unwrap_or(c.surge.enabled);
+        c.surge.min_negative_mentions = s
+            .min_negative_mentions
+            .unwrap_or(c.surge.min_negative_mentions);
+        c.surge.max_p_value = s.max_p_value.unwrap_or(c.surge.max_p_value);
+        c.surge.min_ratio = s.min_ratio.unwrap_or(c.surge.min_ratio);
+        c.surge.baseline_half_life_ms = hours(s.half_life_hours, c.surge.baseline_half_life_ms);
+        c.surge.min_baseline = s.min_baseline.unwrap_or(c.surge.min_baseline);
+        c.surge.season_ms = hours(s.season_hours, c.surge.season_ms);
+        c.surge.per_customer_cap = s.per_customer_cap.unwrap_or(c.surge.per_customer_cap);
+        let r = &self.recurrence;
+        c.recurrence.enabled = r.enabled.unwrap_or(c.recurrence.enabled);
+        c.recurrence.period_ms = hours(r.period_hours, c.recurrence.period_ms);
+        c.recurrence.floor = r.floor.unwrap_or(c.recurrence.floor);
+        c.recurrence.k = r.k.unwrap_or(c.recurrence.k);
+        c.recurrence.n = r.n.unwrap_or(c.recurrence.n);
+        c
+    }
+}
+
+/// Parses the per-theme override file's text on top of `default`.
+pub fn parse_overrides(
+    text: &str,
+    default: &DetectorConfig,
+) -> Result<BTreeMap<String, DetectorConfig>, String> {
+    let file: OverrideFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    file.themes
+        .iter()
+        .map(|(theme, overrides)| {
+            crate::detection::check_theme(theme)?;
+            Ok((theme.clone(), overrides.apply(default)))
+        })
+        .collect()
+}
+
+/// The settings `validate` found good.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub detector: DetectorSettings,
+    /// 0 = never reopen automatically.
+    pub reopen_within_ms: i64,
+}
+
 impl Config {
-    /// Checks the settings and returns the detector rule. A zero window or threshold would
-    /// raise an action for every single complaint, so those are refused at start-up.
-    pub fn validate(&self) -> Result<DetectorConfig, String> {
-        if self.window_minutes <= 0 || self.window_minutes > 7 * 24 * 60 {
-            return Err(format!(
-                "window_minutes must be between 1 and {} (a week), got {}",
-                7 * 24 * 60,
-                self.window_minutes
-            ));
+    /// The global detector rules from the flags.
+    pub fn detector_default(&self) -> DetectorConfig {
+        DetectorConfig {
+            bucket_ms: self.bucket_minutes.saturating_mul(MINUTE_MS),
+            window_ms: self.window_minutes.saturating_mul(MINUTE_MS),
+            allowed_lateness_ms: self.allowed_lateness_minutes.saturating_mul(MINUTE_MS),
+            min_distinct_customers: self.min_distinct_customers,
+            cooldown_ms: self.cooldown_minutes.saturating_mul(MINUTE_MS),
+            surge: SurgeConfig {
+                enabled: self.surge_enabled,
+                min_negative_mentions: self.min_negative_mentions,
+                max_p_value: self.surge_max_p_value,
+                min_ratio: self.surge_min_ratio,
+                baseline_half_life_ms: self.surge_half_life_hours.saturating_mul(HOUR_MS),
+                min_baseline: self.surge_min_baseline,
+                season_ms: self.surge_season_hours.saturating_mul(HOUR_MS),
+                per_customer_cap: self.per_customer_cap,
+            },
+            recurrence: RecurrenceConfig {
+                enabled: self.recurrence_enabled,
+                period_ms: self.recurrence_period_hours.saturating_mul(HOUR_MS),
+                floor: self.recurrence_floor,
+                k: self.recurrence_k,
+                n: self.recurrence_n,
+            },
         }
-        if self.allowed_lateness_minutes < 0 || self.allowed_lateness_minutes > 7 * 24 * 60 {
-            return Err(format!(
-                "allowed_lateness_minutes must be between 0 and a week, got {}",
-                self.allowed_lateness_minutes
-            ));
-        }
-        if self.min_negative_mentions == 0 || self.min_distinct_customers == 0 {
-            return Err(
-                "min_negative_mentions and min_distinct_customers must be at least 1".into(),
-            );
-        }
+    }
+
+    /// Checks the settings (reading the override file, if any). A zero window or
+    /// threshold would raise an action for every single complaint, so those are refused
+    /// at start-up with the setting's name.
+    pub fn validate(&self) -> Result<Checked, String> {
+        let default = self.detector_default();
+        let themes = match &self.detector_config {
+            None => BTreeMap::new(),
+            Some(path) => read_overrides(path, &default)?,
+        };
+        let detector = DetectorSettings { default, themes };
+        detector
+            .validate()
+            .map_err(|e| format!("detector setting {e}"))?;
         if self
             .ops_token
             .as_deref()
@@ -71,13 +249,26 @@ impl Config {
         {
             return Err("ops_token must not be blank (leave it unset to disable auth)".into());
         }
-        Ok(DetectorConfig {
-            window_ms: self.window_minutes * 60_000,
-            min_negative_mentions: self.min_negative_mentions,
-            min_distinct_customers: self.min_distinct_customers,
-            allowed_lateness_ms: self.allowed_lateness_minutes * 60_000,
+        if !(0..=365 * 24).contains(&self.reopen_within_hours) {
+            return Err(format!(
+                "reopen_within_hours must be between 0 and a year, got {}",
+                self.reopen_within_hours
+            ));
+        }
+        Ok(Checked {
+            detector,
+            reopen_within_ms: self.reopen_within_hours * HOUR_MS,
         })
     }
+}
+
+fn read_overrides(
+    path: &Path,
+    default: &DetectorConfig,
+) -> Result<BTreeMap<String, DetectorConfig>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read detector config {}: {e}", path.display()))?;
+    parse_overrides(&text, default).map_err(|e| format!("detector config {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -86,23 +277,87 @@ mod tests {
     use clap::Parser;
 
     #[test]
-    fn defaults_give_the_documented_rule() {
+    fn defaults_give_the_documented_rules() {
         let config = Config::parse_from(["trends"]);
-        let detector = config.validate().expect("defaults are valid");
-        assert_eq!(detector.window_ms, 3_600_000);
-        assert_eq!(detector.min_negative_mentions, 10);
-        assert_eq!(detector.min_distinct_customers, 5);
-        assert_eq!(detector.allowed_lateness_ms, 600_000);
+        let checked = config.validate().expect("defaults are valid");
+        assert_eq!(checked.detector.default, DetectorConfig::default());
+        assert!(checked.detector.themes.is_empty());
+        assert_eq!(checked.reopen_within_ms, 7 * 24 * HOUR_MS);
         assert_eq!(config.group_id, "closeloop-trends");
     }
 
     #[test]
-    fn nonsense_thresholds_are_rejected() {
-        let config = Config::parse_from(["trends", "--window-minutes", "0"]);
-        assert!(config.validate().is_err());
-        let config = Config::parse_from(["trends", "--min-distinct-customers", "0"]);
-        assert!(config.validate().is_err());
-        let config = Config::parse_from(["trends", "--ops-token", " "]);
-        assert!(config.validate().is_err());
+    fn nonsense_is_rejected_with_the_setting() {
+        let error = |args: &[&str]| {
+            let mut all = vec!["trends"];
+            all.extend_from_slice(args);
+            Config::parse_from(all).validate().expect_err("invalid")
+        };
+        assert!(error(&["--window-minutes", "0"]).contains("window"));
+        assert!(error(&["--window-minutes", "25"]).contains("whole number of buckets"));
+        assert!(error(&["--min-distinct-customers", "0"]).contains("min_distinct_customers"));
+        assert!(error(&["--surge-max-p-value", "2"]).contains("max_p_value"));
+        assert!(error(&["--recurrence-k", "9"]).contains("recurrence.k"));
+        assert!(error(&["--ops-token", " "]).contains("ops_token"));
+        assert!(
+            error(&["--surge-enabled", "false", "--recurrence-enabled", "false"])
+                .contains("at least one detector")
+        );
+        assert!(error(&["--detector-config", "/nonexistent.toml"]).contains("cannot read"));
+    }
+
+    #[test]
+    fn theme_overrides_apply_on_top_of_the_flags() {
+        let config = Config::parse_from(["trends", "--min-distinct-customers", "4"]);
+        let default = config.detector_default();
+        let themes = parse_overrides(
+            r#"
+            [themes.price]
+            min_distinct_customers = 10
+            window_minutes = 120
+            [themes.price.surge]
+            max_p_value = 0.00001
+            [themes.price.recurrence]
+            enabled = false
+            [themes.delivery_time.recurrence]
+            floor = 20
+            "#,
+            &default,
+        )
+        .expect("valid file");
+        let price = &themes["price"];
+        assert_eq!(price.min_distinct_customers, 10);
+        assert_eq!(price.window_ms, 2 * HOUR_MS);
+        assert_eq!(price.surge.max_p_value, 0.00001);
+        assert!(!price.recurrence.enabled);
+        assert_eq!(
+            price.surge.min_ratio, default.surge.min_ratio,
+            "not overridden"
+        );
+        assert_eq!(themes["delivery_time"].recurrence.floor, 20);
+        assert_eq!(
+            themes["delivery_time"].min_distinct_customers, 4,
+            "from the flag"
+        );
+    }
+
+    #[test]
+    fn a_bad_override_file_names_the_problem() {
+        let default = DetectorConfig::default();
+        let typo =
+            parse_overrides("[themes.price]\nwindow_minute = 5\n", &default).expect_err("typo");
+        assert!(typo.contains("window_minute"), "{typo}");
+        let theme =
+            parse_overrides("[themes.Price]\nwindow_minutes = 60\n", &default).expect_err("theme");
+        assert!(theme.contains("Price"), "{theme}");
+        let settings = DetectorSettings {
+            themes: parse_overrides("[themes.price]\nwindow_minutes = 25\n", &default)
+                .expect("parses"),
+            default,
+        };
+        let error = settings
+            .validate()
+            .expect_err("not a whole number of buckets");
+        assert_eq!(error.field, "themes.price.window");
     }
 }

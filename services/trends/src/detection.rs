@@ -1,161 +1,125 @@
-//! From theme mentions to actions: the detector state shared with the HTTP API, the
-//! evidence an action carries, and the `feedback.themes.v1` handler that raises and
-//! updates actions.
+//! From theme mentions to actions: the detector state shared with the HTTP API and the
+//! `feedback.themes.v1` handler that raises, updates and reopens actions.
 //!
 //! Idempotence comes from the store: a mention is inserted with `ON CONFLICT DO NOTHING`
 //! and only a new row is fed to the detector, so a replayed record cannot count twice.
 //! A replay still re-checks the theme, though: if the service crashed after storing the
 //! mention but before raising the action, the replay is what raises it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming};
 use closeloop_events::{
-    ActionEventKind, Envelope, Evidence, EvidenceExcerpt, SentimentLabel, ThemeMention,
+    ActionEventKind, ActionStatus, Envelope, Evidence, SentimentLabel, ThemeMention,
 };
-use closeloop_trend::{Detector, DetectorConfig, Mention, Observation, WindowStats};
+use closeloop_trend::{
+    Detector, DetectorConfig, DetectorSettings, Mention, Observation, Signal, ThemeStats, Trigger,
+};
 use uuid::Uuid;
 
 use crate::action::{time, Action};
-use crate::store::{ActionRow, ExcerptRow, MentionRow};
+use crate::evidence;
+use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow};
 use crate::Context;
 
-/// At most this many feedback ids in an action's evidence: enough to follow up on, small
-/// enough for one Kafka record.
-pub const MAX_EVIDENCE_IDS: usize = 500;
-/// Excerpts quoted in an action's evidence.
-pub const MAX_EXCERPTS: usize = 5;
-/// How many recent negative mentions are read to choose the excerpts from.
-const EXCERPT_CANDIDATES: i64 = 100;
-/// Excerpts are cut to this many characters; categorise already sends short ones.
-const MAX_EXCERPT_CHARS: usize = 280;
+/// Who the history names for what the detector did.
+pub const DETECTOR_ACTOR: &str = "closeloop-trends";
 
-/// The detector plus what it must not count: per theme, the time its last action was
-/// resolved. Complaints given before that were answered by the resolution, so they must
-/// not raise the theme again (hysteresis).
+/// The detector, plus per theme the action and customer count its evidence last
+/// reported, so a mention that adds nothing new costs no evidence queries.
 #[derive(Debug)]
 pub struct DetectionState {
     detector: Detector,
-    resolved_at: HashMap<String, i64>,
+    reported: HashMap<String, (String, u32)>,
+}
+
+/// Customers a signal is about: the window's for a surge, all periods' for a recurrence.
+pub fn signal_customers(signal: &Signal) -> u32 {
+    match signal.trigger {
+        Trigger::Surge { .. } => signal.window.distinct_customers,
+        Trigger::Recurrence {
+            distinct_customers, ..
+        } => distinct_customers,
+    }
 }
 
 impl DetectionState {
-    pub fn new(config: DetectorConfig) -> Self {
+    pub fn new(settings: DetectorSettings) -> Self {
         Self {
-            detector: Detector::new(config),
-            resolved_at: HashMap::new(),
+            detector: Detector::new(settings),
+            reported: HashMap::new(),
         }
     }
 
-    pub fn config(&self) -> &DetectorConfig {
-        self.detector.config()
+    pub fn config(&self, theme: &str) -> &DetectorConfig {
+        self.detector.config(theme)
     }
 
-    /// Counts a new mention, unless it predates the theme's last resolution; returns the
-    /// window if the theme is now above threshold.
-    pub fn observe(&mut self, theme: &str, mention: Mention) -> Option<WindowStats> {
-        if self
-            .resolved_at
-            .get(theme)
-            .is_some_and(|&resolved| mention.at_ms <= resolved)
-        {
-            return None;
-        }
-        match self.detector.observe(theme, mention) {
-            Observation::Triggered(stats) => Some(stats),
-            Observation::Quiet(_) | Observation::TooLate => None,
-        }
+    pub fn observe(&mut self, theme: &str, mention: &Mention) -> Observation {
+        self.detector.observe(theme, mention)
     }
 
-    /// The window of `theme` if it is above threshold right now (without new input).
-    pub fn triggered(&self, theme: &str) -> Option<WindowStats> {
-        let config = self.detector.config();
-        self.detector.stats(theme).filter(|stats| {
-            stats.negative_mentions >= config.min_negative_mentions
-                && stats.distinct_customers >= config.min_distinct_customers
-        })
+    /// The theme's signal if it is active right now (without new input).
+    pub fn current(&self, theme: &str) -> Option<Signal> {
+        self.detector.current(theme)
+    }
+
+    pub fn stats(&self, theme: &str) -> Option<ThemeStats> {
+        self.detector.stats(theme)
     }
 
     /// Feeds stored mentions (oldest first), as on start-up.
-    pub fn replay(&mut self, theme: &str, mentions: impl IntoIterator<Item = Mention>) {
+    pub fn replay(&mut self, theme: &str, mentions: &[Mention]) {
         for mention in mentions {
-            self.observe(theme, mention);
+            self.detector.observe(theme, mention);
         }
     }
 
     pub fn resolved_at(&self, theme: &str) -> Option<i64> {
-        self.resolved_at.get(theme).copied()
+        self.detector.resolved_at(theme)
     }
 
-    /// The theme's action was resolved at `at_ms`: forget its window and ignore anything
-    /// given up to then.
+    /// The theme's action was resolved at `at_ms`: complaints given up to then were
+    /// answered and must not raise the theme again (hysteresis).
     pub fn resolved(&mut self, theme: &str, at_ms: i64) {
-        let entry = self.resolved_at.entry(theme.to_owned()).or_insert(at_ms);
-        *entry = (*entry).max(at_ms);
-        self.detector.clear(theme);
+        self.detector.resolved(theme, at_ms);
+        self.reported.remove(theme);
+    }
+
+    /// A resolution made on another instance, learnt now; see [`Detector::resolved_late`].
+    pub fn resolved_late(&mut self, theme: &str, at_ms: i64, after: &[Mention]) -> Option<Signal> {
+        self.reported.remove(theme);
+        self.detector.resolved_late(theme, at_ms, after)
+    }
+
+    /// Whether `customers` is news for the evidence of `action_id`.
+    fn is_news(&self, theme: &str, action_id: &str, customers: u32) -> bool {
+        match self.reported.get(theme) {
+            Some((reported_id, reported)) => {
+                reported_id != action_id || customers >= *reported + update_step(*reported)
+            }
+            None => true,
+        }
+    }
+
+    fn reported(&mut self, theme: &str, action_id: &str, customers: u32) {
+        self.reported
+            .insert(theme.to_owned(), (action_id.to_owned(), customers));
     }
 }
 
-/// The evidence of an action from the detector's window and excerpt candidates (newest
-/// first, as `TrendsStore::recent_negative_excerpts` returns them).
-///
-/// Excerpts are the most recent ones, one per customer: an operator deciding what to do
-/// wants to see the problem as it is *now* and how widespread it is, not one customer's
-/// five messages. (Shortest-first was the alternative; it favours fragments like
-/// "late!!" that say nothing.)
-pub fn build_evidence(stats: &WindowStats, rule: String, candidates: &[ExcerptRow]) -> Evidence {
-    // The newest ids when capping: they describe the current state of the problem.
-    let skip = stats.negative.len().saturating_sub(MAX_EVIDENCE_IDS);
-    let feedback_ids = stats.negative[skip..]
-        .iter()
-        .filter_map(|m| Uuid::parse_str(&m.feedback_id).ok())
-        .collect();
-    // Only mentions the detector counted: not ones ignored by hysteresis or too late.
-    let counted: HashSet<&str> = stats
-        .negative
-        .iter()
-        .map(|m| m.feedback_id.as_str())
-        .collect();
-    let mut customers = HashSet::new();
-    let excerpts = candidates
-        .iter()
-        .filter(|c| counted.contains(c.feedback_id.as_str()))
-        .filter(|c| !c.excerpt.trim().is_empty())
-        .filter(|c| customers.insert(c.customer_id.as_str()))
-        .filter_map(|c| {
-            Some(EvidenceExcerpt {
-                feedback_id: Uuid::parse_str(&c.feedback_id).ok()?,
-                customer_id: c.customer_id.clone(),
-                excerpt: truncate_chars(c.excerpt.trim(), MAX_EXCERPT_CHARS),
-                given_at: time(c.given_at_ms),
-            })
-        })
-        .take(MAX_EXCERPTS)
-        .collect();
-    Evidence {
-        window_start: time(stats.window_start_ms),
-        window_end: time(stats.window_end_ms),
-        mentions: stats.mentions,
-        negative_mentions: stats.negative_mentions,
-        distinct_customers: stats.distinct_customers,
-        rule,
-        feedback_ids,
-        excerpts,
-    }
-}
-
-fn truncate_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+/// How many more customers make an `updated` event worth sending: one while few are
+/// affected, a tenth beyond that — a surge of a thousand customers is a handful of
+/// updates, not a thousand (notify and whoever watches `actions.v1` would drown).
+pub fn update_step(customers: u32) -> u32 {
+    (customers / 10).max(1)
 }
 
 /// A theme id as the taxonomy allows it (`[a-z0-9_]+`, bounded): anything else cannot
 /// have come from categorise and would only pollute metric labels and the tables.
-fn check_theme(theme: &str) -> Result<(), String> {
+pub fn check_theme(theme: &str) -> Result<(), String> {
     let valid = !theme.is_empty()
         && theme.len() <= 64
         && theme
@@ -182,114 +146,157 @@ pub struct ThemesHandler {
     ctx: Arc<Context>,
 }
 
+/// What made the handler act: the signal and, for a new mention, its event time (for
+/// the detection delay).
+struct Firing<'a> {
+    signal: Signal,
+    traceparent: Option<&'a str>,
+    mention_at_ms: Option<i64>,
+}
+
 impl ThemesHandler {
     pub(crate) fn new(ctx: Arc<Context>) -> Self {
         Self { ctx }
     }
 
-    async fn on_triggered(
-        &self,
-        theme: &str,
-        stats: WindowStats,
-        traceparent: Option<&str>,
-    ) -> Result<(), HandlerError> {
+    async fn on_triggered(&self, theme: &str, trigger: Firing<'_>) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
-        if let Some(open) = store.open_action(theme).await.map_err(db_error)? {
-            let evidence = self.evidence(theme, &stats).await?;
-            return self.update(open, evidence, traceparent).await;
+        if let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? {
+            let customers = signal_customers(&trigger.signal);
+            let news = self
+                .ctx
+                .detection()
+                .is_news(theme, &open.action_id, customers);
+            if !news && open.announced {
+                return Ok(());
+            }
+            let evidence = self.evidence(theme, &trigger.signal).await?;
+            return self
+                .update(open, evidence, customers, trigger.traceparent)
+                .await;
         }
-        let Some(stats) = self.sync_resolution(theme, stats).await? else {
+        let Some(signal) = self.sync_resolution(theme, trigger.signal).await? else {
             return Ok(());
         };
-        self.raise(theme, &stats, traceparent).await
+        let trigger = Firing { signal, ..trigger };
+        let evidence = self.evidence(theme, &trigger.signal).await?;
+        if let Some(resolved) = self.reopen_candidate(theme).await? {
+            return self.reopen(resolved, evidence, &trigger).await;
+        }
+        self.raise(theme, evidence, &trigger).await
     }
 
     /// HTTP resolves can land on any trends instance, but the theme's window lives on
     /// the instance that owns its partition. Before raising, compare with the resolution
-    /// time in the shared database; if it is newer than ours, rebuild the window without
-    /// the complaints that resolution answered. Returns the window if still triggered.
+    /// time in the shared database; if it is newer than ours, recount the window without
+    /// the complaints that resolution answered. Returns the signal if still active.
     async fn sync_resolution(
         &self,
         theme: &str,
-        stats: WindowStats,
-    ) -> Result<Option<WindowStats>, HandlerError> {
+        signal: Signal,
+    ) -> Result<Option<Signal>, HandlerError> {
         let stored = self
             .ctx
             .store
             .last_resolution(theme)
             .await
             .map_err(db_error)?;
-        let (known, keep_ms) = {
+        let (known, history_ms) = {
             let detection = self.ctx.detection();
-            let config = detection.config();
             (
                 detection.resolved_at(theme),
-                config.window_ms + config.allowed_lateness_ms,
+                detection.config(theme).history_ms(),
             )
         };
         let Some(resolved_at) = stored.filter(|&stored| Some(stored) > known) else {
-            return Ok(Some(stats));
+            return Ok(Some(signal));
         };
         let mentions = self
             .ctx
             .store
-            .theme_mentions(theme, stats.window_end_ms - keep_ms, resolved_at)
+            .theme_mentions(theme, signal.window.end_ms - history_ms, resolved_at)
             .await
             .map_err(db_error)?;
-        let mut detection = self.ctx.detection();
-        detection.resolved(theme, resolved_at);
-        detection.replay(theme, mentions);
-        Ok(detection.triggered(theme))
+        Ok(self
+            .ctx
+            .detection()
+            .resolved_late(theme, resolved_at, &mentions))
     }
 
-    async fn evidence(&self, theme: &str, stats: &WindowStats) -> Result<Evidence, HandlerError> {
-        let candidates = self
+    /// The theme's last resolved action if it was resolved recently enough that firing
+    /// again means "the fix did not hold" rather than a new problem.
+    async fn reopen_candidate(&self, theme: &str) -> Result<Option<ActionRow>, HandlerError> {
+        let within = self.ctx.reopen_within_ms;
+        if within == 0 {
+            return Ok(None);
+        }
+        let latest = self
             .ctx
             .store
-            .recent_negative_excerpts(
-                theme,
-                stats.window_start_ms,
-                stats.window_end_ms,
-                EXCERPT_CANDIDATES,
-            )
+            .latest_resolved_action(theme)
             .await
             .map_err(db_error)?;
-        let rule = self.ctx.detection().config().describe();
-        Ok(build_evidence(stats, rule, &candidates))
+        let now_ms = Utc::now().timestamp_millis();
+        Ok(latest.filter(|row| row.resolved_at_ms.is_some_and(|at| now_ms - at <= within)))
+    }
+
+    async fn evidence(&self, theme: &str, signal: &Signal) -> Result<Evidence, HandlerError> {
+        let (config, after_ms) = {
+            let detection = self.ctx.detection();
+            (
+                detection.config(theme).clone(),
+                detection.resolved_at(theme).unwrap_or(i64::MIN),
+            )
+        };
+        let (span, bucket_ms) = evidence::span_of(theme, signal, &config, after_ms);
+        let gathered = evidence::gather(&self.ctx.store, span, bucket_ms)
+            .await
+            .map_err(db_error)?;
+        let rule = match signal.trigger {
+            Trigger::Surge { .. } => config.describe_surge(),
+            Trigger::Recurrence { .. } => config.describe_recurrence(),
+        };
+        Ok(evidence::assemble(span, signal, rule, &gathered))
     }
 
     async fn raise(
         &self,
         theme: &str,
-        stats: &WindowStats,
-        traceparent: Option<&str>,
+        evidence: Evidence,
+        trigger: &Firing<'_>,
     ) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
-        let evidence = self.evidence(theme, stats).await?;
         let now_ms = Utc::now().timestamp_millis();
         let row = ActionRow {
             action_id: Uuid::now_v7().to_string(),
             theme: theme.to_owned(),
-            status: "open".into(),
+            status: ActionStatus::Open.as_str().into(),
             raised_at_ms: now_ms,
             updated_at_ms: now_ms,
             evidence_json: serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
-            resolution_json: None,
-            resolved_at_ms: None,
-            announced: false,
+            ..ActionRow::default()
         };
         if !store.insert_action(&row).await.map_err(db_error)? {
-            // Another instance raised it first: the partial unique index kept one open
-            // action, and this mention becomes an update of it.
-            return match store.open_action(theme).await.map_err(db_error)? {
-                Some(open) => self.update(open, evidence, traceparent).await,
+            // Another instance raised it first: the partial unique index kept one
+            // unresolved action, and this mention becomes an update of it.
+            return match store.unresolved_action(theme).await.map_err(db_error)? {
+                Some(open) => {
+                    let customers = signal_customers(&trigger.signal);
+                    self.update(open, evidence, customers, trigger.traceparent)
+                        .await
+                }
                 None => Err(HandlerError::transient("open action changed concurrently")),
             };
         }
         let action =
             Action::from_row(&row, self.ctx.theme_name(theme)).map_err(HandlerError::permanent)?;
         let envelope = Envelope::new(action.event(ActionEventKind::Raised));
-        if let Err(error) = self.ctx.publisher.publish(&envelope, traceparent).await {
+        if let Err(error) = self
+            .ctx
+            .publisher
+            .publish(&envelope, trigger.traceparent)
+            .await
+        {
             // Without the row the retry raises afresh. Should the delete fail too, the
             // row stays with announced = 0 and the retry announces it instead.
             if let Err(db) = store.delete_action(&row.action_id).await {
@@ -303,22 +310,117 @@ impl ThemesHandler {
             .mark_announced(&row.action_id)
             .await
             .map_err(db_error)?;
-        self.ctx.metrics.opened(theme);
-        self.ctx.metrics.event("raised");
+        self.announced(&row, &envelope, ActionEventKind::Raised, trigger, &evidence)
+            .await;
+        Ok(())
+    }
+
+    async fn reopen(
+        &self,
+        resolved: ActionRow,
+        evidence: Evidence,
+        trigger: &Firing<'_>,
+    ) -> Result<(), HandlerError> {
+        let store = &self.ctx.store;
+        let now_ms = Utc::now().timestamp_millis();
+        let evidence_json = serde_json::to_string(&evidence).map_err(HandlerError::permanent)?;
+        match store
+            .reopen_action(
+                &resolved.action_id,
+                DETECTOR_ACTOR,
+                Some(&evidence_json),
+                now_ms,
+            )
+            .await
+        {
+            Ok(true) => {}
+            // Reopened or replaced meanwhile (another instance): retry from the top.
+            Ok(false) => {
+                return Err(HandlerError::transient(
+                    "resolved action changed concurrently",
+                ))
+            }
+            Err(error) if is_unique_violation(&error) => {
+                return Err(HandlerError::transient(
+                    "another action of the theme was raised concurrently",
+                ))
+            }
+            Err(error) => return Err(db_error(error)),
+        }
+        let row = store
+            .action(&resolved.action_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| HandlerError::transient("reopened action vanished"))?;
+        let action = Action::from_row(&row, self.ctx.theme_name(&row.theme))
+            .map_err(HandlerError::permanent)?;
+        let envelope = Envelope::new(action.event(ActionEventKind::Reopened));
+        if let Err(error) = self
+            .ctx
+            .publisher
+            .publish(&envelope, trigger.traceparent)
+            .await
+        {
+            if let Err(db) = store.restore_action(&resolved).await {
+                tracing::error!(action_id = %row.action_id, error = %db, "could not undo the unannounced reopen");
+            }
+            return Err(HandlerError::transient(error));
+        }
+        self.announced(
+            &row,
+            &envelope,
+            ActionEventKind::Reopened,
+            trigger,
+            &evidence,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Bookkeeping after a raise or reopen went out: metrics, history, log line.
+    async fn announced(
+        &self,
+        row: &ActionRow,
+        envelope: &Envelope<closeloop_events::ActionEvent>,
+        kind: ActionEventKind,
+        trigger: &Firing<'_>,
+        evidence: &Evidence,
+    ) {
+        let now_ms = Utc::now().timestamp_millis();
+        let metrics = &self.ctx.metrics;
+        metrics.opened(&row.theme);
+        metrics.event(kind.as_str());
+        if let Some(at_ms) = trigger.mention_at_ms {
+            metrics.detection_delay(now_ms - at_ms);
+        }
+        self.ctx.detection().reported(
+            &row.theme,
+            &row.action_id,
+            signal_customers(&trigger.signal),
+        );
+        let entry = LogRow {
+            at_ms: now_ms,
+            kind: kind.as_str().into(),
+            actor: DETECTOR_ACTOR.into(),
+            note: Some(evidence.reason.clone()),
+        };
+        self.ctx.log(envelope, &row.action_id, &entry).await;
         tracing::info!(
-            action_id = %action.action_id,
-            theme,
+            action_id = %row.action_id,
+            theme = %row.theme,
+            kind = kind.as_str(),
+            detector = %evidence.detector,
             negative_mentions = evidence.negative_mentions,
             distinct_customers = evidence.distinct_customers,
-            "action raised"
+            "action {}", kind.as_str()
         );
-        Ok(())
     }
 
     async fn update(
         &self,
         open: ActionRow,
         evidence: Evidence,
+        customers: u32,
         traceparent: Option<&str>,
     ) -> Result<(), HandlerError> {
         let previous: Option<Evidence> = serde_json::from_str(&open.evidence_json).ok();
@@ -326,45 +428,65 @@ impl ThemesHandler {
             // Stored but never announced (crash between insert and publish).
             _ if !open.announced => Some(ActionEventKind::Raised),
             // A replay: nothing new to say or store.
-            Some(previous) if *previous == evidence => return Ok(()),
-            // Only when more customers are affected: an event per mention would flood
-            // notify and the people watching actions.v1.
-            Some(previous) if evidence.distinct_customers <= previous.distinct_customers => None,
+            Some(previous) if *previous == evidence => {
+                self.ctx
+                    .detection()
+                    .reported(&open.theme, &open.action_id, customers);
+                return Ok(());
+            }
+            // Only when clearly more customers are affected: an event per mention would
+            // flood notify and the people watching actions.v1.
+            Some(previous)
+                if evidence.distinct_customers
+                    < previous.distinct_customers + update_step(previous.distinct_customers) =>
+            {
+                None
+            }
             // More customers, or stored evidence that no longer parses.
             _ => Some(ActionEventKind::Updated),
         };
         let evidence_json = serde_json::to_string(&evidence).map_err(HandlerError::permanent)?;
         let now_ms = Utc::now().timestamp_millis();
+        let mut envelope = None;
         if let Some(kind) = kind {
             let mut action = Action::from_row(&open, self.ctx.theme_name(&open.theme))
                 .map_err(HandlerError::permanent)?;
-            action.evidence = evidence;
+            action.evidence = evidence.clone();
             action.updated_at = time(now_ms);
-            let envelope = Envelope::new(action.event(kind));
+            let event = Envelope::new(action.event(kind));
             // Published before the row is written, so a failure in between repeats the
             // event rather than losing it.
             self.ctx
                 .publisher
-                .publish(&envelope, traceparent)
+                .publish(&event, traceparent)
                 .await
                 .map_err(HandlerError::transient)?;
+            envelope = Some(event);
         }
         self.ctx
             .store
             .update_evidence(&open.action_id, &evidence_json, true, now_ms)
             .await
             .map_err(db_error)?;
-        match kind {
-            Some(ActionEventKind::Raised) => {
+        self.ctx
+            .detection()
+            .reported(&open.theme, &open.action_id, customers);
+        if let (Some(kind), Some(envelope)) = (kind, envelope) {
+            if kind == ActionEventKind::Raised {
                 self.ctx.metrics.opened(&open.theme);
-                self.ctx.metrics.event("raised");
-                tracing::info!(action_id = %open.action_id, theme = %open.theme, "action raised (announced late)");
             }
-            Some(_) => {
-                self.ctx.metrics.event("updated");
-                tracing::info!(action_id = %open.action_id, theme = %open.theme, "action updated");
-            }
-            None => {}
+            self.ctx.metrics.event(kind.as_str());
+            let entry = LogRow {
+                at_ms: now_ms,
+                kind: kind.as_str().into(),
+                actor: DETECTOR_ACTOR.into(),
+                note: Some(format!(
+                    "{} negative mentions from {} customers",
+                    evidence.negative_mentions, evidence.distinct_customers
+                )),
+            };
+            self.ctx.log(&envelope, &open.action_id, &entry).await;
+            tracing::info!(action_id = %open.action_id, theme = %open.theme, kind = kind.as_str(), "action {}", kind.as_str());
         }
         Ok(())
     }
@@ -386,24 +508,21 @@ impl Handler for ThemesHandler {
             channel: mention.channel.as_str().to_owned(),
             touchpoint: mention.touchpoint.map(|t| t.as_str().to_owned()),
             rating: mention.rating.map(i64::from),
+            nps: mention.nps.map(i64::from),
             given_at_ms,
         };
-        let inserted = self
-            .ctx
-            .store
-            .insert_mention(&row)
-            .await
-            .map_err(db_error)?;
+        let store = &self.ctx.store;
+        let inserted = store.insert_mention(&row).await.map_err(db_error)?;
 
         // One action transition at a time: a resolve arriving over HTTP must not
         // interleave with raising or updating (it clears the window this reads).
         let _transition = self.ctx.transitions.lock().await;
-        let triggered = {
+        let observation = {
             let mut detection = self.ctx.detection();
             if inserted {
                 detection.observe(
                     &row.theme,
-                    Mention {
+                    &Mention {
                         feedback_id: row.feedback_id.clone(),
                         customer_id: row.customer_id.clone(),
                         negative: row.negative,
@@ -411,16 +530,37 @@ impl Handler for ThemesHandler {
                     },
                 )
             } else {
-                detection.triggered(&row.theme)
+                match detection.current(&row.theme) {
+                    Some(signal) => Observation::Active(signal),
+                    None => Observation::BeforeResolution,
+                }
             }
         };
-        match triggered {
-            Some(stats) => {
-                self.on_triggered(&row.theme, stats, incoming.traceparent.as_deref())
+        let signal = match observation {
+            Observation::TooLate => {
+                self.ctx.metrics.dropped("too_late");
+                // So that a restart, replaying in event time order, agrees.
+                store
+                    .mark_not_counted(&row.feedback_id, &row.theme)
                     .await
+                    .map_err(db_error)?;
+                return Ok(());
             }
-            None => Ok(()),
-        }
+            Observation::BeforeResolution => {
+                if inserted {
+                    self.ctx.metrics.dropped("before_resolution");
+                }
+                return Ok(());
+            }
+            Observation::Quiet(_) => return Ok(()),
+            Observation::Raised(signal) | Observation::Active(signal) => signal,
+        };
+        let trigger = Firing {
+            signal,
+            traceparent: incoming.traceparent.as_deref(),
+            mention_at_ms: inserted.then_some(given_at_ms),
+        };
+        self.on_triggered(&row.theme, trigger).await
     }
 }
 
@@ -428,164 +568,29 @@ impl Handler for ThemesHandler {
 mod tests {
     use super::*;
 
-    const MIN: i64 = 60_000;
-
-    fn config() -> DetectorConfig {
-        DetectorConfig {
-            window_ms: 60 * MIN,
-            min_negative_mentions: 3,
-            min_distinct_customers: 2,
-            allowed_lateness_ms: 10 * MIN,
-        }
-    }
-
-    fn negative(id: Uuid, customer: &str, at_ms: i64) -> Mention {
-        Mention {
-            feedback_id: id.to_string(),
-            customer_id: customer.into(),
-            negative: true,
-            at_ms,
-        }
-    }
-
-    fn stats_of(mentions: &[Mention]) -> WindowStats {
-        let mut detector = Detector::new(DetectorConfig {
-            min_negative_mentions: 1,
-            min_distinct_customers: 1,
-            ..config()
-        });
-        let mut last = None;
-        for m in mentions {
-            last = Some(detector.observe("t", m.clone()));
-        }
-        match last {
-            Some(Observation::Triggered(stats)) => stats,
-            other => panic!("expected a window, got {other:?}"),
-        }
-    }
-
-    fn candidate(m: &Mention, excerpt: &str) -> ExcerptRow {
-        ExcerptRow {
-            feedback_id: m.feedback_id.clone(),
-            customer_id: m.customer_id.clone(),
-            excerpt: excerpt.into(),
-            given_at_ms: m.at_ms,
-        }
-    }
-
-    #[test]
-    fn evidence_quotes_the_newest_excerpt_of_each_customer() {
-        let mentions: Vec<Mention> = ["a", "b", "a", "c", "a", "d", "e", "f"]
-            .iter()
-            .enumerate()
-            .map(|(n, c)| negative(Uuid::now_v7(), c, n as i64 * MIN))
-            .collect();
-        let stats = stats_of(&mentions);
-        // Newest first, as the store returns them; one blank excerpt is skipped.
-        let mut candidates: Vec<ExcerptRow> = mentions
-            .iter()
-            .enumerate()
-            .map(|(n, m)| candidate(m, &format!("complaint {n}")))
-            .rev()
-            .collect();
-        candidates[0].excerpt = "   ".into();
-        // An id the detector did not count (e.g. before a resolution) is never quoted.
-        candidates.insert(
-            0,
-            candidate(&negative(Uuid::now_v7(), "z", 7 * MIN), "old news"),
-        );
-
-        let evidence = build_evidence(&stats, "rule".into(), &candidates);
-        assert_eq!(evidence.negative_mentions, 8);
-        assert_eq!(evidence.distinct_customers, 6);
-        assert_eq!(evidence.rule, "rule");
-        assert_eq!(evidence.feedback_ids.len(), 8);
-        assert_eq!(evidence.window_end, time(7 * MIN));
-        assert_eq!(evidence.window_start, time(-53 * MIN));
-        let quoted: Vec<(&str, &str)> = evidence
-            .excerpts
-            .iter()
-            .map(|e| (e.customer_id.as_str(), e.excerpt.as_str()))
-            .collect();
-        assert_eq!(
-            quoted,
-            [
-                ("e", "complaint 6"),
-                ("d", "complaint 5"),
-                ("a", "complaint 4"),
-                ("c", "complaint 3"),
-                ("b", "complaint 1"),
-            ]
-        );
-    }
-
-    #[test]
-    fn evidence_ids_are_capped_to_the_newest() {
-        let mentions: Vec<Mention> = (0..MAX_EVIDENCE_IDS + 20)
-            .map(|n| negative(Uuid::now_v7(), &format!("c{}", n % 9), n as i64))
-            .collect();
-        let stats = stats_of(&mentions);
-        let evidence = build_evidence(&stats, "rule".into(), &[]);
-        assert_eq!(evidence.negative_mentions as usize, MAX_EVIDENCE_IDS + 20);
-        assert_eq!(evidence.feedback_ids.len(), MAX_EVIDENCE_IDS);
-        let newest = mentions.last().map(|m| m.feedback_id.clone());
-        assert_eq!(evidence.feedback_ids.last().map(Uuid::to_string), newest);
-        assert!(evidence.excerpts.is_empty());
-    }
-
-    #[test]
-    fn long_excerpts_are_cut_on_a_character_boundary() {
-        let long = "ü".repeat(MAX_EXCERPT_CHARS + 10);
-        let cut = truncate_chars(&long, MAX_EXCERPT_CHARS);
-        assert_eq!(cut.chars().count(), MAX_EXCERPT_CHARS + 1);
-        assert!(cut.ends_with('…'));
-        assert_eq!(truncate_chars("short", MAX_EXCERPT_CHARS), "short");
-    }
-
-    #[test]
-    fn resolved_complaints_do_not_raise_again() {
-        let mut state = DetectionState::new(config());
-        let t = "delivery_time";
-        assert!(state
-            .observe(t, negative(Uuid::now_v7(), "a", MIN))
-            .is_none());
-        assert!(state
-            .observe(t, negative(Uuid::now_v7(), "b", 2 * MIN))
-            .is_none());
-        assert!(state
-            .observe(t, negative(Uuid::now_v7(), "c", 3 * MIN))
-            .is_some());
-        assert!(state.triggered(t).is_some());
-
-        state.resolved(t, 3 * MIN);
-        assert!(state.triggered(t).is_none(), "window cleared");
-        // Late complaints from before the resolution are ignored, however many.
-        for n in 0..5 {
-            let late = negative(Uuid::now_v7(), &format!("late{n}"), 2 * MIN + n);
-            assert!(state.observe(t, late).is_none());
-        }
-        assert!(state.triggered(t).is_none());
-        // New complaints after it count from zero.
-        assert!(state
-            .observe(t, negative(Uuid::now_v7(), "x", 4 * MIN))
-            .is_none());
-        assert!(state
-            .observe(t, negative(Uuid::now_v7(), "y", 5 * MIN))
-            .is_none());
-        let stats = state
-            .observe(t, negative(Uuid::now_v7(), "x", 6 * MIN))
-            .expect("raised anew");
-        assert_eq!(stats.negative_mentions, 3);
-        // An older resolution never moves the boundary back.
-        state.resolved(t, MIN);
-        assert_eq!(state.resolved_at(t), Some(3 * MIN));
-    }
-
     #[test]
     fn theme_ids_are_checked() {
         assert!(check_theme("delivery_time").is_ok());
         assert!(check_theme("").is_err());
         assert!(check_theme("Delivery").is_err());
         assert!(check_theme(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn evidence_is_recomputed_only_for_news() {
+        let mut state = DetectionState::new(DetectorSettings::default());
+        assert!(state.is_news("t", "a1", 3), "nothing reported yet");
+        state.reported("t", "a1", 3);
+        assert!(!state.is_news("t", "a1", 3));
+        assert!(state.is_news("t", "a1", 4), "more customers");
+        state.reported("t", "a1", 40);
+        assert!(!state.is_news("t", "a1", 43), "a tenth more is needed");
+        assert!(state.is_news("t", "a1", 44));
+        assert!(state.is_news("t", "a2", 1), "another action");
+        state.resolved("t", 10);
+        assert!(
+            state.is_news("t", "a1", 1),
+            "a resolution forgets what was reported"
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! The trends service: reads `feedback.themes.v1`, keeps a sliding window of negative
-//! mentions per theme, raises one action per theme on `actions.v1` when a theme surges,
-//! and serves the ops API through which an operator resolves it with the message
-//! customers will get.
+//! The trends service: reads `feedback.themes.v1`, counts mentions per theme by event
+//! time, raises one action per theme on `actions.v1` when a theme surges or keeps
+//! recurring (reopening its last action when it comes back soon after a resolution), and
+//! serves the ops API and the `/ops` page through which an operator acknowledges, assigns
+//! and resolves it with the message customers will get.
 //!
 //! Shape (as every closeloop service): [`Config`] → [`Service::build`] (connect, migrate,
 //! rebuild state, bind) → [`Service::run_until_stopped`] (consumer loop + HTTP server).
@@ -9,15 +10,18 @@
 //!
 //! State lives in two places on purpose: the database is the truth (mentions, actions,
 //! resolution times), the in-memory [`closeloop_trend::Detector`] is a cache of the
-//! current windows that [`Service::build`] rebuilds from it, so a restart neither forgets
-//! a surge nor raises an action twice.
+//! counts and baselines that [`Service::build`] rebuilds from it, so a restart neither
+//! forgets a surge nor raises an action twice.
 
 mod action;
 mod api;
 mod config;
 mod detection;
+mod evidence;
 mod metrics;
+mod ops;
 mod store;
+mod workflow;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,7 +37,7 @@ use closeloop_telemetry::Telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{parse_overrides, Config, ThemeOverride};
 
 use detection::{DetectionState, ThemesHandler};
 use metrics::TrendsMetrics;
@@ -72,6 +76,9 @@ pub(crate) struct Context {
     taxonomy: Taxonomy,
     metrics: TrendsMetrics,
     ops_token: Option<String>,
+    ops_secrets: ops::OpsSecrets,
+    /// 0 = never reopen automatically.
+    reopen_within_ms: i64,
 }
 
 impl Context {
@@ -81,6 +88,23 @@ impl Context {
         self.detection
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends to an action's history. The transition already happened and was
+    /// announced; a history entry lost to a database hiccup is logged, not retried.
+    async fn log(
+        &self,
+        envelope: &closeloop_events::Envelope<closeloop_events::ActionEvent>,
+        action_id: &str,
+        entry: &store::LogRow,
+    ) {
+        if let Err(error) = self
+            .store
+            .log(&envelope.event_id.to_string(), action_id, entry)
+            .await
+        {
+            tracing::warn!(%action_id, %error, "could not write the action's history");
+        }
     }
 
     /// The theme's display name per language, as actions carry it.
@@ -111,7 +135,7 @@ impl Service {
     /// Connects and migrates the database, prepares the topics, rebuilds the detector
     /// windows from the stored mentions and binds the HTTP listener.
     pub async fn build(config: Config) -> Result<Service, Error> {
-        let detector_config = config.validate().map_err(Error::Config)?;
+        let checked = config.validate().map_err(Error::Config)?;
         let taxonomy = match &config.taxonomy {
             Some(path) => Taxonomy::load(path)?,
             None => Taxonomy::builtin(),
@@ -130,7 +154,7 @@ impl Service {
             bus_metrics.clone(),
         )?;
 
-        let mut detection = DetectionState::new(detector_config);
+        let mut detection = DetectionState::new(checked.detector);
         let replayed = rebuild(&store, &mut detection).await?;
         let open = store.open_themes().await?;
         for theme in &open {
@@ -151,7 +175,9 @@ impl Service {
             transitions: tokio::sync::Mutex::new(()),
             taxonomy,
             metrics,
+            ops_secrets: ops::OpsSecrets::new(config.ops_token.as_deref()),
             ops_token: config.ops_token,
+            reopen_within_ms: checked.reopen_within_ms,
         });
         Ok(Service {
             ctx,
@@ -211,9 +237,10 @@ impl Service {
     }
 }
 
-/// Restores what the detector knew before a restart: each theme's resolution boundary
-/// and the mentions its window (plus allowed lateness) still covers, replayed in event
-/// time order. Returns how many mentions were replayed.
+/// Restores what the detector knew before a restart: each theme's resolution boundary,
+/// then the counted mentions of the history it needs (baseline, seasons, recurrence
+/// periods), replayed in event time order. Mentions given before the resolution land in
+/// the baseline only, exactly as they did live. Returns how many mentions were replayed.
 async fn rebuild(
     store: &TrendsStore,
     detection: &mut DetectionState,
@@ -221,15 +248,14 @@ async fn rebuild(
     for (theme, resolved_at) in store.last_resolutions().await? {
         detection.resolved(&theme, resolved_at);
     }
-    let keep_ms = detection.config().window_ms + detection.config().allowed_lateness_ms;
     let mut replayed = 0;
     for (theme, watermark) in store.theme_watermarks().await? {
-        let after = detection.resolved_at(&theme).unwrap_or(i64::MIN);
+        let history_ms = detection.config(&theme).history_ms();
         let mentions = store
-            .theme_mentions(&theme, watermark.saturating_sub(keep_ms), after)
+            .theme_mentions(&theme, watermark.saturating_sub(history_ms), i64::MIN)
             .await?;
         replayed += mentions.len();
-        detection.replay(&theme, mentions);
+        detection.replay(&theme, &mentions);
     }
     Ok(replayed)
 }

@@ -1,6 +1,7 @@
 //! Every query the trends service runs, in one place. The SQL is the same for SQLite and
 //! PostgreSQL (sqlx `Any` driver): `$n` placeholders, TEXT / BIGINT columns only, ids as
-//! UUID text, times as Unix milliseconds, flags as 0/1.
+//! UUID text, times as Unix milliseconds, flags as 0/1. Sums are cast to BIGINT because
+//! PostgreSQL sums BIGINT into NUMERIC, which the `Any` driver cannot decode.
 
 use closeloop_store::sqlx::{self, Row};
 use closeloop_store::Database;
@@ -17,6 +18,7 @@ pub struct MentionRow {
     pub channel: String,
     pub touchpoint: Option<String>,
     pub rating: Option<i64>,
+    pub nps: Option<i64>,
     pub given_at_ms: i64,
 }
 
@@ -29,9 +31,43 @@ pub struct ExcerptRow {
     pub given_at_ms: i64,
 }
 
+/// Which mentions of a theme an evidence or statistics query covers: given in
+/// `[from_ms, to_ms]` and strictly after `after_ms` (the last resolution), counted by
+/// the detector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span<'a> {
+    pub theme: &'a str,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub after_ms: i64,
+}
+
+/// Mentions of one (channel, touchpoint, negative) slice of a span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceRow {
+    pub channel: String,
+    pub touchpoint: Option<String>,
+    pub negative: bool,
+    pub mentions: i64,
+    pub distinct_customers: i64,
+    pub rating_sum: i64,
+    pub rating_count: i64,
+    pub nps_sum: i64,
+    pub nps_count: i64,
+}
+
+/// The counts of one time bucket of a span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub bucket: i64,
+    pub mentions: i64,
+    pub negative_mentions: i64,
+    pub distinct_customers: i64,
+}
+
 /// One row of `trends_actions`. Evidence and resolution stay JSON text here; the callers
 /// decide what a row that does not parse means for them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActionRow {
     pub action_id: String,
     pub theme: String,
@@ -40,13 +76,30 @@ pub struct ActionRow {
     pub updated_at_ms: i64,
     pub evidence_json: String,
     pub resolution_json: Option<String>,
+    /// When the action was last resolved; kept through a reopen, because it is also the
+    /// boundary before which complaints count as answered.
     pub resolved_at_ms: Option<i64>,
     /// Whether the `raised` event was acknowledged by the broker.
     pub announced: bool,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at_ms: Option<i64>,
+    pub assignee: Option<String>,
+    pub reopened_count: i64,
+    pub reopened_by: Option<String>,
+}
+
+/// One entry of an action's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub at_ms: i64,
+    pub kind: String,
+    pub actor: String,
+    pub note: Option<String>,
 }
 
 const ACTION_COLUMNS: &str = "action_id, theme, status, raised_at_ms, updated_at_ms, \
-     evidence_json, resolution_json, resolved_at_ms, announced";
+     evidence_json, resolution_json, resolved_at_ms, announced, acknowledged_by, \
+     acknowledged_at_ms, assignee, reopened_count, reopened_by";
 
 fn action_from_row(row: &sqlx::any::AnyRow) -> Result<ActionRow, sqlx::Error> {
     Ok(ActionRow {
@@ -59,15 +112,37 @@ fn action_from_row(row: &sqlx::any::AnyRow) -> Result<ActionRow, sqlx::Error> {
         resolution_json: row.try_get("resolution_json")?,
         resolved_at_ms: row.try_get("resolved_at_ms")?,
         announced: row.try_get::<i64, _>("announced")? != 0,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        acknowledged_at_ms: row.try_get("acknowledged_at_ms")?,
+        assignee: row.try_get("assignee")?,
+        reopened_count: row.try_get("reopened_count")?,
+        reopened_by: row.try_get("reopened_by")?,
     })
+}
+
+/// Which actions a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Open,
+    Acknowledged,
+    Resolved,
+    /// Open or acknowledged.
+    Unresolved,
 }
 
 /// Filters of the action list.
 #[derive(Debug, Clone, Default)]
 pub struct ActionFilter {
-    pub status: Option<String>,
+    pub status: Option<StatusFilter>,
     pub theme: Option<String>,
+    /// Only actions changed at or after this time.
+    pub since_ms: Option<i64>,
     pub limit: i64,
+}
+
+/// Whether `error` is the unique index refusing a second unresolved action of a theme.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// The trends tables behind a cheap-to-clone handle.
@@ -89,8 +164,8 @@ impl TrendsStore {
     pub async fn insert_mention(&self, m: &MentionRow) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
-             channel, touchpoint, rating, given_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+             channel, touchpoint, rating, nps, given_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(&m.feedback_id)
         .bind(&m.theme)
@@ -100,10 +175,26 @@ impl TrendsStore {
         .bind(&m.channel)
         .bind(m.touchpoint.clone())
         .bind(m.rating)
+        .bind(m.nps)
         .bind(m.given_at_ms)
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that the detector did not count a mention (it came too late), so a restart
+    /// does not count it either.
+    pub async fn mark_not_counted(
+        &self,
+        feedback_id: &str,
+        theme: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE trends_mentions SET counted = 0 WHERE feedback_id = $1 AND theme = $2")
+            .bind(feedback_id)
+            .bind(theme)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
     }
 
     /// The newest event time per theme: where each theme's window ends on start-up.
@@ -115,8 +206,9 @@ impl TrendsStore {
         .await
     }
 
-    /// The mentions of `theme` at or after `from_ms` and strictly after `after_ms`, in event
-    /// time order (ties by feedback id, so a replay is deterministic).
+    /// The counted mentions of `theme` at or after `from_ms` and strictly after
+    /// `after_ms`, in event time order (ties by feedback id, so a replay is
+    /// deterministic).
     pub async fn theme_mentions(
         &self,
         theme: &str,
@@ -125,7 +217,7 @@ impl TrendsStore {
     ) -> Result<Vec<Mention>, sqlx::Error> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT feedback_id, customer_id, negative, given_at_ms FROM trends_mentions \
-             WHERE theme = $1 AND given_at_ms >= $2 AND given_at_ms > $3 \
+             WHERE theme = $1 AND given_at_ms >= $2 AND given_at_ms > $3 AND counted = 1 \
              ORDER BY given_at_ms, feedback_id",
         )
         .bind(theme)
@@ -144,22 +236,22 @@ impl TrendsStore {
             .collect())
     }
 
-    /// The newest negative mentions of `theme` in `(start_ms, end_ms]`, newest first.
+    /// The newest negative mentions of a span, newest first.
     pub async fn recent_negative_excerpts(
         &self,
-        theme: &str,
-        start_ms: i64,
-        end_ms: i64,
+        span: Span<'_>,
         limit: i64,
     ) -> Result<Vec<ExcerptRow>, sqlx::Error> {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT feedback_id, customer_id, excerpt, given_at_ms FROM trends_mentions \
-             WHERE theme = $1 AND negative = 1 AND given_at_ms > $2 AND given_at_ms <= $3 \
-             ORDER BY given_at_ms DESC, feedback_id DESC LIMIT $4",
+             WHERE theme = $1 AND negative = 1 AND counted = 1 AND given_at_ms >= $2 \
+             AND given_at_ms <= $3 AND given_at_ms > $4 \
+             ORDER BY given_at_ms DESC, feedback_id DESC LIMIT $5",
         )
-        .bind(theme)
-        .bind(start_ms)
-        .bind(end_ms)
+        .bind(span.theme)
+        .bind(span.from_ms)
+        .bind(span.to_ms)
+        .bind(span.after_ms)
         .bind(limit)
         .fetch_all(self.db.pool())
         .await?;
@@ -173,6 +265,114 @@ impl TrendsStore {
                     given_at_ms,
                 },
             )
+            .collect())
+    }
+
+    /// The span's mentions by channel, touchpoint and sentiment, with rating and NPS sums.
+    pub async fn slices(&self, span: Span<'_>) -> Result<Vec<SliceRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT channel, touchpoint, negative, COUNT(*) AS mentions, \
+             COUNT(DISTINCT customer_id) AS customers, \
+             CAST(COALESCE(SUM(rating), 0) AS BIGINT) AS rating_sum, COUNT(rating) AS rating_count, \
+             CAST(COALESCE(SUM(nps), 0) AS BIGINT) AS nps_sum, COUNT(nps) AS nps_count \
+             FROM trends_mentions WHERE theme = $1 AND counted = 1 AND given_at_ms >= $2 \
+             AND given_at_ms <= $3 AND given_at_ms > $4 \
+             GROUP BY channel, touchpoint, negative ORDER BY channel, touchpoint, negative",
+        )
+        .bind(span.theme)
+        .bind(span.from_ms)
+        .bind(span.to_ms)
+        .bind(span.after_ms)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SliceRow {
+                    channel: row.try_get("channel")?,
+                    touchpoint: row.try_get("touchpoint")?,
+                    negative: row.try_get::<i64, _>("negative")? != 0,
+                    mentions: row.try_get("mentions")?,
+                    distinct_customers: row.try_get("customers")?,
+                    rating_sum: row.try_get("rating_sum")?,
+                    rating_count: row.try_get("rating_count")?,
+                    nps_sum: row.try_get("nps_sum")?,
+                    nps_count: row.try_get("nps_count")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Distinct customers with a negative mention in the span.
+    pub async fn distinct_complainers(&self, span: Span<'_>) -> Result<i64, sqlx::Error> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(DISTINCT customer_id) FROM trends_mentions WHERE theme = $1 \
+             AND negative = 1 AND counted = 1 AND given_at_ms >= $2 AND given_at_ms <= $3 \
+             AND given_at_ms > $4",
+        )
+        .bind(span.theme)
+        .bind(span.from_ms)
+        .bind(span.to_ms)
+        .bind(span.after_ms)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(count)
+    }
+
+    /// The ids of the span's negative mentions, newest first.
+    pub async fn negative_ids(
+        &self,
+        span: Span<'_>,
+        limit: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT feedback_id FROM trends_mentions WHERE theme = $1 AND negative = 1 \
+             AND counted = 1 AND given_at_ms >= $2 AND given_at_ms <= $3 AND given_at_ms > $4 \
+             ORDER BY given_at_ms DESC, feedback_id DESC LIMIT $5",
+        )
+        .bind(span.theme)
+        .bind(span.from_ms)
+        .bind(span.to_ms)
+        .bind(span.after_ms)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The span's counts per bucket of `bucket_ms` (epoch-aligned), oldest first; buckets
+    /// without mentions are absent.
+    pub async fn series(
+        &self,
+        span: Span<'_>,
+        bucket_ms: i64,
+    ) -> Result<Vec<SeriesRow>, sqlx::Error> {
+        // Shifting by a whole number of buckets keeps the division on non-negative
+        // numbers, where SQLite and PostgreSQL both truncate the same way.
+        let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT (given_at_ms - $5) / $6 AS bucket, COUNT(*), \
+             CAST(COALESCE(SUM(negative), 0) AS BIGINT), \
+             COUNT(DISTINCT CASE WHEN negative = 1 THEN customer_id END) \
+             FROM trends_mentions WHERE theme = $1 AND counted = 1 AND given_at_ms >= $2 \
+             AND given_at_ms <= $3 AND given_at_ms > $4 \
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(span.theme)
+        .bind(span.from_ms)
+        .bind(span.to_ms)
+        .bind(span.after_ms)
+        .bind(span.from_ms.div_euclid(bucket_ms) * bucket_ms)
+        .bind(bucket_ms)
+        .fetch_all(self.db.pool())
+        .await?;
+        let origin = span.from_ms.div_euclid(bucket_ms);
+        Ok(rows
+            .into_iter()
+            .map(|(bucket, mentions, negative, distinct)| SeriesRow {
+                bucket: origin + bucket,
+                mentions,
+                negative_mentions: negative,
+                distinct_customers: distinct,
+            })
             .collect())
     }
 
@@ -198,9 +398,10 @@ impl TrendsStore {
         Ok(row.and_then(|(at,)| at))
     }
 
-    pub async fn open_action(&self, theme: &str) -> Result<Option<ActionRow>, sqlx::Error> {
+    /// The theme's open or acknowledged action, if any (at most one: the unique index).
+    pub async fn unresolved_action(&self, theme: &str) -> Result<Option<ActionRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status = 'open'"
+            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status <> 'resolved'"
         );
         let row = sqlx::query(&sql)
             .bind(theme)
@@ -209,12 +410,29 @@ impl TrendsStore {
         row.as_ref().map(action_from_row).transpose()
     }
 
-    /// The themes with an open action, for the `closeloop_actions_open` gauge.
+    /// The theme's most recently resolved action, the candidate for a reopen.
+    pub async fn latest_resolved_action(
+        &self,
+        theme: &str,
+    ) -> Result<Option<ActionRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status = 'resolved' \
+             ORDER BY resolved_at_ms DESC, action_id DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(theme)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(action_from_row).transpose()
+    }
+
+    /// The themes with an unresolved action, for the `closeloop_actions_open` gauge.
     pub async fn open_themes(&self) -> Result<Vec<String>, sqlx::Error> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT theme FROM trends_actions WHERE status = 'open' ORDER BY theme")
-                .fetch_all(self.db.pool())
-                .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT theme FROM trends_actions WHERE status <> 'resolved' ORDER BY theme",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
         Ok(rows.into_iter().map(|(theme,)| theme).collect())
     }
 
@@ -230,15 +448,22 @@ impl TrendsStore {
     /// Newest first.
     pub async fn actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRow>, sqlx::Error> {
         // Only fixed SQL fragments are concatenated; every value is a bind parameter.
-        let mut clauses = Vec::new();
-        let mut binds: Vec<&str> = Vec::new();
-        if let Some(status) = &filter.status {
-            binds.push(status);
-            clauses.push(format!("status = ${}", binds.len()));
+        let mut clauses: Vec<String> = Vec::new();
+        match filter.status {
+            Some(StatusFilter::Open) => clauses.push("status = 'open'".into()),
+            Some(StatusFilter::Acknowledged) => clauses.push("status = 'acknowledged'".into()),
+            Some(StatusFilter::Resolved) => clauses.push("status = 'resolved'".into()),
+            Some(StatusFilter::Unresolved) => clauses.push("status <> 'resolved'".into()),
+            None => {}
         }
-        if let Some(theme) = &filter.theme {
-            binds.push(theme);
-            clauses.push(format!("theme = ${}", binds.len()));
+        let mut parameter = 0;
+        if filter.theme.is_some() {
+            parameter += 1;
+            clauses.push(format!("theme = ${parameter}"));
+        }
+        if filter.since_ms.is_some() {
+            parameter += 1;
+            clauses.push(format!("updated_at_ms >= ${parameter}"));
         }
         let mut sql = format!("SELECT {ACTION_COLUMNS} FROM trends_actions");
         if !clauses.is_empty() {
@@ -247,18 +472,21 @@ impl TrendsStore {
         }
         sql.push_str(&format!(
             " ORDER BY raised_at_ms DESC, action_id DESC LIMIT ${}",
-            binds.len() + 1
+            parameter + 1
         ));
         let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = query.bind(bind);
+        if let Some(theme) = &filter.theme {
+            query = query.bind(theme);
+        }
+        if let Some(since) = filter.since_ms {
+            query = query.bind(since);
         }
         let rows = query.bind(filter.limit).fetch_all(self.db.pool()).await?;
         rows.iter().map(action_from_row).collect()
     }
 
-    /// Inserts a new open action; `false` when the theme already has one (the partial
-    /// unique index refused it: another instance was quicker).
+    /// Inserts a new open action; `false` when the theme already has an unresolved one
+    /// (the partial unique index refused it: another instance was quicker).
     pub async fn insert_action(&self, a: &ActionRow) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "INSERT INTO trends_actions (action_id, theme, status, raised_at_ms, updated_at_ms, \
@@ -288,8 +516,8 @@ impl TrendsStore {
         Ok(())
     }
 
-    /// New evidence for an open action (and, with `announced`, the note that its
-    /// `raised` event went out). `false` if the action is no longer open.
+    /// New evidence for an unresolved action (and, with `announced`, the note that its
+    /// `raised` event went out). `false` if the action is resolved (by now).
     pub async fn update_evidence(
         &self,
         action_id: &str,
@@ -299,7 +527,7 @@ impl TrendsStore {
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE trends_actions SET evidence_json = $2, announced = $3, updated_at_ms = $4 \
-             WHERE action_id = $1 AND status = 'open'",
+             WHERE action_id = $1 AND status <> 'resolved'",
         )
         .bind(action_id)
         .bind(evidence_json)
@@ -318,7 +546,7 @@ impl TrendsStore {
         Ok(())
     }
 
-    /// Marks an open action resolved; `false` if it was not open (any more).
+    /// Marks an unresolved action resolved; `false` if it was resolved already.
     pub async fn resolve_action(
         &self,
         action_id: &str,
@@ -327,7 +555,8 @@ impl TrendsStore {
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE trends_actions SET status = 'resolved', resolution_json = $2, \
-             resolved_at_ms = $3, updated_at_ms = $3 WHERE action_id = $1 AND status = 'open'",
+             resolved_at_ms = $3, updated_at_ms = $3 \
+             WHERE action_id = $1 AND status <> 'resolved'",
         )
         .bind(action_id)
         .bind(resolution_json)
@@ -337,21 +566,123 @@ impl TrendsStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Undoes `resolve_action` when the `resolved` event could not be published.
+    /// Acknowledges an unresolved action, optionally assigning it; `false` if it is
+    /// resolved. An acknowledgement keeps the first acknowledger; an assignment replaces
+    /// the assignee.
+    pub async fn acknowledge_action(
+        &self,
+        action_id: &str,
+        by: &str,
+        assignee: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE trends_actions SET status = 'acknowledged', \
+             acknowledged_by = COALESCE(acknowledged_by, $2), \
+             acknowledged_at_ms = COALESCE(acknowledged_at_ms, $3), \
+             assignee = COALESCE($4, assignee), updated_at_ms = $3 \
+             WHERE action_id = $1 AND status <> 'resolved'",
+        )
+        .bind(action_id)
+        .bind(by)
+        .bind(at_ms)
+        .bind(assignee)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Reopens a resolved action (back to `open`, resolution cleared, nobody on it);
+    /// `false` if it is not resolved. Fails with a unique violation when the theme has
+    /// another unresolved action.
     pub async fn reopen_action(
         &self,
         action_id: &str,
-        updated_at_ms: i64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        by: &str,
+        evidence_json: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
             "UPDATE trends_actions SET status = 'open', resolution_json = NULL, \
-             resolved_at_ms = NULL, updated_at_ms = $2 WHERE action_id = $1",
+             acknowledged_by = NULL, acknowledged_at_ms = NULL, assignee = NULL, \
+             reopened_count = reopened_count + 1, reopened_by = $2, \
+             evidence_json = COALESCE($3, evidence_json), updated_at_ms = $4 \
+             WHERE action_id = $1 AND status = 'resolved'",
         )
         .bind(action_id)
-        .bind(updated_at_ms)
+        .bind(by)
+        .bind(evidence_json)
+        .bind(at_ms)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts a row back as it was, when the event announcing its change could not be
+    /// published (the change must not happen silently).
+    pub async fn restore_action(&self, a: &ActionRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE trends_actions SET status = $2, evidence_json = $3, resolution_json = $4, \
+             resolved_at_ms = $5, acknowledged_by = $6, acknowledged_at_ms = $7, assignee = $8, \
+             reopened_count = $9, reopened_by = $10, updated_at_ms = $11 WHERE action_id = $1",
+        )
+        .bind(&a.action_id)
+        .bind(&a.status)
+        .bind(&a.evidence_json)
+        .bind(a.resolution_json.clone())
+        .bind(a.resolved_at_ms)
+        .bind(a.acknowledged_by.clone())
+        .bind(a.acknowledged_at_ms)
+        .bind(a.assignee.clone())
+        .bind(a.reopened_count)
+        .bind(a.reopened_by.clone())
+        .bind(a.updated_at_ms)
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+
+    /// Appends to an action's history; `event_id` (the `actions.v1` event's id) makes a
+    /// repeated append a no-op.
+    pub async fn log(
+        &self,
+        event_id: &str,
+        action_id: &str,
+        entry: &LogRow,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO trends_action_log (event_id, action_id, at_ms, kind, actor, note) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(action_id)
+        .bind(entry.at_ms)
+        .bind(&entry.kind)
+        .bind(&entry.actor)
+        .bind(entry.note.clone())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// An action's history, oldest first.
+    pub async fn history(&self, action_id: &str) -> Result<Vec<LogRow>, sqlx::Error> {
+        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT at_ms, kind, actor, note FROM trends_action_log WHERE action_id = $1 \
+             ORDER BY at_ms, event_id",
+        )
+        .bind(action_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at_ms, kind, actor, note)| LogRow {
+                at_ms,
+                kind,
+                actor,
+                note,
+            })
+            .collect())
     }
 }
 
@@ -380,6 +711,7 @@ mod tests {
             channel: "review".into(),
             touchpoint: None,
             rating: Some(1),
+            nps: None,
             given_at_ms: at_ms,
         }
     }
@@ -392,9 +724,16 @@ mod tests {
             raised_at_ms: 1,
             updated_at_ms: 1,
             evidence_json: "{}".into(),
-            resolution_json: None,
-            resolved_at_ms: None,
-            announced: false,
+            ..ActionRow::default()
+        }
+    }
+
+    fn span(from_ms: i64, to_ms: i64, after_ms: i64) -> Span<'static> {
+        Span {
+            theme: "delivery_time",
+            from_ms,
+            to_ms,
+            after_ms,
         }
     }
 
@@ -429,29 +768,166 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["f1", "f2"]
         );
+        // A mention the detector dropped as too late is not replayed either.
+        store.mark_not_counted("f1", "delivery_time").await.unwrap();
+        let counted = store
+            .theme_mentions("delivery_time", 0, i64::MIN)
+            .await
+            .unwrap();
+        assert_eq!(counted.len(), 1);
         assert_eq!(
             store.theme_watermarks().await.unwrap(),
             [("delivery_time".to_owned(), 200)]
         );
         let excerpts = store
-            .recent_negative_excerpts("delivery_time", 0, 200, 10)
+            .recent_negative_excerpts(span(0, 200, i64::MIN), 10)
             .await
             .unwrap();
-        assert_eq!(excerpts[0].feedback_id, "f2", "newest first");
+        assert_eq!(excerpts.len(), 1);
+        assert_eq!(excerpts[0].feedback_id, "f2");
     }
 
     #[tokio::test]
-    async fn the_database_allows_one_open_action_per_theme() {
+    async fn evidence_aggregates_by_slice_and_bucket() {
+        let store = store().await;
+        let minute = 60_000;
+        let rows = [
+            (
+                "f1",
+                "a",
+                true,
+                "review",
+                Some("delivery"),
+                Some(1),
+                None,
+                minute,
+            ),
+            (
+                "f2",
+                "a",
+                true,
+                "review",
+                Some("delivery"),
+                Some(2),
+                None,
+                2 * minute,
+            ),
+            ("f3", "b", true, "ticket", None, None, Some(3), 11 * minute),
+            (
+                "f4",
+                "c",
+                false,
+                "ticket",
+                None,
+                Some(5),
+                Some(9),
+                12 * minute,
+            ),
+            ("f5", "d", true, "ticket", None, None, None, 30 * minute),
+        ];
+        for (id, customer, negative, channel, touchpoint, rating, nps, at) in rows {
+            let row = MentionRow {
+                negative,
+                channel: channel.into(),
+                touchpoint: touchpoint.map(str::to_owned),
+                rating,
+                nps,
+                ..mention(id, customer, at)
+            };
+            store.insert_mention(&row).await.unwrap();
+        }
+        // f5 is outside the span.
+        let span = span(0, 20 * minute, i64::MIN);
+        let slices = store.slices(span).await.unwrap();
+        let review = slices
+            .iter()
+            .find(|s| s.channel == "review")
+            .expect("review slice");
+        assert_eq!(review.mentions, 2);
+        assert_eq!(review.distinct_customers, 1);
+        assert_eq!((review.rating_sum, review.rating_count), (3, 2));
+        let ticket_negative = slices
+            .iter()
+            .find(|s| s.channel == "ticket" && s.negative)
+            .expect("negative ticket slice");
+        assert_eq!((ticket_negative.nps_sum, ticket_negative.nps_count), (3, 1));
+        assert_eq!(store.distinct_complainers(span).await.unwrap(), 2);
+        assert_eq!(
+            store.negative_ids(span, 2).await.unwrap(),
+            ["f3", "f2"],
+            "newest first, capped"
+        );
+        let series = store.series(span, 10 * minute).await.unwrap();
+        assert_eq!(
+            series,
+            [
+                SeriesRow {
+                    bucket: 0,
+                    mentions: 2,
+                    negative_mentions: 2,
+                    distinct_customers: 1
+                },
+                SeriesRow {
+                    bucket: 1,
+                    mentions: 2,
+                    negative_mentions: 1,
+                    distinct_customers: 1
+                },
+            ]
+        );
+        // After a resolution at minute 5 only the later mentions count.
+        let after = Span {
+            after_ms: 5 * minute,
+            ..span
+        };
+        assert_eq!(store.distinct_complainers(after).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_database_allows_one_unresolved_action_per_theme() {
         let store = store().await;
         assert!(store.insert_action(&action("a1")).await.unwrap());
         assert!(
             !store.insert_action(&action("a2")).await.unwrap(),
             "second open action refused"
         );
+        assert!(store
+            .acknowledge_action("a1", "ops", Some("logistics"), 20)
+            .await
+            .unwrap());
+        assert!(
+            !store.insert_action(&action("a2")).await.unwrap(),
+            "an acknowledged action is still unresolved"
+        );
+        assert!(store
+            .acknowledge_action("a1", "other", None, 30)
+            .await
+            .unwrap());
+        let acknowledged = store.action("a1").await.unwrap().expect("stored");
+        assert_eq!(acknowledged.status, "acknowledged");
+        assert_eq!(
+            acknowledged.acknowledged_by.as_deref(),
+            Some("ops"),
+            "first one kept"
+        );
+        assert_eq!(acknowledged.assignee.as_deref(), Some("logistics"));
+
         assert!(store.resolve_action("a1", "{}", 50).await.unwrap());
         assert!(
             !store.resolve_action("a1", "{}", 60).await.unwrap(),
             "already resolved"
+        );
+        assert!(!store
+            .acknowledge_action("a1", "ops", None, 60)
+            .await
+            .unwrap());
+        assert_eq!(
+            store
+                .latest_resolved_action("delivery_time")
+                .await
+                .unwrap()
+                .map(|a| a.action_id),
+            Some("a1".to_owned())
         );
         assert!(
             store.insert_action(&action("a2")).await.unwrap(),
@@ -463,15 +939,71 @@ mod tests {
         );
         assert_eq!(store.last_resolution("price").await.unwrap(), None);
         assert_eq!(store.open_themes().await.unwrap(), ["delivery_time"]);
+        // a1 cannot be reopened while a2 is unresolved.
+        let refused = store
+            .reopen_action("a1", "ops", None, 70)
+            .await
+            .expect_err("unique index");
+        assert!(is_unique_violation(&refused), "{refused}");
         let open = store
             .actions(&ActionFilter {
-                status: Some("open".into()),
+                status: Some(StatusFilter::Unresolved),
                 theme: Some("delivery_time".into()),
+                since_ms: Some(1),
                 limit: 10,
             })
             .await
             .unwrap();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].action_id, "a2");
+        assert!(store.resolve_action("a2", "{}", 80).await.unwrap());
+        assert!(store
+            .reopen_action("a1", "ops", Some("{\"x\":1}"), 90)
+            .await
+            .unwrap());
+        let reopened = store.action("a1").await.unwrap().expect("stored");
+        assert_eq!(reopened.status, "open");
+        assert_eq!(reopened.reopened_count, 1);
+        assert_eq!(reopened.resolution_json, None);
+        assert_eq!(reopened.assignee, None);
+        assert_eq!(reopened.evidence_json, "{\"x\":1}");
+        assert_eq!(reopened.resolved_at_ms, Some(50), "the boundary stays");
+        let recent = store
+            .actions(&ActionFilter {
+                since_ms: Some(85),
+                limit: 10,
+                ..ActionFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(recent.len(), 1, "only a1 changed after 85");
+
+        store
+            .log(
+                "e1",
+                "a1",
+                &LogRow {
+                    at_ms: 1,
+                    kind: "raised".into(),
+                    actor: "trends".into(),
+                    note: None,
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .log(
+                "e1",
+                "a1",
+                &LogRow {
+                    at_ms: 1,
+                    kind: "raised".into(),
+                    actor: "trends".into(),
+                    note: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.history("a1").await.unwrap().len(), 1, "logged once");
     }
 }

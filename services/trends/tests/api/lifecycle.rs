@@ -160,6 +160,75 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
         .unwrap();
     problem(unknown_resolve, StatusCode::NOT_FOUND).await;
 
+    // Someone takes it on, then assigns it; both are events, and acknowledging twice
+    // is a no-op. Bodies are checked like the resolution's.
+    let acknowledge = format!("/v1/actions/{}/acknowledge", raised.action_id);
+    let body = problem(
+        post(acknowledge.clone())
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["pointer"], "/acknowledged_by");
+    for _ in 0..2 {
+        let response = post(acknowledge.clone())
+            .json(&json!({"acknowledged_by": "ana@ops"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let acknowledged = actions.next().await;
+    assert_eq!(acknowledged.kind, ActionEventKind::Acknowledged);
+    assert_eq!(acknowledged.status, ActionStatus::Acknowledged);
+    assert_eq!(
+        acknowledged.workflow.acknowledged_by.as_deref(),
+        Some("ana@ops")
+    );
+    let assigned: Value = post(format!("/v1/actions/{}/assign", raised.action_id))
+        .json(&json!({"assignee": "logistics", "assigned_by": "ana@ops"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(assigned["assignee"], "logistics");
+    assert_eq!(assigned["status"], "acknowledged");
+    let event = actions.next().await;
+    assert_eq!(
+        event.kind,
+        ActionEventKind::Assigned,
+        "no second acknowledged event"
+    );
+    assert_eq!(event.workflow.assignee.as_deref(), Some("logistics"));
+    let unresolved: Value = get("/v1/actions?status=unresolved&theme=delivery_time")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unresolved.as_array().map(Vec::len), Some(1));
+    let future =
+        (Utc::now() + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let changed_later: Value = get(&format!("/v1/actions?since={future}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed_later, json!([]), "nothing changed after `since`");
+    problem(
+        get("/v1/actions?since=yesterday").send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
     // The real resolution.
     let response = post(resolve.clone()).json(&message).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -182,6 +251,12 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
 
     let again = post(resolve.clone()).json(&message).send().await.unwrap();
     problem(again, StatusCode::CONFLICT).await;
+    let resolved_ack = post(acknowledge.clone())
+        .json(&json!({"acknowledged_by": "ana@ops"}))
+        .send()
+        .await
+        .unwrap();
+    problem(resolved_ack, StatusCode::CONFLICT).await;
 
     // Hysteresis: complaints given before the resolution arrive late; they were answered
     // by it and must not raise the theme again, however many customers sent them.
@@ -190,16 +265,130 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
         bus.publish(&mention(customer, SentimentLabel::Negative, before))
             .await;
     }
-    // A fresh surge after the resolution raises a new action, counted from zero: had the
-    // late complaints counted, an action would have been raised before this one.
+    // A fresh surge soon after the resolution reopens the action (the fix did not hold),
+    // counted from zero: had the late complaints counted, it would have come earlier.
     for customer in ["c4", "c5", "c4"] {
         bus.publish(&negative(customer)).await;
     }
-    let reraised = actions.next().await;
-    assert_eq!(reraised.kind, ActionEventKind::Raised);
-    assert_ne!(reraised.action_id, raised.action_id);
-    assert_eq!(reraised.evidence.negative_mentions, 3);
-    assert_eq!(reraised.evidence.distinct_customers, 2);
+    let reopened = actions.next().await;
+    assert_eq!(reopened.kind, ActionEventKind::Reopened);
+    assert_eq!(reopened.action_id, raised.action_id, "the same action");
+    assert_eq!(reopened.status, ActionStatus::Open);
+    assert_eq!(reopened.resolution, None);
+    assert_eq!(reopened.workflow.reopened_count, 1);
+    assert_eq!(reopened.workflow.assignee, None, "back in the queue");
+    assert_eq!(reopened.evidence.negative_mentions, 3);
+    assert_eq!(reopened.evidence.distinct_customers, 2);
+    problem(
+        post(format!("/v1/actions/{}/reopen", raised.action_id))
+            .json(&json!({"reopened_by": "ana@ops"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+
+    // Resolved again, then reopened by an operator.
+    let response = post(resolve.clone()).json(&message).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(actions.next().await.kind, ActionEventKind::Resolved);
+    let response = post(format!("/v1/actions/{}/reopen", raised.action_id))
+        .json(&json!({"reopened_by": "ana@ops", "reason": "complaints continue by phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = actions.next().await;
+    assert_eq!(event.kind, ActionEventKind::Reopened);
+    assert_eq!(event.workflow.reopened_count, 2);
+    assert_eq!(event.workflow.reopened_by.as_deref(), Some("ana@ops"));
+
+    // The detail view tells the whole story, in order.
+    let detail: Value = get(&format!("/v1/actions/{}", raised.action_id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history: Vec<&str> = detail["history"]
+        .as_array()
+        .expect("history in the detail view")
+        .iter()
+        .map(|entry| entry["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "raised",
+            "updated",
+            "acknowledged",
+            "assigned",
+            "resolved",
+            "reopened",
+            "resolved",
+            "reopened"
+        ]
+    );
+    assert_eq!(detail["history"][7]["note"], "complaints continue by phone");
+    assert_eq!(
+        detail["evidence"]["by_channel"]["review"]["negative_mentions"],
+        3
+    );
+    assert_eq!(
+        detail["evidence"]["by_touchpoint"]["delivery"]["mentions"],
+        3
+    );
+    assert_eq!(detail["evidence"]["average_rating"], 1.0);
+    assert_eq!(detail["evidence"]["detector"], "surge");
+
+    // Theme statistics per window.
+    let stats: Value = get("/v1/themes/delivery_time/stats?window_minutes=60")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let windows = stats["windows"].as_array().expect("windows");
+    assert!(windows.len() >= 24, "a day of hourly windows");
+    let negative: u64 = windows
+        .iter()
+        .map(|w| w["negative_mentions"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        negative, 11,
+        "every stored negative mention, late ones included"
+    );
+    assert!(stats["detector"]["rules"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("surge"));
+    problem(
+        get("/v1/themes/Not-A-Theme/stats").send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        get("/v1/themes/delivery_time/stats?window_minutes=1&since=2020-01-01T00:00:00Z")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    // The contract is public; the API behind it is not.
+    let openapi = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openapi.status(), StatusCode::OK);
+    let spec: Value = openapi.json().await.unwrap();
+    assert!(spec["paths"]["/v1/actions/{id}/resolve"]["post"].is_object());
 
     let metrics = app
         .client
@@ -210,18 +399,19 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
         .text()
         .await
         .unwrap();
-    assert_eq!(
-        metric(&metrics, "closeloop_actions_total", "event=\"raised\""),
-        Some(2.0)
-    );
-    assert_eq!(
-        metric(&metrics, "closeloop_actions_total", "event=\"updated\""),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&metrics, "closeloop_actions_total", "event=\"resolved\""),
-        Some(1.0)
-    );
+    let count = |event: &str| {
+        metric(
+            &metrics,
+            "closeloop_actions_total",
+            &format!("event=\"{event}\""),
+        )
+    };
+    assert_eq!(count("raised"), Some(1.0));
+    assert_eq!(count("updated"), Some(1.0));
+    assert_eq!(count("acknowledged"), Some(1.0));
+    assert_eq!(count("assigned"), Some(1.0));
+    assert_eq!(count("resolved"), Some(2.0));
+    assert_eq!(count("reopened"), Some(2.0));
     assert_eq!(
         metric(
             &metrics,
@@ -230,6 +420,54 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        metric(
+            &metrics,
+            "closeloop_trends_mentions_dropped_total",
+            "reason=\"before_resolution\""
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "closeloop_trends_detection_delay_seconds_count",
+            "service=\"trends\""
+        ),
+        Some(2.0),
+        "raise and the surge reopen are timed"
+    );
 
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reopening_off_a_returning_theme_gets_a_new_action() {
+    let bus = Bus::start();
+    let mut config = bus.config(closeloop_store::testing::database_args("trends"));
+    config.reopen_within_hours = 0;
+    let app = TestApp::spawn(config).await;
+    let actions = ActionReader::new(bus.brokers());
+    for customer in ["a", "b", "c"] {
+        bus.publish(&negative(customer)).await;
+    }
+    let raised = actions.next().await;
+    assert_eq!(raised.kind, ActionEventKind::Raised);
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/actions/{}/resolve", raised.action_id)))
+        .json(&json!({"message": {"en": "Fixed."}, "resolved_by": "ops"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(actions.next().await.kind, ActionEventKind::Resolved);
+    for customer in ["d", "e", "f"] {
+        bus.publish(&negative(customer)).await;
+    }
+    let next = actions.next().await;
+    assert_eq!(next.kind, ActionEventKind::Raised);
+    assert_ne!(next.action_id, raised.action_id);
+    assert_eq!(next.workflow.reopened_count, 0);
     app.stop().await;
 }

@@ -3,4 +3,5 @@
 
 mod helpers;
 mod lifecycle;
+mod ops_page;
 mod restart;

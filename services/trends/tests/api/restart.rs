@@ -58,3 +58,57 @@ async fn a_restart_and_a_full_replay_raise_nothing_twice() {
     assert_eq!(listed[0]["status"], "open");
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_resolution_does_not_bring_answered_complaints_back() {
+    let bus = Bus::start();
+    let database = closeloop_store::testing::database_args("trends");
+    let actions = ActionReader::new(bus.brokers());
+
+    let first = TestApp::spawn(bus.config(database.clone())).await;
+    for customer in ["c1", "c2", "c3"] {
+        bus.publish(&negative(customer)).await;
+    }
+    let raised = actions.next().await;
+    assert_eq!(raised.kind, ActionEventKind::Raised);
+    let response = first
+        .client
+        .post(first.url(&format!("/v1/actions/{}/resolve", raised.action_id)))
+        .json(&serde_json::json!({"message": {"en": "Fixed."}, "resolved_by": "ops"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(actions.next().await.kind, ActionEventKind::Resolved);
+    first.stop().await;
+
+    // A new consumer group replays every mention, the answered ones included: they
+    // must neither reopen the action nor count towards the next incident.
+    let second = TestApp::spawn(bus.config(database)).await;
+    bus.publish(&negative("c4")).await;
+    bus.publish(&negative("c5")).await;
+    // Two fresh complaints are not enough on their own (three are needed) ...
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let listed: Value = second
+        .client
+        .get(second.url("/v1/actions?status=unresolved"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "nothing reopened by the replay"
+    );
+    // ... a third is, and reopens the action once, with only the fresh complaints.
+    bus.publish(&negative("c6")).await;
+    let reopened = actions.next().await;
+    assert_eq!(reopened.kind, ActionEventKind::Reopened);
+    assert_eq!(reopened.action_id, raised.action_id);
+    assert_eq!(reopened.evidence.negative_mentions, 3);
+    assert_eq!(reopened.evidence.distinct_customers, 3);
+    second.stop().await;
+}

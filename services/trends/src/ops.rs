@@ -1,0 +1,770 @@
+//! `/ops`: a small server-rendered page for the ops team — the unresolved actions with
+//! their evidence, and plain HTML forms to acknowledge, assign, resolve (with the message
+//! in English and German) and reopen. No JavaScript at all.
+//!
+//! Everything shown that came from outside — feedback excerpts above all, but also theme
+//! names, customer ids, operator names and messages — is hostile input and goes through
+//! [`escape`]; the Content-Security-Policy forbids scripts on top of that, so a missed
+//! escape still cannot run code.
+//!
+//! Sign-in: with `TRENDS_OPS_TOKEN` set, the page asks for the token once and keeps a
+//! session cookie (a hash derived from the token, `HttpOnly`, `SameSite=Strict`). Every
+//! form carries a CSRF token derived from the same secret (or a per-process random one
+//! without a token), so another site cannot post forms on an operator's behalf.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use closeloop_events::{ActionStatus, EvidenceCounts};
+use closeloop_telemetry::Problem;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::action::Action;
+use crate::api::{check_resolution, parse_action_id, tokens_match, Fields, LANGUAGES};
+use crate::store::{ActionFilter, StatusFilter};
+use crate::workflow::{self, database_problem};
+use crate::Context;
+
+const COOKIE: &str = "closeloop_ops";
+/// Recently resolved actions shown (with a reopen form).
+const RESOLVED_SHOWN: i64 = 20;
+const UNRESOLVED_SHOWN: i64 = 200;
+
+pub(crate) fn routes() -> Router<Arc<Context>> {
+    Router::new()
+        .route("/ops", get(page))
+        .route("/ops/login", post(login))
+        .route("/ops/logout", post(logout))
+        .route("/ops/actions/{id}/{step}", post(transition))
+}
+
+/// The secrets the page derives its session and CSRF values from.
+#[derive(Debug, Clone)]
+pub struct OpsSecrets {
+    session: Option<String>,
+    csrf: String,
+}
+
+impl OpsSecrets {
+    /// From the ops token; without one, a random per-process secret keeps CSRF
+    /// protection (forms rendered before a restart then need a reload).
+    pub fn new(ops_token: Option<&str>) -> Self {
+        let random = Uuid::new_v4().to_string();
+        let secret = ops_token.unwrap_or(&random);
+        Self {
+            session: ops_token.map(|token| derive(token, "session")),
+            csrf: derive(secret, "csrf"),
+        }
+    }
+}
+
+fn derive(secret: &str, purpose: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"closeloop-ops\0")
+        .chain_update(purpose.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(secret.as_bytes())
+        .finalize();
+    digest
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn signed_in(ctx: &Context, headers: &HeaderMap) -> bool {
+    let Some(expected) = &ctx.ops_secrets.session else {
+        return true;
+    };
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == COOKIE && tokens_match(value, expected))
+}
+
+/// An HTML response with the headers every page gets.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}\
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}\
+article{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}\
+.meta{color:#555}.notice{background:#e8f5e9;padding:.5rem 1rem}.errors{background:#fdecea;padding:.5rem 1rem}\
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:right}\
+th:first-child,td:first-child{text-align:left}blockquote{margin:.3rem 0;padding:.3rem .8rem;border-left:3px solid #999;background:#f7f7f7}\
+form{margin:.5rem 0}textarea{width:100%;min-height:3rem}label{display:block;margin:.3rem 0}\
+.forms{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}";
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
+fn login_page(error: Option<&str>) -> String {
+    let mut body = String::from("<h1>closeloop ops — sign in</h1>");
+    if let Some(error) = error {
+        let _ = write!(
+            body,
+            "<p class=\"errors\" id=\"errors\">{}</p>",
+            escape(error)
+        );
+    }
+    body.push_str(
+        "<form method=\"post\" action=\"/ops/login\"><label>Ops token \
+         <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\">Sign in</button></form>",
+    );
+    layout("closeloop ops — sign in", &body)
+}
+
+#[derive(Debug, Deserialize)]
+struct PageParams {
+    notice: Option<String>,
+}
+
+/// Fixed texts for the notices a redirect may ask for; anything else shows nothing.
+fn notice_text(notice: &str) -> Option<&'static str> {
+    match notice {
+        "acknowledged" => Some("Action acknowledged."),
+        "assigned" => Some("Action assigned."),
+        "resolved" => Some("Action resolved — the customers who complained will be told."),
+        "reopened" => Some("Action reopened."),
+        _ => None,
+    }
+}
+
+async fn page(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    query: Result<Query<PageParams>, QueryRejection>,
+) -> Response {
+    if !signed_in(&ctx, &headers) {
+        return html(StatusCode::OK, login_page(None));
+    }
+    let notice = query
+        .ok()
+        .and_then(|Query(params)| params.notice)
+        .and_then(|notice| notice_text(&notice));
+    render(&ctx, StatusCode::OK, notice, &[]).await
+}
+
+/// The page with the actions, a notice and errors of a form that was refused.
+async fn render(
+    ctx: &Context,
+    status: StatusCode,
+    notice: Option<&str>,
+    errors: &[String],
+) -> Response {
+    let unresolved = ctx
+        .store
+        .actions(&ActionFilter {
+            status: Some(StatusFilter::Unresolved),
+            limit: UNRESOLVED_SHOWN,
+            ..ActionFilter::default()
+        })
+        .await;
+    let resolved = ctx
+        .store
+        .actions(&ActionFilter {
+            status: Some(StatusFilter::Resolved),
+            limit: RESOLVED_SHOWN,
+            ..ActionFilter::default()
+        })
+        .await;
+    let (unresolved, resolved) = match (unresolved, resolved) {
+        (Ok(u), Ok(r)) => (u, r),
+        (Err(error), _) | (_, Err(error)) => {
+            let problem = database_problem(&error);
+            return html(
+                problem.status(),
+                layout(
+                    "closeloop ops",
+                    &format!(
+                        "<h1>closeloop ops</h1><p class=\"errors\">{}</p>",
+                        escape(problem.detail.as_deref().unwrap_or(&problem.title))
+                    ),
+                ),
+            );
+        }
+    };
+    let to_actions = |rows: Vec<crate::store::ActionRow>| -> Vec<Action> {
+        rows.iter()
+            .filter_map(
+                |row| match Action::from_row(row, ctx.theme_name(&row.theme)) {
+                    Ok(action) => Some(action),
+                    Err(error) => {
+                        tracing::error!(%error, "stored action cannot be shown");
+                        None
+                    }
+                },
+            )
+            .collect()
+    };
+    let csrf = &ctx.ops_secrets.csrf;
+    let body = page_body(
+        &to_actions(unresolved),
+        &to_actions(resolved),
+        notice,
+        errors,
+        csrf,
+        ctx.ops_secrets.session.is_some(),
+    );
+    html(status, layout("closeloop ops", &body))
+}
+
+fn page_body(
+    unresolved: &[Action],
+    resolved: &[Action],
+    notice: Option<&str>,
+    errors: &[String],
+    csrf: &str,
+    can_sign_out: bool,
+) -> String {
+    let mut body = String::from("<h1>closeloop ops</h1>");
+    if can_sign_out {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/ops/logout\"><button type=\"submit\">Sign out</button></form>"
+        );
+    }
+    if let Some(notice) = notice {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" id=\"notice\">{}</p>",
+            escape(notice)
+        );
+    }
+    if !errors.is_empty() {
+        body.push_str("<ul class=\"errors\" id=\"errors\">");
+        for error in errors {
+            let _ = write!(body, "<li>{}</li>", escape(error));
+        }
+        body.push_str("</ul>");
+    }
+    let _ = write!(body, "<h2>Open actions ({})</h2>", unresolved.len());
+    if unresolved.is_empty() {
+        body.push_str(
+            "<p id=\"no-open-actions\">Nothing to do: no theme is surging or recurring.</p>",
+        );
+    }
+    for action in unresolved {
+        action_card(&mut body, action, csrf);
+    }
+    let _ = write!(body, "<h2>Recently resolved ({})</h2>", resolved.len());
+    for action in resolved {
+        resolved_card(&mut body, action, csrf);
+    }
+    body
+}
+
+fn when(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn theme_title(action: &Action) -> String {
+    let en = action
+        .theme_name
+        .get("en")
+        .cloned()
+        .unwrap_or_else(|| action.theme.clone());
+    match action.theme_name.get("de") {
+        Some(de) if *de != en => format!("{} / {}", escape(&en), escape(de)),
+        _ => escape(&en),
+    }
+}
+
+fn counts_table(out: &mut String, title: &str, rows: &BTreeMap<String, EvidenceCounts>) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<table><tr><th>{}</th><th>mentions</th><th>negative</th><th>customers</th></tr>",
+        escape(title)
+    );
+    for (name, counts) in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            counts.mentions,
+            counts.negative_mentions,
+            counts.distinct_customers
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn evidence(out: &mut String, action: &Action) {
+    let e = &action.evidence;
+    let _ = write!(
+        out,
+        "<p><strong>{}</strong> negative of {} mentions ({:.0}% negative) from <strong>{}</strong> customers, {} – {}",
+        e.negative_mentions,
+        e.mentions,
+        e.negative_share * 100.0,
+        e.distinct_customers,
+        escape(&when(e.window_start)),
+        escape(&when(e.window_end)),
+    );
+    if let Some(rating) = e.average_rating {
+        let _ = write!(out, "; average rating {rating:.1}");
+    }
+    if let Some(nps) = e.average_nps {
+        let _ = write!(out, "; average NPS score {nps:.1}");
+    }
+    out.push_str("</p>");
+    if !e.reason.is_empty() {
+        let _ = write!(out, "<p class=\"meta\">Why: {}</p>", escape(&e.reason));
+    }
+    let _ = write!(out, "<p class=\"meta\">Rule: {}</p>", escape(&e.rule));
+    if !e.series.is_empty() {
+        out.push_str(
+            "<table><tr><th>from</th><th>mentions</th><th>negative</th><th>customers</th></tr>",
+        );
+        for bucket in &e.series {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&when(bucket.start)),
+                bucket.counts.mentions,
+                bucket.counts.negative_mentions,
+                bucket.counts.distinct_customers
+            );
+        }
+        out.push_str("</table>");
+    }
+    counts_table(out, "channel", &e.by_channel);
+    counts_table(out, "touchpoint", &e.by_touchpoint);
+    for excerpt in &e.excerpts {
+        let _ = write!(
+            out,
+            "<blockquote class=\"excerpt\">{}<br><small>customer {} · feedback {} · {}</small></blockquote>",
+            escape(&excerpt.excerpt),
+            escape(&excerpt.customer_id),
+            excerpt.feedback_id,
+            escape(&when(excerpt.given_at)),
+        );
+    }
+}
+
+fn hidden_csrf(csrf: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(csrf)
+    )
+}
+
+fn action_card(out: &mut String, action: &Action, csrf: &str) {
+    let id = action.action_id;
+    let _ = write!(
+        out,
+        "<article id=\"action-{id}\" data-theme=\"{}\"><h3>{}</h3><p class=\"meta\">{} · raised {} · <span class=\"status\">{}</span>",
+        escape(&action.theme),
+        theme_title(action),
+        escape(&action.evidence.detector),
+        escape(&when(action.raised_at)),
+        action.status.as_str(),
+    );
+    if let Some(assignee) = &action.workflow.assignee {
+        let _ = write!(out, " · assigned to {}", escape(assignee));
+    } else if let Some(by) = &action.workflow.acknowledged_by {
+        let _ = write!(out, " · acknowledged by {}", escape(by));
+    }
+    if action.workflow.reopened_count > 0 {
+        let _ = write!(out, " · reopened {}×", action.workflow.reopened_count);
+    }
+    out.push_str("</p>");
+    evidence(out, action);
+    let csrf = hidden_csrf(csrf);
+    out.push_str("<div class=\"forms\">");
+    if action.status == ActionStatus::Open {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/ops/actions/{id}/acknowledge\" id=\"acknowledge-{id}\">{csrf}\
+             <label>Your name <input name=\"acknowledged_by\" required maxlength=\"200\"></label>\
+             <button type=\"submit\">Acknowledge</button></form>"
+        );
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/ops/actions/{id}/assign\" id=\"assign-{id}\">{csrf}\
+         <label>Assign to <input name=\"assignee\" required maxlength=\"200\"></label>\
+         <label>Your name <input name=\"assigned_by\" required maxlength=\"200\"></label>\
+         <button type=\"submit\">Assign</button></form>\
+         <form method=\"post\" action=\"/ops/actions/{id}/resolve\" id=\"resolve-{id}\">{csrf}\
+         <label>What we did (English, required) <textarea name=\"message_en\" required maxlength=\"2000\"></textarea></label>\
+         <label>Was wir getan haben (Deutsch) <textarea name=\"message_de\" maxlength=\"2000\"></textarea></label>\
+         <label>Your name <input name=\"resolved_by\" required maxlength=\"200\"></label>\
+         <button type=\"submit\">Resolve and tell the customers</button></form></div></article>"
+    );
+}
+
+fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
+    let id = action.action_id;
+    let _ = write!(
+        out,
+        "<article id=\"action-{id}\" data-theme=\"{}\"><h3>{}</h3><p class=\"meta\"><span class=\"status\">{}</span>",
+        escape(&action.theme),
+        theme_title(action),
+        action.status.as_str()
+    );
+    if let Some(resolution) = &action.resolution {
+        let _ = write!(
+            out,
+            " by {} at {}</p>",
+            escape(&resolution.resolved_by),
+            escape(&when(resolution.resolved_at))
+        );
+        for (language, message) in &resolution.message {
+            let _ = write!(
+                out,
+                "<blockquote class=\"resolution\" lang=\"{}\">{}</blockquote>",
+                escape(language),
+                escape(message)
+            );
+        }
+    } else {
+        out.push_str("</p>");
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/ops/actions/{id}/reopen\" id=\"reopen-{id}\">{}\
+         <label>Why <input name=\"reason\" maxlength=\"2000\"></label>\
+         <label>Your name <input name=\"reopened_by\" required maxlength=\"200\"></label>\
+         <button type=\"submit\">Reopen</button></form></article>",
+        hidden_csrf(csrf)
+    );
+}
+
+async fn login(
+    State(ctx): State<Arc<Context>>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let Some(expected) = &ctx.ops_token else {
+        return see_other("/ops");
+    };
+    let presented = form
+        .ok()
+        .and_then(|Form(mut fields)| fields.remove("token"));
+    if !presented.is_some_and(|token| tokens_match(token.trim(), expected)) {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("That is not the ops token.")),
+        );
+    }
+    let mut response = see_other("/ops");
+    let session = ctx.ops_secrets.session.clone().unwrap_or_default();
+    let cookie = format!("{COOKIE}={session}; Path=/ops; HttpOnly; SameSite=Strict");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn logout() -> Response {
+    let mut response = see_other("/ops");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("closeloop_ops=; Path=/ops; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+/// Problems of a refused form, as lines for the page.
+fn problem_lines(problem: &Problem) -> Vec<String> {
+    let mut lines = vec![match &problem.detail {
+        Some(detail) => format!("{}: {detail}", problem.title),
+        None => problem.title.clone(),
+    }];
+    for error in &problem.errors {
+        let field = error.pointer.trim_start_matches('/').replace('/', " ");
+        lines.push(format!("{field}: {}", error.detail));
+    }
+    lines
+}
+
+/// The page again, with the reasons a form was refused.
+async fn refused(ctx: &Context, problem: Problem) -> Response {
+    render(ctx, problem.status(), None, &problem_lines(&problem)).await
+}
+
+async fn transition(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    Path((raw_id, step)): Path<(String, String)>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if !signed_in(&ctx, &headers) {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("Please sign in again.")),
+        );
+    }
+    let mut fields = match form {
+        Ok(Form(fields)) => fields,
+        Err(rejection) => {
+            return refused(
+                &ctx,
+                Problem::new(StatusCode::BAD_REQUEST, "Unreadable form")
+                    .detail(rejection.body_text()),
+            )
+            .await
+        }
+    };
+    let csrf_ok = fields
+        .remove("csrf")
+        .is_some_and(|presented| tokens_match(&presented, &ctx.ops_secrets.csrf));
+    if !csrf_ok {
+        return refused(
+            &ctx,
+            Problem::new(StatusCode::FORBIDDEN, "Form expired")
+                .detail("the form is stale or did not come from this page; reload and try again"),
+        )
+        .await;
+    }
+    let id = match parse_action_id(&raw_id) {
+        Ok(id) => id,
+        Err(problem) => return refused(&ctx, problem).await,
+    };
+    let result = match step.as_str() {
+        "acknowledge" => {
+            let mut checks = Fields::default();
+            let by = checks.name("/acknowledged_by", fields.remove("acknowledged_by"));
+            match checks.finish("Invalid acknowledgement", by) {
+                Ok(by) => workflow::acknowledge(&ctx, id, &by, None)
+                    .await
+                    .map_err(|e| e.problem()),
+                Err(problem) => Err(problem),
+            }
+        }
+        "assign" => {
+            let mut checks = Fields::default();
+            let assignee = checks.name("/assignee", fields.remove("assignee"));
+            let by = checks.name("/assigned_by", fields.remove("assigned_by"));
+            match checks.finish("Invalid assignment", (assignee, by)) {
+                Ok((assignee, by)) => workflow::acknowledge(&ctx, id, &by, Some(&assignee))
+                    .await
+                    .map_err(|e| e.problem()),
+                Err(problem) => Err(problem),
+            }
+        }
+        "resolve" => {
+            // The form always sends both text areas; an empty German one means "none".
+            let message: BTreeMap<String, String> = LANGUAGES
+                .iter()
+                .filter_map(|language| {
+                    let text = fields.remove(&format!("message_{language}"))?;
+                    (*language == "en" || !text.trim().is_empty())
+                        .then(|| ((*language).to_owned(), text))
+                })
+                .collect();
+            match check_resolution(Some(message), fields.remove("resolved_by")) {
+                Ok(request) => workflow::resolve(&ctx, id, request.message, &request.resolved_by)
+                    .await
+                    .map_err(|e| e.problem()),
+                Err(problem) => Err(problem),
+            }
+        }
+        "reopen" => {
+            let mut checks = Fields::default();
+            let by = checks.name("/reopened_by", fields.remove("reopened_by"));
+            let reason = checks.note("/reason", fields.remove("reason"));
+            match checks.finish("Invalid reopen", (by, reason)) {
+                Ok((by, reason)) => workflow::reopen(&ctx, id, &by, reason.as_deref())
+                    .await
+                    .map_err(|e| e.problem()),
+                Err(problem) => Err(problem),
+            }
+        }
+        _ => Err(Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such step")),
+    };
+    match result {
+        Ok(_) => {
+            let notice = match step.as_str() {
+                "acknowledge" => "acknowledged",
+                "assign" => "assigned",
+                "resolve" => "resolved",
+                _ => "reopened",
+            };
+            see_other(&format!("/ops?notice={notice}"))
+        }
+        Err(problem) => refused(&ctx, problem).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use closeloop_events::{ActionWorkflow, Evidence, EvidenceExcerpt};
+
+    const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;";
+
+    fn hostile_action(status: ActionStatus) -> Action {
+        let now = Utc::now();
+        Action {
+            action_id: Uuid::now_v7(),
+            theme: "delivery_time".into(),
+            theme_name: BTreeMap::from([
+                ("en".into(), HOSTILE.into()),
+                ("de".into(), "Lieferzeit".into()),
+            ]),
+            status,
+            raised_at: now,
+            updated_at: now,
+            evidence: Evidence {
+                window_start: now,
+                window_end: now,
+                mentions: 3,
+                negative_mentions: 2,
+                distinct_customers: 2,
+                rule: HOSTILE.into(),
+                reason: HOSTILE.into(),
+                excerpts: vec![EvidenceExcerpt {
+                    feedback_id: Uuid::now_v7(),
+                    customer_id: HOSTILE.into(),
+                    excerpt: HOSTILE.into(),
+                    given_at: now,
+                }],
+                by_channel: BTreeMap::from([(HOSTILE.into(), EvidenceCounts::default())]),
+                ..Evidence::default()
+            },
+            resolution: (status == ActionStatus::Resolved).then(|| closeloop_events::Resolution {
+                message: BTreeMap::from([("en".into(), HOSTILE.into())]),
+                resolved_by: HOSTILE.into(),
+                resolved_at: now,
+            }),
+            workflow: ActionWorkflow {
+                assignee: Some(HOSTILE.into()),
+                ..ActionWorkflow::default()
+            },
+            history: None,
+        }
+    }
+
+    #[test]
+    fn escapes_everything_that_matters() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(escape("Grüße"), "Grüße");
+    }
+
+    #[test]
+    fn hostile_feedback_never_reaches_the_page_as_markup() {
+        let page = page_body(
+            &[hostile_action(ActionStatus::Acknowledged)],
+            &[hostile_action(ActionStatus::Resolved)],
+            Some(HOSTILE),
+            &[HOSTILE.to_owned()],
+            "csrf-token",
+            true,
+        );
+        assert!(!page.contains("<script"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("onerror=alert(1)>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        // The escaped text is still shown, once per place it appears.
+        assert!(page.matches("&lt;script&gt;").count() >= 8);
+        assert!(page.contains("name=\"csrf\" value=\"csrf-token\""));
+        assert!(
+            page.contains("/reopen\""),
+            "resolved actions can be reopened"
+        );
+    }
+
+    #[test]
+    fn secrets_are_derived_not_copied() {
+        let secrets = OpsSecrets::new(Some("s3cret"));
+        let session = secrets.session.clone().expect("session with a token");
+        assert_eq!(session.len(), 64);
+        assert!(!session.contains("s3cret"));
+        assert_ne!(session, secrets.csrf);
+        assert_eq!(
+            OpsSecrets::new(Some("s3cret")).csrf,
+            secrets.csrf,
+            "stable across restarts"
+        );
+        let open = OpsSecrets::new(None);
+        assert!(open.session.is_none());
+        assert_ne!(
+            open.csrf,
+            OpsSecrets::new(None).csrf,
+            "random without a token"
+        );
+    }
+
+    #[test]
+    fn notices_are_fixed_texts() {
+        assert_eq!(
+            notice_text("resolved").map(|t| t.starts_with("Action resolved")),
+            Some(true)
+        );
+        assert_eq!(notice_text("<script>"), None);
+    }
+}

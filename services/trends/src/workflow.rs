@@ -1,0 +1,261 @@
+//! What an operator does to an action — acknowledge, assign, resolve, reopen — shared by
+//! the JSON API and the `/ops` page. Each transition runs under the transitions lock,
+//! changes the row, and publishes its `actions.v1` event; if the broker does not take
+//! the event, the row is put back, so no change happens without its event.
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use closeloop_events::{ActionEventKind, ActionStatus, Envelope, Resolution};
+use closeloop_store::sqlx;
+use closeloop_telemetry::Problem;
+use uuid::Uuid;
+
+use crate::action::{time, Action, CorruptAction};
+use crate::store::{is_unique_violation, ActionRow, LogRow};
+use crate::Context;
+
+/// Why a transition did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("no action {0}")]
+    NotFound(Uuid),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the event could not be published ({0}); nothing changed")]
+    Bus(String),
+    #[error(transparent)]
+    Corrupt(#[from] CorruptAction),
+}
+
+impl TransitionError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            TransitionError::NotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "Action not found")
+                    .detail(format!("no action {id}"))
+            }
+            TransitionError::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "Conflicting state").detail(detail.clone())
+            }
+            TransitionError::Database(error) => database_problem(error),
+            TransitionError::Bus(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Event bus unavailable")
+                    .detail("the change could not be published; nothing changed, try again")
+                    .retry_after(5)
+            }
+            TransitionError::Corrupt(error) => {
+                tracing::error!(%error, "stored action cannot be read");
+                Problem::internal(error.to_string())
+            }
+        }
+    }
+}
+
+pub fn database_problem(error: &sqlx::Error) -> Problem {
+    tracing::error!(%error, "database error in ops API");
+    if closeloop_store::is_transient(error) {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
+            .detail("the database is busy or unreachable; try again shortly")
+            .retry_after(5)
+    } else {
+        Problem::internal("database error")
+    }
+}
+
+async fn load(ctx: &Context, id: Uuid) -> Result<ActionRow, TransitionError> {
+    ctx.store
+        .action(&id.to_string())
+        .await?
+        .ok_or(TransitionError::NotFound(id))
+}
+
+/// Publishes `kind` for `action`; on failure restores `before` and reports it.
+async fn publish_or_restore(
+    ctx: &Context,
+    before: &ActionRow,
+    action: &Action,
+    kind: ActionEventKind,
+) -> Result<Envelope<closeloop_events::ActionEvent>, TransitionError> {
+    let envelope = Envelope::new(action.event(kind));
+    if let Err(error) = ctx.publisher.publish(&envelope, None).await {
+        tracing::warn!(action_id = %action.action_id, %error, kind = kind.as_str(), "event not acknowledged, undoing");
+        if let Err(db) = ctx.store.restore_action(before).await {
+            tracing::error!(action_id = %action.action_id, error = %db, "could not undo the change");
+        }
+        return Err(TransitionError::Bus(error.to_string()));
+    }
+    Ok(envelope)
+}
+
+async fn reread(ctx: &Context, id: Uuid) -> Result<Action, TransitionError> {
+    let row = load(ctx, id).await?;
+    Ok(Action::from_row(&row, ctx.theme_name(&row.theme))?)
+}
+
+async fn finish(
+    ctx: &Context,
+    action: &Action,
+    envelope: &Envelope<closeloop_events::ActionEvent>,
+    kind: ActionEventKind,
+    actor: &str,
+    note: Option<String>,
+) {
+    ctx.metrics.event(kind.as_str());
+    let entry = LogRow {
+        at_ms: Utc::now().timestamp_millis(),
+        kind: kind.as_str().into(),
+        actor: actor.into(),
+        note,
+    };
+    ctx.log(envelope, &action.action_id.to_string(), &entry)
+        .await;
+    tracing::info!(action_id = %action.action_id, theme = %action.theme, kind = kind.as_str(), actor, "action {}", kind.as_str());
+}
+
+/// Someone takes the action on, optionally assigning it. Acknowledging twice (or
+/// assigning the same assignee again) changes nothing and publishes nothing.
+pub async fn acknowledge(
+    ctx: &Context,
+    id: Uuid,
+    by: &str,
+    assignee: Option<&str>,
+) -> Result<Action, TransitionError> {
+    let _transition = ctx.transitions.lock().await;
+    let row = load(ctx, id).await?;
+    if row.status == ActionStatus::Resolved.as_str() {
+        return Err(TransitionError::Conflict(format!(
+            "action {id} is resolved; reopen it first"
+        )));
+    }
+    let already = row.status == ActionStatus::Acknowledged.as_str();
+    let same_assignee = match assignee {
+        None => true,
+        Some(wanted) => row.assignee.as_deref() == Some(wanted),
+    };
+    if already && same_assignee {
+        return Ok(Action::from_row(&row, ctx.theme_name(&row.theme))?);
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    if !ctx
+        .store
+        .acknowledge_action(&row.action_id, by, assignee, now_ms)
+        .await?
+    {
+        return Err(TransitionError::Conflict(format!(
+            "action {id} was resolved meanwhile"
+        )));
+    }
+    let action = reread(ctx, id).await?;
+    let kind = if assignee.is_some() {
+        ActionEventKind::Assigned
+    } else {
+        ActionEventKind::Acknowledged
+    };
+    let envelope = publish_or_restore(ctx, &row, &action, kind).await?;
+    let note = assignee.map(|a| format!("assigned to {a}"));
+    finish(ctx, &action, &envelope, kind, by, note).await;
+    Ok(action)
+}
+
+/// The action is done: `message` goes to the customers who complained (via notify).
+pub async fn resolve(
+    ctx: &Context,
+    id: Uuid,
+    message: std::collections::BTreeMap<String, String>,
+    resolved_by: &str,
+) -> Result<Action, TransitionError> {
+    // Serialised with the consumer's raise/update, so the window cleared below cannot be
+    // refilled by a handler that read it just before.
+    let _transition = ctx.transitions.lock().await;
+    let row = load(ctx, id).await?;
+    if row.status == ActionStatus::Resolved.as_str() {
+        return Err(TransitionError::Conflict(format!(
+            "action {id} is already resolved"
+        )));
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    let resolution = Resolution {
+        message,
+        resolved_by: resolved_by.to_owned(),
+        resolved_at: time(now_ms),
+    };
+    let resolution_json = serde_json::to_string(&resolution)
+        .map_err(|e| TransitionError::Conflict(format!("resolution cannot be stored: {e}")))?;
+    if !ctx
+        .store
+        .resolve_action(&row.action_id, &resolution_json, now_ms)
+        .await?
+    {
+        return Err(TransitionError::Conflict(format!(
+            "action {id} is already resolved"
+        )));
+    }
+    let action = reread(ctx, id).await?;
+    // Customers must not miss the message: on failure the action stays unresolved so
+    // the operator can resolve it again once the broker is back.
+    let envelope = publish_or_restore(ctx, &row, &action, ActionEventKind::Resolved).await?;
+    ctx.detection().resolved(&row.theme, now_ms);
+    ctx.metrics.closed(&row.theme);
+    finish(
+        ctx,
+        &action,
+        &envelope,
+        ActionEventKind::Resolved,
+        resolved_by,
+        None,
+    )
+    .await;
+    Ok(action)
+}
+
+/// The fix did not hold: the resolved action is open again (its theme must not have
+/// another unresolved action).
+pub async fn reopen(
+    ctx: &Context,
+    id: Uuid,
+    reopened_by: &str,
+    reason: Option<&str>,
+) -> Result<Action, TransitionError> {
+    let _transition = ctx.transitions.lock().await;
+    let row = load(ctx, id).await?;
+    if row.status != ActionStatus::Resolved.as_str() {
+        return Err(TransitionError::Conflict(format!(
+            "action {id} is not resolved"
+        )));
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    match ctx
+        .store
+        .reopen_action(&row.action_id, reopened_by, None, now_ms)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(TransitionError::Conflict(format!(
+                "action {id} is not resolved"
+            )))
+        }
+        Err(error) if is_unique_violation(&error) => {
+            return Err(TransitionError::Conflict(format!(
+                "theme {} already has an unresolved action",
+                row.theme
+            )))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let action = reread(ctx, id).await?;
+    let envelope = publish_or_restore(ctx, &row, &action, ActionEventKind::Reopened).await?;
+    ctx.metrics.opened(&row.theme);
+    finish(
+        ctx,
+        &action,
+        &envelope,
+        ActionEventKind::Reopened,
+        reopened_by,
+        reason.map(str::to_owned),
+    )
+    .await;
+    Ok(action)
+}
