@@ -5,8 +5,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use closeloop::sink::WebhookSink;
+use closeloop::stack::{ServiceConfigs, Stack};
+use closeloop::up::{dev_key, local_defaults};
+use closeloop_store::testing::database_args;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
+use tokio::net::TcpListener;
 
 /// Logs of the services under test, when `RUST_LOG` asks for them.
 pub fn init_logs() {
@@ -65,4 +70,104 @@ pub async fn read_topic(
             Err(_) => return records,
         }
     }
+}
+
+/// A feedback event as a support tool posts it, about delivery, from `customer`.
+pub fn feedback(
+    customer: &str,
+    locale: &str,
+    consent: bool,
+    text: &str,
+    rating: u8,
+) -> serde_json::Value {
+    serde_json::json!({
+        "channel": "review",
+        "touchpoint": "delivery",
+        "customer": { "id": customer, "locale": locale, "consent": consent, "reference": format!("REF-{customer}") },
+        "text": text,
+        "rating": rating
+    })
+}
+
+/// The whole loop in this process on a fresh embedded broker (1 broker, 3 partitions), each
+/// service with its own fresh database, tuned to raise an action from a handful of
+/// complaints (4 negative mentions from 3 customers) and to retry deliveries quickly; its
+/// webhooks go to the returned sink, which verifies their signatures.
+pub async fn start_loop() -> (Stack, WebhookSink) {
+    init_logs();
+    let mut configs = ServiceConfigs::from_env(&database_args("shared")).with_ephemeral_ports();
+    configs.ingest.database = database_args("ingest");
+    configs.categorise.database = database_args("categorise");
+    configs.trends.database = database_args("trends");
+    configs.notify.database = database_args("notify");
+    configs.trends.min_negative_mentions = 4;
+    configs.trends.min_distinct_customers = 3;
+    configs.notify.retry_base_ms = 20;
+    let sink_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the webhook sink");
+    let sink_addr = sink_listener.local_addr().expect("sink address");
+    let secrets = local_defaults(&mut configs, sink_addr);
+    let sink = WebhookSink::new(secrets, false);
+    let stack = Stack::start_embedded(configs, 1, 3)
+        .await
+        .expect("stack starts");
+    sink.spawn(sink_listener, stack.shutdown_token());
+    (stack, sink)
+}
+
+/// Posts each body to ingest as the dev source `shopdesk`, with idempotency keys
+/// `{key_prefix}-{index}`, and asserts every one was accepted.
+pub async fn post_all(stack: &Stack, key_prefix: &str, bodies: &[serde_json::Value]) {
+    let client = reqwest::Client::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let response = client
+            .post(format!("http://{}/v1/feedback", stack.ingest))
+            .bearer_auth(dev_key("shopdesk"))
+            .header("Idempotency-Key", format!("{key_prefix}-{i}"))
+            .json(body)
+            .send()
+            .await
+            .expect("ingest answers");
+        let status = response.status();
+        assert_eq!(status, 202, "{:?}", response.text().await);
+    }
+}
+
+/// Waits until trends has an unresolved action for `theme` and returns it as the API
+/// shows it.
+pub async fn open_action(stack: &Stack, theme: &str, timeout: Duration) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    eventually(timeout, &format!("an open {theme} action"), || {
+        let client = client.clone();
+        let url = format!("http://{}/v1/actions?status=open", stack.trends);
+        async move {
+            let actions: serde_json::Value =
+                client.get(url).send().await.ok()?.json().await.ok()?;
+            actions
+                .as_array()?
+                .iter()
+                .find(|a| a["theme"] == theme)
+                .cloned()
+        }
+    })
+    .await
+}
+
+/// Resolves an action through the ops API with an English and a German "we did".
+pub async fn resolve(stack: &Stack, action_id: &str, en: &str, de: &str) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/actions/{action_id}/resolve",
+            stack.trends
+        ))
+        .json(&serde_json::json!({
+            "message": { "en": en, "de": de },
+            "resolved_by": "ops@example.com"
+        }))
+        .send()
+        .await
+        .expect("trends answers");
+    let status = response.status();
+    assert_eq!(status, 200, "{:?}", response.text().await);
 }

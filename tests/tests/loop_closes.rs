@@ -5,42 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use closeloop::sink::WebhookSink;
-use closeloop::stack::{ServiceConfigs, Stack};
-use closeloop::up::{dev_key, local_defaults};
-use closeloop_store::testing::database_args;
-use closeloop_tests::{eventually, init_logs};
-use serde_json::{json, Value};
-use tokio::net::TcpListener;
-
-fn feedback(customer: &str, locale: &str, consent: bool, text: &str, rating: u8) -> Value {
-    json!({
-        "channel": "review",
-        "touchpoint": "delivery",
-        "customer": { "id": customer, "locale": locale, "consent": consent, "reference": format!("REF-{customer}") },
-        "text": text,
-        "rating": rating
-    })
-}
+use closeloop_tests::{eventually, feedback, open_action, post_all, resolve, start_loop};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_loop_closes_for_exactly_the_consenting_complainers() {
-    init_logs();
-    let mut configs = ServiceConfigs::from_env(&database_args("shared")).with_ephemeral_ports();
-    configs.ingest.database = database_args("ingest");
-    configs.categorise.database = database_args("categorise");
-    configs.trends.database = database_args("trends");
-    configs.notify.database = database_args("notify");
-    configs.trends.min_negative_mentions = 4;
-    configs.trends.min_distinct_customers = 3;
-    configs.notify.retry_base_ms = 20;
-    let sink_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let secrets = local_defaults(&mut configs, sink_listener.local_addr().unwrap());
-    let sink = WebhookSink::new(secrets, false);
-    let stack = Stack::start_embedded(configs, 1, 3)
-        .await
-        .expect("stack starts");
-    sink.spawn(sink_listener, stack.shutdown_token());
+    let (stack, sink) = start_loop().await;
     let client = reqwest::Client::new();
 
     let posts = [
@@ -94,54 +64,19 @@ async fn the_loop_closes_for_exactly_the_consenting_complainers() {
             1,
         ),
     ];
-    for (i, body) in posts.iter().enumerate() {
-        let response = client
-            .post(format!("http://{}/v1/feedback", stack.ingest))
-            .bearer_auth(dev_key("shopdesk"))
-            .header("Idempotency-Key", format!("k-{i}"))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202, "{:?}", response.text().await);
-    }
+    post_all(&stack, "k", &posts).await;
 
-    let action: Value = eventually(
-        Duration::from_secs(60),
-        "an open delivery_time action",
-        || {
-            let client = client.clone();
-            let url = format!("http://{}/v1/actions?status=open", stack.trends);
-            async move {
-                let actions: Value = client.get(url).send().await.ok()?.json().await.ok()?;
-                actions
-                    .as_array()?
-                    .iter()
-                    .find(|a| a["theme"] == "delivery_time")
-                    .cloned()
-            }
-        },
-    )
-    .await;
+    let action = open_action(&stack, "delivery_time", Duration::from_secs(60)).await;
     assert_eq!(action["evidence"]["distinct_customers"], 4, "{action}");
     let action_id = action["action_id"].as_str().unwrap().to_owned();
 
-    let response = client
-        .post(format!(
-            "http://{}/v1/actions/{action_id}/resolve",
-            stack.trends
-        ))
-        .json(&json!({
-            "message": {
-                "en": "We added a second carrier.",
-                "de": "Wir haben einen zweiten Versanddienstleister beauftragt."
-            },
-            "resolved_by": "ops@example.com"
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    resolve(
+        &stack,
+        &action_id,
+        "We added a second carrier.",
+        "Wir haben einen zweiten Versanddienstleister beauftragt.",
+    )
+    .await;
 
     eventually(
         Duration::from_secs(30),

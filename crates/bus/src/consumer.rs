@@ -110,6 +110,16 @@ pub async fn run_consumer<H: Handler>(
         .create_with_context(context)?;
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %config.group_id, "consumer started");
+    // Every series of the topic exists from the start (at 0), so rate() and the alerts
+    // see it before its first failure rather than only after.
+    for counter in [
+        &metrics.consumed,
+        &metrics.failed,
+        &metrics.dead_lettered,
+        &metrics.retries,
+    ] {
+        counter.with_label_values(&[topic]);
+    }
 
     let dead_letter_topic = topics::dead_letter_of(topic);
     loop {

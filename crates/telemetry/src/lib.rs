@@ -23,6 +23,26 @@ use tokio_util::sync::CancellationToken;
 
 pub use problem::Problem;
 
+/// The end-to-end latency histogram, labelled by `stage`, that categorise (`categorised`:
+/// from ingest accepting the feedback), trends (`action`: from the event time of the
+/// mention that made a theme fire to its action) and notify (`notified`: from the
+/// feedback's event time to the customer's "you said, we did" delivered) each register.
+/// One definition, so every stage has the same buckets: milliseconds for the pipeline,
+/// days for a loop that waits on an ops team.
+pub fn pipeline_latency_histogram() -> Result<HistogramVec, prometheus::Error> {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "closeloop_pipeline_latency_seconds",
+            "End-to-end latency by stage: accepted → categorised; feedback event time → action, → notified.",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            900.0, 3600.0, 14_400.0, 43_200.0, 86_400.0, 259_200.0, 604_800.0, 2_592_000.0,
+        ]),
+        &["stage"],
+    )
+}
+
 /// Sets up the global `tracing` subscriber: `RUST_LOG`-style filter (default `info`),
 /// human-readable or JSON lines. Calling it twice is harmless (tests do).
 pub fn init_tracing(json: bool) {

@@ -1,4 +1,4 @@
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct CategoriseMetrics {
@@ -23,16 +23,7 @@ impl CategoriseMetrics {
             ),
             &["theme", "sentiment"],
         )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "closeloop_pipeline_latency_seconds",
-                "Time from ingest accepting a feedback to this stage, by stage.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
-            &["stage"],
-        )?;
+        let latency = closeloop_telemetry::pipeline_latency_histogram()?;
         registry.register(Box::new(categorised.clone()))?;
         registry.register(Box::new(theme_mentions.clone()))?;
         registry.register(Box::new(latency.clone()))?;

@@ -324,6 +324,7 @@ fn delivery(
         language: language.to_owned(),
         payload: payload.to_string(),
         created_at_ms: now_ms,
+        said_at_ms: mention.given_at_ms,
     }
 }
 

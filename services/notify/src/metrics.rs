@@ -22,6 +22,8 @@ pub struct NotifyMetrics {
     pub outbox: IntGaugeVec,
     /// `notifications.v1` records that could not be published (the outbox stays the truth).
     pub outcome_publish_failures: IntCounter,
+    /// Feedback event time → its "you said, we did" delivered (`stage="notified"`).
+    pub pipeline_latency: HistogramVec,
 }
 
 impl NotifyMetrics {
@@ -78,6 +80,7 @@ impl NotifyMetrics {
             "closeloop_notification_outcome_publish_failures_total",
             "notifications.v1 records that could not be published.",
         ))?;
+        let pipeline_latency = closeloop_telemetry::pipeline_latency_histogram()?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(delivery_seconds.clone()))?;
@@ -85,6 +88,7 @@ impl NotifyMetrics {
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(outbox.clone()))?;
         registry.register(Box::new(outcome_publish_failures.clone()))?;
+        registry.register(Box::new(pipeline_latency.clone()))?;
         Ok(Self {
             notifications,
             skipped,
@@ -93,6 +97,7 @@ impl NotifyMetrics {
             rate_limited,
             outbox,
             outcome_publish_failures,
+            pipeline_latency,
         })
     }
 }

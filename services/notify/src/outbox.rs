@@ -26,6 +26,8 @@ pub struct NewDelivery {
     /// The rendered webhook body, without `sent_at` (added per attempt).
     pub payload: String,
     pub created_at_ms: i64,
+    /// Event time of the feedback the delivery answers.
+    pub said_at_ms: i64,
 }
 
 /// A customer who is owed a message but will not get one, and why.
@@ -51,8 +53,8 @@ pub async fn enqueue(
     for delivery in deliveries {
         let result = sqlx::query(
             "INSERT INTO notify_deliveries (delivery_id, action_id, customer_id, source, channel, \
-             language, payload, status, attempts, next_attempt_at_ms, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) ON CONFLICT DO NOTHING",
+             language, payload, status, attempts, next_attempt_at_ms, created_at_ms, said_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(&delivery.delivery_id)
         .bind(&delivery.action_id)
@@ -63,6 +65,7 @@ pub async fn enqueue(
         .bind(&delivery.payload)
         .bind(PENDING)
         .bind(delivery.created_at_ms)
+        .bind(delivery.said_at_ms)
         .execute(&mut *tx)
         .await?;
         inserted += result.rows_affected();
@@ -101,13 +104,14 @@ pub struct Due {
     pub attempts: i64,
     pub next_attempt_at_ms: i64,
     pub created_at_ms: i64,
+    pub said_at_ms: Option<i64>,
 }
 
 /// Up to `limit` pending deliveries due at `now_ms`, oldest due first.
 pub async fn due(db: &Database, now_ms: i64, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, source, channel, language, payload, \
-         attempts, next_attempt_at_ms, created_at_ms FROM notify_deliveries \
+         attempts, next_attempt_at_ms, created_at_ms, said_at_ms FROM notify_deliveries \
          WHERE status = $1 AND next_attempt_at_ms <= $2 \
          ORDER BY next_attempt_at_ms, delivery_id LIMIT $3",
     )
@@ -301,6 +305,7 @@ mod tests {
             language: "en".into(),
             payload: "{}".into(),
             created_at_ms: 1,
+            said_at_ms: 0,
         }
     }
 

@@ -284,6 +284,12 @@ impl Worker {
                     .delivery_seconds
                     .with_label_values(&[due.channel.as_str()])
                     .observe(seconds);
+                if let Some(said_at_ms) = due.said_at_ms {
+                    self.metrics
+                        .pipeline_latency
+                        .with_label_values(&["notified"])
+                        .observe((now - said_at_ms).max(0) as f64 / 1000.0);
+                }
                 tracing::info!(
                     delivery_id = %due.delivery_id,
                     customer_id = %due.customer_id,

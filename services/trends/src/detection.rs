@@ -388,7 +388,11 @@ impl ThemesHandler {
     ) {
         let now_ms = Utc::now().timestamp_millis();
         let metrics = &self.ctx.metrics;
-        metrics.opened(&row.theme);
+        let since_ms = match kind {
+            ActionEventKind::Reopened => now_ms,
+            _ => row.raised_at_ms,
+        };
+        metrics.opened(&row.theme, since_ms);
         metrics.event(kind.as_str());
         if let Some(at_ms) = trigger.mention_at_ms {
             metrics.detection_delay(now_ms - at_ms);
@@ -473,7 +477,7 @@ impl ThemesHandler {
             .reported(&open.theme, &open.action_id, customers);
         if let (Some(kind), Some(envelope)) = (kind, envelope) {
             if kind == ActionEventKind::Raised {
-                self.ctx.metrics.opened(&open.theme);
+                self.ctx.metrics.opened(&open.theme, open.raised_at_ms);
             }
             self.ctx.metrics.event(kind.as_str());
             let entry = LogRow {

@@ -156,9 +156,9 @@ impl Service {
 
         let mut detection = DetectionState::new(checked.detector);
         let replayed = rebuild(&store, &mut detection).await?;
-        let open = store.open_themes().await?;
-        for theme in &open {
-            metrics.opened(theme);
+        let open = store.open_since().await?;
+        for (theme, since_ms) in &open {
+            metrics.opened(theme, *since_ms);
         }
         tracing::info!(
             replayed,

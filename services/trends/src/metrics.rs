@@ -2,7 +2,9 @@
 //! HTTP metrics. Labels are bounded: themes come from the taxonomy, events and reasons
 //! are fixed sets.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Every `actions.v1` event kind, so each series exists from the start.
 const EVENTS: [&str; 6] = [
@@ -25,6 +27,11 @@ pub struct TrendsMetrics {
     pub detection_delay: Histogram,
     /// Mentions the detector did not count, by `reason` (too_late, before_resolution).
     pub mentions_dropped: IntCounterVec,
+    /// When each theme's unresolved action was raised or last reopened, as a Unix
+    /// time, so an alert can say how long it has been waiting. Absent when resolved.
+    pub opened_timestamp: GaugeVec,
+    /// Feedback event time → action (`stage="action"`), shared with the other services.
+    pub pipeline_latency: HistogramVec,
 }
 
 impl TrendsMetrics {
@@ -57,10 +64,20 @@ impl TrendsMetrics {
             ),
             &["reason"],
         )?;
+        let opened_timestamp = GaugeVec::new(
+            Opts::new(
+                "closeloop_action_opened_timestamp_seconds",
+                "Unix time the theme's unresolved action was raised or last reopened.",
+            ),
+            &["theme"],
+        )?;
+        let pipeline_latency = closeloop_telemetry::pipeline_latency_histogram()?;
         registry.register(Box::new(actions_open.clone()))?;
         registry.register(Box::new(actions_total.clone()))?;
         registry.register(Box::new(detection_delay.clone()))?;
         registry.register(Box::new(mentions_dropped.clone()))?;
+        registry.register(Box::new(opened_timestamp.clone()))?;
+        registry.register(Box::new(pipeline_latency.clone()))?;
         // Zero series up front, so dashboards and rate() see the counters before the
         // first action is ever raised.
         for event in EVENTS {
@@ -74,15 +91,23 @@ impl TrendsMetrics {
             actions_total,
             detection_delay,
             mentions_dropped,
+            opened_timestamp,
+            pipeline_latency,
         })
     }
 
-    pub fn opened(&self, theme: &str) {
+    /// The theme's action is unresolved since `since_ms` (raised or reopened then).
+    pub fn opened(&self, theme: &str, since_ms: i64) {
         self.actions_open.with_label_values(&[theme]).set(1);
+        self.opened_timestamp
+            .with_label_values(&[theme])
+            .set(since_ms as f64 / 1000.0);
     }
 
     pub fn closed(&self, theme: &str) {
         self.actions_open.with_label_values(&[theme]).set(0);
+        // Removed rather than zeroed: `time() - min(...)` must not see a 1970 opening.
+        let _ = self.opened_timestamp.remove_label_values(&[theme]);
     }
 
     pub fn event(&self, event: &str) {
@@ -90,9 +115,13 @@ impl TrendsMetrics {
     }
 
     /// Records a detection delay; a negative one (a client clock ahead) counts as 0.
+    /// Also the pipeline's `action` stage: the same span, on the shared histogram.
     pub fn detection_delay(&self, delay_ms: i64) {
-        self.detection_delay
-            .observe(delay_ms.max(0) as f64 / 1000.0);
+        let seconds = delay_ms.max(0) as f64 / 1000.0;
+        self.detection_delay.observe(seconds);
+        self.pipeline_latency
+            .with_label_values(&["action"])
+            .observe(seconds);
     }
 
     pub fn dropped(&self, reason: &str) {

@@ -427,13 +427,16 @@ impl TrendsStore {
     }
 
     /// The themes with an unresolved action, for the `closeloop_actions_open` gauge.
-    pub async fn open_themes(&self) -> Result<Vec<String>, sqlx::Error> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT theme FROM trends_actions WHERE status <> 'resolved' ORDER BY theme",
+    /// Each unresolved action's theme with the time it became unresolved: its last
+    /// reopening, or its raising.
+    pub async fn open_since(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT a.theme, COALESCE((SELECT MAX(l.at_ms) FROM trends_action_log l \
+             WHERE l.action_id = a.action_id AND l.kind = 'reopened'), a.raised_at_ms) \
+             FROM trends_actions a WHERE a.status <> 'resolved' ORDER BY a.theme",
         )
         .fetch_all(self.db.pool())
-        .await?;
-        Ok(rows.into_iter().map(|(theme,)| theme).collect())
+        .await
     }
 
     pub async fn action(&self, action_id: &str) -> Result<Option<ActionRow>, sqlx::Error> {
@@ -938,7 +941,10 @@ mod tests {
             Some(50)
         );
         assert_eq!(store.last_resolution("price").await.unwrap(), None);
-        assert_eq!(store.open_themes().await.unwrap(), ["delivery_time"]);
+        assert_eq!(
+            store.open_since().await.unwrap(),
+            [("delivery_time".to_owned(), 1)]
+        );
         // a1 cannot be reopened while a2 is unresolved.
         let refused = store
             .reopen_action("a1", "ops", None, 70)
@@ -1005,5 +1011,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.history("a1").await.unwrap().len(), 1, "logged once");
+
+        // a1 was raised at 1 and reopened at 90: unresolved since its reopening.
+        assert_eq!(
+            store.open_since().await.unwrap(),
+            [("delivery_time".to_owned(), 1)]
+        );
+        let reopened = LogRow {
+            at_ms: 90,
+            kind: "reopened".into(),
+            actor: "ops".into(),
+            note: None,
+        };
+        store.log("e2", "a1", &reopened).await.unwrap();
+        assert_eq!(
+            store.open_since().await.unwrap(),
+            [("delivery_time".to_owned(), 90)]
+        );
     }
 }

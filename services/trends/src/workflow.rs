@@ -247,7 +247,7 @@ pub async fn reopen(
     }
     let action = reread(ctx, id).await?;
     let envelope = publish_or_restore(ctx, &row, &action, ActionEventKind::Reopened).await?;
-    ctx.metrics.opened(&row.theme);
+    ctx.metrics.opened(&row.theme, now_ms);
     finish(
         ctx,
         &action,
