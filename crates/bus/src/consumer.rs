@@ -139,14 +139,6 @@ pub async fn run_consumer<H: Handler>(
         };
         let started = Instant::now();
         let outcome = process(&config, &handler, &message, &shutdown, &metrics).await;
-        if let Processed::Done = outcome {
-            tracing::debug!(
-                topic,
-                partition = message.partition(),
-                offset = message.offset(),
-                "record handled"
-            );
-        }
         match outcome {
             Processed::Done => {}
             Processed::DeadLetter(reason) => {
@@ -234,9 +226,17 @@ async fn process<H: Handler>(
             .map(crate::trace_id)
             .unwrap_or_default(),
     );
-    handle_with_retries(config, handler, &incoming, shutdown, metrics)
-        .instrument(span)
-        .await
+    async {
+        let outcome = handle_with_retries(config, handler, &incoming, shutdown, metrics).await;
+        if let Processed::Done = outcome {
+            // In the record's span: with `closeloop_bus=debug`, one line per service
+            // and record, carrying the trace id.
+            tracing::debug!(event_id = %incoming.envelope.event_id, "record handled");
+        }
+        outcome
+    }
+    .instrument(span)
+    .await
 }
 
 async fn handle_with_retries<H: Handler>(
