@@ -49,11 +49,20 @@ async fn a_feedback_carries_its_trace_id_through_every_topic() {
     let (stack, _sink) = start_loop().await;
     let client = reqwest::Client::new();
     let complaints = [
-        ("ana", "My parcel arrived two weeks late. Really disappointing."),
+        (
+            "ana",
+            "My parcel arrived two weeks late. Really disappointing.",
+        ),
         ("ana", "Still waiting, the delivery is late again!"),
-        ("ben", "Die Lieferung kam eine Woche zu spät, sehr ärgerlich."),
+        (
+            "ben",
+            "Die Lieferung kam eine Woche zu spät, sehr ärgerlich.",
+        ),
         ("cai", "Delivery was delayed by ten days, terrible."),
-        ("dan", "The order was delivered far too late, awful experience."),
+        (
+            "dan",
+            "The order was delivered far too late, awful experience.",
+        ),
     ];
     let trace_of = |i: usize| format!("4bf92f3577b34da6a3ce929d0e0e47{i:02}");
     for (i, (customer, text)) in complaints.iter().enumerate() {

@@ -226,6 +226,9 @@ async fn process<H: Handler>(
             .map(crate::trace_id)
             .unwrap_or_default(),
     );
+    if let Some(traceparent) = &incoming.traceparent {
+        closeloop_telemetry::continue_trace(&span, traceparent);
+    }
     async {
         let outcome = handle_with_retries(config, handler, &incoming, shutdown, metrics).await;
         if let Processed::Done = outcome {

@@ -2,6 +2,8 @@
 //! Prometheus registry with HTTP metrics, `/metrics`, `/healthz`, `/readyz`, and RFC 9457
 //! problem responses for HTTP errors.
 
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod problem;
 
 use std::net::SocketAddr;
@@ -51,15 +53,41 @@ pub fn init_tracing(json: bool) {
 
 /// [`init_tracing`] with another default filter for when `RUST_LOG` is not set.
 pub fn init_tracing_with(json: bool, default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let lines: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        fmt::layer().json().flatten_event(true).boxed()
     } else {
-        builder.try_init()
+        fmt::layer().boxed()
     };
+    #[cfg(feature = "otlp")]
+    let export = otlp::layer();
+    #[cfg(not(feature = "otlp"))]
+    let export: Option<tracing_subscriber::layer::Identity> = None;
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(export)
+        .with(filter)
+        .try_init();
+}
+
+/// Continues the trace a W3C `traceparent` names in `span` when spans are exported
+/// (feature `otlp`); without export, the trace id in the span's fields is what links
+/// the logs, and this does nothing.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    #[cfg(feature = "otlp")]
+    otlp::continue_trace(span, traceparent);
+    #[cfg(not(feature = "otlp"))]
+    let _ = (span, traceparent);
+}
+
+/// Sends spans still buffered for export (feature `otlp`); call before the process exits.
+pub fn shutdown_tracing() {
+    #[cfg(feature = "otlp")]
+    otlp::shutdown();
 }
 
 /// Whether the service is ready to take traffic; flipped by the service once its

@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 /// closeloop closes the customer feedback loop: feedback in, themes found, actions
 /// raised, customers told "you said, we did".
@@ -64,7 +65,13 @@ async fn main() -> anyhow::Result<()> {
         closeloop_telemetry::init_tracing(json);
     }
     let shutdown = closeloop_telemetry::shutdown_on_signals();
-    match cli.command {
+    let outcome = run(cli.command, shutdown).await;
+    closeloop_telemetry::shutdown_tracing();
+    outcome
+}
+
+async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match command {
         Command::Up(args) => closeloop::up::run(args, shutdown).await?,
         Command::Demo(args) => closeloop::demo::run(args, shutdown).await?,
         Command::Bench(args) => closeloop::bench::run(args, shutdown).await?,

@@ -20,6 +20,7 @@ use futures::future::join_all;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::SourceKey;
@@ -188,7 +189,12 @@ async fn accept<B: DeserializeOwned>(
         .filter(|v| closeloop_bus::is_valid_traceparent(v))
         .map(str::to_owned)
         .unwrap_or_else(closeloop_bus::new_traceparent);
-    let published = publish_all(&state.publisher, &feedback, &traceparent).await;
+    // The broker round trip as a span of the feedback's trace (exported with `otlp`).
+    let span = tracing::info_span!("publish", trace_id = closeloop_bus::trace_id(&traceparent));
+    closeloop_telemetry::continue_trace(&span, &traceparent);
+    let published = publish_all(&state.publisher, &feedback, &traceparent)
+        .instrument(span)
+        .await;
     if let Err(reason) = published {
         if let Some(key) = &idempotency_key {
             if let Err(error) = state.idempotency.release(source, key).await {
