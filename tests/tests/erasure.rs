@@ -100,18 +100,17 @@ async fn scan(stores: &[(&str, DatabaseArgs)], needles: &[&str]) -> Vec<Finding>
 
 /// The theme's counts as the trends API reports them from its store: total mentions
 /// and distinct customers, over a fixed span.
-async fn theme_counts(client: &reqwest::Client, trends: &str, since: &str) -> (u64, u64) {
+async fn theme_counts(client: &reqwest::Client, trends: std::net::SocketAddr, since: &str) -> (u64, u64) {
     let stats: Value = client
-        .get(format!(
-            "http://{trends}/v1/themes/delivery_time/stats?window_minutes=44640&since={since}"
-        ))
+        .get(format!("http://{trends}/v1/themes/delivery_time/stats"))
+        .query(&[("window_minutes", "44640"), ("since", since)])
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let windows = stats["windows"].as_array().expect("windows");
+    let windows = stats["windows"].as_array().unwrap_or_else(|| panic!("{stats}"));
     windows.iter().fold((0, 0), |(m, c), w| {
         (
             m + w["mentions"].as_u64().unwrap(),
@@ -167,6 +166,11 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
             "other-2",
             None,
             "The parcel arrived far too late, awful experience.",
+        ),
+        feedback(
+            "other-3",
+            None,
+            "Delivery took three weeks, far too late.",
         ),
     ];
     for (i, body) in posts.iter().enumerate() {
@@ -233,7 +237,7 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
             "{needle_service} holds nothing of the customer before the erasure: {before:?}"
         );
     }
-    let counts_before = theme_counts(&client, &stack.trends, &since).await;
+    let counts_before = theme_counts(&client, stack.trends, &since).await;
     assert!(counts_before.0 >= 4, "{counts_before:?}");
 
     let response = client
@@ -282,7 +286,7 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
     );
     // …and the counts the detector and the statistics stand on are unchanged.
     assert_eq!(
-        theme_counts(&client, &stack.trends, &since).await,
+        theme_counts(&client, stack.trends, &since).await,
         counts_before
     );
     let notifications = client
