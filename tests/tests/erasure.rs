@@ -100,7 +100,11 @@ async fn scan(stores: &[(&str, DatabaseArgs)], needles: &[&str]) -> Vec<Finding>
 
 /// The theme's counts as the trends API reports them from its store: total mentions
 /// and distinct customers, over a fixed span.
-async fn theme_counts(client: &reqwest::Client, trends: std::net::SocketAddr, since: &str) -> (u64, u64) {
+async fn theme_counts(
+    client: &reqwest::Client,
+    trends: std::net::SocketAddr,
+    since: &str,
+) -> (u64, u64) {
     let stats: Value = client
         .get(format!("http://{trends}/v1/themes/delivery_time/stats"))
         .query(&[("window_minutes", "44640"), ("since", since)])
@@ -110,7 +114,9 @@ async fn theme_counts(client: &reqwest::Client, trends: std::net::SocketAddr, si
         .json()
         .await
         .unwrap();
-    let windows = stats["windows"].as_array().unwrap_or_else(|| panic!("{stats}"));
+    let windows = stats["windows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stats}"));
     windows.iter().fold((0, 0), |(m, c), w| {
         (
             m + w["mentions"].as_u64().unwrap(),
@@ -167,11 +173,7 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
             None,
             "The parcel arrived far too late, awful experience.",
         ),
-        feedback(
-            "other-3",
-            None,
-            "Delivery took three weeks, far too late.",
-        ),
+        feedback("other-3", None, "Delivery took three weeks, far too late."),
     ];
     for (i, body) in posts.iter().enumerate() {
         let response = client
