@@ -24,7 +24,8 @@ pub use feedback::{
     ThemeMatch, ThemeMention, Touchpoint,
 };
 pub use notification::{
-    DeadLetter, DeliveryChannel, DeliveryOutcome, ErasureRequest, NotificationOutcome,
+    erased_customer_id, DeadLetter, DeliveryChannel, DeliveryOutcome, ErasureRequest,
+    NotificationOutcome,
 };
 
 /// Topic names, one constant per row of DESIGN.md's topic table.
@@ -175,6 +176,14 @@ mod tests {
         let bytes = serde_json::to_vec(&erasure).unwrap();
         let err = decode::<Feedback>(&bytes).unwrap_err();
         assert!(err.to_string().contains("expected schema"), "{err}");
+    }
+
+    #[test]
+    fn erased_ids_are_stable_distinct_and_do_not_contain_the_id() {
+        let a = erased_customer_id("cust-4711");
+        assert_eq!(a, erased_customer_id("cust-4711"));
+        assert_ne!(a, erased_customer_id("cust-4712"));
+        assert!(a.starts_with("erased:") && !a.contains("4711"), "{a}");
     }
 
     #[test]

@@ -80,6 +80,28 @@ pub struct ErasureRequest {
     pub requested_at: DateTime<Utc>,
 }
 
+impl ErasureRequest {
+    /// What stores keep in place of the erased customer's id: see [`erased_customer_id`].
+    pub fn tombstone(&self) -> String {
+        erased_customer_id(&self.customer_id)
+    }
+}
+
+/// The pseudonymous stand-in for an erased customer's id: `erased:` and a SHA-256 of the
+/// id. Every service derives the same value, so rows of one customer stay one (distinct
+/// customer counts and per-(action, customer) idempotency keep working), a replayed
+/// erasure is a no-op, and feedback of theirs that arrives late can be recognised
+/// without the id itself being kept anywhere. It is a pseudonym, not anonymisation:
+/// whoever knows the id can recompute it, which is what recognising late feedback needs.
+pub fn erased_customer_id(customer_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"closeloop-erasure\0")
+        .chain_update(customer_id.as_bytes())
+        .finalize();
+    format!("erased:{digest:x}")
+}
+
 impl Event for ErasureRequest {
     const SCHEMA: &'static str = "privacy.erasure.v1";
     const TOPIC: &'static str = topics::PRIVACY_ERASURE;

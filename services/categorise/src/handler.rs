@@ -83,7 +83,10 @@ impl Handler for CategoriseHandler {
             "INSERT INTO categorise_feedback (feedback_id, source, customer_id, channel, touchpoint, \
              language, sentiment, score, confidence, themes, rating, nps, classifier_version, \
              given_at_ms, categorised_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             VALUES ($1, $2, \
+                     COALESCE((SELECT customer_id FROM categorise_erasures \
+                               WHERE customer_id = $16 AND erased_at_ms >= $17), $3), \
+                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT DO NOTHING",
         )
         .bind(feedback.feedback_id.to_string())
@@ -101,6 +104,9 @@ impl Handler for CategoriseHandler {
         .bind(&categorised.classifier_version)
         .bind(feedback.given_at.timestamp_millis())
         .bind(Utc::now().timestamp_millis())
+        // Feedback received before its customer was erased is stored under the pseudonym.
+        .bind(closeloop_events::erased_customer_id(&feedback.customer.id))
+        .bind(feedback.received_at.timestamp_millis())
         .execute(self.db.pool())
         .await
         .map_err(db_error)?
@@ -176,6 +182,11 @@ impl Handler for CategoriseHandler {
 }
 
 /// Forgets which feedback a customer gave (GDPR erasure).
+///
+/// The rows stay, under the customer's pseudonym instead of their id: they hold no text
+/// or contact data, and keeping them keeps "every accepted feedback categorised exactly
+/// once" checkable and a replayed feedback a no-op (deleting them would let a replay of
+/// the raw topic insert the feedback again).
 pub struct ErasureHandler {
     pub db: Database,
 }
@@ -184,13 +195,30 @@ impl Handler for ErasureHandler {
     type Event = ErasureRequest;
 
     async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
-        let customer = &incoming.envelope.data.customer_id;
-        let erased = sqlx::query("DELETE FROM categorise_feedback WHERE customer_id = $1")
-            .bind(customer)
-            .execute(self.db.pool())
-            .await
-            .map_err(db_error)?
-            .rows_affected();
+        let request = &incoming.envelope.data;
+        let tombstone = request.tombstone();
+        // The ledger first, committed on its own: a feedback insert that starts after it
+        // sees it and stores the pseudonym; one that was already under way is caught by
+        // the update below.
+        sqlx::query(
+            "INSERT INTO categorise_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
+             ON CONFLICT (customer_id) DO UPDATE SET erased_at_ms = CASE \
+             WHEN excluded.erased_at_ms > categorise_erasures.erased_at_ms \
+             THEN excluded.erased_at_ms ELSE categorise_erasures.erased_at_ms END",
+        )
+        .bind(&tombstone)
+        .bind(request.requested_at.timestamp_millis())
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error)?;
+        let erased =
+            sqlx::query("UPDATE categorise_feedback SET customer_id = $1 WHERE customer_id = $2")
+                .bind(&tombstone)
+                .bind(&request.customer_id)
+                .execute(self.db.pool())
+                .await
+                .map_err(db_error)?
+                .rows_affected();
         tracing::info!(erased, "erasure request applied");
         Ok(())
     }

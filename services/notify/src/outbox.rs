@@ -195,8 +195,9 @@ pub struct Cancelled {
 
 /// Erasure: pending deliveries of the customer are cancelled and every stored payload
 /// of theirs (it quotes their words and holds their contact route) is cleared. The
-/// rows themselves stay, keyed by the pseudonymous customer id, so the audit trail and
-/// the (action, customer) idempotency survive. Returns the cancelled deliveries.
+/// rows themselves stay, under the customer's pseudonym (`erased:<sha256>`) instead of
+/// their id (here and in the skips), so the audit trail and the (action, customer)
+/// idempotency survive without naming the customer. Returns the cancelled deliveries.
 pub async fn erase(db: &Database, customer_id: &str) -> Result<Vec<Cancelled>, sqlx::Error> {
     // Write-only transaction (UPDATE … RETURNING, no SELECT first): see projection::record.
     let mut tx = db.pool().begin().await?;
@@ -210,7 +211,16 @@ pub async fn erase(db: &Database, customer_id: &str) -> Result<Vec<Cancelled>, s
     .bind(PENDING)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("UPDATE notify_deliveries SET payload = NULL WHERE customer_id = $1")
+    let erased = closeloop_events::erased_customer_id(customer_id);
+    sqlx::query(
+        "UPDATE notify_deliveries SET payload = NULL, customer_id = $1 WHERE customer_id = $2",
+    )
+    .bind(&erased)
+    .bind(customer_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE notify_skips SET customer_id = $1 WHERE customer_id = $2")
+        .bind(&erased)
         .bind(customer_id)
         .execute(&mut *tx)
         .await?;
@@ -367,6 +377,16 @@ mod tests {
         assert_eq!(
             payloads,
             vec![(CANCELLED.to_owned(), None), (DELIVERED.to_owned(), None)]
+        );
+        let customers: Vec<String> =
+            sqlx::query_scalar("SELECT customer_id FROM notify_deliveries")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            customers,
+            vec![closeloop_events::erased_customer_id("c1"); 2],
+            "the rows stay under the pseudonym"
         );
         // An attempt that was in flight during the erasure does not revive the row.
         let late = record_attempt(

@@ -41,6 +41,7 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
         (None, None, None)
     };
     let given_at_ms = feedback.given_at.timestamp_millis();
+    let erased = closeloop_events::erased_customer_id(&customer.id);
     let mut tx = db.pool().begin().await?;
     let mut inserted = 0;
     for theme in &categorised.themes {
@@ -52,7 +53,7 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
              consent, email, reference, sentiment, excerpt, given_at_ms, text_language) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
              WHERE NOT EXISTS (SELECT 1 FROM notify_erasures \
-                               WHERE customer_id = $3 AND erased_at_ms >= $13) \
+                               WHERE customer_id = $14 AND erased_at_ms >= $13) \
              ON CONFLICT DO NOTHING",
         )
         .bind(feedback.feedback_id.to_string())
@@ -68,6 +69,7 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
         .bind(given_at_ms)
         .bind(text_language)
         .bind(feedback.received_at.timestamp_millis())
+        .bind(&erased)
         .execute(&mut *tx)
         .await?;
         inserted += result.rows_affected();
@@ -174,12 +176,14 @@ fn latest_per_customer(mentions: Vec<Mention>) -> BTreeMap<String, Mention> {
 }
 
 /// Deletes everything notify projected about a customer and remembers when, so their
-/// earlier feedback is not projected again if it arrives late or is replayed.
+/// earlier feedback is not projected again if it arrives late or is replayed. The ledger
+/// keeps the customer's pseudonym (`erased:<sha256>`), never their id.
 pub async fn erase(
     db: &Database,
     customer_id: &str,
     erased_at_ms: i64,
 ) -> Result<u64, sqlx::Error> {
+    let erased = closeloop_events::erased_customer_id(customer_id);
     let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO notify_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
@@ -187,7 +191,7 @@ pub async fn erase(
          WHEN excluded.erased_at_ms > notify_erasures.erased_at_ms THEN excluded.erased_at_ms \
          ELSE notify_erasures.erased_at_ms END",
     )
-    .bind(customer_id)
+    .bind(&erased)
     .bind(erased_at_ms)
     .execute(&mut *tx)
     .await?;

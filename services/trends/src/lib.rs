@@ -2,7 +2,8 @@
 //! time, raises one action per theme on `actions.v1` when a theme surges or keeps
 //! recurring (reopening its last action when it comes back soon after a resolution), and
 //! serves the ops API and the `/ops` page through which an operator acknowledges, assigns
-//! and resolves it with the message customers will get.
+//! and resolves it with the message customers will get. A second consumer applies
+//! `privacy.erasure.v1` (see [`erasure`]).
 //!
 //! Shape (as every closeloop service): [`Config`] → [`Service::build`] (connect, migrate,
 //! rebuild state, bind) → [`Service::run_until_stopped`] (consumer loop + HTTP server).
@@ -17,6 +18,7 @@ mod action;
 mod api;
 mod config;
 mod detection;
+mod erasure;
 mod evidence;
 mod metrics;
 mod ops;
@@ -205,9 +207,14 @@ impl Service {
             listener,
             http_addr,
         } = self;
-        // Either half failing stops the other: an instance that no longer consumes must
+        // Any part failing stops the others: an instance that no longer consumes must
         // not keep answering as if it were healthy.
         let stop = shutdown.child_token();
+        let erasure_consumer = ConsumerConfig {
+            group_id: format!("{}-erasure", consumer.group_id),
+            ..consumer.clone()
+        };
+        let erasure_metrics = bus_metrics.clone();
         let consumer = tokio::spawn({
             let stop = stop.clone();
             let handler = ThemesHandler::new(ctx.clone());
@@ -219,6 +226,25 @@ impl Service {
                 result
             }
         });
+        // Erasure requests have their own consumer group, so a backlog of mentions never
+        // delays them (and the other way round).
+        let erasures = tokio::spawn({
+            let stop = stop.clone();
+            let handler = erasure::ErasureHandler::new(ctx.clone());
+            let publisher = ctx.publisher.clone();
+            async move {
+                let result = run_consumer(
+                    erasure_consumer,
+                    handler,
+                    publisher,
+                    erasure_metrics,
+                    stop.clone(),
+                )
+                .await;
+                stop.cancel();
+                result
+            }
+        });
         let router = telemetry.router(api::router(ctx.clone()));
         telemetry.readiness.set(true);
         tracing::info!(%http_addr, "trends service running");
@@ -226,6 +252,7 @@ impl Service {
         telemetry.readiness.set(false);
         stop.cancel();
         let consumed = consumer.await;
+        let erased = erasures.await;
         if let Err(error) = ctx.publisher.flush(Duration::from_secs(5)) {
             tracing::warn!(%error, "could not flush the publisher");
         }
@@ -233,6 +260,7 @@ impl Service {
         tracing::info!("trends service stopped");
         served?;
         consumed??;
+        erased??;
         Ok(())
     }
 }

@@ -1,0 +1,308 @@
+//! GDPR erasure across the whole loop: a customer's feedback raises an action, the action
+//! is resolved and the customer told; then the customer asks to be forgotten. Afterwards
+//! no table of any service — enumerated generically, every column of every table, so a
+//! table added later is covered too — holds their id, e-mail or words, the trends API no
+//! longer quotes them, and the theme's counts are what they were.
+
+use std::time::{Duration, Instant};
+
+use closeloop::sink::WebhookSink;
+use closeloop::stack::{ServiceConfigs, Stack};
+use closeloop::up::{dev_key, local_defaults};
+use closeloop_store::testing::database_args;
+use closeloop_store::{sqlx, Backend, Database, DatabaseArgs};
+use closeloop_tests::{eventually, init_logs};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// What must be gone after the erasure. No LIKE wildcards (`%`, `_`) in them.
+const CUSTOMER: &str = "zq-erasure-subject-4711";
+const EMAIL: &str = "zelda.quokka@example.org";
+const WORD: &str = "Quokkaparcel";
+
+fn feedback(customer: &str, email: Option<&str>, text: &str) -> Value {
+    json!({
+        "channel": "review",
+        "touchpoint": "delivery",
+        "customer": { "id": customer, "locale": "en-GB", "consent": true, "email": email },
+        "text": text,
+        "rating": 1
+    })
+}
+
+/// Where a needle was found: (service, table, column, rows).
+type Finding = (String, String, String, i64);
+
+/// Every table of a service's store with all its columns (read as text).
+async fn tables(db: &Database, schema: Option<&str>) -> Vec<(String, Vec<String>)> {
+    let names: Vec<(String, String)> = match db.backend() {
+        Backend::Sqlite => {
+            sqlx::query_as(
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' ORDER BY m.name, p.cid",
+            )
+            .fetch_all(db.pool())
+            .await
+        }
+        Backend::Postgres => {
+            sqlx::query_as(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
+            )
+            .bind(schema.expect("a PostgreSQL store has a schema"))
+            .fetch_all(db.pool())
+            .await
+        }
+    }
+    .expect("list tables");
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    for (table, column) in names {
+        match tables.last_mut() {
+            Some((last, columns)) if *last == table => columns.push(column),
+            _ => tables.push((table, vec![column])),
+        }
+    }
+    tables
+}
+
+/// Every (table, column) of every service store that contains one of `needles`.
+async fn scan(stores: &[(&str, DatabaseArgs)], needles: &[&str]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut scanned_tables = 0;
+    for (service, args) in stores {
+        let config = args.config(service);
+        let db = Database::connect(&config).await.expect("connect");
+        for (table, columns) in tables(&db, config.schema.as_deref()).await {
+            scanned_tables += 1;
+            for column in columns {
+                for needle in needles {
+                    // Every column, whatever its type, cast to text: personal data in a
+                    // JSON or numeric-looking column counts as much as in a TEXT one.
+                    let rows: i64 = sqlx::query_scalar(&format!(
+                        "SELECT COUNT(*) FROM \"{table}\" \
+                         WHERE LOWER(CAST(\"{column}\" AS TEXT)) LIKE $1"
+                    ))
+                    .bind(format!("%{}%", needle.to_lowercase()))
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("scan {service}.{table}.{column}: {e}"));
+                    if rows > 0 {
+                        findings.push((service.to_string(), table.clone(), column.clone(), rows));
+                    }
+                }
+            }
+        }
+        db.close().await;
+    }
+    assert!(scanned_tables >= 8, "only {scanned_tables} tables found");
+    findings
+}
+
+/// The theme's counts as the trends API reports them from its store: total mentions
+/// and distinct customers, over a fixed span.
+async fn theme_counts(
+    client: &reqwest::Client,
+    trends: std::net::SocketAddr,
+    since: &str,
+) -> (u64, u64) {
+    let stats: Value = client
+        .get(format!("http://{trends}/v1/themes/delivery_time/stats"))
+        .query(&[("window_minutes", "44640"), ("since", since)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let windows = stats["windows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stats}"));
+    windows.iter().fold((0, 0), |(m, c), w| {
+        (
+            m + w["mentions"].as_u64().unwrap(),
+            c + w["distinct_customers"].as_u64().unwrap(),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erased_customer_is_nowhere_in_any_store() {
+    init_logs();
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let mut configs = ServiceConfigs::from_env(&database_args("shared")).with_ephemeral_ports();
+    configs.ingest.database = database_args("ingest");
+    configs.categorise.database = database_args("categorise");
+    configs.trends.database = database_args("trends");
+    configs.notify.database = database_args("notify");
+    configs.trends.min_negative_mentions = 4;
+    configs.trends.min_distinct_customers = 3;
+    configs.notify.retry_base_ms = 20;
+    let stores = [
+        ("ingest", configs.ingest.database.clone()),
+        ("categorise", configs.categorise.database.clone()),
+        ("trends", configs.trends.database.clone()),
+        ("notify", configs.notify.database.clone()),
+    ];
+    let sink_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let secrets = local_defaults(&mut configs, sink_listener.local_addr().unwrap());
+    let sink = WebhookSink::new(secrets, false);
+    let stack = Stack::start_embedded(configs, 1, 3)
+        .await
+        .expect("stack starts");
+    sink.spawn(sink_listener, stack.shutdown_token());
+    let client = reqwest::Client::new();
+
+    let posts = [
+        feedback(
+            CUSTOMER,
+            Some(EMAIL),
+            &format!("My {WORD} delivery arrived two weeks late. Really disappointing."),
+        ),
+        feedback(
+            CUSTOMER,
+            Some(EMAIL),
+            &format!("Still waiting for the {WORD} order, the delivery is late again!"),
+        ),
+        feedback(
+            "other-1",
+            None,
+            "Delivery was delayed by ten days, terrible.",
+        ),
+        feedback(
+            "other-2",
+            None,
+            "The parcel arrived far too late, awful experience.",
+        ),
+        feedback("other-3", None, "Delivery took three weeks, far too late."),
+    ];
+    for (i, body) in posts.iter().enumerate() {
+        let response = client
+            .post(format!("http://{}/v1/feedback", stack.ingest))
+            .bearer_auth(dev_key("shopdesk"))
+            .header("Idempotency-Key", format!("erasure-test-{i}"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    }
+
+    let action: Value = eventually(
+        Duration::from_secs(60),
+        "an open delivery_time action quoting the customer",
+        || {
+            let client = client.clone();
+            let url = format!("http://{}/v1/actions?status=open", stack.trends);
+            async move {
+                let actions: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+                actions
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["theme"] == "delivery_time" && a.to_string().contains(WORD))
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    let action_id = action["action_id"].as_str().unwrap().to_owned();
+    let response = client
+        .post(format!(
+            "http://{}/v1/actions/{action_id}/resolve",
+            stack.trends
+        ))
+        .json(&json!({
+            "message": { "en": "We added a second carrier.", "de": "Zweiter Versanddienst." },
+            "resolved_by": "ops@example.com"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    // Notify has stored (and sent) the customer's delivery: its tables hold them too.
+    eventually(Duration::from_secs(30), "the customer was told", || {
+        let sink = sink.clone();
+        async move {
+            sink.received()
+                .iter()
+                .any(|r| r.payload["customer"]["id"] == CUSTOMER)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The scan finds what is there: otherwise a clean scan below would prove nothing.
+    let needles = [CUSTOMER, EMAIL, WORD];
+    let before = scan(&stores, &needles).await;
+    for needle_service in ["categorise", "trends", "notify"] {
+        assert!(
+            before.iter().any(|(service, ..)| service == needle_service),
+            "{needle_service} holds nothing of the customer before the erasure: {before:?}"
+        );
+    }
+    let counts_before = theme_counts(&client, stack.trends, &since).await;
+    assert!(counts_before.0 >= 4, "{counts_before:?}");
+
+    let response = client
+        .post(format!("http://{}/v1/erasure", stack.ingest))
+        .bearer_auth(dev_key("shopdesk"))
+        .json(&json!({ "customer_id": CUSTOMER }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+
+    // Each service applies the erasure on its own consumer; wait until the stores are
+    // clean, and name what is left if they never get there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = scan(&stores, &needles).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "personal data left after the erasure (service, table, column, rows): {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The API no longer quotes the customer…
+    let action: Value = client
+        .get(format!("http://{}/v1/actions/{action_id}", stack.trends))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = action.to_string();
+    assert!(
+        !shown.contains(WORD) && !shown.contains(CUSTOMER),
+        "{shown}"
+    );
+    assert!(
+        action["evidence"]["excerpts"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "the other customers' excerpts stay: {shown}"
+    );
+    // …and the counts the detector and the statistics stand on are unchanged.
+    assert_eq!(
+        theme_counts(&client, stack.trends, &since).await,
+        counts_before
+    );
+    let notifications = client
+        .get(format!(
+            "http://{}/v1/notifications?action={action_id}",
+            stack.notify
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!notifications.contains(CUSTOMER), "{notifications}");
+
+    stack.stop().await;
+}
