@@ -3,6 +3,7 @@
 //! problem responses for HTTP errors.
 
 pub mod problem;
+mod secret;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use problem::Problem;
+pub use secret::Secret;
 
 /// Sets up the global `tracing` subscriber: `RUST_LOG`-style filter (default `info`),
 /// human-readable or JSON lines. Calling it twice is harmless (tests do).

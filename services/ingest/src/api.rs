@@ -19,12 +19,12 @@ use closeloop_telemetry::Problem;
 use futures::future::join_all;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::config::SourceKey;
 use crate::idempotency::{Claim, Idempotency};
 use crate::metrics::IngestMetrics;
+use crate::ratelimit::RateLimiter;
 use crate::submission::{BatchSubmission, Limits, Submission};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -37,15 +37,43 @@ pub struct ApiState {
     pub limits: Limits,
     pub max_batch: usize,
     pub metrics: IngestMetrics,
+    /// `None` when the limit is off.
+    pub(crate) rate_limit: Option<RateLimiter>,
 }
 
 pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/feedback", post(post_feedback))
-        .route("/v1/feedback/batch", post(post_batch))
-        .route("/v1/erasure", post(post_erasure))
+        .route(
+            "/v1/feedback",
+            post(post_feedback).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/feedback/batch",
+            post(post_batch).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/erasure",
+            post(post_erasure).fallback(method_not_allowed),
+        )
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+// Even the router's own answers are problem+json, so a client has one error format.
+async fn method_not_allowed(State(state): State<Arc<ApiState>>) -> Response {
+    let response = state.metrics.reject(
+        Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+            .detail("this endpoint only takes POST"),
+    );
+    ([(header::ALLOW, "POST")], response).into_response()
+}
+
+async fn not_found(State(state): State<Arc<ApiState>>) -> Response {
+    state.metrics.reject(
+        Problem::new(StatusCode::NOT_FOUND, "Not found")
+            .detail("no such endpoint: POST /v1/feedback, /v1/feedback/batch or /v1/erasure"),
+    )
 }
 
 /// The 202 answer: the ids of the accepted events, in request order.
@@ -128,6 +156,19 @@ async fn accept<B: DeserializeOwned>(
             Err(mut item_errors) => errors.append(&mut item_errors),
         }
     }
+    // Two items with one event id would be answered as two accepted events while
+    // downstream keeps one: refuse, like any other invalid item.
+    let mut seen = std::collections::HashSet::with_capacity(feedback.len());
+    if errors.is_empty() {
+        for (index, item) in feedback.iter().enumerate() {
+            if !seen.insert(item.feedback_id) {
+                errors.push(FieldError {
+                    pointer: format!("/items/{index}/event_id"),
+                    detail: "repeats the event_id of an earlier item".into(),
+                });
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
@@ -140,6 +181,9 @@ async fn accept<B: DeserializeOwned>(
     }
 
     let idempotency_key = idempotency_key(headers)?;
+    // After validation (the cost is the number of events) and before the idempotency
+    // claim (a 429 leaves nothing behind that would block the retry).
+    check_rate(state, source, feedback.len())?;
     if let Some(key) = &idempotency_key {
         let hash = format!("{shape}:{:x}", Sha256::digest(&body));
         let ids: Vec<Uuid> = feedback.iter().map(|f| f.feedback_id).collect();
@@ -275,6 +319,7 @@ async fn post_erasure(
         let source = authenticate(&state.keys, &headers)?;
         let body = read_json_body(&headers, body)?;
         let request: ErasureBody = parse_json(&body)?;
+        check_rate(&state, source, 1)?;
         let customer_id = request.customer_id.trim();
         if customer_id.is_empty() || customer_id.len() > 200 {
             return Err(
@@ -310,6 +355,23 @@ async fn post_erasure(
     result.unwrap_or_else(|problem| state.metrics.reject(problem))
 }
 
+/// Takes `events` from the source's rate limit, or answers 429.
+fn check_rate(state: &ApiState, source: &str, events: usize) -> Result<(), Problem> {
+    let Some(limiter) = &state.rate_limit else {
+        return Ok(());
+    };
+    let cost = u32::try_from(events).unwrap_or(u32::MAX);
+    limiter.try_acquire(source, cost).map_err(|wait| {
+        // Whole seconds, rounded up: a client that waits that long gets through.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "Rate limited")
+            .detail(format!(
+                "source {source} sent more events than its rate limit allows; nothing was accepted, retry in {seconds} s"
+            ))
+            .retry_after(seconds.max(1))
+    })
+}
+
 /// The source whose API key the request carries. Every configured key is compared, in
 /// constant time, so the response time tells nothing about which key nearly matched.
 fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a str, Problem> {
@@ -319,16 +381,23 @@ fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a st
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .ok_or_else(|| unauthorized("send `Authorization: Bearer <API key of your source>`"))?;
     let mut matched = None;
     for source_key in keys {
-        if bool::from(source_key.key.as_bytes().ct_eq(presented.as_bytes())) {
+        if source_key.key.matches(presented) {
             matched = Some(source_key.source.as_str());
         }
     }
     matched.ok_or_else(|| unauthorized("the API key is not valid for any source"))
+}
+
+/// The token of a `Bearer` credential (the scheme is case-insensitive, RFC 9110), if it
+/// is one and not empty.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn read_json_body(
@@ -482,5 +551,15 @@ mod tests {
             HeaderValue::from_static("Bearer key-cccccccc"),
         );
         assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn bearer_credentials() {
+        assert_eq!(bearer_token("Bearer k"), Some("k"));
+        assert_eq!(bearer_token("bearer  k "), Some("k"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic k"), None);
+        assert_eq!(bearer_token("k"), None);
     }
 }
