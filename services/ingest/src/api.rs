@@ -323,12 +323,12 @@ async fn post_erasure(
         let customer_id = request.customer_id.trim();
         if customer_id.is_empty() || customer_id.len() > 200 {
             return Err(
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request").errors(
-                    vec![FieldError {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request")
+                    .detail("customer_id is invalid; nothing was accepted")
+                    .errors(vec![FieldError {
                         pointer: "/customer_id".into(),
                         detail: "must be 1 to 200 bytes long".into(),
-                    }],
-                ),
+                    }]),
             );
         }
         let envelope = Envelope::new(ErasureRequest {
@@ -432,7 +432,7 @@ fn read_json_body(
 /// JSON syntax errors are 400; well-formed JSON of the wrong shape is 422 and says where.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let pointer = json_pointer(&error.path().to_string());
         let inner = error.into_inner();
         if inner.is_data() {
@@ -446,7 +446,13 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
             Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
                 .detail(format!("the body is not valid JSON: {inner}"))
         }
-    })
+    })?;
+    // Without this, `{…} garbage` would pass: deserializing stops after the first value.
+    deserializer.end().map_err(|error| {
+        Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
+            .detail(format!("the body is not valid JSON: {error}"))
+    })?;
+    Ok(value)
 }
 
 /// `items[3].customer.id` → `/items/3/customer/id`; `.` (the root) → ``.
@@ -525,6 +531,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].pointer, "/rating");
+        let problem = parse_json::<serde_json::Value>(b"{} {}").unwrap_err();
+        assert_eq!(problem.status, 400, "one JSON value, nothing after it");
+        assert!(parse_json::<serde_json::Value>(b" {}\n").is_ok());
     }
 
     #[test]
