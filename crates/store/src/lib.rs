@@ -77,7 +77,7 @@ pub enum Backend {
 }
 
 /// Where a service keeps its data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
     pub url: String,
@@ -102,8 +102,40 @@ impl StoreConfig {
     }
 }
 
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact_url(&self.url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced, for logs and `Debug`:
+/// a PostgreSQL URL usually carries one.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                ":[redacted]"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{masked}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Where a service keeps its data: flags and environment shared by every service.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// `sqlite://path/file.db` (embedded default) or `postgres://user@host:5432/db`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -113,6 +145,16 @@ pub struct DatabaseArgs {
     pub database_schema: Option<String>,
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_schema", &self.database_schema)
+            .field("database_max_connections", &self.database_max_connections)
+            .finish()
+    }
 }
 
 impl DatabaseArgs {
@@ -154,7 +196,7 @@ impl Database {
         } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError::UnsupportedUrl(config.url.clone()));
+            return Err(StoreError::UnsupportedUrl(redact_url(&config.url)));
         };
         let url = match backend {
             Backend::Sqlite => sqlite_url_creating_dir(&config.url)?,
@@ -338,6 +380,20 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_passwords_never_reach_debug_output() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/closeloop?sslmode=require"),
+            "postgres://app:[redacted]@db:5432/closeloop?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("sqlite://data/a.db"), "sqlite://data/a.db");
+        let args = DatabaseArgs::new("postgres://app:hunter2@db/closeloop");
+        let printed = format!("{args:?} {:?}", args.config("ingest"));
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("app:[redacted]@db"), "{printed}");
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode() {

@@ -5,6 +5,7 @@
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod problem;
+mod secret;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use problem::Problem;
+pub use secret::Secret;
 
 /// The end-to-end latency histogram, labelled by `stage`, that categorise (`categorised`:
 /// from ingest accepting the feedback), trends (`action`: from the event time of the

@@ -256,6 +256,8 @@ async fn ingest(
     config.database = database;
     config.http_addr = ([127, 0, 0, 1], 0).into();
     config.max_batch = config.max_batch.max(args.batch_size);
+    // The bench measures throughput; one source at full speed is what it is for.
+    config.rate_limit_per_source = 0.0;
     config.api_keys = vec![SourceKey {
         source: "bench".into(),
         key: "bench-key".into(),

@@ -52,7 +52,7 @@ pub fn local_defaults(configs: &mut ServiceConfigs, sink: SocketAddr) -> HashMap
             .iter()
             .map(|source| SourceKey {
                 source: source.to_string(),
-                key: dev_key(source),
+                key: dev_key(source).into(),
             })
             .collect();
     }
@@ -68,10 +68,15 @@ pub fn local_defaults(configs: &mut ServiceConfigs, sink: SocketAddr) -> HashMap
             .collect();
         configs.notify.webhook_secrets = DEV_SOURCES
             .iter()
-            .map(|source| (source.to_string(), dev_webhook_secret(source)))
+            .map(|source| (source.to_string(), dev_webhook_secret(source).into()))
             .collect();
     }
-    configs.notify.webhook_secrets.iter().cloned().collect()
+    configs
+        .notify
+        .webhook_secrets
+        .iter()
+        .map(|(source, secret)| (source.clone(), secret.expose().to_owned()))
+        .collect()
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -101,9 +106,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     );
     println!("  database          {}", args.database.database_url);
     for key in &keys {
-        println!("  API key           {}: Bearer {}", key.source, key.key);
+        println!(
+            "  API key           {}: Bearer {}",
+            key.source,
+            key.key.expose()
+        );
     }
-    println!("\nTry:\n  curl -s -X POST http://{}/v1/feedback -H 'Authorization: Bearer {}' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"channel\":\"review\",\"customer\":{{\"id\":\"c-1\",\"locale\":\"de-DE\",\"consent\":true}},\"text\":\"Die Lieferung kam viel zu spät\",\"rating\":2}}'\n", stack.ingest, keys.first().map(|k| k.key.as_str()).unwrap_or("<key>"));
+    println!("\nTry:\n  curl -s -X POST http://{}/v1/feedback -H 'Authorization: Bearer {}' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"channel\":\"review\",\"customer\":{{\"id\":\"c-1\",\"locale\":\"de-DE\",\"consent\":true}},\"text\":\"Die Lieferung kam viel zu spät\",\"rating\":2}}'\n", stack.ingest, keys.first().map(|k| k.key.expose()).unwrap_or("<key>"));
     println!("Ctrl-C stops it.");
 
     if let Some((service, error)) = stack.wait(shutdown).await {

@@ -19,13 +19,13 @@ use closeloop_telemetry::Problem;
 use futures::future::join_all;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::SourceKey;
 use crate::idempotency::{Claim, Idempotency};
 use crate::metrics::IngestMetrics;
+use crate::ratelimit::RateLimiter;
 use crate::submission::{BatchSubmission, Limits, Submission};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -38,15 +38,43 @@ pub struct ApiState {
     pub limits: Limits,
     pub max_batch: usize,
     pub metrics: IngestMetrics,
+    /// `None` when the limit is off.
+    pub(crate) rate_limit: Option<RateLimiter>,
 }
 
 pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/feedback", post(post_feedback))
-        .route("/v1/feedback/batch", post(post_batch))
-        .route("/v1/erasure", post(post_erasure))
+        .route(
+            "/v1/feedback",
+            post(post_feedback).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/feedback/batch",
+            post(post_batch).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/erasure",
+            post(post_erasure).fallback(method_not_allowed),
+        )
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+// Even the router's own answers are problem+json, so a client has one error format.
+async fn method_not_allowed(State(state): State<Arc<ApiState>>) -> Response {
+    let response = state.metrics.reject(
+        Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+            .detail("this endpoint only takes POST"),
+    );
+    ([(header::ALLOW, "POST")], response).into_response()
+}
+
+async fn not_found(State(state): State<Arc<ApiState>>) -> Response {
+    state.metrics.reject(
+        Problem::new(StatusCode::NOT_FOUND, "Not found")
+            .detail("no such endpoint: POST /v1/feedback, /v1/feedback/batch or /v1/erasure"),
+    )
 }
 
 /// The 202 answer: the ids of the accepted events, in request order.
@@ -129,6 +157,19 @@ async fn accept<B: DeserializeOwned>(
             Err(mut item_errors) => errors.append(&mut item_errors),
         }
     }
+    // Two items with one event id would be answered as two accepted events while
+    // downstream keeps one: refuse, like any other invalid item.
+    let mut seen = std::collections::HashSet::with_capacity(feedback.len());
+    if errors.is_empty() {
+        for (index, item) in feedback.iter().enumerate() {
+            if !seen.insert(item.feedback_id) {
+                errors.push(FieldError {
+                    pointer: format!("/items/{index}/event_id"),
+                    detail: "repeats the event_id of an earlier item".into(),
+                });
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
@@ -141,6 +182,9 @@ async fn accept<B: DeserializeOwned>(
     }
 
     let idempotency_key = idempotency_key(headers)?;
+    // After validation (the cost is the number of events) and before the idempotency
+    // claim (a 429 leaves nothing behind that would block the retry).
+    check_rate(state, source, feedback.len())?;
     if let Some(key) = &idempotency_key {
         let hash = format!("{shape}:{:x}", Sha256::digest(&body));
         let ids: Vec<Uuid> = feedback.iter().map(|f| f.feedback_id).collect();
@@ -281,15 +325,16 @@ async fn post_erasure(
         let source = authenticate(&state.keys, &headers)?;
         let body = read_json_body(&headers, body)?;
         let request: ErasureBody = parse_json(&body)?;
+        check_rate(&state, source, 1)?;
         let customer_id = request.customer_id.trim();
         if customer_id.is_empty() || customer_id.len() > 200 {
             return Err(
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request").errors(
-                    vec![FieldError {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request")
+                    .detail("customer_id is invalid; nothing was accepted")
+                    .errors(vec![FieldError {
                         pointer: "/customer_id".into(),
                         detail: "must be 1 to 200 bytes long".into(),
-                    }],
-                ),
+                    }]),
             );
         }
         let envelope = Envelope::new(ErasureRequest {
@@ -316,6 +361,23 @@ async fn post_erasure(
     result.unwrap_or_else(|problem| state.metrics.reject(problem))
 }
 
+/// Takes `events` from the source's rate limit, or answers 429.
+fn check_rate(state: &ApiState, source: &str, events: usize) -> Result<(), Problem> {
+    let Some(limiter) = &state.rate_limit else {
+        return Ok(());
+    };
+    let cost = u32::try_from(events).unwrap_or(u32::MAX);
+    limiter.try_acquire(source, cost).map_err(|wait| {
+        // Whole seconds, rounded up: a client that waits that long gets through.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "Rate limited")
+            .detail(format!(
+                "source {source} sent more events than its rate limit allows; nothing was accepted, retry in {seconds} s"
+            ))
+            .retry_after(seconds.max(1))
+    })
+}
+
 /// The source whose API key the request carries. Every configured key is compared, in
 /// constant time, so the response time tells nothing about which key nearly matched.
 fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a str, Problem> {
@@ -325,16 +387,23 @@ fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a st
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .ok_or_else(|| unauthorized("send `Authorization: Bearer <API key of your source>`"))?;
     let mut matched = None;
     for source_key in keys {
-        if bool::from(source_key.key.as_bytes().ct_eq(presented.as_bytes())) {
+        if source_key.key.matches(presented) {
             matched = Some(source_key.source.as_str());
         }
     }
     matched.ok_or_else(|| unauthorized("the API key is not valid for any source"))
+}
+
+/// The token of a `Bearer` credential (the scheme is case-insensitive, RFC 9110), if it
+/// is one and not empty.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn read_json_body(
@@ -369,7 +438,7 @@ fn read_json_body(
 /// JSON syntax errors are 400; well-formed JSON of the wrong shape is 422 and says where.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let pointer = json_pointer(&error.path().to_string());
         let inner = error.into_inner();
         if inner.is_data() {
@@ -383,7 +452,13 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
             Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
                 .detail(format!("the body is not valid JSON: {inner}"))
         }
-    })
+    })?;
+    // Without this, `{…} garbage` would pass: deserializing stops after the first value.
+    deserializer.end().map_err(|error| {
+        Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
+            .detail(format!("the body is not valid JSON: {error}"))
+    })?;
+    Ok(value)
 }
 
 /// `items[3].customer.id` → `/items/3/customer/id`; `.` (the root) → ``.
@@ -462,6 +537,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].pointer, "/rating");
+        let problem = parse_json::<serde_json::Value>(b"{} {}").unwrap_err();
+        assert_eq!(problem.status, 400, "one JSON value, nothing after it");
+        assert!(parse_json::<serde_json::Value>(b" {}\n").is_ok());
     }
 
     #[test]
@@ -488,5 +566,15 @@ mod tests {
             HeaderValue::from_static("Bearer key-cccccccc"),
         );
         assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn bearer_credentials() {
+        assert_eq!(bearer_token("Bearer k"), Some("k"));
+        assert_eq!(bearer_token("bearer  k "), Some("k"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic k"), None);
+        assert_eq!(bearer_token("k"), None);
     }
 }

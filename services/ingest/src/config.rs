@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 
 use closeloop_bus::KafkaArgs;
 use closeloop_store::DatabaseArgs;
+use closeloop_telemetry::Secret;
 
 /// ingest's configuration: flags, or the environment variables named beside them.
 #[derive(Debug, Clone, clap::Parser)]
@@ -31,20 +32,45 @@ pub struct Config {
     /// How long a request waits for the broker's acknowledgement before answering 503.
     #[arg(long, env = "INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 10_000)]
     pub delivery_timeout_ms: u64,
+    /// Events per second each source may send, sustained (a batch of 50 counts 50);
+    /// over it, requests get 429 with `Retry-After`. 0 turns the limit off.
+    #[arg(long, env = "INGEST_RATE_LIMIT_PER_SOURCE", default_value_t = 10_000.0)]
+    pub rate_limit_per_source: f64,
+    /// Events a source may send at once before the sustained rate applies; at least
+    /// `max_batch`, so every allowed batch can pass.
+    #[arg(long, env = "INGEST_RATE_LIMIT_BURST", default_value_t = 20_000)]
+    pub rate_limit_burst: u32,
 }
 
-/// One source system and the API key it authenticates with.
-#[derive(Clone, PartialEq, Eq)]
+impl Config {
+    /// Settings clap cannot check alone.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.api_keys.is_empty() {
+            return Err(
+                "no API keys configured: set INGEST_API_KEYS=source=key,… or --api-key".into(),
+            );
+        }
+        let rate = self.rate_limit_per_source;
+        if !(rate.is_finite() && rate >= 0.0) {
+            return Err(format!(
+                "INGEST_RATE_LIMIT_PER_SOURCE must be a number of events per second, 0 for no limit, not {rate}"
+            ));
+        }
+        if rate > 0.0 && (self.rate_limit_burst as usize) < self.max_batch.max(1) {
+            return Err(format!(
+                "INGEST_RATE_LIMIT_BURST ({}) must be at least INGEST_MAX_BATCH ({}), or no batch of that size could ever pass",
+                self.rate_limit_burst, self.max_batch
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One source system and the API key it authenticates with (never printed: `Secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceKey {
     pub source: String,
-    pub key: String,
-}
-
-impl std::fmt::Debug for SourceKey {
-    // Keys never reach a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SourceKey({}=***)", self.source)
-    }
+    pub key: Secret,
 }
 
 fn parse_source_key(value: &str) -> Result<SourceKey, String> {
@@ -62,7 +88,7 @@ fn parse_source_key(value: &str) -> Result<SourceKey, String> {
     }
     Ok(SourceKey {
         source: source.to_owned(),
-        key: key.to_owned(),
+        key: Secret::new(key),
     })
 }
 
@@ -81,6 +107,32 @@ mod tests {
         assert_eq!(config.api_keys.len(), 2);
         assert_eq!(config.api_keys[1].source, "surveyhub");
         assert!(!format!("{:?}", config.api_keys).contains("secret"));
+        assert!(!format!("{config:?}").contains("secret-123"));
+        assert!(format!("{config:?}").contains("shopdesk"));
+    }
+
+    #[test]
+    fn rate_limit_defaults_and_checks() {
+        let config = Config::parse_from(["ingest", "--api-key", "a=key-aaaaaaaa"]);
+        assert_eq!(config.rate_limit_per_source, 10_000.0);
+        assert_eq!(config.rate_limit_burst, 20_000);
+        assert_eq!(config.validate(), Ok(()));
+        let mut config = config;
+        config.rate_limit_burst = 10;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("INGEST_RATE_LIMIT_BURST"));
+        config.rate_limit_per_source = 0.0; // off: the burst does not matter
+        assert_eq!(config.validate(), Ok(()));
+        config.rate_limit_per_source = -1.0;
+        assert!(config.validate().is_err());
+        config.rate_limit_per_source = f64::NAN;
+        assert!(config.validate().is_err());
+        config.rate_limit_per_source = 1.0;
+        config.rate_limit_burst = 5000;
+        config.api_keys.clear();
+        assert!(config.validate().unwrap_err().contains("INGEST_API_KEYS"));
     }
 
     #[test]

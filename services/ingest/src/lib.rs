@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 mod idempotency;
 mod metrics;
+mod ratelimit;
 pub mod submission;
 
 use std::net::SocketAddr;
@@ -22,8 +23,8 @@ pub use config::{Config, SourceKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no API keys configured: set INGEST_API_KEYS=source=key,… or --api-key")]
-    NoApiKeys,
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -46,9 +47,7 @@ pub struct Service {
 
 impl Service {
     pub async fn build(config: Config) -> Result<Self, Error> {
-        if config.api_keys.is_empty() {
-            return Err(Error::NoApiKeys);
-        }
+        config.validate().map_err(Error::Config)?;
         let db = Database::connect(&config.database.config("ingest")).await?;
         db.migrate(sqlx::migrate!("./migrations")).await?;
         config.kafka.prepare_topics().await?;
@@ -70,6 +69,9 @@ impl Service {
                 ..Default::default()
             },
             max_batch: config.max_batch,
+            rate_limit: (config.rate_limit_per_source > 0.0).then(|| {
+                ratelimit::RateLimiter::new(config.rate_limit_per_source, config.rate_limit_burst)
+            }),
             metrics: metrics::IngestMetrics::register(&telemetry.registry)?,
         });
         let router = telemetry.router(api::routes(state, config.max_body_bytes));

@@ -21,9 +21,9 @@ impl IngestMetrics {
         let rejected = IntCounterVec::new(
             Opts::new(
                 "closeloop_feedback_rejected_total",
-                "Requests answered with an error, by HTTP status.",
+                "Requests answered with an error, by HTTP status and reason (the problem type).",
             ),
-            &["status"],
+            &["status", "reason"],
         )?;
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
@@ -34,10 +34,18 @@ impl IngestMetrics {
         self.accepted.with_label_values(&[source, channel]).inc();
     }
 
-    /// Counts and renders a rejection.
+    /// Counts and renders a rejection. The reason is the problem type's slug
+    /// (`rate_limited`, `invalid_feedback`, …): ingest's titles are constants, so the
+    /// label stays bounded.
     pub fn reject(&self, problem: Problem) -> Response {
+        let reason = problem
+            .kind
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .replace('-', "_");
         self.rejected
-            .with_label_values(&[problem.status().as_str()])
+            .with_label_values(&[problem.status().as_str(), &reason])
             .inc();
         problem.into_response()
     }

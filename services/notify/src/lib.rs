@@ -41,7 +41,7 @@ use closeloop_bus::{
     PublisherConfig,
 };
 use closeloop_store::{Database, DatabaseArgs, StoreError};
-use closeloop_telemetry::Telemetry;
+use closeloop_telemetry::{Secret, Telemetry};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -77,8 +77,8 @@ pub struct Config {
     #[arg(long = "webhook", env = "NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_pair)]
     pub webhooks: Vec<(String, String)>,
     /// Per source signing secret, `source=whsec_...`.
-    #[arg(long = "webhook-secret", env = "NOTIFY_WEBHOOK_SECRETS", value_delimiter = ',', value_parser = parse_pair)]
-    pub webhook_secrets: Vec<(String, String)>,
+    #[arg(long = "webhook-secret", env = "NOTIFY_WEBHOOK_SECRETS", hide_env_values = true, value_delimiter = ',', value_parser = parse_secret_pair)]
+    pub webhook_secrets: Vec<(String, Secret)>,
     /// Attempts per delivery before it is given up (dead).
     #[arg(long, env = "NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
     pub max_attempts: u32,
@@ -152,6 +152,16 @@ pub fn parse_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `source=secret`, like [`parse_pair`], the secret kept out of `Debug` output. Never
+/// fails, because clap would quote the text in its error, and it may be a secret with
+/// `source=` missing: such an entry has an empty source, which start-up refuses.
+pub fn parse_secret_pair(text: &str) -> Result<(String, Secret), std::convert::Infallible> {
+    Ok(match parse_pair(text) {
+        Ok((source, secret)) => (source, Secret::new(secret)),
+        Err(_) => (String::new(), Secret::default()),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration: {0}")]
@@ -178,7 +188,7 @@ pub enum Error {
 #[derive(Debug, Default)]
 struct Routes {
     webhooks: HashMap<String, reqwest::Url>,
-    secrets: HashMap<String, String>,
+    secrets: HashMap<String, Secret>,
 }
 
 /// Per-source webhook routes, checked once so a bad URL or secret fails start-up.
@@ -197,7 +207,12 @@ fn routes(config: &Config) -> Result<Routes, Error> {
     }
     let mut secrets = HashMap::new();
     for (source, secret) in &config.webhook_secrets {
-        signature::validate_secret(secret)
+        if source.is_empty() || secret.is_empty() {
+            return Err(Error::Config(
+                "a webhook secret is not of the form `source=secret`".into(),
+            ));
+        }
+        signature::validate_secret(secret.expose())
             .map_err(|e| Error::Config(format!("webhook secret of source {source}: {e}")))?;
         secrets.insert(source.clone(), secret.clone());
     }
@@ -483,12 +498,33 @@ mod tests {
     }
 
     #[test]
+    fn webhook_secrets_never_reach_debug_output() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let config = Config::parse_from(["notify", "--webhook-secret", &format!("a={secret}")]);
+        assert_eq!(config.webhook_secrets[0].1.expose(), secret);
+        let printed = format!("{config:?} {:?}", routes(&config).unwrap());
+        assert!(
+            !printed.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "{printed}"
+        );
+        assert!(printed.contains("[redacted]"), "{printed}");
+        // Nor the error about a secret with its `source=` missing.
+        let config = Config::parse_from(["notify", "--webhook-secret", secret]);
+        let error = routes(&config).unwrap_err().to_string();
+        assert!(error.contains("source=secret"), "{error}");
+        assert!(
+            !error.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn bad_routes_fail_start_up() {
         let mut config = Config::parse_from(["notify"]);
         config.webhooks = vec![("a".into(), "ftp://x/y".into())];
         assert!(matches!(routes(&config), Err(Error::Config(_))));
         config.webhooks = vec![];
-        config.webhook_secrets = vec![("a".into(), "whsec_!!".into())];
+        config.webhook_secrets = vec![("a".into(), Secret::new("whsec_!!"))];
         assert!(matches!(routes(&config), Err(Error::Config(_))));
     }
 

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use crate::outbox::Due;
 use crate::signature;
 use crate::worker::Attempt;
+use closeloop_telemetry::Secret;
 
 /// The longest `Retry-After` honoured; a receiver asking for more gets this.
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
@@ -22,7 +23,8 @@ pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 pub struct WebhookSender {
     pub http: reqwest::Client,
     pub urls: HashMap<String, reqwest::Url>,
-    pub secrets: HashMap<String, String>,
+    /// Signing secrets per source (`Secret`: never in `Debug` output).
+    pub secrets: HashMap<String, Secret>,
     pub timeout: Duration,
 }
 
@@ -91,7 +93,7 @@ impl WebhookSender {
         if let Some(secret) = self.secrets.get(&due.source) {
             request = request.header(
                 "webhook-signature",
-                signature::sign(secret, &due.delivery_id, timestamp, &body),
+                signature::sign(secret.expose(), &due.delivery_id, timestamp, &body),
             );
         }
         match request.body(body).send().await {

@@ -77,7 +77,7 @@ async fn require_token(State(ctx): State<Arc<Context>>, request: Request, next: 
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
-        if !presented.is_some_and(|token| tokens_match(token, expected)) {
+        if !presented.is_some_and(|token| tokens_match(token, expected.expose())) {
             let mut response = Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized")
                 .detail("send the ops token as `Authorization: Bearer <token>`")
                 .into_response();

@@ -28,7 +28,7 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// When set, /v1/* requires `Authorization: Bearer <token>` and /ops a sign-in with it.
     #[arg(long, env = "TRENDS_OPS_TOKEN", hide_env_values = true)]
-    pub ops_token: Option<String>,
+    pub ops_token: Option<closeloop_telemetry::Secret>,
     /// Taxonomy file for theme display names [default: the built-in taxonomy].
     #[arg(long, env = "TRENDS_TAXONOMY")]
     pub taxonomy: Option<PathBuf>,
@@ -244,8 +244,8 @@ impl Config {
             .map_err(|e| format!("detector setting {e}"))?;
         if self
             .ops_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
         {
             return Err("ops_token must not be blank (leave it unset to disable auth)".into());
         }
@@ -304,6 +304,18 @@ mod tests {
                 .contains("at least one detector")
         );
         assert!(error(&["--detector-config", "/nonexistent.toml"]).contains("cannot read"));
+    }
+
+    #[test]
+    fn the_ops_token_never_reaches_debug_output() {
+        let config = Config::parse_from(["trends", "--ops-token", "tok-s3cret-value"]);
+        assert_eq!(
+            config.ops_token.as_ref().map(|t| t.expose()),
+            Some("tok-s3cret-value")
+        );
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("ops_token: Some([redacted])"), "{printed}");
     }
 
     #[test]

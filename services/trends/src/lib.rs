@@ -77,7 +77,7 @@ pub(crate) struct Context {
     transitions: tokio::sync::Mutex<()>,
     taxonomy: Taxonomy,
     metrics: TrendsMetrics,
-    ops_token: Option<String>,
+    ops_token: Option<closeloop_telemetry::Secret>,
     ops_secrets: ops::OpsSecrets,
     /// 0 = never reopen automatically.
     reopen_within_ms: i64,
@@ -177,7 +177,7 @@ impl Service {
             transitions: tokio::sync::Mutex::new(()),
             taxonomy,
             metrics,
-            ops_secrets: ops::OpsSecrets::new(config.ops_token.as_deref()),
+            ops_secrets: ops::OpsSecrets::new(config.ops_token.as_ref().map(|t| t.expose())),
             ops_token: config.ops_token,
             reopen_within_ms: checked.reopen_within_ms,
         });

@@ -49,10 +49,17 @@ pub(crate) fn routes() -> Router<Arc<Context>> {
 }
 
 /// The secrets the page derives its session and CSRF values from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpsSecrets {
     session: Option<String>,
     csrf: String,
+}
+
+impl std::fmt::Debug for OpsSecrets {
+    // The session value is as good as the token: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpsSecrets([redacted])")
+    }
 }
 
 impl OpsSecrets {
@@ -511,7 +518,7 @@ async fn login(
     let presented = form
         .ok()
         .and_then(|Form(mut fields)| fields.remove("token"));
-    if !presented.is_some_and(|token| tokens_match(token.trim(), expected)) {
+    if !presented.is_some_and(|token| tokens_match(token.trim(), expected.expose())) {
         return html(
             StatusCode::UNAUTHORIZED,
             login_page(Some("That is not the ops token.")),
