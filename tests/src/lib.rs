@@ -5,13 +5,17 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use closeloop::sink::WebhookSink;
 use closeloop::stack::{ServiceConfigs, Stack};
 use closeloop::up::{dev_key, local_defaults};
+use closeloop_bus::KafkaArgs;
+use closeloop_ingest::SourceKey;
 use closeloop_store::testing::database_args;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// Logs of the services under test, when `RUST_LOG` asks for them.
 pub fn init_logs() {
@@ -89,12 +93,10 @@ pub fn feedback(
     })
 }
 
-/// The whole loop in this process on a fresh embedded broker (1 broker, 3 partitions), each
-/// service with its own fresh database, tuned to raise an action from a handful of
-/// complaints (4 negative mentions from 3 customers) and to retry deliveries quickly; its
-/// webhooks go to the returned sink, which verifies their signatures.
-pub async fn start_loop() -> (Stack, WebhookSink) {
-    init_logs();
+/// Settings for the whole loop with each service on its own fresh database, tuned to
+/// raise an action from a handful of complaints (4 negative mentions from 3 customers)
+/// and to retry deliveries quickly.
+pub fn loop_configs() -> ServiceConfigs {
     let mut configs = ServiceConfigs::from_env(&database_args("shared")).with_ephemeral_ports();
     configs.ingest.database = database_args("ingest");
     configs.categorise.database = database_args("categorise");
@@ -103,6 +105,18 @@ pub async fn start_loop() -> (Stack, WebhookSink) {
     configs.trends.min_negative_mentions = 4;
     configs.trends.min_distinct_customers = 3;
     configs.notify.retry_base_ms = 20;
+    configs
+}
+
+/// The whole loop of [`loop_configs`] in this process on a fresh embedded broker.
+pub async fn start_loop() -> (Stack, WebhookSink) {
+    start_loop_with(loop_configs()).await
+}
+
+/// The whole loop in this process on a fresh embedded broker (1 broker, 3 partitions);
+/// its webhooks go to the returned sink, which verifies their signatures.
+pub async fn start_loop_with(mut configs: ServiceConfigs) -> (Stack, WebhookSink) {
+    init_logs();
     let sink_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port for the webhook sink");
@@ -114,6 +128,35 @@ pub async fn start_loop() -> (Stack, WebhookSink) {
         .expect("stack starts");
     sink.spawn(sink_listener, stack.shutdown_token());
     (stack, sink)
+}
+
+/// ingest alone on `brokers` with a fresh database, one source `source` with API key
+/// `key`; returns its `/v1/feedback` URL and the token that stops it.
+pub async fn spawn_ingest(brokers: &str, source: &str, key: &str) -> (String, CancellationToken) {
+    let mut ingest = closeloop_ingest::Config::parse_from(["ingest"]);
+    ingest.kafka = KafkaArgs::new(brokers);
+    ingest.database = database_args("ingest");
+    ingest.http_addr = ([127, 0, 0, 1], 0).into();
+    ingest.api_keys = vec![SourceKey {
+        source: source.into(),
+        key: key.into(),
+    }];
+    let service = closeloop_ingest::Service::build(ingest)
+        .await
+        .expect("ingest builds");
+    let url = format!("http://{}/v1/feedback", service.http_addr());
+    let stop = CancellationToken::new();
+    tokio::spawn(service.run_until_stopped(stop.clone()));
+    (url, stop)
+}
+
+/// Waits until the sink has received at least `count` webhooks.
+pub async fn received_at_least(sink: &WebhookSink, count: usize, timeout: Duration) {
+    eventually(timeout, &format!("{count} delivered notifications"), || {
+        let sink = sink.clone();
+        async move { (sink.received().len() >= count).then_some(()) }
+    })
+    .await;
 }
 
 /// Posts each body to ingest as the dev source `shopdesk`, with idempotency keys

@@ -14,10 +14,9 @@ use std::time::Duration;
 use clap::Parser;
 use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
-use closeloop_ingest::SourceKey;
 use closeloop_store::testing::{database_args, postgres_url};
 use closeloop_store::{sqlx, Database, DatabaseArgs};
-use closeloop_tests::{eventually, init_logs, read_topic};
+use closeloop_tests::{eventually, init_logs, read_topic, spawn_ingest};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -206,20 +205,7 @@ async fn categorise_survives_the_database_going_away() {
     let broker = EmbeddedBroker::start(1, &TopicSpec::all(3)).expect("broker");
     let brokers = broker.bootstrap_servers();
 
-    let mut ingest = closeloop_ingest::Config::parse_from(["ingest"]);
-    ingest.kafka = KafkaArgs::new(brokers);
-    ingest.database = database_args("ingest");
-    ingest.http_addr = ([127, 0, 0, 1], 0).into();
-    ingest.api_keys = vec![SourceKey {
-        source: "outage".into(),
-        key: KEY.into(),
-    }];
-    let ingest = closeloop_ingest::Service::build(ingest)
-        .await
-        .expect("ingest builds");
-    let ingest_url = format!("http://{}/v1/feedback", ingest.http_addr());
-    let ingest_stop = CancellationToken::new();
-    tokio::spawn(ingest.run_until_stopped(ingest_stop.clone()));
+    let (ingest_url, ingest_stop) = spawn_ingest(brokers, "outage", KEY).await;
 
     // categorise reaches PostgreSQL only through the proxy; the test reads it directly.
     let direct = database_args("categorise");

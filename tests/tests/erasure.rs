@@ -6,14 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use closeloop::sink::WebhookSink;
-use closeloop::stack::{ServiceConfigs, Stack};
-use closeloop::up::{dev_key, local_defaults};
-use closeloop_store::testing::database_args;
+use closeloop::up::dev_key;
 use closeloop_store::{sqlx, Backend, Database, DatabaseArgs};
-use closeloop_tests::{eventually, init_logs};
+use closeloop_tests::{eventually, loop_configs, start_loop_with};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 /// What must be gone after the erasure. No LIKE wildcards (`%`, `_`) in them.
 const CUSTOMER: &str = "zq-erasure-subject-4711";
@@ -127,29 +123,15 @@ async fn theme_counts(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_erased_customer_is_nowhere_in_any_store() {
-    init_logs();
     let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let mut configs = ServiceConfigs::from_env(&database_args("shared")).with_ephemeral_ports();
-    configs.ingest.database = database_args("ingest");
-    configs.categorise.database = database_args("categorise");
-    configs.trends.database = database_args("trends");
-    configs.notify.database = database_args("notify");
-    configs.trends.min_negative_mentions = 4;
-    configs.trends.min_distinct_customers = 3;
-    configs.notify.retry_base_ms = 20;
+    let configs = loop_configs();
     let stores = [
         ("ingest", configs.ingest.database.clone()),
         ("categorise", configs.categorise.database.clone()),
         ("trends", configs.trends.database.clone()),
         ("notify", configs.notify.database.clone()),
     ];
-    let sink_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let secrets = local_defaults(&mut configs, sink_listener.local_addr().unwrap());
-    let sink = WebhookSink::new(secrets, false);
-    let stack = Stack::start_embedded(configs, 1, 3)
-        .await
-        .expect("stack starts");
-    sink.spawn(sink_listener, stack.shutdown_token());
+    let (stack, sink) = start_loop_with(configs).await;
     let client = reqwest::Client::new();
 
     let posts = [

@@ -13,10 +13,9 @@ use closeloop::stack::{ServiceConfigs, Stack};
 use closeloop::up::local_defaults;
 use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
-use closeloop_ingest::SourceKey;
 use closeloop_store::testing::database_args;
 use closeloop_store::{sqlx, Database};
-use closeloop_tests::{eventually, init_logs, read_topic};
+use closeloop_tests::{eventually, init_logs, read_topic, spawn_ingest};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::{json, Value};
@@ -44,20 +43,7 @@ struct Pipeline {
 
 impl Pipeline {
     async fn start(brokers: &str) -> Self {
-        let mut ingest = closeloop_ingest::Config::parse_from(["ingest"]);
-        ingest.kafka = KafkaArgs::new(brokers);
-        ingest.database = database_args("ingest");
-        ingest.http_addr = ([127, 0, 0, 1], 0).into();
-        ingest.api_keys = vec![SourceKey {
-            source: "faults".into(),
-            key: KEY.into(),
-        }];
-        let service = closeloop_ingest::Service::build(ingest)
-            .await
-            .expect("ingest builds");
-        let ingest_url = format!("http://{}/v1/feedback", service.http_addr());
-        let stop = CancellationToken::new();
-        tokio::spawn(service.run_until_stopped(stop.clone()));
+        let (ingest_url, stop) = spawn_ingest(brokers, "faults", KEY).await;
 
         let mut categorise = closeloop_categorise::Config::parse_from(["categorise"]);
         categorise.kafka = KafkaArgs::new(brokers);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use closeloop_tests::{eventually, feedback, open_action, post_all, resolve, start_loop};
+use closeloop_tests::{feedback, open_action, post_all, received_at_least, resolve, start_loop};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,15 +78,7 @@ async fn the_loop_closes_for_exactly_the_consenting_complainers() {
     )
     .await;
 
-    eventually(
-        Duration::from_secs(30),
-        "three delivered notifications",
-        || {
-            let sink = sink.clone();
-            async move { (sink.received().len() >= 3).then_some(()) }
-        },
-    )
-    .await;
+    received_at_least(&sink, 3, Duration::from_secs(30)).await;
     // Give a wrong extra delivery the chance to show up before asserting there is none.
     tokio::time::sleep(Duration::from_secs(2)).await;
 

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{eventually, feedback, open_action, post_all, resolve, start_loop};
+use closeloop_tests::{
+    eventually, feedback, open_action, post_all, received_at_least, resolve, start_loop,
+};
 
 /// The files whose queries must find data, relative to the repository root.
 const QUERYING_FILES: [&str; 2] = [
@@ -129,6 +131,15 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
     for addr in services {
         exported.extend(exported_series(&scrape(addr).await));
     }
+    // The API shows the action as soon as it is stored; its metrics follow once the
+    // broker acknowledged the event.
+    let opened = "closeloop_action_opened_timestamp_seconds";
+    let trends_metrics = eventually(Duration::from_secs(30), opened, || async {
+        let series = exported_series(&scrape(stack.trends).await);
+        series.contains(opened).then_some(series)
+    })
+    .await;
+    exported.extend(trends_metrics);
     let action_id = action["action_id"].as_str().expect("action id");
     resolve(
         &stack,
@@ -137,15 +148,7 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         "Wir haben einen Versender mehr.",
     )
     .await;
-    eventually(
-        Duration::from_secs(30),
-        "three delivered notifications",
-        || {
-            let sink = sink.clone();
-            async move { (sink.received().len() >= 3).then_some(()) }
-        },
-    )
-    .await;
+    received_at_least(&sink, 3, Duration::from_secs(30)).await;
 
     // Consumer lag comes from librdkafka's statistics, every 5 s: scrape until it shows.
     let deadline = Instant::now() + Duration::from_secs(30);
