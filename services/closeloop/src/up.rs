@@ -96,6 +96,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     println!("  ingest            http://{}/v1/feedback", stack.ingest);
     println!("  categorise        http://{}/metrics", stack.categorise);
     println!("  trends (ops API)  http://{}/v1/actions", stack.trends);
+    println!("  ops page          http://{}/ops", stack.trends);
     println!(
         "  notify            http://{}/v1/notifications?action=…",
         stack.notify
