@@ -2,7 +2,7 @@
 //! and as one mention per theme (`feedback.themes.v1`).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::{topics, Event};
@@ -192,8 +192,10 @@ impl SentimentLabel {
 pub struct SentimentResult {
     pub label: SentimentLabel,
     /// −1 (very negative) … +1 (very positive).
+    #[serde(deserialize_with = "finite_f32")]
     pub score: f32,
     /// 0 … 1.
+    #[serde(deserialize_with = "finite_f32")]
     pub confidence: f32,
 }
 
@@ -201,6 +203,7 @@ pub struct SentimentResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThemeMatch {
     pub id: String,
+    #[serde(deserialize_with = "finite_f32")]
     pub score: f32,
     /// The sentiment of the part of the text that mentions this theme.
     pub sentiment: SentimentLabel,
@@ -244,6 +247,7 @@ pub struct ThemeMention {
     /// The sentiment of the part of the text about this theme.
     pub sentiment: SentimentLabel,
     /// The overall sentiment score of the feedback.
+    #[serde(deserialize_with = "finite_f32")]
     pub score: f32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<u8>,
@@ -260,6 +264,20 @@ impl Event for ThemeMention {
     const TOPIC: &'static str = topics::FEEDBACK_THEMES;
     fn key(&self) -> &str {
         &self.theme
+    }
+}
+
+/// Deserialises an `f32` that is finite. serde casts any JSON number to `f32`, so `1e39`
+/// would decode as infinity, which serde_json then writes as `null`: the event could not be
+/// re-published or replayed. Found by the `decode_event` fuzz target.
+fn finite_f32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    let value = f32::deserialize(deserializer)?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(de::Error::custom(format_args!(
+            "number out of range for a 32-bit float: {value}"
+        )))
     }
 }
 
@@ -350,5 +368,52 @@ mod tests {
         json["added_in_a_later_version"] = serde_json::json!(42);
         let bytes = serde_json::to_vec(&json).unwrap();
         assert!(crate::decode::<Feedback>(&bytes).is_ok());
+    }
+
+    /// Regression (fuzzing): `1e39` used to decode as an infinite `f32`, which re-encoded
+    /// as `null` and so no longer decoded.
+    #[test]
+    fn out_of_range_floats_are_rejected_not_turned_into_infinity() {
+        let mention = ThemeMention {
+            feedback_id: Uuid::now_v7(),
+            theme: "delivery_time".into(),
+            customer_id: "cust-1".into(),
+            source: "shopdesk".into(),
+            channel: Channel::Review,
+            touchpoint: None,
+            language: Language::En,
+            sentiment: SentimentLabel::Negative,
+            score: f32::MAX,
+            rating: None,
+            nps: None,
+            excerpt: "late".into(),
+            given_at: Utc::now(),
+        };
+        let envelope = crate::Envelope::new(mention);
+        let bytes = serde_json::to_vec(&envelope).unwrap();
+        let back = crate::decode::<ThemeMention>(&bytes).unwrap();
+        assert_eq!(back, envelope, "the largest finite f32 still round-trips");
+
+        let mut json = serde_json::to_value(&envelope).unwrap();
+        json["score"] = serde_json::json!(-1e39);
+        let err = crate::decode::<ThemeMention>(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+
+        let mut categorised = serde_json::to_value(crate::Envelope::new(FeedbackCategorised {
+            feedback: feedback(),
+            language: Language::De,
+            sentiment: SentimentResult {
+                label: SentimentLabel::Negative,
+                score: -0.6,
+                confidence: 0.8,
+            },
+            themes: vec![],
+            classifier_version: "lexicon-2".into(),
+            explanation: vec![],
+        }))
+        .unwrap();
+        categorised["sentiment"]["confidence"] = serde_json::json!(1e300);
+        let bytes = serde_json::to_vec(&categorised).unwrap();
+        assert!(crate::decode::<FeedbackCategorised>(&bytes).is_err());
     }
 }

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use closeloop_bus::Publisher;
 use closeloop_events::{Envelope, ErasureRequest, Feedback};
 use closeloop_telemetry::problem::FieldError;
@@ -89,15 +89,9 @@ async fn post_feedback(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    accept(
-        &state,
-        &headers,
-        body,
-        |body: Submission| vec![body],
-        "single",
-    )
-    .await
-    .unwrap_or_else(|problem| state.metrics.reject(problem))
+    accept(&state, &headers, body, Shape::Single)
+        .await
+        .unwrap_or_else(|problem| state.metrics.reject(problem))
 }
 
 async fn post_batch(
@@ -105,54 +99,66 @@ async fn post_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    accept(
-        &state,
-        &headers,
-        body,
-        |body: BatchSubmission| body.items,
-        "batch",
-    )
-    .await
-    .unwrap_or_else(|problem| state.metrics.reject(problem))
+    accept(&state, &headers, body, Shape::Batch)
+        .await
+        .unwrap_or_else(|problem| state.metrics.reject(problem))
 }
 
-/// The shared path of both feedback endpoints.
-async fn accept<B: DeserializeOwned>(
-    state: &ApiState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    items_of: impl FnOnce(B) -> Vec<Submission>,
-    shape: &str,
-) -> Result<Response, Problem> {
-    let source = authenticate(&state.keys, headers)?;
-    let body = read_json_body(headers, body)?;
-    let submissions = items_of(parse_json::<B>(&body)?);
+/// Which feedback endpoint a body was posted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `POST /v1/feedback`: one [`Submission`].
+    Single,
+    /// `POST /v1/feedback/batch`: a [`BatchSubmission`].
+    Batch,
+}
+
+impl Shape {
+    fn as_str(self) -> &'static str {
+        match self {
+            Shape::Single => "single",
+            Shape::Batch => "batch",
+        }
+    }
+}
+
+/// Parses and validates a feedback request body into the events to publish, or the problem
+/// to answer (nothing half-way). Pure (no I/O, `now` given), so the fuzzer calls exactly
+/// the code the endpoints run (fuzz/fuzz_targets/ingest_request.rs).
+pub fn parse_feedback_body(
+    shape: Shape,
+    body: &[u8],
+    source: &str,
+    now: DateTime<Utc>,
+    limits: &Limits,
+    max_batch: usize,
+) -> Result<Vec<Feedback>, Problem> {
+    let submissions = match shape {
+        Shape::Single => vec![parse_json::<Submission>(body)?],
+        Shape::Batch => parse_json::<BatchSubmission>(body)?.items,
+    };
     if submissions.is_empty() {
         return Err(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty batch")
                 .detail("a batch needs at least one item in `items`"),
         );
     }
-    if submissions.len() > state.max_batch {
+    if submissions.len() > max_batch {
         return Err(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Batch too large").detail(format!(
-                "a batch may carry at most {} items; this one has {}",
-                state.max_batch,
+                "a batch may carry at most {max_batch} items; this one has {}",
                 submissions.len()
             )),
         );
     }
-    let now = Utc::now();
-    let single = shape == "single";
     let mut feedback = Vec::with_capacity(submissions.len());
     let mut errors = Vec::new();
     for (index, submission) in submissions.into_iter().enumerate() {
-        let prefix = if single {
-            String::new()
-        } else {
-            format!("/items/{index}")
+        let prefix = match shape {
+            Shape::Single => String::new(),
+            Shape::Batch => format!("/items/{index}"),
         };
-        match submission.into_feedback(source, now, &state.limits, &prefix) {
+        match submission.into_feedback(source, now, limits, &prefix) {
             Ok(item) => feedback.push(item),
             Err(mut item_errors) => errors.append(&mut item_errors),
         }
@@ -180,13 +186,28 @@ async fn accept<B: DeserializeOwned>(
                 .errors(errors),
         );
     }
+    Ok(feedback)
+}
+
+/// The shared path of both feedback endpoints.
+async fn accept(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    shape: Shape,
+) -> Result<Response, Problem> {
+    let source = authenticate(&state.keys, headers)?;
+    let body = read_json_body(headers, body)?;
+    let now = Utc::now();
+    let mut feedback =
+        parse_feedback_body(shape, &body, source, now, &state.limits, state.max_batch)?;
 
     let idempotency_key = idempotency_key(headers)?;
     // After validation (the cost is the number of events) and before the idempotency
     // claim (a 429 leaves nothing behind that would block the retry).
     check_rate(state, source, feedback.len())?;
     if let Some(key) = &idempotency_key {
-        let hash = format!("{shape}:{:x}", Sha256::digest(&body));
+        let hash = format!("{}:{:x}", shape.as_str(), Sha256::digest(&body));
         let ids: Vec<Uuid> = feedback.iter().map(|f| f.feedback_id).collect();
         let claim = state
             .idempotency
