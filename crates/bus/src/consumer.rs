@@ -2,11 +2,14 @@
 //! rust-rdkafka's `at_least_once.rs`): consume, handle, and only then store the offset,
 //! which librdkafka commits in the background and once more on shutdown.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use closeloop_events::{decode, topics, DeadLetter, Envelope, Event};
+use futures::future::join_all;
+use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -25,6 +28,9 @@ pub struct ConsumerConfig {
     /// First wait before retrying a transient failure; doubles up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Records taken from the client's queue and handled together: records with one key
+    /// in order, different keys concurrently. 1 handles strictly one at a time.
+    pub max_in_flight: usize,
 }
 
 impl ConsumerConfig {
@@ -34,6 +40,7 @@ impl ConsumerConfig {
             group_id: group_id.into(),
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
+            max_in_flight: 256,
         }
     }
 }
@@ -122,12 +129,20 @@ pub async fn run_consumer<H: Handler>(
     }
 
     let dead_letter_topic = topics::dead_letter_of(topic);
+    let record = Record {
+        config: &config,
+        handler: &handler,
+        dead_letters: &dead_letters,
+        dead_letter_topic: &dead_letter_topic,
+        shutdown: &shutdown,
+        metrics: &metrics,
+    };
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
             message = consumer.recv() => message,
         };
-        let message = match message {
+        let first = match message {
             Ok(message) => message,
             Err(error) => {
                 // Broker trouble surfaces here; librdkafka reconnects by itself.
@@ -137,38 +152,41 @@ pub async fn run_consumer<H: Handler>(
                 continue;
             }
         };
-        let started = Instant::now();
-        let outcome = process(&config, &handler, &message, &shutdown, &metrics).await;
-        match outcome {
-            Processed::Done => {}
-            Processed::DeadLetter(reason) => {
-                let published = dead_letter(
-                    &dead_letters,
-                    &dead_letter_topic,
-                    &config.group_id,
-                    &message,
-                    &reason,
-                    &shutdown,
-                    &config,
-                )
-                .await;
-                if !published {
-                    break; // shutting down before the dead letter was written: not stored
+        // Whatever else is already fetched joins the batch; nothing waits for more.
+        let mut batch = vec![first];
+        while batch.len() < config.max_in_flight.max(1) {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(error)) => {
+                    tracing::warn!(topic, %error, "consumer error");
+                    metrics.failed.with_label_values(&[topic]).inc();
+                    break;
                 }
-                metrics.dead_lettered.with_label_values(&[topic]).inc();
+                None => break,
             }
-            Processed::Interrupted => break,
         }
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            // The partition was revoked meanwhile; its next owner processes the record
-            // again, which idempotent handlers allow.
-            tracing::warn!(topic, %error, "could not store offset");
+        let handled = handle_batch(&record, &batch).await;
+        // Offsets are stored only up to the first record of each partition that was not
+        // handled, so a commit never passes over unprocessed work.
+        let mut blocked: HashSet<i32> = HashSet::new();
+        let mut last_handled: HashMap<i32, &BorrowedMessage<'_>> = HashMap::new();
+        for (message, done) in batch.iter().zip(&handled) {
+            if !done {
+                blocked.insert(message.partition());
+            } else if !blocked.contains(&message.partition()) {
+                last_handled.insert(message.partition(), message);
+            }
         }
-        metrics.consumed.with_label_values(&[topic]).inc();
-        metrics
-            .processing_seconds
-            .with_label_values(&[topic])
-            .observe(started.elapsed().as_secs_f64());
+        for message in last_handled.values() {
+            if let Err(error) = consumer.store_offset_from_message(message) {
+                // The partition was revoked meanwhile; its next owner processes the
+                // records again, which idempotent handlers allow.
+                tracing::warn!(topic, %error, "could not store offset");
+            }
+        }
+        if !blocked.is_empty() {
+            break; // only shutdown leaves a record unhandled
+        }
     }
 
     match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -177,6 +195,99 @@ pub async fn run_consumer<H: Handler>(
     }
     tracing::info!(topic, group = %config.group_id, "consumer stopped");
     Ok(())
+}
+
+/// What handling one record needs, borrowed from the consumer loop.
+struct Record<'a, H> {
+    config: &'a ConsumerConfig,
+    handler: &'a H,
+    dead_letters: &'a Publisher,
+    dead_letter_topic: &'a str,
+    shutdown: &'a CancellationToken,
+    metrics: &'a BusMetrics,
+}
+
+/// Handles a batch: one lane per key, each in offset order, the lanes concurrently (a
+/// key is what must stay ordered: a customer, a theme). Returns, per record of `batch`,
+/// whether it was handled (or dead-lettered); false only when shutdown interrupted it.
+async fn handle_batch<H: Handler>(
+    record: &Record<'_, H>,
+    batch: &[BorrowedMessage<'_>],
+) -> Vec<bool> {
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    let mut lane_of_key: HashMap<(i32, Option<&[u8]>), usize> = HashMap::new();
+    for (index, message) in batch.iter().enumerate() {
+        let lane = *lane_of_key
+            .entry((message.partition(), message.key()))
+            .or_insert_with(|| {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            });
+        lanes[lane].push(index);
+    }
+    let outcomes = join_all(lanes.into_iter().map(|lane| async move {
+        let mut outcomes = Vec::with_capacity(lane.len());
+        for index in lane {
+            let done = handle_record(record, &batch[index]).await;
+            outcomes.push((index, done));
+            if !done {
+                break; // the rest of the lane waits for the next owner or start
+            }
+        }
+        outcomes
+    }))
+    .await;
+    let mut handled = vec![false; batch.len()];
+    for (index, done) in outcomes.into_iter().flatten() {
+        handled[index] = done;
+    }
+    handled
+}
+
+/// Handles one record (retrying transient failures, dead-lettering permanent ones) and
+/// counts it; false when shutdown came first.
+async fn handle_record<H: Handler>(record: &Record<'_, H>, message: &BorrowedMessage<'_>) -> bool {
+    let topic = message.topic();
+    let started = Instant::now();
+    let outcome = process(
+        record.config,
+        record.handler,
+        message,
+        record.shutdown,
+        record.metrics,
+    )
+    .await;
+    match outcome {
+        Processed::Done => {}
+        Processed::DeadLetter(reason) => {
+            let published = dead_letter(
+                record.dead_letters,
+                record.dead_letter_topic,
+                &record.config.group_id,
+                message,
+                &reason,
+                record.shutdown,
+                record.config,
+            )
+            .await;
+            if !published {
+                return false; // shutting down before the dead letter was written
+            }
+            record
+                .metrics
+                .dead_lettered
+                .with_label_values(&[topic])
+                .inc();
+        }
+        Processed::Interrupted => return false,
+    }
+    record.metrics.consumed.with_label_values(&[topic]).inc();
+    record
+        .metrics
+        .processing_seconds
+        .with_label_values(&[topic])
+        .observe(started.elapsed().as_secs_f64());
+    true
 }
 
 enum Processed {

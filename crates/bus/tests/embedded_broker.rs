@@ -159,3 +159,80 @@ async fn consumes_retries_and_dead_letters() {
     shutdown.cancel();
     consumer.await.unwrap().unwrap();
 }
+
+/// Records what it handled per key, in order, and how many ran at once.
+#[derive(Clone, Default)]
+struct OrderRecorder {
+    seen: Arc<Mutex<Vec<(String, u32)>>>,
+    running: Arc<AtomicU32>,
+    most_at_once: Arc<AtomicU32>,
+}
+
+impl Handler for OrderRecorder {
+    type Event = ErasureRequest;
+    async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(running, Ordering::SeqCst);
+        let request = &incoming.envelope.data;
+        let sequence: u32 = request.source.parse().expect("sequence in source");
+        // Uneven work, so concurrent lanes would overtake each other.
+        tokio::time::sleep(Duration::from_millis(u64::from(sequence % 7))).await;
+        self.seen
+            .lock()
+            .unwrap()
+            .push((request.customer_id.clone(), sequence));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_one_key_stay_in_order_while_keys_run_concurrently() {
+    let broker = EmbeddedBroker::start(1, &TopicSpec::all(2)).expect("broker");
+    let brokers = broker.bootstrap_servers().to_owned();
+    let metrics = BusMetrics::unregistered();
+    let publisher = Publisher::new(&PublisherConfig::new(&brokers), metrics.clone()).unwrap();
+    let customers = 12;
+    let per_customer = 25u32;
+    for sequence in 0..per_customer {
+        for customer in 0..customers {
+            let mut event = erasure(&format!("customer-{customer}"));
+            event.data.source = sequence.to_string();
+            publisher.publish(&event, None).await.expect("acked");
+        }
+    }
+
+    let recorder = OrderRecorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        ConsumerConfig::new(&brokers, "order-group"),
+        recorder.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let total = customers * per_customer as usize;
+    wait_for(|| recorder.seen.lock().unwrap().len() >= total).await;
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), total, "each record once");
+    for customer in 0..customers {
+        let key = format!("customer-{customer}");
+        let order: Vec<u32> = seen
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, sequence)| *sequence)
+            .collect();
+        assert_eq!(
+            order,
+            (0..per_customer).collect::<Vec<_>>(),
+            "{key} in order"
+        );
+    }
+    assert!(
+        recorder.most_at_once.load(Ordering::SeqCst) > 1,
+        "different keys were handled concurrently"
+    );
+}
