@@ -1,13 +1,17 @@
 //! The real binary as a child process: `closeloop categorise` killed with SIGKILL
 //! mid-stream and restarted loses nothing and stores nothing twice; stopped with
 //! SIGTERM it finishes, commits and exits cleanly, so its successor redoes nothing.
+//! `closeloop trends` killed with SIGKILL mid-stream and restarted raises no action twice.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use closeloop_bus::{BusMetrics, EmbeddedBroker, Publisher, PublisherConfig, TopicSpec};
-use closeloop_events::{Channel, CustomerRef, Envelope, Feedback};
+use closeloop_events::{
+    topics, ActionEvent, Channel, CustomerRef, Envelope, Feedback, Language, SentimentLabel,
+    ThemeMention,
+};
 use closeloop_store::testing::database_args;
 use closeloop_store::{sqlx, Database, DatabaseArgs};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -52,14 +56,31 @@ async fn publish(broker: &EmbeddedBroker, range: std::ops::Range<usize>) {
 }
 
 fn categorise(broker: &EmbeddedBroker, database: &DatabaseArgs, group: &str) -> Child {
+    service(
+        "categorise",
+        broker,
+        database,
+        &[
+            ("CATEGORISE_HTTP_ADDR", "127.0.0.1:0"),
+            ("CATEGORISE_GROUP_ID", group),
+        ],
+    )
+}
+
+/// `closeloop <name>` on `broker` and `database`, with `settings` as its environment.
+fn service(
+    name: &str,
+    broker: &EmbeddedBroker,
+    database: &DatabaseArgs,
+    settings: &[(&str, &str)],
+) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_closeloop"));
     command
-        .arg("categorise")
+        .arg(name)
         .env("KAFKA_BROKERS", broker.bootstrap_servers())
         .env("KAFKA_CREATE_TOPICS", "false")
         .env("DATABASE_URL", &database.database_url)
-        .env("CATEGORISE_HTTP_ADDR", "127.0.0.1:0")
-        .env("CATEGORISE_GROUP_ID", group)
+        .envs(settings.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true);
@@ -67,7 +88,9 @@ fn categorise(broker: &EmbeddedBroker, database: &DatabaseArgs, group: &str) -> 
         Some(schema) => command.env("DATABASE_SCHEMA", schema),
         None => command.env_remove("DATABASE_SCHEMA"),
     };
-    command.spawn().expect("closeloop categorise starts")
+    command
+        .spawn()
+        .unwrap_or_else(|error| panic!("closeloop {name} does not start: {error}"))
 }
 
 fn signal(child: &Child, signal: &str) {
@@ -81,10 +104,20 @@ fn signal(child: &Child, signal: &str) {
 
 /// Rows in categorise's store, once the child has created it.
 async fn stored(database: &DatabaseArgs) -> i64 {
-    let Ok(db) = Database::connect(&database.config("categorise")).await else {
+    count_rows(
+        database,
+        "categorise",
+        "SELECT COUNT(*) FROM categorise_feedback",
+    )
+    .await
+}
+
+/// The single number `query` gives in `service`'s store; 0 before the store exists.
+async fn count_rows(database: &DatabaseArgs, service: &str, query: &str) -> i64 {
+    let Ok(db) = Database::connect(&database.config(service)).await else {
         return 0;
     };
-    let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM categorise_feedback")
+    let count = sqlx::query_scalar::<_, i64>(query)
         .fetch_one(db.pool())
         .await
         .unwrap_or(0);
@@ -189,4 +222,121 @@ async fn sigterm_finishes_commits_and_exits_cleanly() {
     );
     signal(&second, "-TERM");
     let _ = second.wait().await;
+}
+
+/// A negative mention of `theme` by its own customer.
+fn mention(theme: &str, n: usize) -> Envelope<ThemeMention> {
+    Envelope::new(ThemeMention {
+        feedback_id: Uuid::now_v7(),
+        theme: theme.into(),
+        customer_id: format!("{theme}-customer-{n}"),
+        source: "signals".into(),
+        channel: Channel::Review,
+        touchpoint: None,
+        language: Language::En,
+        sentiment: SentimentLabel::Negative,
+        score: -0.8,
+        rating: Some(1),
+        nps: None,
+        excerpt: format!("complaint {n} about {theme}"),
+        given_at: Utc::now(),
+    })
+}
+
+async fn publish_mentions(broker: &EmbeddedBroker, themes: &[&str], range: std::ops::Range<usize>) {
+    let publisher = Publisher::new(
+        &PublisherConfig::new(broker.bootstrap_servers()),
+        BusMetrics::unregistered(),
+    )
+    .expect("publisher");
+    for n in range {
+        for theme in themes {
+            publisher
+                .publish(&mention(theme, n), None)
+                .await
+                .expect("published");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trends_killed_mid_stream_raises_no_action_twice() {
+    let broker = EmbeddedBroker::start(1, &TopicSpec::all(3)).expect("broker");
+    let database = database_args("trends");
+    let group = format!("signals-{}", Uuid::now_v7());
+    let themes = ["delivery_time", "price", "billing", "support"];
+    let settings = [
+        ("TRENDS_HTTP_ADDR", "127.0.0.1:0"),
+        ("TRENDS_GROUP_ID", group.as_str()),
+        ("TRENDS_MIN_NEGATIVE_MENTIONS", "5"),
+        ("TRENDS_MIN_DISTINCT_CUSTOMERS", "3"),
+    ];
+    let mentions = "SELECT COUNT(*) FROM trends_mentions";
+    publish_mentions(&broker, &themes, 0..30).await;
+
+    let first = service("trends", &broker, &database, &settings);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_rows(&database, "trends", mentions).await < 40 {
+        assert!(Instant::now() < deadline, "trends stored too few mentions");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&first, "-KILL");
+    let _ = first.wait_with_output().await;
+
+    // More complaints while it is down, then its successor.
+    publish_mentions(&broker, &themes, 30..40).await;
+    let mut second = service("trends", &broker, &database, &settings);
+    let total = (themes.len() * 40) as i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_rows(&database, "trends", mentions).await < total {
+        assert!(Instant::now() < deadline, "trends did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_rows(&database, "trends", mentions).await, total);
+    let actions = "SELECT COUNT(*) FROM trends_actions";
+    assert_eq!(
+        count_rows(&database, "trends", actions).await,
+        themes.len() as i64,
+        "one action per theme"
+    );
+    signal(&second, "-TERM");
+    let _ = second.wait().await;
+
+    // actions.v1 may repeat an event (published, then killed before it was recorded),
+    // but never carries a second action for a theme.
+    let mut action_ids =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<Uuid>>::new();
+    for event in read_all::<ActionEvent>(&broker, topics::ACTIONS).await {
+        action_ids
+            .entry(event.theme.clone())
+            .or_default()
+            .insert(event.action_id);
+    }
+    assert_eq!(action_ids.len(), themes.len(), "{action_ids:?}");
+    assert!(
+        action_ids.values().all(|ids| ids.len() == 1),
+        "a theme with two actions: {action_ids:?}"
+    );
+}
+
+/// Every record of `topic`, decoded, read from the beginning until 3 s of quiet.
+async fn read_all<E: closeloop_events::Event>(broker: &EmbeddedBroker, topic: &str) -> Vec<E> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("group.id", format!("read-{}", Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reading consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut events = Vec::new();
+    let mut wait = Duration::from_secs(30);
+    while let Ok(Ok(message)) = tokio::time::timeout(wait, consumer.recv()).await {
+        let payload = message.payload().unwrap_or_default();
+        let envelope: Envelope<E> = closeloop_events::decode(payload).expect("an event");
+        events.push(envelope.data);
+        wait = Duration::from_secs(3);
+    }
+    events
 }
