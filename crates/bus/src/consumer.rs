@@ -115,6 +115,7 @@ pub async fn run_consumer<H: Handler>(
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)?;
+    let consumer = ClosesOffRuntime(Some(consumer));
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %config.group_id, "consumer started");
     // Every series of the topic exists from the start (at 0), so rate() and the alerts
@@ -193,8 +194,45 @@ pub async fn run_consumer<H: Handler>(
         Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(error) => tracing::warn!(topic, %error, "final commit failed"),
     }
+    // Leaving the group cleanly lets a successor take the partitions at once; it is
+    // waited for here, on a blocking thread, but not for ever.
+    let mut consumer = consumer;
+    if let Some(consumer) = consumer.0.take() {
+        let closed = tokio::task::spawn_blocking(move || drop(consumer));
+        if tokio::time::timeout(Duration::from_secs(15), closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(topic, "consumer did not close within 15 s");
+        }
+    }
     tracing::info!(topic, group = %config.group_id, "consumer stopped");
     Ok(())
+}
+
+/// A consumer whose close never runs on an async worker. Closing waits for the group
+/// (leave, final commit) and can block for a session timeout or hang outright in
+/// librdkafka (rust-rdkafka#509); when the loop's task is aborted, the consumer is
+/// handed to a thread of its own to close there.
+struct ClosesOffRuntime(Option<StreamConsumer<LagReporter>>);
+
+impl std::ops::Deref for ClosesOffRuntime {
+    type Target = StreamConsumer<LagReporter>;
+    fn deref(&self) -> &Self::Target {
+        // Taken only at the end of the loop, after its last use.
+        self.0.as_ref().expect("consumer is open")
+    }
+}
+
+impl Drop for ClosesOffRuntime {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            // If no thread can be started, it closes here after all.
+            let _ = std::thread::Builder::new()
+                .name("consumer-close".into())
+                .spawn(move || drop(consumer));
+        }
+    }
 }
 
 /// What handling one record needs, borrowed from the consumer loop.
