@@ -214,3 +214,14 @@ pub async fn resolve(stack: &Stack, action_id: &str, en: &str, de: &str) {
     let status = response.status();
     assert_eq!(status, 200, "{:?}", response.text().await);
 }
+
+/// The `n`th of a stream of complaints posted to ingest, from one of `customers`
+/// customers (the fault tests' load).
+pub fn complaint(n: usize, customers: usize) -> serde_json::Value {
+    serde_json::json!({
+        "channel": "ticket",
+        "customer": {"id": format!("cust-{}", n % customers), "locale": "en-GB", "consent": true},
+        "text": format!("Order {n}: the parcel arrived late and the box was damaged."),
+        "rating": 2
+    })
+}

@@ -16,8 +16,8 @@ use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
 use closeloop_store::testing::{database_args, postgres_url};
 use closeloop_store::{sqlx, Database, DatabaseArgs};
-use closeloop_tests::{eventually, init_logs, read_topic, spawn_ingest};
-use serde_json::{json, Value};
+use closeloop_tests::{complaint, eventually, init_logs, read_topic, spawn_ingest};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -85,12 +85,7 @@ fn split_host(url: &str) -> (String, String, String) {
 }
 
 fn feedback(n: usize) -> Value {
-    json!({
-        "channel": "ticket",
-        "customer": {"id": format!("cust-{}", n % 29), "locale": "en-GB", "consent": true},
-        "text": format!("Order {n}: the parcel arrived late and the box was damaged."),
-        "rating": 2
-    })
+    complaint(n, 29)
 }
 
 struct Categorise {

@@ -15,22 +15,17 @@ use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
 use closeloop_store::testing::database_args;
 use closeloop_store::{sqlx, Database};
-use closeloop_tests::{eventually, init_logs, read_topic, spawn_ingest};
+use closeloop_tests::{complaint, eventually, init_logs, read_topic, spawn_ingest};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "fault-key";
 
 fn feedback(n: usize) -> Value {
-    json!({
-        "channel": "ticket",
-        "customer": {"id": format!("cust-{}", n % 37), "locale": "en-GB", "consent": true},
-        "text": format!("Order {n}: the parcel arrived late and the box was damaged."),
-        "rating": 2
-    })
+    complaint(n, 37)
 }
 
 /// Ingest and categorise on `brokers`, each a task that can be aborted like a crash.

@@ -2,6 +2,7 @@
 //! Prometheus registry with HTTP metrics, `/metrics`, `/healthz`, `/readyz`, and RFC 9457
 //! problem responses for HTTP errors.
 
+pub mod html;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod problem;

@@ -454,21 +454,7 @@ fn is_language_code(text: &str) -> bool {
     (2..=3).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_lowercase())
 }
 
-/// Escapes the five characters that matter in HTML text and attribute values.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use closeloop_telemetry::html::escape as html_escape;
 
 /// Plain text as a small HTML document: blank lines separate paragraphs, single
 /// newlines become `<br>`, everything escaped.

@@ -90,21 +90,7 @@ fn derive(secret: &str, purpose: &str) -> String {
         })
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use closeloop_telemetry::html::escape;
 
 fn signed_in(ctx: &Context, headers: &HeaderMap) -> bool {
     let Some(expected) = &ctx.ops_secrets.session else {
@@ -711,15 +697,6 @@ mod tests {
             },
             history: None,
         }
-    }
-
-    #[test]
-    fn escapes_everything_that_matters() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(escape("Grüße"), "Grüße");
     }
 
     #[test]
