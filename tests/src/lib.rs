@@ -225,3 +225,71 @@ pub fn complaint(n: usize, customers: usize) -> serde_json::Value {
         "rating": 2
     })
 }
+
+/// Posts `count` of [`complaint`]s (from `customers` customers) to ingest's `url` with
+/// API key `key`, `concurrency` at a time, counting each answered one in `progress`;
+/// returns the accepted event ids and every status that was not 202.
+pub async fn post_complaints(
+    url: &str,
+    key: &str,
+    count: usize,
+    concurrency: usize,
+    customers: usize,
+    progress: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (Vec<String>, Vec<u16>) {
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    let client = reqwest::Client::new();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    futures::stream::iter(0..count)
+        .for_each_concurrent(concurrency, |n| {
+            let (client, accepted, refused, progress) = (
+                client.clone(),
+                accepted.clone(),
+                refused.clone(),
+                progress.clone(),
+            );
+            async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&complaint(n, customers))
+                    .send()
+                    .await
+                    .expect("ingest answers");
+                let status = response.status().as_u16();
+                let body: serde_json::Value =
+                    response.json().await.unwrap_or(serde_json::Value::Null);
+                if status == 202 {
+                    let ids = body["event_ids"].as_array().cloned().unwrap_or_default();
+                    assert_eq!(ids.len(), 1, "{body}");
+                    let id = ids[0].as_str().unwrap_or_default().to_owned();
+                    accepted.lock().expect("not poisoned").push(id);
+                } else {
+                    refused.lock().expect("not poisoned").push(status);
+                }
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+    let accepted = accepted.lock().expect("not poisoned").clone();
+    let refused = refused.lock().expect("not poisoned").clone();
+    (accepted, refused)
+}
+
+/// The feedback ids in categorise's store.
+pub async fn categorised_ids(database: &closeloop_store::DatabaseArgs) -> Vec<String> {
+    let db = closeloop_store::Database::connect(&database.config("categorise"))
+        .await
+        .expect("categorise database");
+    let ids = closeloop_store::sqlx::query_scalar::<_, String>(
+        "SELECT feedback_id FROM categorise_feedback",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("read categorise_feedback");
+    db.close().await;
+    ids
+}

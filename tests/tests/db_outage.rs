@@ -8,16 +8,17 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
 use closeloop_store::testing::{database_args, postgres_url};
-use closeloop_store::{sqlx, Database, DatabaseArgs};
-use closeloop_tests::{complaint, eventually, init_logs, read_topic, spawn_ingest};
-use serde_json::Value;
+use closeloop_store::DatabaseArgs;
+use closeloop_tests::{
+    categorised_ids, eventually, init_logs, post_complaints, read_topic, spawn_ingest,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -84,10 +85,6 @@ fn split_host(url: &str) -> (String, String, String) {
     (format!("{scheme}://{user}"), host, format!("/{path}"))
 }
 
-fn feedback(n: usize) -> Value {
-    complaint(n, 29)
-}
-
 struct Categorise {
     config: closeloop_categorise::Config,
     running: Option<(JoinHandle<()>, CancellationToken, SocketAddr)>,
@@ -133,55 +130,6 @@ impl Categorise {
     }
 }
 
-async fn post_all(url: String, progress: Arc<AtomicUsize>) -> Vec<String> {
-    use futures::StreamExt;
-    let client = reqwest::Client::new();
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    futures::stream::iter(0..EVENTS)
-        .for_each_concurrent(4, |n| {
-            let (client, url, accepted, progress) = (
-                client.clone(),
-                url.clone(),
-                accepted.clone(),
-                progress.clone(),
-            );
-            async move {
-                let response = client
-                    .post(url)
-                    .bearer_auth(KEY)
-                    .json(&feedback(n))
-                    .send()
-                    .await
-                    .expect("ingest answers");
-                // Ingest does not touch the database without an Idempotency-Key, so the
-                // outage must not refuse anything.
-                assert_eq!(response.status(), 202);
-                let body: Value = response.json().await.expect("json answer");
-                let id = body["event_ids"][0]
-                    .as_str()
-                    .expect("an event id")
-                    .to_owned();
-                accepted.lock().unwrap().push(id);
-                progress.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-        .await;
-    let accepted = accepted.lock().unwrap().clone();
-    accepted
-}
-
-async fn stored_ids(args: &DatabaseArgs) -> Vec<String> {
-    let db = Database::connect(&args.config("categorise"))
-        .await
-        .expect("categorise database");
-    let ids = sqlx::query_scalar::<_, String>("SELECT feedback_id FROM categorise_feedback")
-        .fetch_all(db.pool())
-        .await
-        .expect("read categorise_feedback");
-    db.close().await;
-    ids
-}
-
 async fn reached(progress: &Arc<AtomicUsize>, n: usize) {
     eventually(Duration::from_secs(60), "posting progresses", || {
         let progress = progress.clone();
@@ -220,7 +168,12 @@ async fn categorise_survives_the_database_going_away() {
     categorise.start().await;
 
     let progress = Arc::new(AtomicUsize::new(0));
-    let poster = tokio::spawn(post_all(ingest_url, progress.clone()));
+    let poster = {
+        let progress = progress.clone();
+        tokio::spawn(
+            async move { post_complaints(&ingest_url, KEY, EVENTS, 4, 29, progress).await },
+        )
+    };
 
     // First outage: categorise keeps running and must wait it out.
     reached(&progress, 60).await;
@@ -248,7 +201,10 @@ async fn categorise_survives_the_database_going_away() {
     proxy.restore();
     categorise.start().await;
 
-    let accepted = poster.await.expect("poster");
+    let (accepted, refused) = poster.await.expect("poster");
+    // Ingest does not touch the database without an Idempotency-Key, so the outage
+    // must not refuse anything.
+    assert!(refused.is_empty(), "ingest refused: {refused:?}");
     assert_eq!(accepted.len(), EVENTS);
     let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
     assert_eq!(expected.len(), EVENTS, "ingest handed out an id twice");
@@ -257,7 +213,7 @@ async fn categorise_survives_the_database_going_away() {
         Duration::from_secs(120),
         "every accepted event categorised",
         || async {
-            let ids = stored_ids(&direct).await;
+            let ids = categorised_ids(&direct).await;
             (ids.len() >= EVENTS).then_some(ids)
         },
     )

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -14,8 +14,9 @@ use closeloop::up::local_defaults;
 use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
 use closeloop_store::testing::database_args;
-use closeloop_store::{sqlx, Database};
-use closeloop_tests::{complaint, eventually, init_logs, read_topic, spawn_ingest};
+use closeloop_tests::{
+    categorised_ids, complaint, eventually, init_logs, post_complaints, read_topic, spawn_ingest,
+};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::Value;
@@ -77,63 +78,19 @@ impl Pipeline {
     }
 
     async fn categorised_ids(&self) -> Vec<String> {
-        let db = Database::connect(&self.categorise.database.config("categorise"))
-            .await
-            .expect("categorise database");
-        let ids = sqlx::query_scalar::<_, String>("SELECT feedback_id FROM categorise_feedback")
-            .fetch_all(db.pool())
-            .await
-            .expect("read categorise_feedback");
-        db.close().await;
-        ids
+        categorised_ids(&self.categorise.database).await
     }
 }
 
-/// Posts `count` feedback events, `concurrency` at a time; returns the accepted event
-/// ids and every status that was not 202.
+/// Posts `count` complaints, `concurrency` at a time; returns the accepted event ids
+/// and every status that was not 202.
 async fn post_all(
     url: &str,
     count: usize,
     concurrency: usize,
     progress: Arc<AtomicUsize>,
 ) -> (Vec<String>, Vec<u16>) {
-    use futures::StreamExt;
-    let client = reqwest::Client::new();
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    futures::stream::iter(0..count)
-        .for_each_concurrent(concurrency, |n| {
-            let (client, accepted, refused, progress) = (
-                client.clone(),
-                accepted.clone(),
-                refused.clone(),
-                progress.clone(),
-            );
-            async move {
-                let response = client
-                    .post(url)
-                    .bearer_auth(KEY)
-                    .json(&feedback(n))
-                    .send()
-                    .await
-                    .expect("ingest answers");
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                if status == 202 {
-                    let ids = body["event_ids"].as_array().cloned().unwrap_or_default();
-                    assert_eq!(ids.len(), 1, "{body}");
-                    let id = ids[0].as_str().unwrap_or_default().to_owned();
-                    accepted.lock().unwrap().push(id);
-                } else {
-                    refused.lock().unwrap().push(status);
-                }
-                progress.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-        .await;
-    let accepted = accepted.lock().unwrap().clone();
-    let refused = refused.lock().unwrap().clone();
-    (accepted, refused)
+    post_complaints(url, KEY, count, concurrency, 37, progress).await
 }
 
 async fn assert_categorised_exactly_once(pipeline: &Pipeline, accepted: &[String]) {
