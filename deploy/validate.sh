@@ -95,7 +95,7 @@ step "Kafka topics"
 "$py" deploy/check_deploy.py topics
 
 step "scripts (shellcheck; Python syntax)"
-shellcheck deploy/validate.sh deploy/kafka/create-topics.sh
+shellcheck deploy/validate.sh deploy/kafka/create-topics.sh deploy/kafka/cluster.sh deploy/postgres/local-postgres.sh
 "$py" -c 'import ast, sys; [ast.parse(open(f, encoding="utf-8").read(), f) for f in sys.argv[1:]]' \
   deploy/check_deploy.py deploy/demo/load.py deploy/demo/webhook_sink.py
 echo "  SUCCESS: shell and Python scripts"

@@ -2,6 +2,7 @@
 //! broker with a fresh database each (a fresh PostgreSQL schema when `DATABASE_URL`
 //! points at PostgreSQL), wait for conditions, read topics.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use closeloop_ingest::SourceKey;
 use closeloop_store::testing::database_args;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -292,4 +294,154 @@ pub async fn categorised_ids(database: &closeloop_store::DatabaseArgs) -> Vec<St
     .expect("read categorise_feedback");
     db.close().await;
     ids
+}
+
+/// The loop closes on `stack`: feedback in EN and DE → categorised → a delivery-time
+/// action raised → resolved through the ops API → exactly the consenting customers who
+/// complained about the theme receive exactly one correctly signed message each, in
+/// their language.
+pub async fn assert_the_loop_closes(stack: &Stack, sink: &WebhookSink) {
+    let client = reqwest::Client::new();
+
+    let posts = [
+        feedback(
+            "anna",
+            "en-GB",
+            true,
+            "My parcel arrived two weeks late. Really disappointing.",
+            1,
+        ),
+        feedback(
+            "anna",
+            "en-GB",
+            true,
+            "Still waiting, the delivery is late again!",
+            1,
+        ),
+        feedback(
+            "bernd",
+            "de-DE",
+            true,
+            "Die Lieferung kam eine Woche zu spät, sehr ärgerlich.",
+            1,
+        ),
+        feedback(
+            "chris",
+            "en-US",
+            true,
+            "Delivery was delayed by ten days, terrible.",
+            2,
+        ),
+        feedback(
+            "dora",
+            "en-IE",
+            false,
+            "The order was delivered far too late, awful experience.",
+            1,
+        ),
+        feedback(
+            "emil",
+            "de-AT",
+            true,
+            "Super schnelle Lieferung, vielen Dank!",
+            5,
+        ),
+        feedback(
+            "fay",
+            "en-GB",
+            true,
+            "Way too expensive for what you get, the price is a rip-off.",
+            1,
+        ),
+    ];
+    post_all(stack, "k", &posts).await;
+
+    let action = open_action(stack, "delivery_time", Duration::from_secs(60)).await;
+    assert_eq!(action["evidence"]["distinct_customers"], 4, "{action}");
+    let action_id = action["action_id"].as_str().unwrap().to_owned();
+
+    resolve(
+        stack,
+        &action_id,
+        "We added a second carrier.",
+        "Wir haben einen zweiten Versanddienstleister beauftragt.",
+    )
+    .await;
+
+    received_at_least(sink, 3, Duration::from_secs(30)).await;
+    // Give a wrong extra delivery the chance to show up before asserting there is none.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let received = sink.received();
+    let by_customer: HashMap<String, &Value> = received
+        .iter()
+        .map(|r| {
+            (
+                r.payload["customer"]["id"].as_str().unwrap().to_owned(),
+                &r.payload,
+            )
+        })
+        .collect();
+    let mut customers: Vec<&str> = by_customer.keys().map(String::as_str).collect();
+    customers.sort();
+    assert_eq!(
+        customers,
+        ["anna", "bernd", "chris"],
+        "only consenting complainers"
+    );
+    assert_eq!(received.len(), 3, "one message each, anna too");
+    assert_eq!(sink.rejected(), 0, "every signature verified");
+
+    let bernd = by_customer["bernd"];
+    assert_eq!(bernd["language"], "de");
+    let text = bernd["text"].as_str().unwrap();
+    assert!(
+        text.contains("Wir haben einen zweiten Versanddienstleister beauftragt."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Lieferung kam eine Woche zu spät"),
+        "quotes the customer: {text}"
+    );
+    let anna = by_customer["anna"];
+    assert_eq!(anna["language"], "en");
+    assert!(anna["text"]
+        .as_str()
+        .unwrap()
+        .contains("We added a second carrier."));
+    assert_eq!(anna["customer"]["reference"], "REF-anna");
+
+    let deliveries: Value = client
+        .get(format!(
+            "http://{}/v1/notifications?action={action_id}",
+            stack.notify
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deliveries = deliveries["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3);
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "delivered"),
+        "{deliveries:?}"
+    );
+}
+
+/// The whole loop of `configs` in this process on the real cluster at `brokers` (topics
+/// already created); its webhooks go to the returned sink.
+pub async fn start_loop_on(brokers: &str, mut configs: ServiceConfigs) -> (Stack, WebhookSink) {
+    init_logs();
+    configs.set_brokers(brokers);
+    let sink_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the webhook sink");
+    let sink_addr = sink_listener.local_addr().expect("sink address");
+    let secrets = local_defaults(&mut configs, sink_addr);
+    let sink = WebhookSink::new(secrets, false);
+    let stack = Stack::start(configs).await.expect("stack starts");
+    sink.spawn(sink_listener, stack.shutdown_token());
+    (stack, sink)
 }

@@ -2,8 +2,9 @@
 //! rust-rdkafka's `at_least_once.rs`): consume, handle, and only then store the offset,
 //! which librdkafka commits in the background and once more on shutdown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -12,10 +13,14 @@ use futures::future::join_all;
 use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -86,6 +91,19 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         incoming: &Incoming<Self::Event>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// This consumer was just given `partitions` of the topic (at start or in a
+    /// rebalance), before any of their records reaches [`Handler::handle`]. A handler that
+    /// keeps state per key rebuilds it here from its store: the previous owner may have
+    /// handled records this instance never saw. A transient error is retried; a permanent
+    /// one stops the consumer.
+    fn partitions_assigned(
+        &self,
+        partitions: &[i32],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = partitions;
+        async { Ok(()) }
+    }
 }
 
 /// Consumes `H::Event::TOPIC` in consumer group `config.group_id` until `shutdown` is
@@ -98,11 +116,12 @@ pub async fn run_consumer<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let topic = H::Event::TOPIC;
-    let context = LagReporter {
+    let context = GroupContext {
         group: config.group_id.clone(),
         lag: metrics.consumer_lag.clone(),
+        changes: Mutex::new(Vec::new()),
     };
-    let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
+    let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "true")
@@ -143,20 +162,25 @@ pub async fn run_consumer<H: Handler>(
             _ = shutdown.cancelled() => break,
             message = consumer.recv() => message,
         };
-        let first = match message {
-            Ok(message) => message,
+        // Rebalances happen inside `recv`: what they revoked leaves the batch (its next
+        // owner handles it), what they assigned is announced to the handler below.
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut assigned: BTreeSet<i32> = BTreeSet::new();
+        apply_ownership_changes(&consumer, &mut batch, &mut assigned);
+        match message {
+            Ok(message) => batch.push(message),
             Err(error) => {
                 // Broker trouble surfaces here; librdkafka reconnects by itself.
                 tracing::warn!(topic, %error, "consumer error");
                 metrics.failed.with_label_values(&[topic]).inc();
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
             }
-        };
+        }
         // Whatever else is already fetched joins the batch; nothing waits for more.
-        let mut batch = vec![first];
-        while batch.len() < config.max_in_flight.max(1) {
-            match consumer.recv().now_or_never() {
+        while !batch.is_empty() && batch.len() < config.max_in_flight.max(1) {
+            let next = consumer.recv().now_or_never();
+            apply_ownership_changes(&consumer, &mut batch, &mut assigned);
+            match next {
                 Some(Ok(message)) => batch.push(message),
                 Some(Err(error)) => {
                     tracing::warn!(topic, %error, "consumer error");
@@ -165,6 +189,15 @@ pub async fn run_consumer<H: Handler>(
                 }
                 None => break,
             }
+        }
+        if !assigned.is_empty() {
+            let partitions: Vec<i32> = assigned.into_iter().collect();
+            if !announce_assignment(&record, &partitions).await? {
+                break; // shutdown while retrying: nothing of the batch was handled
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let handled = handle_batch(&record, &batch).await;
         // Offsets are stored only up to the first record of each partition that was not
@@ -191,7 +224,7 @@ pub async fn run_consumer<H: Handler>(
     }
 
     match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(error) => tracing::warn!(topic, %error, "final commit failed"),
     }
     // Leaving the group cleanly lets a successor take the partitions at once; it is
@@ -210,14 +243,72 @@ pub async fn run_consumer<H: Handler>(
     Ok(())
 }
 
+/// A partition assignment or revocation, noted by the rebalance callback.
+#[derive(Debug)]
+enum OwnershipChange {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Applies the rebalances that happened in the last `recv`: records fetched from a
+/// revoked partition are dropped unhandled (handling them now could race its new owner,
+/// which rebuilds its state from the store), and newly assigned partitions are collected
+/// to be announced to the handler.
+fn apply_ownership_changes(
+    consumer: &StreamConsumer<GroupContext>,
+    batch: &mut Vec<BorrowedMessage<'_>>,
+    assigned: &mut BTreeSet<i32>,
+) {
+    for change in consumer.context().take_changes() {
+        match change {
+            OwnershipChange::Revoked(partitions) => {
+                batch.retain(|message| !partitions.contains(&message.partition()));
+                assigned.retain(|partition| !partitions.contains(partition));
+            }
+            OwnershipChange::Assigned(partitions) => assigned.extend(partitions),
+        }
+    }
+}
+
+/// Tells the handler about newly assigned partitions, retrying transient failures.
+/// False when shutdown came first.
+async fn announce_assignment<H: Handler>(
+    record: &Record<'_, H>,
+    partitions: &[i32],
+) -> Result<bool, BusError> {
+    let topic = H::Event::TOPIC;
+    let mut attempt = 0u32;
+    loop {
+        match record.handler.partitions_assigned(partitions).await {
+            Ok(()) => return Ok(true),
+            Err(HandlerError::Permanent(reason)) => {
+                return Err(BusError::Assignment {
+                    topic: topic.to_owned(),
+                    reason,
+                })
+            }
+            Err(HandlerError::Transient(error)) => {
+                record.metrics.retries.with_label_values(&[topic]).inc();
+                let wait = backoff(attempt, record.config.retry_base, record.config.retry_max);
+                tracing::warn!(topic, ?partitions, attempt, %error, "could not take over partitions, will retry");
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = record.shutdown.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
 /// A consumer whose close never runs on an async worker. Closing waits for the group
 /// (leave, final commit) and can block for a session timeout or hang outright in
 /// librdkafka (rust-rdkafka#509); when the loop's task is aborted, the consumer is
 /// handed to a thread of its own to close there.
-struct ClosesOffRuntime(Option<StreamConsumer<LagReporter>>);
+struct ClosesOffRuntime(Option<StreamConsumer<GroupContext>>);
 
 impl std::ops::Deref for ClosesOffRuntime {
-    type Target = StreamConsumer<LagReporter>;
+    type Target = StreamConsumer<GroupContext>;
     fn deref(&self) -> &Self::Target {
         // Taken only at the end of the loop, after its last use.
         self.0.as_ref().expect("consumer is open")
@@ -483,13 +574,36 @@ async fn dead_letter(
     }
 }
 
-/// Publishes librdkafka's per-partition consumer lag as a gauge.
-struct LagReporter {
+/// The consumer's view of its group: publishes librdkafka's per-partition lag as a gauge
+/// and notes partition assignments and revocations for the loop.
+struct GroupContext {
     group: String,
     lag: prometheus::IntGaugeVec,
+    /// Filled by the rebalance callbacks (inside `recv`), drained by the loop right after.
+    changes: Mutex<Vec<OwnershipChange>>,
 }
 
-impl ClientContext for LagReporter {
+impl GroupContext {
+    fn note(&self, change: OwnershipChange) {
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(change);
+    }
+
+    fn take_changes(&self) -> Vec<OwnershipChange> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements()
+        .iter()
+        .map(|element| element.partition())
+        .collect()
+}
+
+impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, partition_stats) in &stats.partitions {
@@ -506,4 +620,41 @@ impl ClientContext for LagReporter {
     }
 }
 
-impl ConsumerContext for LagReporter {}
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions = partitions_of(list);
+            tracing::info!(group = %self.group, ?partitions, "partitions revoked");
+            // Everything handled so far has its offset stored: commit it before the
+            // partitions go, so their next owner starts where this one stopped.
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => {
+                    tracing::warn!(group = %self.group, %error, "commit on revocation failed")
+                }
+            }
+            // The gauge would otherwise keep the last lag this instance saw.
+            for element in list.elements() {
+                let partition = element.partition().to_string();
+                let _ = self
+                    .lag
+                    .remove_label_values(&[element.topic(), &partition, &self.group]);
+            }
+            self.note(OwnershipChange::Revoked(partitions));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let partitions = partitions_of(list);
+                tracing::info!(group = %self.group, ?partitions, "partitions assigned");
+                self.note(OwnershipChange::Assigned(partitions));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => {
+                tracing::warn!(group = %self.group, %error, "rebalance failed")
+            }
+        }
+    }
+}

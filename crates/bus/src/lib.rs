@@ -12,6 +12,7 @@ mod consumer;
 mod embedded;
 mod metrics;
 mod producer;
+pub mod testing;
 mod topics;
 
 use std::time::Duration;
@@ -83,6 +84,8 @@ pub enum BusError {
     NotAcknowledged { topic: String, reason: String },
     #[error("embedded broker: {0}")]
     Embedded(String),
+    #[error("could not take over partitions of {topic}: {reason}")]
+    Assignment { topic: String, reason: String },
 }
 
 /// A fresh W3C `traceparent` (version 00, sampled) for work that starts here.

@@ -42,11 +42,18 @@ pub async fn ensure_topics(
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|spec| {
-            NewTopic::new(
+            let topic = NewTopic::new(
                 &spec.name,
                 spec.partitions,
                 TopicReplication::Fixed(replication),
-            )
+            );
+            // With three copies, an acknowledged record (acks=all) is on at least two
+            // brokers, so losing one broker loses nothing and the topic stays writable.
+            if replication >= 3 {
+                topic.set("min.insync.replicas", "2")
+            } else {
+                topic
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

@@ -45,7 +45,8 @@ impl ServiceConfigs {
         self
     }
 
-    fn set_brokers(&mut self, brokers: &str) {
+    /// Every service on the cluster at `brokers` (topics already there).
+    pub fn set_brokers(&mut self, brokers: &str) {
         let kafka = KafkaArgs::new(brokers);
         self.ingest.kafka = kafka.clone();
         self.categorise.kafka = kafka.clone();

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::action::{time, Action};
 use crate::evidence;
-use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow};
+use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow, TrendsStore};
 use crate::Context;
 
 /// Who the history names for what the detector did.
@@ -68,6 +68,38 @@ impl DetectionState {
 
     pub fn stats(&self, theme: &str) -> Option<ThemeStats> {
         self.detector.stats(theme)
+    }
+
+    /// Restores from the store what the detector knew: each theme's resolution boundary,
+    /// then the counted mentions of the history it needs (baseline, seasons, recurrence
+    /// periods), replayed in event time order. Mentions given before the resolution land
+    /// in the baseline only, exactly as they did live. Also returns how many mentions
+    /// were replayed. Runs at start-up and whenever this instance is given partitions:
+    /// their themes may have been counted by another instance until then.
+    pub async fn rebuild(
+        settings: DetectorSettings,
+        store: &TrendsStore,
+    ) -> Result<(Self, usize), closeloop_store::sqlx::Error> {
+        let mut state = Self::new(settings);
+        for (theme, resolved_at) in store.last_resolutions().await? {
+            state.resolved(&theme, resolved_at);
+        }
+        let mut replayed = 0;
+        for (theme, watermark) in store.theme_watermarks().await? {
+            let history_ms = state.config(&theme).history_ms();
+            let mentions = store
+                .theme_mentions(&theme, watermark.saturating_sub(history_ms), i64::MIN)
+                .await?;
+            replayed += mentions.len();
+            state.replay(&theme, &mentions);
+        }
+        Ok((state, replayed))
+    }
+
+    /// Takes the counts of a freshly rebuilt state, keeping what evidence was last
+    /// reported (so a takeover sends no `updated` event that tells nothing new).
+    fn take_counts_of(&mut self, rebuilt: DetectionState) {
+        self.detector = rebuilt.detector;
     }
 
     /// Feeds stored mentions (oldest first), as on start-up.
@@ -498,6 +530,25 @@ impl ThemesHandler {
 
 impl Handler for ThemesHandler {
     type Event = ThemeMention;
+
+    /// Until now another instance may have counted the themes of these partitions (the
+    /// key is the theme): recount from the shared store before detecting on them.
+    async fn partitions_assigned(&self, partitions: &[i32]) -> Result<(), HandlerError> {
+        // No transition may interleave: a resolve in between would be missed by the
+        // rebuilt counts.
+        let _transition = self.ctx.transitions.lock().await;
+        let settings = self.ctx.detection().detector.settings().clone();
+        let (rebuilt, replayed) = DetectionState::rebuild(settings, &self.ctx.store)
+            .await
+            .map_err(db_error)?;
+        self.ctx.detection().take_counts_of(rebuilt);
+        tracing::info!(
+            ?partitions,
+            replayed,
+            "detector state rebuilt for new partitions"
+        );
+        Ok(())
+    }
 
     async fn handle(&self, incoming: &Incoming<ThemeMention>) -> Result<(), HandlerError> {
         let mention = &incoming.envelope.data;

@@ -156,8 +156,7 @@ impl Service {
             bus_metrics.clone(),
         )?;
 
-        let mut detection = DetectionState::new(checked.detector);
-        let replayed = rebuild(&store, &mut detection).await?;
+        let (detection, replayed) = DetectionState::rebuild(checked.detector, &store).await?;
         let open = store.open_since().await?;
         for (theme, since_ms) in &open {
             metrics.opened(theme, *since_ms);
@@ -263,27 +262,4 @@ impl Service {
         erased??;
         Ok(())
     }
-}
-
-/// Restores what the detector knew before a restart: each theme's resolution boundary,
-/// then the counted mentions of the history it needs (baseline, seasons, recurrence
-/// periods), replayed in event time order. Mentions given before the resolution land in
-/// the baseline only, exactly as they did live. Returns how many mentions were replayed.
-async fn rebuild(
-    store: &TrendsStore,
-    detection: &mut DetectionState,
-) -> Result<usize, sqlx::Error> {
-    for (theme, resolved_at) in store.last_resolutions().await? {
-        detection.resolved(&theme, resolved_at);
-    }
-    let mut replayed = 0;
-    for (theme, watermark) in store.theme_watermarks().await? {
-        let history_ms = detection.config(&theme).history_ms();
-        let mentions = store
-            .theme_mentions(&theme, watermark.saturating_sub(history_ms), i64::MIN)
-            .await?;
-        replayed += mentions.len();
-        detection.replay(&theme, &mentions);
-    }
-    Ok(replayed)
 }
