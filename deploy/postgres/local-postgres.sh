@@ -16,7 +16,7 @@ if ! ready; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
   fi
-  version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -V | tail -n 1)
   if ! pg_lsclusters -h | awk '{print $1, $2}' | grep -qx "$version main"; then
     as_root pg_createcluster "$version" main >/dev/null
   fi
