@@ -87,6 +87,16 @@ pid_alive() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Waits (up to 30 s) until node N's ports are closed. A JVM's main thread turns zombie before
+# its other threads have exited and released the sockets, so "not alive" comes a little early.
+wait_ports_closed() {
+  local deadline=$((SECONDS + 30))
+  while port_open "$(broker_port "$1")" || port_open "$(controller_port "$1")"; do
+    ((SECONDS < deadline)) || die "node $1's ports are still open 30 s after it ended"
+    sleep 0.1
+  done
+}
+
 # The jars, once per version of pom.xml: copied by Maven into a fresh folder that replaces $lib
 # only when complete.
 fetch_jars() {
@@ -349,6 +359,7 @@ cmd_stop() {
     fi
     sleep 0.5
   done
+  for n in "${which[@]}"; do wait_ports_closed "$n"; done
   log "stopped node(s) ${which[*]}"
 }
 
@@ -361,6 +372,7 @@ cmd_kill() {
   fi
   kill -KILL "$pid"
   while pid_alive "$pid"; do sleep 0.1; done
+  wait_ports_closed "$n"
   rm -f "$(pid_file "$n")"
   log "killed node $n (pid $pid)"
 }

@@ -60,9 +60,9 @@ async fn a_broker_killed_mid_stream_loses_and_doubles_nothing() {
     // Every node in turn: one of them is the active controller, each leads partitions.
     for (node, at) in [(1, 100), (2, 350), (3, 600)] {
         reached(at).await;
-        cluster.kill_broker(node);
+        cluster.kill_broker(node).await;
         reached(at + 100).await;
-        cluster.restart_broker(node);
+        cluster.restart_broker(node).await;
     }
     let (accepted, refused) = poster.await.expect("poster");
     // While a leader moves, ingest may answer 503 (retry later), never half-accept.
@@ -71,6 +71,11 @@ async fn a_broker_killed_mid_stream_loses_and_doubles_nothing() {
         "unexpected statuses: {refused:?}"
     );
     assert!(accepted.len() >= 600, "only {} accepted", accepted.len());
+    println!(
+        "{} accepted, {} refused with 503",
+        accepted.len(),
+        refused.len()
+    );
 
     let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
     assert_eq!(expected.len(), accepted.len(), "an id handed out twice");

@@ -49,23 +49,24 @@ impl RealCluster {
     }
 
     /// Kills broker `node` (1–3) with SIGKILL.
-    pub fn kill_broker(&self, node: u32) {
-        cluster_script(&["kill", &node.to_string()]);
+    pub async fn kill_broker(&self, node: u32) {
+        cluster_script(&["kill", &node.to_string()]).await;
     }
 
-    /// Starts broker `node` again and waits until it answers.
-    pub fn restart_broker(&self, node: u32) {
-        cluster_script(&["start-node", &node.to_string()]);
+    /// Starts broker `node` again and waits until the cluster serves it.
+    pub async fn restart_broker(&self, node: u32) {
+        cluster_script(&["start-node", &node.to_string()]).await;
     }
 }
 
 /// Runs `deploy/kafka/cluster.sh` with `args`, panicking when it fails.
-fn cluster_script(args: &[&str]) {
+async fn cluster_script(args: &[&str]) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kafka/cluster.sh");
-    let status = std::process::Command::new("bash")
+    let status = tokio::process::Command::new("bash")
         .arg(&script)
         .args(args)
         .status()
+        .await
         .unwrap_or_else(|error| panic!("{} does not run: {error}", script.display()));
     assert!(status.success(), "cluster.sh {args:?} failed: {status}");
 }

@@ -265,7 +265,7 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
     let ingest_addrs = [free_addr().await, free_addr().await];
     let trends_addrs = [free_addr().await, free_addr().await, free_addr().await];
     let notify_addrs = [free_addr().await, free_addr().await, free_addr().await];
-    let ingest: Vec<Child> = ingest_addrs.iter().map(|a| fleet.ingest(*a)).collect();
+    let mut ingest: Vec<Child> = ingest_addrs.iter().map(|a| fleet.ingest(*a)).collect();
     let mut categorise = vec![fleet.categorise(), fleet.categorise()];
     let mut trends: Vec<Child> = trends_addrs[..2]
         .iter()
@@ -303,7 +303,7 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
     };
     reached(300).await;
     // One replica of each dies without a word: no commit, no leaving the group.
-    let mut dead = vec![ingest.into_iter().next().expect("first ingest")];
+    let mut dead = vec![ingest.remove(0)];
     dead.push(categorise.remove(0));
     dead.push(trends.remove(0));
     dead.push(notify.remove(0));

@@ -126,6 +126,13 @@ impl DetectionState {
         self.detector.resolved_late(theme, at_ms, after)
     }
 
+    /// Whether this instance knows what the evidence of `action_id` last reported.
+    fn has_reported(&self, theme: &str, action_id: &str) -> bool {
+        self.reported
+            .get(theme)
+            .is_some_and(|(reported_id, _)| reported_id == action_id)
+    }
+
     /// Whether `customers` is news for the evidence of `action_id`.
     fn is_news(&self, theme: &str, action_id: &str, customers: u32) -> bool {
         match self.reported.get(theme) {
@@ -140,6 +147,13 @@ impl DetectionState {
         self.reported
             .insert(theme.to_owned(), (action_id.to_owned(), customers));
     }
+}
+
+/// The distinct customers a stored action's evidence announced, if it can be read.
+fn announced_customers(evidence_json: &str) -> Option<u32> {
+    serde_json::from_str::<Evidence>(evidence_json)
+        .ok()
+        .map(|evidence| evidence.distinct_customers)
 }
 
 /// How many more customers make an `updated` event worth sending: one while few are
@@ -195,10 +209,18 @@ impl ThemesHandler {
         let store = &self.ctx.store;
         if let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? {
             let customers = signal_customers(&trigger.signal);
-            let news = self
-                .ctx
-                .detection()
-                .is_news(theme, &open.action_id, customers);
+            let news = {
+                let mut detection = self.ctx.detection();
+                if !detection.has_reported(theme, &open.action_id) {
+                    // Not reported by this instance (it restarted or took the theme over
+                    // from another): the stored evidence is what was last announced, so
+                    // every instance sends the same updates for the same mentions.
+                    if let Some(announced) = announced_customers(&open.evidence_json) {
+                        detection.reported(theme, &open.action_id, announced);
+                    }
+                }
+                detection.is_news(theme, &open.action_id, customers)
+            };
             if !news && open.announced {
                 return Ok(());
             }
@@ -642,6 +664,7 @@ mod tests {
         assert!(!state.is_news("t", "a1", 43), "a tenth more is needed");
         assert!(state.is_news("t", "a1", 44));
         assert!(state.is_news("t", "a2", 1), "another action");
+        assert!(state.has_reported("t", "a1") && !state.has_reported("t", "a2"));
         state.resolved("t", 10);
         assert!(
             state.is_news("t", "a1", 1),
