@@ -21,7 +21,7 @@ pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Incoming
 pub use embedded::{EmbeddedBroker, Fault};
 pub use metrics::BusMetrics;
 pub use producer::{Delivered, Publisher, PublisherConfig};
-pub use topics::{ensure_topics, TopicSpec};
+pub use topics::{ensure_topics, recreate_topics, TopicSpec};
 
 /// Where the Kafka cluster is: flags and environment shared by every service.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,8 +1,9 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::BusError;
@@ -62,10 +63,62 @@ pub async fn ensure_topics(
             Ok(topic) => tracing::info!(%topic, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(BusError::Kafka(rdkafka::error::KafkaError::AdminOp(code)))
+                return Err(BusError::Kafka(KafkaError::AdminOp(code)))
                     .inspect_err(|_| tracing::error!(%topic, ?code, "could not create topic"));
             }
         }
     }
     Ok(())
+}
+
+/// Deletes the topics of `specs` and creates them anew, empty (with `replication` copies),
+/// for tests and benchmarks that must not see an earlier run's records. Waits until the
+/// cluster lists every topic with a leader for each partition.
+pub async fn recreate_topics(
+    brokers: &str,
+    specs: &[TopicSpec],
+    replication: i32,
+) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(&names, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((_, code)) => return Err(BusError::Kafka(KafkaError::AdminOp(code))),
+        }
+    }
+    // Deletion finishes in the background: creating too early fails, so retry.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ensure_topics(brokers, specs, replication).await {
+            Ok(()) if all_led(&admin, specs) => return Ok(()),
+            Ok(()) => {}
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => {}
+        }
+        if Instant::now() > deadline {
+            return Err(BusError::Kafka(KafkaError::AdminOp(
+                RDKafkaErrorCode::OperationTimedOut,
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether the cluster lists every topic of `specs` with a leader for each partition.
+fn all_led(admin: &AdminClient<DefaultClientContext>, specs: &[TopicSpec]) -> bool {
+    let Ok(metadata) = admin.inner().fetch_metadata(None, Duration::from_secs(5)) else {
+        return false;
+    };
+    specs.iter().all(|spec| {
+        metadata.topics().iter().any(|topic| {
+            topic.name() == spec.name
+                && topic.error().is_none()
+                && topic.partitions().len() == spec.partitions as usize
+                && topic.partitions().iter().all(|p| p.leader() >= 0)
+        })
+    })
 }

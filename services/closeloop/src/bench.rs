@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Database of the end-to-end run's `closeloop up` (recreated when SQLite).
     #[arg(long, default_value = "sqlite://data/bench.db")]
     pub database_url: String,
+    /// Run the end-to-end part on this Kafka cluster (e.g. `deploy/kafka/cluster.sh`'s)
+    /// instead of the embedded broker; its closeloop topics are emptied first.
+    #[arg(long)]
+    pub brokers: Option<String>,
     /// Only these parts; all when not given.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -488,8 +492,12 @@ async fn start_up(
             .collect(),
     );
     let webhook_secrets = join(secrets.iter().map(|(s, k)| format!("{s}={k}")).collect());
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("up")
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command.arg("up");
+    if let Some(brokers) = &args.brokers {
+        command.args(["--brokers", brokers, "--fresh-topics"]);
+    }
+    let mut child = command
         .env("DATABASE_URL", &args.database_url)
         .env("INGEST_HTTP_ADDR", "127.0.0.1:0")
         .env("CATEGORISE_HTTP_ADDR", "127.0.0.1:0")

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use base64::Engine;
+use closeloop_bus::{ensure_topics, recreate_topics, TopicSpec};
 use closeloop_ingest::SourceKey;
 use closeloop_store::DatabaseArgs;
 use tokio::net::TcpListener;
@@ -19,6 +20,17 @@ pub const DEV_SOURCES: &[&str] = &["shopdesk", "surveyhub"];
 pub struct UpArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Run on this Kafka cluster (`host:port,…`) instead of the embedded one, e.g. the
+    /// one `deploy/kafka/cluster.sh start` prints; missing topics are created.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Copies of each topic created on `--brokers` (3 gets `min.insync.replicas=2`).
+    #[arg(long, default_value_t = 3)]
+    pub replication: i32,
+    /// Delete and recreate the topics on `--brokers` first: start from empty topics
+    /// (benchmarks; never on a cluster whose records you need).
+    #[arg(long, requires = "brokers")]
+    pub fresh_topics: bool,
     /// Mock brokers in the embedded Kafka cluster.
     #[arg(long, default_value_t = 1)]
     pub embedded_brokers: i32,
@@ -85,7 +97,19 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let secrets = local_defaults(&mut configs, args.sink_addr);
     let sink = WebhookSink::new(secrets, true);
     let keys = configs.ingest.api_keys.clone();
-    let mut stack = Stack::start_embedded(configs, args.embedded_brokers, args.partitions).await?;
+    let mut stack = match &args.brokers {
+        Some(brokers) => {
+            let topics = TopicSpec::all(args.partitions);
+            if args.fresh_topics {
+                recreate_topics(brokers, &topics, args.replication).await?;
+            } else {
+                ensure_topics(brokers, &topics, args.replication).await?;
+            }
+            configs.set_brokers(brokers);
+            Stack::start(configs).await?
+        }
+        None => Stack::start_embedded(configs, args.embedded_brokers, args.partitions).await?,
+    };
     sink.spawn(sink_listener, stack.shutdown_token());
 
     println!("closeloop is up\n");
