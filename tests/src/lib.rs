@@ -2,8 +2,9 @@
 //! broker with a fresh database each (a fresh PostgreSQL schema when `DATABASE_URL`
 //! points at PostgreSQL), wait for conditions, read topics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -201,11 +202,13 @@ pub async fn open_action(stack: &Stack, theme: &str, timeout: Duration) -> serde
 
 /// Resolves an action through the ops API with an English and a German "we did".
 pub async fn resolve(stack: &Stack, action_id: &str, en: &str, de: &str) {
+    resolve_at(stack.trends, action_id, en, de).await;
+}
+
+/// Resolves an action through the ops API of trends at `trends`.
+pub async fn resolve_at(trends: SocketAddr, action_id: &str, en: &str, de: &str) {
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/actions/{action_id}/resolve",
-            stack.trends
-        ))
+        .post(format!("http://{trends}/v1/actions/{action_id}/resolve"))
         .json(&serde_json::json!({
             "message": { "en": en, "de": de },
             "resolved_by": "ops@example.com"
@@ -444,4 +447,112 @@ pub async fn start_loop_on(brokers: &str, mut configs: ServiceConfigs) -> (Stack
     let stack = Stack::start(configs).await.expect("stack starts");
     sink.spawn(sink_listener, stack.shutdown_token());
     (stack, sink)
+}
+
+/// Waits (up to 3 min: the pipeline catches up after faults on a loaded machine) until
+/// categorise's store on `database` holds every id in `accepted`, then asserts it holds
+/// each exactly once. Returns how many other feedbacks it holds: published by ingest but
+/// never answered with a 202 (ingest killed mid-request, or a 503 after a broker timeout
+/// whose record did land), which a fault test may or may not allow.
+pub async fn assert_categorised_exactly_once(
+    database: &closeloop_store::DatabaseArgs,
+    accepted: &[String],
+) -> usize {
+    let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
+    assert_eq!(
+        expected.len(),
+        accepted.len(),
+        "ingest handed out an id twice"
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let stored = loop {
+        let ids = categorised_ids(database).await;
+        if ids.len() >= accepted.len() || Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let stored_set: HashSet<&str> = stored.iter().map(String::as_str).collect();
+    assert_eq!(stored.len(), stored_set.len(), "a feedback stored twice");
+    let missing: Vec<&&str> = expected.difference(&stored_set).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} accepted events not categorised, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        &missing[..missing.len().min(5)]
+    );
+    stored_set.len() - expected.len()
+}
+
+/// Waits until notify at `notify` has delivered every notification of each action in
+/// `action_ids`, then asserts that no customer was told twice about one action and that
+/// `sink` received each delivery once, correctly signed, and nothing else.
+pub async fn assert_each_complainer_told_once(
+    notify: SocketAddr,
+    sink: &WebhookSink,
+    action_ids: &[String],
+) {
+    let client = reqwest::Client::new();
+    let mut due = 0;
+    for id in action_ids {
+        let url = format!("http://{notify}/v1/notifications?action={id}");
+        let deliveries = eventually(Duration::from_secs(120), "deliveries made", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+                let deliveries = body["deliveries"].as_array()?.clone();
+                let done =
+                    !deliveries.is_empty() && deliveries.iter().all(|d| d["status"] == "delivered");
+                done.then_some(deliveries)
+            }
+        })
+        .await;
+        let customers: HashSet<&str> = deliveries
+            .iter()
+            .map(|d| d["customer_id"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            customers.len(),
+            deliveries.len(),
+            "a customer told twice: {deliveries:?}"
+        );
+        due += deliveries.len();
+    }
+    received_at_least(sink, due, Duration::from_secs(60)).await;
+    let received = sink.received();
+    let webhook_ids: HashSet<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
+    assert_eq!(webhook_ids.len(), received.len(), "a webhook sent twice");
+    assert_eq!(received.len(), due, "messages other than the deliveries");
+    assert_eq!(sink.rejected(), 0, "every signature verified");
+}
+
+/// The single number `query` gives in `service`'s store; 0 before the store exists.
+pub async fn count_rows(
+    database: &closeloop_store::DatabaseArgs,
+    service: &str,
+    query: &str,
+) -> i64 {
+    let Ok(db) = closeloop_store::Database::connect(&database.config(service)).await else {
+        return 0;
+    };
+    let count = closeloop_store::sqlx::query_scalar::<_, i64>(query)
+        .fetch_one(db.pool())
+        .await
+        .unwrap_or(0);
+    db.close().await;
+    count
+}
+
+/// Resolves every action in `action_ids` through the ops API of trends at `trends`.
+pub async fn resolve_all(trends: SocketAddr, action_ids: &[String]) {
+    for id in action_ids {
+        resolve_at(
+            trends,
+            id,
+            "We changed carriers.",
+            "Wir haben den Paketdienst gewechselt.",
+        )
+        .await;
+    }
 }

@@ -5,16 +5,16 @@
 //! nothing ingest accepted, doubles nothing, raises no action twice and notifies no
 //! customer twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use closeloop::up::dev_key;
 use closeloop_bus::testing::RealCluster;
 use closeloop_tests::{
-    assert_the_loop_closes, categorised_ids, eventually, loop_configs, post_complaints, resolve,
-    start_loop_on,
+    assert_categorised_exactly_once, assert_each_complainer_told_once, assert_the_loop_closes,
+    eventually, loop_configs, post_complaints, resolve_all, start_loop_on,
 };
 use serde_json::Value;
 
@@ -77,27 +77,12 @@ async fn a_broker_killed_mid_stream_loses_and_doubles_nothing() {
         refused.len()
     );
 
-    let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
-    assert_eq!(expected.len(), accepted.len(), "an id handed out twice");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let stored = loop {
-        let ids = categorised_ids(&categorise_db).await;
-        if ids.len() >= accepted.len() || Instant::now() > deadline {
-            break ids;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let stored_set: HashSet<&str> = stored.iter().map(String::as_str).collect();
-    assert_eq!(stored.len(), stored_set.len(), "a feedback stored twice");
-    let missing: Vec<&&str> = expected.difference(&stored_set).collect();
+    // A 503 after a broker timeout may still have landed: stored, never accepted.
+    let unanswered = assert_categorised_exactly_once(&categorise_db, &accepted).await;
     assert!(
-        missing.is_empty(),
-        "{} of {} accepted events not categorised, e.g. {:?}",
-        missing.len(),
-        accepted.len(),
-        &missing[..missing.len().min(5)]
+        unanswered <= refused.len(),
+        "{unanswered} stored but never offered"
     );
-    assert_eq!(stored_set, expected, "stored ids differ from accepted ids");
 
     // One action per theme, however often the stream was interrupted.
     let client = reqwest::Client::new();
@@ -123,53 +108,11 @@ async fn a_broker_killed_mid_stream_loses_and_doubles_nothing() {
     );
 
     // Resolved: every complainer is told once.
-    for action in &actions {
-        let id = action["action_id"].as_str().expect("action id");
-        resolve(
-            &stack,
-            id,
-            "We changed carriers.",
-            "Wir haben den Paketdienst gewechselt.",
-        )
-        .await;
-    }
-    let mut due = 0;
-    for action in &actions {
-        let id = action["action_id"].as_str().expect("action id");
-        let url = format!("http://{}/v1/notifications?action={id}", stack.notify);
-        let deliveries = eventually(Duration::from_secs(120), "deliveries made", || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
-                let deliveries = body["deliveries"].as_array()?.clone();
-                (!deliveries.is_empty() && deliveries.iter().all(|d| d["status"] == "delivered"))
-                    .then_some(deliveries)
-            }
-        })
-        .await;
-        let customers: HashSet<&str> = deliveries
-            .iter()
-            .map(|d| d["customer_id"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(
-            customers.len(),
-            deliveries.len(),
-            "a customer told twice: {deliveries:?}"
-        );
-        due += deliveries.len();
-    }
-    eventually(
-        Duration::from_secs(60),
-        "every delivery at the sink",
-        || {
-            let sink = sink.clone();
-            async move { (sink.received().len() >= due).then_some(()) }
-        },
-    )
-    .await;
-    let received = sink.received();
-    let webhook_ids: HashSet<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
-    assert_eq!(webhook_ids.len(), received.len(), "a webhook sent twice");
-    assert_eq!(received.len(), due, "messages other than the deliveries");
+    let action_ids: Vec<String> = actions
+        .iter()
+        .filter_map(|action| action["action_id"].as_str().map(str::to_owned))
+        .collect();
+    resolve_all(stack.trends, &action_ids).await;
+    assert_each_complainer_told_once(stack.notify, &sink, &action_ids).await;
     stack.stop().await;
 }

@@ -665,9 +665,14 @@ async fn drive(
     let mut rows = vec![
         Row::new(
             format!(
-                "end-to-end @ {}/s, {} s",
+                "end-to-end @ {}/s, {} s{}",
                 thousands(args.rate),
-                args.e2e_seconds
+                args.e2e_seconds,
+                if args.brokers.is_some() {
+                    ", real Kafka"
+                } else {
+                    ""
+                }
             ),
             format!(
                 "{} events/s offered",
@@ -708,7 +713,10 @@ async fn drive(
         peak_rss.map_or("unknown".into(), |kib| {
             format!("{:.0} MiB", kib as f64 / 1024.0)
         }),
-        format!("embedded broker + 4 services, {}", args.database_url),
+        match &args.brokers {
+            Some(brokers) => format!("4 services on Kafka at {brokers}, {}", args.database_url),
+            None => format!("embedded broker + 4 services, {}", args.database_url),
+        },
     ));
     Ok(rows)
 }

@@ -13,7 +13,8 @@ use closeloop_events::{
     ThemeMention,
 };
 use closeloop_store::testing::database_args;
-use closeloop_store::{sqlx, Database, DatabaseArgs};
+use closeloop_store::DatabaseArgs;
+use closeloop_tests::count_rows;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use tokio::process::{Child, Command};
@@ -110,19 +111,6 @@ async fn stored(database: &DatabaseArgs) -> i64 {
         "SELECT COUNT(*) FROM categorise_feedback",
     )
     .await
-}
-
-/// The single number `query` gives in `service`'s store; 0 before the store exists.
-async fn count_rows(database: &DatabaseArgs, service: &str, query: &str) -> i64 {
-    let Ok(db) = Database::connect(&database.config(service)).await else {
-        return 0;
-    };
-    let count = sqlx::query_scalar::<_, i64>(query)
-        .fetch_one(db.pool())
-        .await
-        .unwrap_or(0);
-    db.close().await;
-    count
 }
 
 async fn wait_for_stored(database: &DatabaseArgs, at_least: i64, timeout: Duration) -> i64 {

@@ -6,18 +6,22 @@
 //! trends raises one action per theme with the same themes and counts as a single
 //! replica given the same mentions, and no customer is told twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use closeloop::sink::WebhookSink;
 use closeloop::up::dev_webhook_secret;
 use closeloop_bus::testing::RealCluster;
 use closeloop_store::testing::database_args;
-use closeloop_store::{sqlx, Database, DatabaseArgs};
+use closeloop_store::DatabaseArgs;
+use closeloop_tests::{
+    assert_categorised_exactly_once, assert_each_complainer_told_once, count_rows, eventually,
+    resolve_all,
+};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -124,22 +128,6 @@ impl Fleet {
     }
 }
 
-/// Polls `check` until it gives `Some`, or panics with `what` after `timeout`.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn ready(client: &reqwest::Client, addr: SocketAddr) -> Option<()> {
     let response = client
         .get(format!("http://{addr}/readyz"))
@@ -147,31 +135,6 @@ async fn ready(client: &reqwest::Client, addr: SocketAddr) -> Option<()> {
         .await
         .ok()?;
     response.status().is_success().then_some(())
-}
-
-/// The single number `query` gives in `service`'s store; 0 before the store exists.
-async fn count(database: &DatabaseArgs, service: &str, query: &str) -> i64 {
-    let Ok(db) = Database::connect(&database.config(service)).await else {
-        return 0;
-    };
-    let count = sqlx::query_scalar::<_, i64>(query)
-        .fetch_one(db.pool())
-        .await
-        .unwrap_or(0);
-    db.close().await;
-    count
-}
-
-async fn categorised_ids(database: &DatabaseArgs) -> Vec<String> {
-    let db = Database::connect(&database.config("categorise"))
-        .await
-        .expect("categorise database");
-    let ids = sqlx::query_scalar::<_, String>("SELECT feedback_id FROM categorise_feedback")
-        .fetch_all(db.pool())
-        .await
-        .expect("read categorise_feedback");
-    db.close().await;
-    ids
 }
 
 /// Per theme: the action count and the counted mentions, as trends on `database` has them.
@@ -323,25 +286,12 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
     );
 
     // Every accepted event categorised exactly once.
-    let expected: HashSet<&str> = accepted.iter().map(String::as_str).collect();
-    assert_eq!(expected.len(), accepted.len(), "an id handed out twice");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let stored = loop {
-        let ids = categorised_ids(&fleet.categorise_db).await;
-        if ids.len() >= accepted.len() || Instant::now() > deadline {
-            break ids;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let stored_set: HashSet<&str> = stored.iter().map(String::as_str).collect();
-    assert_eq!(stored.len(), stored_set.len(), "a feedback stored twice");
-    let missing: Vec<&&str> = expected.difference(&stored_set).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} accepted events not categorised, e.g. {:?}",
-        missing.len(),
-        accepted.len(),
-        &missing[..missing.len().min(5)]
+    // The killed ingest may have published requests it never answered: stored, not
+    // accepted (their clients retried on the other replica, as a client would).
+    let unanswered = assert_categorised_exactly_once(&fleet.categorise_db, &accepted).await;
+    println!(
+        "{} accepted, {unanswered} published but unanswered",
+        accepted.len()
     );
 
     // trends on the replicas vs one trends replica reading the same mentions alone.
@@ -355,8 +305,8 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
         || {
             let (replicas, single) = (fleet.trends_db.clone(), single_db.clone());
             async move {
-                let a = count(&replicas, "trends", mentions).await;
-                let b = count(&single, "trends", mentions).await;
+                let a = count_rows(&replicas, "trends", mentions).await;
+                let b = count_rows(&single, "trends", mentions).await;
                 (a > 0 && a == b).then_some(a)
             }
         },
@@ -398,54 +348,11 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
     );
 
     // Resolved: every complainer is told once, whichever notify replica sends it.
-    for actions in by_replicas.values() {
-        let id = actions[0]["action_id"].as_str().expect("action id");
-        let response = client
-            .post(format!("http://{replicas_view}/v1/actions/{id}/resolve"))
-            .json(&serde_json::json!({
-                "message": { "en": "We changed carriers.", "de": "Wir haben den Paketdienst gewechselt." },
-                "resolved_by": "ops@example.com"
-            }))
-            .send()
-            .await
-            .expect("trends answers");
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-    let notify_view = notify_addrs[1];
-    let mut due = 0;
-    for actions in by_replicas.values() {
-        let id = actions[0]["action_id"].as_str().expect("action id");
-        let url = format!("http://{notify_view}/v1/notifications?action={id}");
-        let deliveries = eventually(Duration::from_secs(120), "deliveries made", || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
-                let deliveries = body["deliveries"].as_array()?.clone();
-                (!deliveries.is_empty() && deliveries.iter().all(|d| d["status"] == "delivered"))
-                    .then_some(deliveries)
-            }
-        })
-        .await;
-        let customers: HashSet<&str> = deliveries
-            .iter()
-            .map(|d| d["customer_id"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(customers.len(), deliveries.len(), "a customer told twice");
-        due += deliveries.len();
-    }
-    eventually(
-        Duration::from_secs(60),
-        "every delivery at the sink",
-        || {
-            let sink = sink.clone();
-            async move { (sink.received().len() >= due).then_some(()) }
-        },
-    )
-    .await;
-    let received = sink.received();
-    let webhook_ids: HashSet<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
-    assert_eq!(webhook_ids.len(), received.len(), "a webhook sent twice");
-    assert_eq!(received.len(), due, "messages other than the deliveries");
-    assert_eq!(sink.rejected(), 0, "every signature verified");
+    let action_ids: Vec<String> = by_replicas
+        .values()
+        .filter_map(|actions| actions[0]["action_id"].as_str().map(str::to_owned))
+        .collect();
+    resolve_all(replicas_view, &action_ids).await;
+    assert_each_complainer_told_once(notify_addrs[1], &sink, &action_ids).await;
     stop_sink.cancel();
 }
