@@ -26,7 +26,10 @@ lib=$cache/lib
 state=${KAFKA_STATE_DIR:-/tmp/closeloop-kafka}
 state=${state%/}
 base_port=${KAFKA_BASE_PORT:-19092}
-port_step=${KAFKA_PORT_STEP:-10000}
+# 19092/19093, 20092/20093, 21092/21093: below Linux's ephemeral range (32768-60999), where a
+# client reconnecting to a dead node can be given the node's own port as its source port
+# (a TCP self-connect) and keep it from starting again.
+port_step=${KAFKA_PORT_STEP:-1000}
 ready_timeout=${KAFKA_READY_TIMEOUT:-120}
 stop_timeout=${KAFKA_STOP_TIMEOUT:-30}
 nodes=(1 2 3)
