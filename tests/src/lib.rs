@@ -465,9 +465,12 @@ pub async fn assert_categorised_exactly_once(
         "ingest handed out an id twice"
     );
     let deadline = Instant::now() + Duration::from_secs(180);
+    // Until every accepted id is there: a count would also count what ingest published
+    // without answering.
     let stored = loop {
         let ids = categorised_ids(database).await;
-        if ids.len() >= accepted.len() || Instant::now() > deadline {
+        let present: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        if expected.is_subset(&present) || Instant::now() > deadline {
             break ids;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -555,4 +558,55 @@ pub async fn resolve_all(trends: SocketAddr, action_ids: &[String]) {
         )
         .await;
     }
+}
+
+/// Waits (up to 2 min) until a load generator has had `n` requests answered, so a fault
+/// test can strike mid-stream.
+pub async fn wait_until_posted(posted: &std::sync::Arc<std::sync::atomic::AtomicUsize>, n: usize) {
+    eventually(Duration::from_secs(120), "posting progresses", || {
+        let posted = posted.clone();
+        async move { (posted.load(std::sync::atomic::Ordering::Relaxed) >= n).then_some(()) }
+    })
+    .await;
+}
+
+/// `closeloop <name>` (the binary at `binary`) as a child process on `brokers` and
+/// `database`, with `settings` as its environment; killed when dropped.
+pub fn spawn_closeloop(
+    binary: &str,
+    name: &str,
+    brokers: &str,
+    database: &closeloop_store::DatabaseArgs,
+    settings: &[(&str, &str)],
+) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .arg(name)
+        .env("KAFKA_BROKERS", brokers)
+        .env("KAFKA_CREATE_TOPICS", "false")
+        .env("DATABASE_URL", &database.database_url)
+        .envs(settings.iter().copied())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match &database.database_schema {
+        Some(schema) => command.env("DATABASE_SCHEMA", schema),
+        None => command.env_remove("DATABASE_SCHEMA"),
+    };
+    command
+        .spawn()
+        .unwrap_or_else(|error| panic!("closeloop {name} does not start: {error}"))
+}
+
+/// Sends `signal` (`-KILL`, `-TERM`) to a child process.
+pub fn send_signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("child still running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
 }

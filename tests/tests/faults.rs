@@ -3,7 +3,7 @@
 //! every consumed topic. Whatever happens, every event ingest accepted (202) is
 //! categorised exactly once in the store, and bad records end up in a dead-letter topic.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
 use closeloop_store::testing::database_args;
 use closeloop_tests::{
-    assert_categorised_exactly_once, complaint, eventually, init_logs, post_complaints, read_topic,
-    spawn_ingest,
+    assert_categorised_exactly_once, complaint, init_logs, post_complaints, read_topic,
+    spawn_ingest, wait_until_posted,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -101,11 +101,7 @@ async fn categorise_crashing_mid_stream_loses_and_doubles_nothing() {
     };
     // Crash twice while the stream flows, restarting with the same database and group.
     for threshold in [150, 350] {
-        eventually(Duration::from_secs(60), "posting progresses", || {
-            let posted = posted.clone();
-            async move { (posted.load(Ordering::Relaxed) >= threshold).then_some(()) }
-        })
-        .await;
+        wait_until_posted(&posted, threshold).await;
         pipeline.crash_categorise().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         pipeline.start_categorise().await;
@@ -128,17 +124,7 @@ async fn broker_trouble_loses_nothing_that_was_accepted() {
         let (url, posted) = (pipeline.ingest_url.clone(), posted.clone());
         tokio::spawn(async move { post_all(&url, 400, 8, posted).await })
     };
-    let at = |n: usize| {
-        let posted = posted.clone();
-        async move {
-            eventually(Duration::from_secs(60), "posting progresses", || {
-                let posted = posted.clone();
-                async move { (posted.load(Ordering::Relaxed) >= n).then_some(()) }
-            })
-            .await
-        }
-    };
-    at(50).await;
+    wait_until_posted(&posted, 50).await;
     // Produce requests fail with retriable errors for a while.
     broker
         .inject(Fault::RequestErrors(
@@ -151,7 +137,7 @@ async fn broker_trouble_loses_nothing_that_was_accepted() {
             ],
         ))
         .expect("inject produce errors");
-    at(120).await;
+    wait_until_posted(&posted, 120).await;
     // Leadership moves.
     for partition in 0..3 {
         for topic in [topics::FEEDBACK_RAW, topics::FEEDBACK_CATEGORISED] {
@@ -164,7 +150,7 @@ async fn broker_trouble_loses_nothing_that_was_accepted() {
                 .expect("move leader");
         }
     }
-    at(200).await;
+    wait_until_posted(&posted, 200).await;
     // A broker goes away and comes back.
     broker.inject(Fault::BrokerDown(2)).expect("broker down");
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -6,7 +6,7 @@
 //! customer twice.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use closeloop::up::dev_key;
 use closeloop_bus::testing::RealCluster;
 use closeloop_tests::{
     assert_categorised_exactly_once, assert_each_complainer_told_once, assert_the_loop_closes,
-    eventually, loop_configs, post_complaints, resolve_all, start_loop_on,
+    eventually, loop_configs, post_complaints, resolve_all, start_loop_on, wait_until_posted,
 };
 use serde_json::Value;
 
@@ -47,21 +47,11 @@ async fn a_broker_killed_mid_stream_loses_and_doubles_nothing() {
             post_complaints(&url, &dev_key("shopdesk"), 900, 8, 29, posted).await
         })
     };
-    let reached = |n: usize| {
-        let posted = posted.clone();
-        async move {
-            eventually(Duration::from_secs(120), "posting progresses", || {
-                let posted = posted.clone();
-                async move { (posted.load(Ordering::Relaxed) >= n).then_some(()) }
-            })
-            .await
-        }
-    };
     // Every node in turn: one of them is the active controller, each leads partitions.
     for (node, at) in [(1, 100), (2, 350), (3, 600)] {
-        reached(at).await;
+        wait_until_posted(&posted, at).await;
         cluster.kill_broker(node).await;
-        reached(at + 100).await;
+        wait_until_posted(&posted, at + 100).await;
         cluster.restart_broker(node).await;
     }
     let (accepted, refused) = poster.await.expect("poster");

@@ -3,7 +3,6 @@
 //! SIGTERM it finishes, commits and exits cleanly, so its successor redoes nothing.
 //! `closeloop trends` killed with SIGKILL mid-stream and restarted raises no action twice.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -14,10 +13,26 @@ use closeloop_events::{
 };
 use closeloop_store::testing::database_args;
 use closeloop_store::DatabaseArgs;
-use closeloop_tests::count_rows;
+use closeloop_tests::{count_rows, send_signal, spawn_closeloop};
+
+/// `closeloop <name>` on `broker` and `database`, with `settings` as its environment.
+fn service(
+    name: &str,
+    broker: &EmbeddedBroker,
+    database: &DatabaseArgs,
+    settings: &[(&str, &str)],
+) -> Child {
+    spawn_closeloop(
+        env!("CARGO_BIN_EXE_closeloop"),
+        name,
+        broker.bootstrap_servers(),
+        database,
+        settings,
+    )
+}
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use uuid::Uuid;
 
 fn feedback(n: usize) -> Envelope<Feedback> {
@@ -66,41 +81,6 @@ fn categorise(broker: &EmbeddedBroker, database: &DatabaseArgs, group: &str) -> 
             ("CATEGORISE_GROUP_ID", group),
         ],
     )
-}
-
-/// `closeloop <name>` on `broker` and `database`, with `settings` as its environment.
-fn service(
-    name: &str,
-    broker: &EmbeddedBroker,
-    database: &DatabaseArgs,
-    settings: &[(&str, &str)],
-) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_closeloop"));
-    command
-        .arg(name)
-        .env("KAFKA_BROKERS", broker.bootstrap_servers())
-        .env("KAFKA_CREATE_TOPICS", "false")
-        .env("DATABASE_URL", &database.database_url)
-        .envs(settings.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    match &database.database_schema {
-        Some(schema) => command.env("DATABASE_SCHEMA", schema),
-        None => command.env_remove("DATABASE_SCHEMA"),
-    };
-    command
-        .spawn()
-        .unwrap_or_else(|error| panic!("closeloop {name} does not start: {error}"))
-}
-
-fn signal(child: &Child, signal: &str) {
-    let pid = child.id().expect("child still running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid} failed");
 }
 
 /// Rows in categorise's store, once the child has created it.
@@ -159,7 +139,7 @@ async fn sigkill_mid_stream_then_restart_categorises_everything_exactly_once() {
 
     let first = categorise(&broker, &database, &group);
     let done_before_kill = wait_for_stored(&database, 60, Duration::from_secs(60)).await;
-    signal(&first, "-KILL");
+    send_signal(&first, "-KILL");
     let status = first.wait_with_output().await.expect("first exits").status;
     assert!(
         !status.success(),
@@ -177,7 +157,7 @@ async fn sigkill_mid_stream_then_restart_categorises_everything_exactly_once() {
     // Settle: the successor may replay what the first had not committed; still once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stored(&database).await, 500);
-    signal(&second, "-TERM");
+    send_signal(&second, "-TERM");
     let _ = second.wait().await;
 }
 
@@ -190,7 +170,7 @@ async fn sigterm_finishes_commits_and_exits_cleanly() {
 
     let mut first = categorise(&broker, &database, &group);
     wait_for_stored(&database, 200, Duration::from_secs(60)).await;
-    signal(&first, "-TERM");
+    send_signal(&first, "-TERM");
     let status = tokio::time::timeout(Duration::from_secs(20), first.wait())
         .await
         .expect("exits within 20 s of SIGTERM")
@@ -208,7 +188,7 @@ async fn sigterm_finishes_commits_and_exits_cleanly() {
         201,
         "records were categorised again after a clean shutdown"
     );
-    signal(&second, "-TERM");
+    send_signal(&second, "-TERM");
     let _ = second.wait().await;
 }
 
@@ -268,7 +248,7 @@ async fn trends_killed_mid_stream_raises_no_action_twice() {
         assert!(Instant::now() < deadline, "trends stored too few mentions");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    signal(&first, "-KILL");
+    send_signal(&first, "-KILL");
     let _ = first.wait_with_output().await;
 
     // More complaints while it is down, then its successor.
@@ -288,7 +268,7 @@ async fn trends_killed_mid_stream_raises_no_action_twice() {
         themes.len() as i64,
         "one action per theme"
     );
-    signal(&second, "-TERM");
+    send_signal(&second, "-TERM");
     let _ = second.wait().await;
 
     // actions.v1 may repeat an event (published, then killed before it was recorded),

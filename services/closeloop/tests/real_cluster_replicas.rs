@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,12 +19,12 @@ use closeloop_store::testing::database_args;
 use closeloop_store::DatabaseArgs;
 use closeloop_tests::{
     assert_categorised_exactly_once, assert_each_complainer_told_once, count_rows, eventually,
-    resolve_all,
+    resolve_all, send_signal, spawn_closeloop, wait_until_posted,
 };
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const SOURCE: &str = "replicas";
 const KEY: &str = "replicas-key";
@@ -44,35 +43,14 @@ fn service(
     database: &DatabaseArgs,
     settings: &[(&str, String)],
 ) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_closeloop"));
-    command
-        .arg(name)
-        .env("KAFKA_BROKERS", brokers)
-        .env("KAFKA_CREATE_TOPICS", "false")
-        .env("DATABASE_URL", &database.database_url)
-        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    match &database.database_schema {
-        Some(schema) => command.env("DATABASE_SCHEMA", schema),
-        None => command.env_remove("DATABASE_SCHEMA"),
-    };
-    command
-        .spawn()
-        .unwrap_or_else(|error| panic!("closeloop {name} does not start: {error}"))
-}
-
-fn sigkill(child: &Child) {
-    let pid = child.id().expect("child still running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -KILL {pid} failed");
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_closeloop(
+        env!("CARGO_BIN_EXE_closeloop"),
+        name,
+        brokers,
+        database,
+        &settings,
+    )
 }
 
 /// The services of the test, each with its database shared by all its replicas.
@@ -254,26 +232,16 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
             .collect(),
         posted.clone(),
     ));
-    let reached = |n: usize| {
-        let posted = posted.clone();
-        async move {
-            eventually(Duration::from_secs(120), "posting progresses", || {
-                let posted = posted.clone();
-                async move { (posted.load(Ordering::Relaxed) >= n).then_some(()) }
-            })
-            .await
-        }
-    };
-    reached(300).await;
+    wait_until_posted(&posted, 300).await;
     // One replica of each dies without a word: no commit, no leaving the group.
     let mut dead = vec![ingest.remove(0)];
     dead.push(categorise.remove(0));
     dead.push(trends.remove(0));
     dead.push(notify.remove(0));
     for child in &dead {
-        sigkill(child);
+        send_signal(child, "-KILL");
     }
-    reached(700).await;
+    wait_until_posted(&posted, 700).await;
     // New replicas join: partitions move to them.
     categorise.push(fleet.categorise());
     trends.push(fleet.trends(trends_addrs[2], &fleet.trends_db, "closeloop-trends"));
