@@ -118,7 +118,22 @@ pub async fn start_loop() -> (Stack, WebhookSink) {
 
 /// The whole loop in this process on a fresh embedded broker (1 broker, 3 partitions);
 /// its webhooks go to the returned sink, which verifies their signatures.
-pub async fn start_loop_with(mut configs: ServiceConfigs) -> (Stack, WebhookSink) {
+pub async fn start_loop_with(configs: ServiceConfigs) -> (Stack, WebhookSink) {
+    with_webhook_sink(configs, |configs| async move {
+        Stack::start_embedded(configs, 1, 3)
+            .await
+            .expect("stack starts")
+    })
+    .await
+}
+
+/// Points the webhooks of `configs` at a fresh signature-checking sink, starts the stack
+/// with `start` and serves the sink until the stack stops.
+async fn with_webhook_sink<F, Fut>(mut configs: ServiceConfigs, start: F) -> (Stack, WebhookSink)
+where
+    F: FnOnce(ServiceConfigs) -> Fut,
+    Fut: Future<Output = Stack>,
+{
     init_logs();
     let sink_listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -126,9 +141,7 @@ pub async fn start_loop_with(mut configs: ServiceConfigs) -> (Stack, WebhookSink
     let sink_addr = sink_listener.local_addr().expect("sink address");
     let secrets = local_defaults(&mut configs, sink_addr);
     let sink = WebhookSink::new(secrets, false);
-    let stack = Stack::start_embedded(configs, 1, 3)
-        .await
-        .expect("stack starts");
+    let stack = start(configs).await;
     sink.spawn(sink_listener, stack.shutdown_token());
     (stack, sink)
 }
@@ -436,17 +449,11 @@ pub async fn assert_the_loop_closes(stack: &Stack, sink: &WebhookSink) {
 /// The whole loop of `configs` in this process on the real cluster at `brokers` (topics
 /// already created); its webhooks go to the returned sink.
 pub async fn start_loop_on(brokers: &str, mut configs: ServiceConfigs) -> (Stack, WebhookSink) {
-    init_logs();
     configs.set_brokers(brokers);
-    let sink_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port for the webhook sink");
-    let sink_addr = sink_listener.local_addr().expect("sink address");
-    let secrets = local_defaults(&mut configs, sink_addr);
-    let sink = WebhookSink::new(secrets, false);
-    let stack = Stack::start(configs).await.expect("stack starts");
-    sink.spawn(sink_listener, stack.shutdown_token());
-    (stack, sink)
+    with_webhook_sink(configs, |configs| async move {
+        Stack::start(configs).await.expect("stack starts")
+    })
+    .await
 }
 
 /// Waits (up to 3 min: the pipeline catches up after faults on a loaded machine) until
