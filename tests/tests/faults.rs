@@ -125,18 +125,33 @@ async fn broker_trouble_loses_nothing_that_was_accepted() {
         tokio::spawn(async move { post_all(&url, 400, 8, posted).await })
     };
     wait_until_posted(&posted, 50).await;
-    // Produce requests fail with retriable errors for a while.
+    // Fetches and offset commits fail with retriable errors for a while. Produce requests
+    // are not given injected errors: after a failed batch, the idempotent producer counts
+    // it as written once a later batch of the partition is acknowledged, which a real
+    // broker guarantees (it refuses the later batch as out of sequence) but the mock
+    // cluster does not check, so the mock alone would lose the failed batch. Produce
+    // failures come below from leadership moves and a broker going away, as on a real
+    // cluster (tests/real_cluster.rs kills real brokers).
     broker
         .inject(Fault::RequestErrors(
-            RDKafkaApiKey::Produce,
+            RDKafkaApiKey::Fetch,
             vec![
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR,
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
             ],
         ))
-        .expect("inject produce errors");
+        .expect("inject fetch errors");
+    broker
+        .inject(Fault::RequestErrors(
+            RDKafkaApiKey::OffsetCommit,
+            vec![
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            ],
+        ))
+        .expect("inject commit errors");
     wait_until_posted(&posted, 120).await;
     // Leadership moves.
     for partition in 0..3 {
