@@ -1,14 +1,10 @@
 //! What every service mounts to be observable: structured logs (`tracing`), a
-//! Prometheus registry with HTTP metrics, `/metrics`, `/healthz`, `/readyz`, and RFC 9457
-//! problem responses for HTTP errors.
+//! Prometheus registry with HTTP metrics, `/metrics`, `/healthz` and `/readyz`.
 
-pub mod html;
 #[cfg(feature = "otlp")]
 pub mod otlp;
-pub mod problem;
 mod secret;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,13 +15,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use closeloop_http::{Problem, ProblemType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use problem::Problem;
 pub use secret::Secret;
 
 /// The end-to-end latency histogram, labelled by `stage`, that categorise (`categorised`:
@@ -182,7 +177,7 @@ async fn readyz(State(telemetry): State<Telemetry>) -> Response {
     if telemetry.readiness.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready")
+        Problem::new(ProblemType::NotReady)
             .detail("the service is starting or shutting down")
             .into_response()
     }
@@ -237,42 +232,11 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// Why a service's HTTP server could not start, or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
-}
-
-/// Binds a service's HTTP listener; the address returned is the real one (port 0 in
-/// `addr` picks a free port).
-pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), HttpError> {
-    let bind_error = |source| HttpError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, local))
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> Result<(), HttpError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(HttpError::Serve)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use closeloop_http::serve;
+    use tokio::net::TcpListener;
 
     async fn get_text(router: Router, path: &str) -> (StatusCode, String) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -55,7 +55,7 @@ pub enum Error {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
-    Http(#[from] closeloop_telemetry::HttpError),
+    Http(#[from] closeloop_http::HttpError),
 }
 
 pub struct Service {
@@ -101,7 +101,7 @@ impl Service {
             metrics,
         };
         let erasure = handler::ErasureHandler { db: db.clone() };
-        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
+        let (listener, http_addr) = closeloop_http::bind(config.http_addr).await?;
         Ok(Self {
             config,
             listener,
@@ -136,7 +136,7 @@ impl Service {
             shutdown.clone(),
         );
         let router = self.telemetry.router(axum::Router::new());
-        let http = closeloop_telemetry::serve(self.listener, router, shutdown.clone());
+        let http = closeloop_http::serve(self.listener, router, shutdown.clone());
         self.telemetry.readiness.set(true);
         tracing::info!("categorise running");
         let (consumed, erased, served) = tokio::join!(consumer, erasure, http);

@@ -59,7 +59,7 @@ impl WebhookSink {
             .route("/webhooks/{source}", post(receive))
             .with_state(self.clone());
         tokio::spawn(async move {
-            if let Err(error) = closeloop_telemetry::serve(listener, router, shutdown).await {
+            if let Err(error) = closeloop_http::serve(listener, router, shutdown).await {
                 tracing::error!(%error, "webhook sink failed");
             }
         });

@@ -14,10 +14,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_bus::Publisher;
 use closeloop_events::{Envelope, ErasureRequest, Feedback};
-use closeloop_telemetry::problem::FieldError;
-use closeloop_telemetry::Problem;
+use closeloop_http::{parse_json, read_json_body, Problem, ProblemType};
 use futures::future::join_all;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -64,15 +63,14 @@ pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
 // Even the router's own answers are problem+json, so a client has one error format.
 async fn method_not_allowed(State(state): State<Arc<ApiState>>) -> Response {
     let response = state.metrics.reject(
-        Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-            .detail("this endpoint only takes POST"),
+        Problem::new(ProblemType::MethodNotAllowed).detail("this endpoint only takes POST"),
     );
     ([(header::ALLOW, "POST")], response).into_response()
 }
 
 async fn not_found(State(state): State<Arc<ApiState>>) -> Response {
     state.metrics.reject(
-        Problem::new(StatusCode::NOT_FOUND, "Not found")
+        Problem::new(ProblemType::NotFound)
             .detail("no such endpoint: POST /v1/feedback, /v1/feedback/batch or /v1/erasure"),
     )
 }
@@ -138,18 +136,14 @@ pub fn parse_feedback_body(
         Shape::Batch => parse_json::<BatchSubmission>(body)?.items,
     };
     if submissions.is_empty() {
-        return Err(
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty batch")
-                .detail("a batch needs at least one item in `items`"),
-        );
+        return Err(Problem::new(ProblemType::InvalidBody)
+            .detail("a batch needs at least one item in `items`"));
     }
     if submissions.len() > max_batch {
-        return Err(
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Batch too large").detail(format!(
-                "a batch may carry at most {max_batch} items; this one has {}",
-                submissions.len()
-            )),
-        );
+        return Err(Problem::new(ProblemType::InvalidBody).detail(format!(
+            "a batch may carry at most {max_batch} items; this one has {}",
+            submissions.len()
+        )));
     }
     let mut feedback = Vec::with_capacity(submissions.len());
     let mut errors = Vec::new();
@@ -169,22 +163,20 @@ pub fn parse_feedback_body(
     if errors.is_empty() {
         for (index, item) in feedback.iter().enumerate() {
             if !seen.insert(item.feedback_id) {
-                errors.push(FieldError {
-                    pointer: format!("/items/{index}/event_id"),
-                    detail: "repeats the event_id of an earlier item".into(),
-                });
+                errors.push(Problem::field(
+                    format!("/items/{index}/event_id"),
+                    "repeats the event_id of an earlier item",
+                ));
             }
         }
     }
     if !errors.is_empty() {
-        return Err(
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
-                .detail(format!(
-                    "{} field(s) are invalid; nothing was accepted",
-                    errors.len()
-                ))
-                .errors(errors),
-        );
+        return Err(Problem::new(ProblemType::InvalidBody)
+            .detail(format!(
+                "{} field(s) are invalid; nothing was accepted",
+                errors.len()
+            ))
+            .errors(errors));
     }
     Ok(feedback)
 }
@@ -234,16 +226,13 @@ async fn accept(
                 return Ok(response);
             }
             Claim::Mismatch => {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Idempotency key reused",
-                )
-                .detail("this Idempotency-Key was used before with a different request body"))
+                return Err(Problem::new(ProblemType::IdempotencyKeyReused)
+                    .detail("this Idempotency-Key was used before with a different request body"))
             }
             Claim::InProgress => {
-                return Err(Problem::new(StatusCode::CONFLICT, "Request in progress")
-                    .detail("a request with this Idempotency-Key is being processed; retry shortly")
-                    .retry_after(1))
+                return Err(Problem::new(ProblemType::RequestInProgress).detail(
+                    "a request with this Idempotency-Key is being processed; retry shortly",
+                ))
             }
         }
     }
@@ -267,13 +256,9 @@ async fn accept(
             }
         }
         tracing::warn!(%reason, source, "broker did not acknowledge");
-        return Err(
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable")
-                .detail(
-                    "the feedback could not be stored durably; nothing was accepted, retry later",
-                )
-                .retry_after(1),
-        );
+        return Err(Problem::new(ProblemType::BrokerUnavailable).detail(
+            "the feedback could not be stored durably; nothing was accepted, retry later",
+        ));
     }
 
     let answer = Accepted {
@@ -349,14 +334,12 @@ async fn post_erasure(
         check_rate(&state, source, 1)?;
         let customer_id = request.customer_id.trim();
         if customer_id.is_empty() || customer_id.len() > 200 {
-            return Err(
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid erasure request")
-                    .detail("customer_id is invalid; nothing was accepted")
-                    .errors(vec![FieldError {
-                        pointer: "/customer_id".into(),
-                        detail: "must be 1 to 200 bytes long".into(),
-                    }]),
-            );
+            return Err(Problem::new(ProblemType::InvalidBody)
+                .detail("customer_id is invalid; nothing was accepted")
+                .errors(vec![Problem::field(
+                    "/customer_id",
+                    "must be 1 to 200 bytes long",
+                )]));
         }
         let envelope = Envelope::new(ErasureRequest {
             customer_id: customer_id.to_owned(),
@@ -368,9 +351,8 @@ async fn post_erasure(
             .publish(&envelope, None)
             .await
             .map_err(|_| {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable")
+                Problem::new(ProblemType::BrokerUnavailable)
                     .detail("the erasure request could not be stored; retry later")
-                    .retry_after(1)
             })?;
         Ok((
             StatusCode::ACCEPTED,
@@ -391,7 +373,7 @@ fn check_rate(state: &ApiState, source: &str, events: usize) -> Result<(), Probl
     limiter.try_acquire(source, cost).map_err(|wait| {
         // Whole seconds, rounded up: a client that waits that long gets through.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        Problem::new(StatusCode::TOO_MANY_REQUESTS, "Rate limited")
+        Problem::new(ProblemType::RateLimited)
             .detail(format!(
                 "source {source} sent more events than its rate limit allows; nothing was accepted, retry in {seconds} s"
             ))
@@ -402,13 +384,12 @@ fn check_rate(state: &ApiState, source: &str, events: usize) -> Result<(), Probl
 /// The source whose API key the request carries. Every configured key is compared, in
 /// constant time, so the response time tells nothing about which key nearly matched.
 fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a str, Problem> {
-    let unauthorized = |detail: &str| {
-        Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized").detail(detail.to_owned())
-    };
+    let unauthorized =
+        |detail: &str| Problem::new(ProblemType::Unauthorized).detail(detail.to_owned());
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token)
+        .and_then(closeloop_http::bearer_token)
         .ok_or_else(|| unauthorized("send `Authorization: Bearer <API key of your source>`"))?;
     let mut matched = None;
     for source_key in keys {
@@ -419,134 +400,25 @@ fn authenticate<'a>(keys: &'a [SourceKey], headers: &HeaderMap) -> Result<&'a st
     matched.ok_or_else(|| unauthorized("the API key is not valid for any source"))
 }
 
-/// The token of a `Bearer` credential (the scheme is case-insensitive, RFC 9110), if it
-/// is one and not empty.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn read_json_body(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, Problem> {
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let is_json = content_type
-            .to_str()
-            .map(|v| {
-                let essence = v.split(';').next().unwrap_or_default().trim();
-                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(
-                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
-                    .detail("send the body as application/json"),
-            );
-        }
-    }
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(status, "Body too large").detail(rejection.body_text())
-        } else {
-            Problem::new(status, "Unreadable body").detail(rejection.body_text())
-        }
-    })
-}
-
-/// JSON syntax errors are 400; well-formed JSON of the wrong shape is 422 and says where.
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
-        let pointer = json_pointer(&error.path().to_string());
-        let inner = error.into_inner();
-        if inner.is_data() {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid feedback")
-                .detail(format!("nothing was accepted: {inner}"))
-                .errors(vec![FieldError {
-                    pointer,
-                    detail: strip_position(&inner.to_string()),
-                }])
-        } else {
-            Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
-                .detail(format!("the body is not valid JSON: {inner}"))
-        }
-    })?;
-    // Without this, `{…} garbage` would pass: deserializing stops after the first value.
-    deserializer.end().map_err(|error| {
-        Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
-            .detail(format!("the body is not valid JSON: {error}"))
-    })?;
-    Ok(value)
-}
-
-/// `items[3].customer.id` → `/items/3/customer/id`; `.` (the root) → ``.
-fn json_pointer(path: &str) -> String {
-    if path == "." {
-        return String::new();
-    }
-    let mut pointer = String::new();
-    for segment in path.split('.') {
-        let mut rest = segment;
-        while let Some(open) = rest.find('[') {
-            let (name, index) = rest.split_at(open);
-            if !name.is_empty() {
-                pointer.push('/');
-                pointer.push_str(name);
-            }
-            let close = index.find(']').unwrap_or(index.len());
-            pointer.push('/');
-            pointer.push_str(&index[1..close]);
-            rest = &index[(close + 1).min(index.len())..];
-        }
-        if !rest.is_empty() {
-            pointer.push('/');
-            pointer.push_str(rest);
-        }
-    }
-    pointer
-}
-
-fn strip_position(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = value.to_str().unwrap_or_default().trim();
     if key.is_empty() || key.len() > 255 {
-        return Err(
-            Problem::new(StatusCode::BAD_REQUEST, "Invalid Idempotency-Key")
-                .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"),
-        );
+        return Err(Problem::new(ProblemType::InvalidHeader)
+            .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"));
     }
     Ok(Some(key.to_owned()))
 }
 
 fn database_problem(error: closeloop_store::sqlx::Error) -> Problem {
-    tracing::error!(%error, "idempotency store failed");
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable")
-        .detail("nothing was accepted; retry later")
-        .retry_after(1)
+    Problem::from_database_error(&error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_pointers_from_serde_paths() {
-        assert_eq!(json_pointer("items[3].customer.id"), "/items/3/customer/id");
-        assert_eq!(json_pointer("rating"), "/rating");
-        assert_eq!(json_pointer("."), "");
-    }
 
     #[test]
     fn syntax_errors_are_400_and_shape_errors_422() {
@@ -587,15 +459,5 @@ mod tests {
             HeaderValue::from_static("Bearer key-cccccccc"),
         );
         assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
-    }
-
-    #[test]
-    fn bearer_credentials() {
-        assert_eq!(bearer_token("Bearer k"), Some("k"));
-        assert_eq!(bearer_token("bearer  k "), Some("k"));
-        assert_eq!(bearer_token("Bearer "), None);
-        assert_eq!(bearer_token("Bearer"), None);
-        assert_eq!(bearer_token("Basic k"), None);
-        assert_eq!(bearer_token("k"), None);
     }
 }

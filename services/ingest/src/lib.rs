@@ -32,7 +32,7 @@ pub enum Error {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
-    Http(#[from] closeloop_telemetry::HttpError),
+    Http(#[from] closeloop_http::HttpError),
 }
 
 /// A built ingest service, listening but not yet serving.
@@ -75,7 +75,7 @@ impl Service {
             metrics: metrics::IngestMetrics::register(&telemetry.registry)?,
         });
         let router = telemetry.router(api::routes(state, config.max_body_bytes));
-        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
+        let (listener, http_addr) = closeloop_http::bind(config.http_addr).await?;
         Ok(Self {
             listener,
             http_addr,
@@ -94,7 +94,7 @@ impl Service {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         tracing::info!(addr = %self.http_addr(), "ingest listening");
         self.telemetry.readiness.set(true);
-        let served = closeloop_telemetry::serve(self.listener, self.router, shutdown).await;
+        let served = closeloop_http::serve(self.listener, self.router, shutdown).await;
         self.telemetry.readiness.set(false);
         if let Err(error) = self.publisher.flush(Duration::from_secs(10)) {
             tracing::warn!(%error, "producer flush on shutdown failed");

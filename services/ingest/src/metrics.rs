@@ -1,5 +1,5 @@
 use axum::response::{IntoResponse, Response};
-use closeloop_telemetry::Problem;
+use closeloop_http::Problem;
 use prometheus::{IntCounterVec, Opts, Registry};
 
 /// What ingest counts beyond the HTTP and bus metrics every service has.
@@ -35,15 +35,9 @@ impl IngestMetrics {
     }
 
     /// Counts and renders a rejection. The reason is the problem type's slug
-    /// (`rate_limited`, `invalid_feedback`, …): ingest's titles are constants, so the
-    /// label stays bounded.
+    /// (`rate_limited`, `invalid_body`, …): one catalogue, so the label stays bounded.
     pub fn reject(&self, problem: Problem) -> Response {
-        let reason = problem
-            .kind
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .replace('-', "_");
+        let reason = problem.problem_type().slug().replace('-', "_");
         self.rejected
             .with_label_values(&[problem.status().as_str(), &reason])
             .inc();

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use closeloop_events::{Channel, CustomerRef, Feedback, Touchpoint};
-use closeloop_telemetry::problem::FieldError;
+use closeloop_http::FieldError;
 use serde::Deserialize;
 use uuid::Uuid;
 

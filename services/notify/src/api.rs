@@ -4,13 +4,12 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use closeloop_http::{Problem, ProblemType};
 use closeloop_store::Database;
-use closeloop_telemetry::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -132,21 +131,13 @@ impl From<DeliveryRow> for DeliveryView {
 }
 
 fn bad_action(detail: &str) -> Response {
-    Problem::new(StatusCode::BAD_REQUEST, "Invalid query")
+    Problem::new(ProblemType::InvalidParameter)
         .detail(detail)
         .into_response()
 }
 
 fn store_error(error: sqlx::Error) -> Response {
-    if closeloop_store::is_transient(&error) {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
-            .detail("try again shortly")
-            .retry_after(1)
-            .into_response()
-    } else {
-        tracing::error!(%error, "could not list notifications");
-        Problem::internal("could not read notifications").into_response()
-    }
+    Problem::from_database_error(&error).into_response()
 }
 
 /// `GET /v1/notifications?action=<uuid>` or `?status=dead[&limit=n]`

@@ -175,7 +175,7 @@ pub enum Error {
     #[error("could not build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
     #[error(transparent)]
-    Http(#[from] closeloop_telemetry::HttpError),
+    Http(#[from] closeloop_http::HttpError),
     #[error("message templates: {0}")]
     Templates(#[from] TemplateError),
     #[error("e-mail: {0}")]
@@ -295,7 +295,7 @@ impl Service {
             timeout: Duration::from_millis(config.http_timeout_ms.max(1)),
         };
 
-        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
+        let (listener, http_addr) = closeloop_http::bind(config.http_addr).await?;
         tracing::info!(
             %http_addr,
             sources = webhook.urls.len(),
@@ -405,7 +405,7 @@ impl Service {
         let router = telemetry.router(api::routes(db.clone()));
         let server_stop = stop.clone();
         tasks.spawn(async move {
-            closeloop_telemetry::serve(listener, router, server_stop)
+            closeloop_http::serve(listener, router, server_stop)
                 .await
                 .map_err(Error::from)
         });

@@ -454,7 +454,7 @@ fn is_language_code(text: &str) -> bool {
     (2..=3).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_lowercase())
 }
 
-pub use closeloop_telemetry::html::escape as html_escape;
+pub use closeloop_http::html::escape as html_escape;
 
 /// Plain text as a small HTML document: blank lines separate paragraphs, single
 /// newlines become `<br>`, everything escaped.

@@ -1,0 +1,14 @@
+//! The HTTP edge every service shares: RFC 9457 problems from one catalogue of problem
+//! types, JSON bodies decoded with RFC 6901 pointers to what is wrong, bearer
+//! credentials, HTML escaping, and binding and serving a router until shutdown.
+
+pub mod body;
+pub mod credentials;
+pub mod html;
+pub mod problem;
+mod server;
+
+pub use body::{parse_json, read_json_body};
+pub use credentials::{bearer_token, tokens_match};
+pub use problem::{FieldError, Problem, ProblemType};
+pub use server::{bind, serve, HttpError};
