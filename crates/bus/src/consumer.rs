@@ -36,6 +36,9 @@ pub struct ConsumerConfig {
     /// Records taken from the client's queue and handled together: records with one key
     /// in order, different keys concurrently. 1 handles strictly one at a time.
     pub max_in_flight: usize,
+    /// Set to true once the consumer has joined its group (its first assignment, even
+    /// an empty one, arrived): what a service's readiness waits for.
+    pub joined: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ConsumerConfig {
@@ -46,6 +49,7 @@ impl ConsumerConfig {
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
             max_in_flight: 256,
+            joined: None,
         }
     }
 }
@@ -120,6 +124,7 @@ pub async fn run_consumer<H: Handler>(
         group: config.group_id.clone(),
         lag: metrics.consumer_lag.clone(),
         changes: Mutex::new(Vec::new()),
+        joined: config.joined.clone(),
     };
     let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
@@ -581,10 +586,14 @@ struct GroupContext {
     lag: prometheus::IntGaugeVec,
     /// Filled by the rebalance callbacks (inside `recv`), drained by the loop right after.
     changes: Mutex<Vec<OwnershipChange>>,
+    joined: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl GroupContext {
     fn note(&self, change: OwnershipChange) {
+        if let Some(joined) = &self.joined {
+            joined.send_replace(true);
+        }
         self.changes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

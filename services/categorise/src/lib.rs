@@ -10,15 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use closeloop_bus::{
-    run_consumer, BusError, BusMetrics, ConsumerConfig, KafkaArgs, Publisher, PublisherConfig,
-};
-use closeloop_classify::{LexiconClassifier, Taxonomy, TaxonomyError};
-use closeloop_store::{Database, DatabaseArgs, StoreError};
-use closeloop_telemetry::Telemetry;
-use tokio::net::TcpListener;
+use closeloop_bus::{KafkaArgs, PublisherConfig};
+use closeloop_classify::{LexiconClassifier, Taxonomy};
+use closeloop_runtime::{Foundation, Spec};
+use closeloop_store::DatabaseArgs;
 use tokio_util::sync::CancellationToken;
 
+pub use closeloop_runtime::Error;
 pub use handler::{categorise, excerpt};
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -44,36 +42,17 @@ pub struct Config {
     pub group_id: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Taxonomy(#[from] TaxonomyError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Http(#[from] closeloop_http::HttpError),
-}
-
 pub struct Service {
     config: Config,
-    listener: TcpListener,
-    http_addr: SocketAddr,
-    telemetry: Telemetry,
-    bus_metrics: BusMetrics,
-    publisher: Publisher,
+    foundation: Foundation,
     handler: handler::CategoriseHandler,
     erasure: handler::ErasureHandler,
-    db: Database,
 }
 
 impl Service {
     pub async fn build(config: Config) -> Result<Self, Error> {
         let taxonomy = match &config.taxonomy {
-            Some(path) => Taxonomy::load(path)?,
+            Some(path) => Taxonomy::load(path).map_err(|e| Error::setup("taxonomy", e))?,
             None => Taxonomy::builtin(),
         };
         tracing::info!(
@@ -81,72 +60,54 @@ impl Service {
             themes = taxonomy.themes.len(),
             "taxonomy loaded"
         );
-        let db = Database::connect(&config.database.config("categorise")).await?;
-        db.migrate(sqlx::migrate!("./migrations")).await?;
-        config.kafka.prepare_topics().await?;
-        let telemetry = Telemetry::new("categorise");
-        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
-        let publisher = Publisher::new(
-            &PublisherConfig {
+        let foundation = Foundation::start(Spec {
+            name: "categorise",
+            database: &config.database,
+            kafka: &config.kafka,
+            http_addr: config.http_addr,
+            migrations: sqlx::migrate!("./migrations"),
+            // Records leave as soon as they are ready: categorise publishes per record.
+            publisher: PublisherConfig {
                 linger: Duration::ZERO,
                 ..PublisherConfig::new(&config.kafka.brokers)
             },
-            bus_metrics.clone(),
-        )?;
-        let metrics = metrics::CategoriseMetrics::register(&telemetry.registry)?;
+        })
+        .await?;
+        let metrics = metrics::CategoriseMetrics::register(&foundation.telemetry.registry)?;
         let handler = handler::CategoriseHandler {
             classifier: Arc::new(LexiconClassifier::new(taxonomy)),
-            db: db.clone(),
-            publisher: publisher.clone(),
+            db: foundation.db.clone(),
+            publisher: foundation.publisher.clone(),
             metrics,
         };
-        let erasure = handler::ErasureHandler { db: db.clone() };
-        let (listener, http_addr) = closeloop_http::bind(config.http_addr).await?;
+        let erasure = handler::ErasureHandler {
+            db: foundation.db.clone(),
+        };
         Ok(Self {
             config,
-            listener,
-            http_addr,
-            telemetry,
-            bus_metrics,
-            publisher,
+            foundation,
             handler,
             erasure,
-            db,
         })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.foundation.http_addr()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let brokers = &self.config.kafka.brokers;
-        let consumer = run_consumer(
-            ConsumerConfig::new(brokers, &self.config.group_id),
-            self.handler,
-            self.publisher.clone(),
-            self.bus_metrics.clone(),
-            shutdown.clone(),
-        );
-        let erasure = run_consumer(
-            ConsumerConfig::new(brokers, format!("{}-erasure", self.config.group_id)),
-            self.erasure,
-            self.publisher.clone(),
-            self.bus_metrics.clone(),
-            shutdown.clone(),
-        );
-        let router = self.telemetry.router(axum::Router::new());
-        let http = closeloop_http::serve(self.listener, router, shutdown.clone());
-        self.telemetry.readiness.set(true);
-        tracing::info!("categorise running");
-        let (consumed, erased, served) = tokio::join!(consumer, erasure, http);
-        self.telemetry.readiness.set(false);
-        if let Err(error) = self.publisher.flush(Duration::from_secs(10)) {
-            tracing::warn!(%error, "producer flush on shutdown failed");
-        }
-        self.db.close().await;
-        consumed?;
-        erased?;
-        Ok(served?)
+        let Self {
+            config,
+            foundation,
+            handler,
+            erasure,
+        } = self;
+        foundation
+            .run(shutdown, axum::Router::new(), |tasks| {
+                tasks.consumer(&config.group_id, handler);
+                // Erasures have a group of their own: a feedback backlog never delays them.
+                tasks.consumer(format!("{}-erasure", config.group_id), erasure);
+            })
+            .await
     }
 }

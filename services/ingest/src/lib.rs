@@ -13,57 +13,39 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use closeloop_bus::{BusError, BusMetrics, Publisher, PublisherConfig};
-use closeloop_store::{Database, StoreError};
-use closeloop_telemetry::Telemetry;
-use tokio::net::TcpListener;
+use closeloop_bus::PublisherConfig;
+use closeloop_runtime::{Foundation, Spec};
 use tokio_util::sync::CancellationToken;
 
+pub use closeloop_runtime::Error;
 pub use config::{Config, SourceKey};
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Http(#[from] closeloop_http::HttpError),
-}
 
 /// A built ingest service, listening but not yet serving.
 pub struct Service {
-    listener: TcpListener,
-    http_addr: SocketAddr,
-    router: axum::Router,
-    telemetry: Telemetry,
-    publisher: Publisher,
-    db: Database,
+    foundation: Foundation,
+    routes: axum::Router,
 }
 
 impl Service {
     pub async fn build(config: Config) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
-        let db = Database::connect(&config.database.config("ingest")).await?;
-        db.migrate(sqlx::migrate!("./migrations")).await?;
-        config.kafka.prepare_topics().await?;
-        let telemetry = Telemetry::new("ingest");
-        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
-        let publisher = Publisher::new(
-            &PublisherConfig {
+        let foundation = Foundation::start(Spec {
+            name: "ingest",
+            database: &config.database,
+            kafka: &config.kafka,
+            http_addr: config.http_addr,
+            migrations: sqlx::migrate!("./migrations"),
+            publisher: PublisherConfig {
                 delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
                 ..PublisherConfig::new(&config.kafka.brokers)
             },
-            bus_metrics,
-        )?;
+        })
+        .await?;
+        let registry = &foundation.telemetry.registry;
         let state = Arc::new(api::ApiState {
             keys: config.api_keys.clone(),
-            publisher: publisher.clone(),
-            idempotency: idempotency::Idempotency::new(db.clone()),
+            publisher: foundation.publisher.clone(),
+            idempotency: idempotency::Idempotency::new(foundation.db.clone()),
             limits: submission::Limits {
                 max_text_chars: config.max_text_chars,
                 ..Default::default()
@@ -72,34 +54,20 @@ impl Service {
             rate_limit: (config.rate_limit_per_source > 0.0).then(|| {
                 ratelimit::RateLimiter::new(config.rate_limit_per_source, config.rate_limit_burst)
             }),
-            metrics: metrics::IngestMetrics::register(&telemetry.registry)?,
+            metrics: metrics::IngestMetrics::register(registry)?,
         });
-        let router = telemetry.router(api::routes(state, config.max_body_bytes));
-        let (listener, http_addr) = closeloop_http::bind(config.http_addr).await?;
         Ok(Self {
-            listener,
-            http_addr,
-            router,
-            telemetry,
-            publisher,
-            db,
+            routes: api::routes(state, config.max_body_bytes),
+            foundation,
         })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.foundation.http_addr()
     }
 
     /// Serves until `shutdown`, then finishes in-flight requests and flushes the producer.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        tracing::info!(addr = %self.http_addr(), "ingest listening");
-        self.telemetry.readiness.set(true);
-        let served = closeloop_http::serve(self.listener, self.router, shutdown).await;
-        self.telemetry.readiness.set(false);
-        if let Err(error) = self.publisher.flush(Duration::from_secs(10)) {
-            tracing::warn!(%error, "producer flush on shutdown failed");
-        }
-        self.db.close().await;
-        Ok(served?)
+        self.foundation.run(shutdown, self.routes, |_| {}).await
     }
 }

@@ -36,22 +36,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closeloop_bus::{
-    run_consumer, BusError, BusMetrics, ConsumerConfig, Handler, KafkaArgs, Publisher,
-    PublisherConfig,
-};
-use closeloop_store::{Database, DatabaseArgs, StoreError};
-use closeloop_telemetry::{Secret, Telemetry};
-use tokio::net::TcpListener;
+use closeloop_bus::{KafkaArgs, PublisherConfig};
+use closeloop_runtime::{Foundation, Spec};
+use closeloop_store::DatabaseArgs;
+use closeloop_telemetry::Secret;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use closeloop_runtime::Error;
 
 use crate::email::{EmailConfigError, EmailSender};
 use crate::handlers::{ActionHandler, Context, ErasureHandler, FeedbackHandler, Prefer, Routing};
 use crate::metrics::NotifyMetrics;
 use crate::ratelimit::RateLimiter;
-use crate::template::{TemplateError, Templates};
+use crate::template::Templates;
 use crate::webhook::WebhookSender;
 use crate::worker::Worker;
 
@@ -162,28 +160,6 @@ pub fn parse_secret_pair(text: &str) -> Result<(String, Secret), std::convert::I
     })
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error("could not register metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("could not build the HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
-    #[error(transparent)]
-    Http(#[from] closeloop_http::HttpError),
-    #[error("message templates: {0}")]
-    Templates(#[from] TemplateError),
-    #[error("e-mail: {0}")]
-    Email(#[from] EmailConfigError),
-    #[error("a task of the service panicked or was aborted: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
 /// Where each source's notifications go and the secret they are signed with.
 #[derive(Debug, Default)]
 struct Routes {
@@ -230,21 +206,17 @@ fn routes(config: &Config) -> Result<Routes, Error> {
 /// notify, built and bound, ready to run.
 pub struct Service {
     config: Config,
-    db: Database,
-    publisher: Publisher,
-    telemetry: Telemetry,
-    bus_metrics: BusMetrics,
+    foundation: Foundation,
     metrics: NotifyMetrics,
     webhook: WebhookSender,
     email: Option<EmailSender>,
     templates: Arc<Templates>,
-    listener: TcpListener,
-    http_addr: SocketAddr,
 }
 
 impl Service {
-    /// Connects and migrates the database, prepares topics, the publisher, metrics and
-    /// the webhook client, and binds the HTTP listener.
+    /// Checks the configuration, loads the templates, connects and migrates the
+    /// database, prepares topics, the publisher, metrics and the webhook client, and
+    /// binds the HTTP listener.
     pub async fn build(config: Config) -> Result<Service, Error> {
         if config.max_attempts == 0 {
             return Err(Error::Config("max attempts must be at least 1".into()));
@@ -259,34 +231,38 @@ impl Service {
             return Err(Error::Config("the rate burst must be at least 1".into()));
         }
         let Routes { webhooks, secrets } = routes(&config)?;
-        let templates = Arc::new(Templates::load(config.templates_dir.as_deref())?);
+        let templates = Templates::load(config.templates_dir.as_deref())
+            .map_err(|e| Error::setup("message templates", e))?;
         let email = match (&config.smtp_url, &config.email_from) {
-            (Some(url), Some(from)) => Some(EmailSender::new(
-                &url.0,
-                from,
-                Duration::from_millis(config.smtp_timeout_ms.max(1)),
-            )?),
-            (Some(_), None) => return Err(EmailConfigError::NoFrom.into()),
+            (Some(url), Some(from)) => Some(
+                EmailSender::new(
+                    &url.0,
+                    from,
+                    Duration::from_millis(config.smtp_timeout_ms.max(1)),
+                )
+                .map_err(|e| Error::setup("e-mail", e))?,
+            ),
+            (Some(_), None) => return Err(Error::setup("e-mail", EmailConfigError::NoFrom)),
             (None, _) => None,
         };
 
-        let db = Database::connect(&config.database.config("notify")).await?;
-        db.migrate(sqlx::migrate!("./migrations")).await?;
-        config.kafka.prepare_topics().await?;
-
-        let telemetry = Telemetry::new("notify");
-        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
-        let metrics = NotifyMetrics::register(&telemetry.registry)?;
-        let publisher = Publisher::new(
-            &PublisherConfig::new(config.kafka.brokers.clone()),
-            bus_metrics.clone(),
-        )?;
+        let foundation = Foundation::start(Spec {
+            name: "notify",
+            database: &config.database,
+            kafka: &config.kafka,
+            http_addr: config.http_addr,
+            migrations: sqlx::migrate!("./migrations"),
+            publisher: PublisherConfig::new(&config.kafka.brokers),
+        })
+        .await?;
+        let metrics = NotifyMetrics::register(&foundation.telemetry.registry)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.http_timeout_ms.max(1)))
             // A signed body goes only where it was configured to go.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("closeloop-notify/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| Error::setup("webhook HTTP client", e))?;
 
         let webhook = WebhookSender {
             http,
@@ -294,10 +270,8 @@ impl Service {
             secrets,
             timeout: Duration::from_millis(config.http_timeout_ms.max(1)),
         };
-
-        let (listener, http_addr) = closeloop_http::bind(config.http_addr).await?;
         tracing::info!(
-            %http_addr,
+            http_addr = %foundation.http_addr(),
             sources = webhook.urls.len(),
             email = email.is_some(),
             languages = ?templates.languages().collect::<Vec<_>>(),
@@ -305,22 +279,17 @@ impl Service {
         );
         Ok(Service {
             config,
-            db,
-            publisher,
-            telemetry,
-            bus_metrics,
+            foundation,
             metrics,
             webhook,
             email,
-            templates,
-            listener,
-            http_addr,
+            templates: Arc::new(templates),
         })
     }
 
     /// The address the HTTP server is bound to (the real port when configured with 0).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.foundation.http_addr()
     }
 
     /// Runs the three consumers, the delivery worker and the HTTP server until
@@ -329,20 +298,14 @@ impl Service {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let Service {
             config,
-            db,
-            publisher,
-            telemetry,
-            bus_metrics,
+            foundation,
             metrics,
             webhook,
             email,
             templates,
-            listener,
-            http_addr: _,
         } = self;
-        // Our own token, so a failing part can stop the others without touching the
-        // caller's (which may be shared with other services in `closeloop up`).
-        let stop = shutdown.child_token();
+        let db = foundation.db.clone();
+        let publisher = foundation.publisher.clone();
         let wake = Arc::new(Notify::new());
         let routing = Routing {
             webhook_sources: webhook.urls.keys().cloned().collect(),
@@ -358,35 +321,9 @@ impl Service {
             wake: wake.clone(),
             lookback: chrono::Duration::days(config.lookback_days),
         };
-        let brokers = config.kafka.brokers.clone();
-        let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
-
-        let consumer = |group: &str| ConsumerConfig::new(brokers.clone(), group);
-        tasks.spawn(consume(
-            consumer(FEEDBACK_GROUP),
-            FeedbackHandler { ctx: ctx.clone() },
-            publisher.clone(),
-            bus_metrics.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(consume(
-            consumer(ACTIONS_GROUP),
-            ActionHandler::new(ctx.clone()),
-            publisher.clone(),
-            bus_metrics.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(consume(
-            consumer(ERASURE_GROUP),
-            ErasureHandler { ctx },
-            publisher.clone(),
-            bus_metrics.clone(),
-            stop.clone(),
-        ));
-
         let worker = Worker {
             db: db.clone(),
-            publisher: publisher.clone(),
+            publisher,
             metrics,
             webhook,
             email,
@@ -396,69 +333,19 @@ impl Service {
             lease_margin: Duration::from_millis(config.lease_margin_ms),
             wake,
         };
-        let worker_stop = stop.clone();
-        tasks.spawn(async move {
-            worker.run(worker_stop).await;
-            Ok(())
-        });
-
-        let router = telemetry.router(api::routes(db.clone()));
-        let server_stop = stop.clone();
-        tasks.spawn(async move {
-            closeloop_http::serve(listener, router, server_stop)
-                .await
-                .map_err(Error::from)
-        });
-
-        telemetry.readiness.set(true);
-        tracing::info!("notify running");
-
-        let mut first_error = None;
-        let mut ready = true;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled(), if ready => {
-                    // Out of the load balancer first, then wind down.
-                    telemetry.readiness.set(false);
-                    ready = false;
-                }
-                joined = tasks.join_next() => {
-                    let Some(joined) = joined else { break };
-                    let result = joined.map_err(Error::from).and_then(|result| result);
-                    if let Err(error) = result {
-                        tracing::error!(%error, "notify task failed: stopping");
-                        first_error.get_or_insert(error);
-                    }
-                    // Any part ending (even cleanly) before shutdown leaves notify
-                    // half-working; better to stop and let the supervisor restart it.
-                    stop.cancel();
-                }
-            }
-        }
-        telemetry.readiness.set(false);
-        if let Err(error) = publisher.flush(Duration::from_secs(5)) {
-            tracing::warn!(%error, "could not flush notification outcomes");
-        }
-        db.close().await;
-        tracing::info!("notify stopped");
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        foundation
+            .run(shutdown, api::routes(db), |tasks| {
+                tasks.consumer(FEEDBACK_GROUP, FeedbackHandler { ctx: ctx.clone() });
+                tasks.consumer(ACTIONS_GROUP, ActionHandler::new(ctx.clone()));
+                tasks.consumer(ERASURE_GROUP, ErasureHandler { ctx });
+                let stop = tasks.stop_token();
+                tasks.spawn("delivery worker", async move {
+                    worker.run(stop).await;
+                    Ok::<(), std::convert::Infallible>(())
+                });
+            })
+            .await
     }
-}
-
-/// `run_consumer` with its error as the service's, so all tasks share one result type.
-async fn consume<H: Handler>(
-    config: ConsumerConfig,
-    handler: H,
-    dead_letters: Publisher,
-    metrics: BusMetrics,
-    stop: CancellationToken,
-) -> Result<(), Error> {
-    run_consumer(config, handler, dead_letters, metrics, stop)
-        .await
-        .map_err(Error::from)
 }
 
 #[cfg(test)]
