@@ -10,6 +10,7 @@
 mod action;
 mod feedback;
 mod notification;
+pub mod text;
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};

@@ -9,6 +9,8 @@
 //! work drains, the producer is flushed with one timeout and the store is closed.
 //! Consumers close off the async runtime (see `closeloop_bus::run_consumer`).
 
+pub mod rate_limit;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use rate_limit::RateLimiter;
 
 /// How long the producer may take to deliver what is queued when a service stops.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);

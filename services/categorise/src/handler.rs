@@ -3,6 +3,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming, Publisher};
 use closeloop_classify::{Classification, Classifier, Input};
+use closeloop_events::text::excerpt;
 use closeloop_events::{
     Envelope, ErasureRequest, Feedback, FeedbackCategorised, SentimentResult, ThemeMatch,
     ThemeMention,
@@ -41,20 +42,6 @@ pub fn categorise(classifier: &dyn Classifier, feedback: Feedback) -> FeedbackCa
         explanation: result.explanation,
         feedback,
     }
-}
-
-/// At most `max_chars` characters of `text`, whitespace collapsed, cut at a word.
-pub fn excerpt(text: &str, max_chars: usize) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.chars().count() <= max_chars {
-        return collapsed;
-    }
-    let cut: String = collapsed.chars().take(max_chars).collect();
-    let cut = match cut.rfind(' ') {
-        Some(space) if space > max_chars / 2 => &cut[..space],
-        _ => cut.as_str(),
-    };
-    format!("{cut}…")
 }
 
 fn db_error(error: sqlx::Error) -> HandlerError {
@@ -271,13 +258,5 @@ mod tests {
             result.themes
         );
         assert!(result.classifier_version.starts_with("lexicon"));
-    }
-
-    #[test]
-    fn excerpts_are_cut_at_words() {
-        assert_eq!(excerpt("  short \n text ", 50), "short text");
-        let long = "word ".repeat(100);
-        let cut = excerpt(&long, 30);
-        assert!(cut.ends_with('…') && cut.chars().count() <= 31, "{cut}");
     }
 }

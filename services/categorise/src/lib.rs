@@ -17,7 +17,7 @@ use closeloop_store::DatabaseArgs;
 use tokio_util::sync::CancellationToken;
 
 pub use closeloop_runtime::Error;
-pub use handler::{categorise, excerpt};
+pub use handler::categorise;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(

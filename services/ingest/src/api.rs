@@ -24,7 +24,6 @@ use uuid::Uuid;
 use crate::config::SourceKey;
 use crate::idempotency::{Claim, Idempotency};
 use crate::metrics::IngestMetrics;
-use crate::ratelimit::RateLimiter;
 use crate::submission::{BatchSubmission, Limits, Submission};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -38,7 +37,7 @@ pub struct ApiState {
     pub max_batch: usize,
     pub metrics: IngestMetrics,
     /// `None` when the limit is off.
-    pub(crate) rate_limit: Option<RateLimiter>,
+    pub(crate) rate_limit: Option<closeloop_runtime::RateLimiter>,
 }
 
 pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {

@@ -6,7 +6,6 @@ pub mod api;
 pub mod config;
 mod idempotency;
 mod metrics;
-mod ratelimit;
 pub mod submission;
 
 use std::net::SocketAddr;
@@ -52,7 +51,10 @@ impl Service {
             },
             max_batch: config.max_batch,
             rate_limit: (config.rate_limit_per_source > 0.0).then(|| {
-                ratelimit::RateLimiter::new(config.rate_limit_per_source, config.rate_limit_burst)
+                closeloop_runtime::RateLimiter::new(
+                    config.rate_limit_per_source,
+                    config.rate_limit_burst,
+                )
             }),
             metrics: metrics::IngestMetrics::register(registry)?,
         });

@@ -23,7 +23,6 @@ pub mod message;
 pub mod metrics;
 pub mod outbox;
 pub mod projection;
-pub mod ratelimit;
 pub mod signature;
 pub mod smtp_sink;
 pub mod template;
@@ -33,7 +32,7 @@ pub mod worker;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_bus::{KafkaArgs, PublisherConfig};
@@ -48,10 +47,10 @@ pub use closeloop_runtime::Error;
 use crate::email::{EmailConfigError, EmailSender};
 use crate::handlers::{ActionHandler, Context, ErasureHandler, FeedbackHandler, Prefer, Routing};
 use crate::metrics::NotifyMetrics;
-use crate::ratelimit::RateLimiter;
 use crate::template::Templates;
 use crate::webhook::WebhookSender;
 use crate::worker::Worker;
+use closeloop_runtime::RateLimiter;
 
 /// Consumer groups, one per topic, so a slow topic never holds up another.
 pub const FEEDBACK_GROUP: &str = "closeloop-notify-feedback";
@@ -327,7 +326,7 @@ impl Service {
             metrics,
             webhook,
             email,
-            limiter: Mutex::new(RateLimiter::new(config.rate_per_second, config.rate_burst)),
+            limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
             max_attempts: config.max_attempts,
             retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
             lease_margin: Duration::from_millis(config.lease_margin_ms),

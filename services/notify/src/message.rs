@@ -33,43 +33,7 @@ pub fn text_language(detected: Language) -> Option<&'static str> {
     }
 }
 
-/// Bidirectional overrides and isolates: invisible, and able to make quoted text read
-/// differently from what it is.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Removes control characters (and bidi overrides) and collapses runs of whitespace
-/// (newlines included) to one space, so quoted text cannot break the message's layout
-/// or smuggle terminal escapes into a receiver's logs.
-pub fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut pending_space = false;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            pending_space = !out.is_empty();
-        } else if c.is_control() || is_bidi_control(c) {
-            continue;
-        } else {
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The first `max_chars` characters of the cleaned text (never splitting a character),
-/// with `…` when something was cut.
-pub fn excerpt(text: &str, max_chars: usize) -> String {
-    let cleaned = clean(text);
-    match cleaned.char_indices().nth(max_chars) {
-        None => cleaned,
-        Some((cut, _)) => format!("{}…", cleaned[..cut].trim_end()),
-    }
-}
+pub use closeloop_events::text::{clean, excerpt};
 
 /// The theme's display name in `language`, else English, else the theme id.
 pub fn theme_name<'a>(
@@ -88,32 +52,6 @@ pub fn theme_name<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_removes_controls_and_bidi_overrides() {
-        assert_eq!(clean("a\u{1b}[2Jb\u{202E}c\u{2066}d\u{0}"), "a[2Jbcd");
-        assert_eq!(clean(" \t one\r\n two  "), "one two");
-    }
-
-    #[test]
-    fn excerpt_cuts_at_a_char_boundary_and_collapses_whitespace() {
-        assert_eq!(excerpt("  short \n\n text ", 140), "short text");
-        // Multi-byte characters right at the cut: byte slicing would panic here.
-        let long = "ä".repeat(200);
-        let cut = excerpt(&long, 140);
-        assert_eq!(cut.chars().count(), 141);
-        assert!(cut.ends_with("ää…"));
-        assert_eq!(
-            excerpt(&"é".repeat(140), 140),
-            "é".repeat(140),
-            "exactly max: no cut"
-        );
-        assert_eq!(
-            excerpt("abc def", 4),
-            "abc…",
-            "no trailing space before the ellipsis"
-        );
-    }
 
     #[test]
     fn theme_name_falls_back_to_english_then_id() {

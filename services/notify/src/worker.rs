@@ -11,7 +11,7 @@
 //! the process dies mid-send instead, the lease runs out and the row is sent again
 //! under the same delivery id (the webhook-id / Message-ID receivers dedupe by).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -26,8 +26,8 @@ use uuid::Uuid;
 use crate::email::EmailSender;
 use crate::metrics::NotifyMetrics;
 use crate::outbox::{self, Due, Recorded};
-use crate::ratelimit::RateLimiter;
 use crate::webhook::WebhookSender;
+use closeloop_runtime::RateLimiter;
 
 /// How often the outbox is polled when nobody rings.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -53,7 +53,7 @@ pub struct Worker {
     /// `None` when SMTP is not configured.
     pub email: Option<EmailSender>,
     /// Per destination; only ever locked briefly, never across an await.
-    pub limiter: Mutex<RateLimiter>,
+    pub limiter: RateLimiter,
     pub max_attempts: u32,
     pub retry_base: Duration,
     /// How long a claimed row stays invisible to other pollers beyond the send timeout
@@ -162,12 +162,10 @@ impl Worker {
             return; // not started: stays pending for the next run
         }
         if let Some(destination) = self.destination(&due) {
-            let allowed = self
-                .limiter
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .try_acquire(&destination, now_ms());
-            if let Err(at_ms) = allowed {
+            if let Err(wait) = self.limiter.try_acquire(&destination, 1) {
+                let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                // Rounded up: a row claimed a millisecond early would only be refused again.
+                let at_ms = now_ms().saturating_add(wait_ms.saturating_add(1));
                 // Not now: the row waits for the destination's next slot, no attempt counted.
                 if let Err(error) = outbox::claim(&self.db, &due, at_ms).await {
                     tracing::warn!(delivery_id = %due.delivery_id, %error, "could not postpone delivery");
