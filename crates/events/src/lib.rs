@@ -29,7 +29,7 @@ pub use notification::{
     NotificationOutcome,
 };
 
-/// Topic names, one constant per row of DESIGN.md's topic table.
+/// Topic names, one constant per row of the README's topic table (Architecture).
 pub mod topics {
     pub const FEEDBACK_RAW: &str = "feedback.raw.v1";
     pub const FEEDBACK_CATEGORISED: &str = "feedback.categorised.v1";
