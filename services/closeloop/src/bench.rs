@@ -93,7 +93,7 @@ impl Row {
 
 pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let wants = |part| args.only.is_empty() || args.only.contains(&part);
-    let corpus = demo_corpus::generate(11, 2000, chrono::Utc::now());
+    let corpus = demo_corpus::generate(11, 2000, chrono::Utc::now())?;
     let mut rows = Vec::new();
     println!("closeloop bench on {}\n", machine());
 

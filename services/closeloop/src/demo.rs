@@ -91,7 +91,7 @@ async fn play(
     );
 
     // 1. Feedback arrives from two source systems, in English and German.
-    let feedback = demo_corpus::generate(args.seed, args.events, chrono::Utc::now());
+    let feedback = demo_corpus::generate(args.seed, args.events, chrono::Utc::now())?;
     let german = feedback
         .iter()
         .filter(|f| {
