@@ -509,7 +509,7 @@ fn weak_cues_give_way_to_specific_themes() {
 }
 
 /// The committed labelled sets (written for this project) must stay at the
-/// level measured when the rules were tuned on them; `closeloop eval
+/// level measured when the rules were tuned on them; `closeloop-lab eval
 /// classify` prints the full tables.
 #[test]
 fn own_labelled_sets_hold_their_level() {

@@ -6,7 +6,7 @@
 //! `themes` lists every theme a careful reader would tag (may be empty);
 //! `tags` name the hard case a line exercises (negation, sarcasm, mixed,
 //! typo, short, contrast, emoji, compound, rating, ...). The sets are used
-//! by the unit tests (offline) and by `closeloop eval classify`.
+//! by the unit tests (offline) and by `closeloop-lab eval classify`.
 
 use serde::Deserialize;
 

@@ -91,7 +91,7 @@ async fn play(
     );
 
     // 1. Feedback arrives from two source systems, in English and German.
-    let feedback = demo_corpus::generate(args.seed, args.events, chrono::Utc::now());
+    let feedback = demo_corpus::generate(args.seed, args.events, chrono::Utc::now())?;
     let german = feedback
         .iter()
         .filter(|f| {
@@ -353,7 +353,9 @@ async fn wait_for_deliveries(
     }
 }
 
-pub(crate) fn remove_sqlite_files(url: &str) {
+/// Deletes a SQLite database and its WAL files, so a run starts from an empty store
+/// (the demo and the lab's bench recreate theirs); other URLs are left alone.
+pub fn remove_sqlite_files(url: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
         for suffix in ["", "-wal", "-shm"] {

@@ -1,28 +1,43 @@
-//! Demo corpus for `closeloop demo`: realistic, mixed English/German customer feedback,
-//! deterministic for a seed.
+//! Demo corpus for `closeloop demo` (and the lab's bench): realistic, mixed English/German
+//! customer feedback, deterministic for a seed.
+//!
+//! The texts are data, `data/demo-corpus.jsonl` (one JSON object a line: `set` surge or
+//! background, `lang`, `theme`, `sentiment`, `touchpoint`, `text`), compiled into the binary
+//! and parsed once on first use; this module only deals them out.
 //!
 //! About a third of the generated events are a *surge*: clearly negative feedback about
 //! late / delayed deliveries (theme `delivery_time`) from many distinct customers. The rest
 //! is a background mix over other themes and sentiments, so the demo shows the trend
 //! detector picking the surge out of realistic noise.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// The source systems the demo posts as.
 pub const DEMO_SOURCES: &[&str] = &["shopdesk", "surveyhub"];
 
-/// The theme the demo surge is about.
-const SURGE_THEME: &str = "delivery_time";
+/// The corpus texts, one JSON object a line.
+const CORPUS_JSONL: &str = include_str!("../data/demo-corpus.jsonl");
 
 /// Number of customer ids in the pool (`cust-0001` ..= `cust-0400`).
 const CUSTOMER_POOL: u32 = 400;
 
 /// Events are spread over this many seconds before `now` (~50 minutes).
 const SPREAD_SECS: f64 = 50.0 * 60.0;
+
+/// `data/demo-corpus.jsonl` does not parse, or lacks texts the generator needs.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("demo corpus (data/demo-corpus.jsonl), line {line}: {reason}")]
+pub struct CorpusError {
+    line: usize,
+    reason: String,
+}
 
 /// One feedback submission, already in the JSON shape of `POST /v1/feedback`.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +58,12 @@ pub struct DemoFeedback {
 ///
 /// Events come back ordered by `occurred_at` (oldest first), all within the last ~50 minutes
 /// before `now`.
-pub fn generate(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback> {
+pub fn generate(
+    seed: u64,
+    count: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<DemoFeedback>, CorpusError> {
+    let corpus = Corpus::embedded()?;
     let mut rng = StdRng::seed_from_u64(seed);
 
     // Customer pool, split by language so the language mix can be steered directly.
@@ -76,36 +96,14 @@ pub fn generate(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback
         let profile = Profile::of(customer);
         let lang = if profile.german() { Lang::De } else { Lang::En };
 
-        let tpl = if surge {
-            let texts = match lang {
-                Lang::En => EN_SURGE,
-                Lang::De => DE_SURGE,
-            };
-            let text = texts
-                .choose(&mut rng)
-                .copied()
-                .unwrap_or("Delivery was late.");
-            Template {
-                theme: Some(SURGE_THEME),
-                sentiment: Sentiment::Negative,
-                touchpoint: "delivery",
-                text,
-            }
-        } else {
-            let list = match lang {
-                Lang::En => EN_BACKGROUND,
-                Lang::De => DE_BACKGROUND,
-            };
-            let &(theme, sentiment, touchpoint, text) =
-                list.choose(&mut rng)
-                    .unwrap_or(&(None, Sentiment::Neutral, "other", "ok"));
-            Template {
-                theme,
-                sentiment,
-                touchpoint,
-                text,
-            }
-        };
+        let tpl = match (surge, lang) {
+            (true, Lang::En) => &corpus.en_surge,
+            (true, Lang::De) => &corpus.de_surge,
+            (false, Lang::En) => &corpus.en_background,
+            (false, Lang::De) => &corpus.de_background,
+        }
+        .choose(&mut rng)
+        .unwrap_or(&FALLBACK);
 
         let channel = if surge {
             weighted(&mut rng, SURGE_CHANNELS)
@@ -124,7 +122,7 @@ pub fn generate(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback
         .max(1_000);
         let occurred_at = now - Duration::milliseconds(offset_ms);
 
-        let text = fill_placeholders(&mut rng, tpl.text, lang);
+        let text = fill_placeholders(&mut rng, &tpl.text, lang);
         let text = dress_up(&mut rng, text, channel, lang);
 
         let mut body = Map::new();
@@ -134,7 +132,7 @@ pub fn generate(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback
         );
         body.insert("channel".into(), Value::String(channel.into()));
         if rng.random_bool(0.9) {
-            body.insert("touchpoint".into(), Value::String(tpl.touchpoint.into()));
+            body.insert("touchpoint".into(), Value::String(tpl.touchpoint.clone()));
         }
         body.insert("customer".into(), profile.to_json(&mut rng, channel));
         body.insert("text".into(), Value::String(text));
@@ -150,7 +148,7 @@ pub fn generate(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback
             DemoFeedback {
                 source,
                 body: Value::Object(body),
-                expected_theme: tpl.theme,
+                expected_theme: tpl.theme.as_deref(),
                 expected_negative: tpl.sentiment == Sentiment::Negative,
             },
         ));
@@ -158,27 +156,123 @@ pub fn generate(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback
 
     // Oldest first (largest offset first); stable, so ties keep generation order.
     events.sort_by_key(|e| std::cmp::Reverse(e.0));
-    events.into_iter().map(|(_, e)| e).collect()
+    Ok(events.into_iter().map(|(_, e)| e).collect())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Lang {
     En,
     De,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Sentiment {
     Negative,
     Neutral,
     Positive,
 }
 
-struct Template {
-    theme: Option<&'static str>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Set {
+    Surge,
+    Background,
+}
+
+/// One line of `data/demo-corpus.jsonl`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    set: Set,
+    lang: Lang,
+    theme: Option<String>,
     sentiment: Sentiment,
-    touchpoint: &'static str,
-    text: &'static str,
+    touchpoint: String,
+    text: String,
+}
+
+/// What a feedback text is about; `text` may hold `{n}` (days) and `{order}` placeholders.
+struct Template {
+    theme: Option<String>,
+    sentiment: Sentiment,
+    touchpoint: String,
+    text: String,
+}
+
+/// Only if a list were empty, which [`Corpus::parse`] rules out.
+static FALLBACK: Template = Template {
+    theme: None,
+    sentiment: Sentiment::Neutral,
+    touchpoint: String::new(),
+    text: String::new(),
+};
+
+/// The corpus texts by set and language, each list in file order (the order decides which
+/// text a seed picks).
+struct Corpus {
+    en_surge: Vec<Template>,
+    de_surge: Vec<Template>,
+    en_background: Vec<Template>,
+    de_background: Vec<Template>,
+}
+
+impl Corpus {
+    /// The corpus compiled into the binary, parsed on first use.
+    fn embedded() -> Result<&'static Corpus, CorpusError> {
+        static CORPUS: OnceLock<Result<Corpus, CorpusError>> = OnceLock::new();
+        CORPUS
+            .get_or_init(|| Corpus::parse(CORPUS_JSONL))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn parse(jsonl: &str) -> Result<Corpus, CorpusError> {
+        let mut corpus = Corpus {
+            en_surge: Vec::new(),
+            de_surge: Vec::new(),
+            en_background: Vec::new(),
+            de_background: Vec::new(),
+        };
+        let mut lines = 0;
+        for (i, raw) in jsonl.lines().enumerate() {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            lines = i + 1;
+            let line: Line = serde_json::from_str(raw).map_err(|e| CorpusError {
+                line: i + 1,
+                reason: e.to_string(),
+            })?;
+            let list = match (line.set, line.lang) {
+                (Set::Surge, Lang::En) => &mut corpus.en_surge,
+                (Set::Surge, Lang::De) => &mut corpus.de_surge,
+                (Set::Background, Lang::En) => &mut corpus.en_background,
+                (Set::Background, Lang::De) => &mut corpus.de_background,
+            };
+            list.push(Template {
+                theme: line.theme,
+                sentiment: line.sentiment,
+                touchpoint: line.touchpoint,
+                text: line.text,
+            });
+        }
+        for (name, list) in [
+            ("surge texts in English", &corpus.en_surge),
+            ("surge texts in German", &corpus.de_surge),
+            ("background texts in English", &corpus.en_background),
+            ("background texts in German", &corpus.de_background),
+        ] {
+            if list.is_empty() {
+                return Err(CorpusError {
+                    line: lines,
+                    reason: format!("no {name}"),
+                });
+            }
+        }
+        Ok(corpus)
+    }
 }
 
 /// A customer's stable attributes, derived from the numeric id alone.
@@ -420,501 +514,6 @@ fn dress_up(rng: &mut StdRng, text: String, channel: &str, lang: Lang) -> String
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Texts
-// ---------------------------------------------------------------------------------------------
-
-/// Surge: negative, about late / delayed delivery. Each contains an obvious delivery-time word.
-const EN_SURGE: &[&str] = &[
-    "My order still hasn't arrived and it's been {n} days. This is way too late.",
-    "Delivery was delayed again. Third time this year.",
-    "Great product, but the parcel arrived {n} days late.",
-    "Ordered on the 2nd and it took two weeks to get here. Delivery is way too slow.",
-    "Still waiting for order {order}. Tracking has said 'delayed' for a week now.",
-    "late delivery AGAIN. not impressed",
-    "The estimated delivery date came and went. {n} days late and no update from you.",
-    "Needed this for a birthday and it arrived late. Really disappointed.",
-    "Why is delivery so slow now? Used to be 2 days, now it's over a week.",
-    "Shipment delayed with no explanation. I'd like to know where my stuff is.",
-    "Your delivery times are a joke, took almost three weeks. Late every single time.",
-    "Item was fine but delivery was super slow, arrived {n} days after the promised date.",
-    "Been waiting since last Monday, order {order} is still delayed. Please just cancel it.",
-    "Paid for express shipping and it still came late. I want the shipping fee back.",
-    "delivery delayed twice now, im running out of patience",
-    "Arrived way too late for the event I bought it for. Won't order again.",
-    "Order page said 2-3 days, it's been {n}. Still waiting.",
-    "Horribly late delivery. Nobody tells you anything, the date just keeps moving.",
-    "Delivery took two weeks. Two weeks! For a phone case.",
-    "Loved the jacket but it came so late that the trip was already over.",
-];
-
-/// Surge in German. Each contains an obvious delivery-time word.
-const DE_SURGE: &[&str] = &[
-    "Lieferung kam zu spät!",
-    "Warte seit {n} Tagen auf meine Bestellung {order}. Das ist viel zu spät.",
-    "Die Lieferzeit ist eine Katastrophe, fast drei Wochen für ein kleines Paket.",
-    "Lieferung schon wieder verspätet. Sehr ärgerlich.",
-    "Tolles Produkt, aber die Lieferung kam {n} Tage zu spät.",
-    "Ich warte seit über einer Woche, die Sendung ist immer noch verspätet.",
-    "Wochenlang auf die Bestellung gewartet. Nie wieder.",
-    "Lieferzeit viel zu lang, angegeben waren 2-3 Werktage.",
-    "Das Geschenk kam leider zu spät an, der Geburtstag war schon vorbei.",
-    "Warum ist die Lieferzeit mittlerweile so lang? Früher ging das in zwei Tagen.",
-    "Expressversand bezahlt und trotzdem verspätet. Bitte Versandkosten erstatten.",
-    "lieferung verspätet sich jetzt schon zum dritten mal, was ist da los??",
-    "Bestellung {order} ist {n} Tage verspätet. Keine Info, nix.",
-    "Die Lieferzeiten sind inzwischen unzumutbar.",
-    "Ware ok, aber Lieferung {n} Tage zu spät. Dafür gibts nur 2 Sterne.",
-    "Warte seit zwei Wochen auf mein Paket. Jetzt brauch ich es auch nicht mehr.",
-    "Lieferung kam eine Woche zu spät, ohne jede Benachrichtigung. Enttäuschend.",
-    "Seit Tagen heißt es 'Lieferung verzögert sich'. Total verspätet, sowas hab ich noch nie erlebt.",
-    "Schon wieder zu spät geliefert. Langsam reicht's.",
-    "Qualität super, aber Lieferzeit von {n} Tagen geht gar nicht.",
-];
-
-use Sentiment::{Negative as Neg, Neutral as Neu, Positive as Pos};
-
-type Background = (Option<&'static str>, Sentiment, &'static str, &'static str);
-
-/// Background mix in English: other themes, all sentiments.
-const EN_BACKGROUND: &[Background] = &[
-    (
-        Some("delivery"),
-        Neg,
-        "delivery",
-        "The courier left my parcel outside in the rain. Box was soaked.",
-    ),
-    (
-        Some("delivery"),
-        Neg,
-        "delivery",
-        "Tracking link doesn't work, it just says 'label created'.",
-    ),
-    (
-        Some("delivery"),
-        Pos,
-        "delivery",
-        "Courier was friendly and the parcel tracking was spot on.",
-    ),
-    (
-        Some("delivery_time"),
-        Pos,
-        "delivery",
-        "Super fast delivery, arrived the next day!",
-    ),
-    (
-        Some("price"),
-        Neg,
-        "consideration",
-        "Prices went up again? Found the same thing 20% cheaper elsewhere.",
-    ),
-    (
-        Some("price"),
-        Pos,
-        "purchase",
-        "Good value for money, happy with the price.",
-    ),
-    (
-        Some("price"),
-        Neg,
-        "purchase",
-        "Way too expensive for what you get tbh",
-    ),
-    (
-        Some("billing"),
-        Neg,
-        "billing",
-        "I was charged twice for order {order}. Please refund the duplicate payment.",
-    ),
-    (
-        Some("billing"),
-        Neg,
-        "billing",
-        "The invoice shows the wrong address and I need it for my company.",
-    ),
-    (
-        Some("billing"),
-        Neu,
-        "billing",
-        "Can I get an invoice with my VAT number on it?",
-    ),
-    (
-        Some("returns"),
-        Neg,
-        "returns",
-        "Sent the item back {n} days ago and still no refund.",
-    ),
-    (
-        Some("returns"),
-        Pos,
-        "returns",
-        "Return was painless, refund arrived within 3 days. Thanks!",
-    ),
-    (
-        Some("returns"),
-        Neg,
-        "returns",
-        "Return label didn't print properly, had to pay the postage myself.",
-    ),
-    (
-        Some("support"),
-        Pos,
-        "support",
-        "Customer service sorted my issue in 5 minutes. Brilliant.",
-    ),
-    (
-        Some("support"),
-        Neg,
-        "support",
-        "Hotline kept me on hold for 40 minutes and then hung up on me.",
-    ),
-    (
-        Some("support"),
-        Neg,
-        "support",
-        "Sent three emails to customer service, no answer so far.",
-    ),
-    (
-        Some("staff"),
-        Pos,
-        "support",
-        "Sarah from the chat team was really helpful and patient, please pass on my thanks.",
-    ),
-    (
-        Some("staff"),
-        Neg,
-        "support",
-        "The agent on the phone was rude and didnt listen at all.",
-    ),
-    (
-        Some("product_quality"),
-        Neg,
-        "usage",
-        "The handle broke after two uses. Cheap quality.",
-    ),
-    (
-        Some("product_quality"),
-        Pos,
-        "usage",
-        "Great quality, feels really solid. Would buy again.",
-    ),
-    (
-        Some("product_quality"),
-        Neg,
-        "usage",
-        "Arrived broken, the glass was cracked.",
-    ),
-    (
-        Some("product_quality"),
-        Pos,
-        "usage",
-        "Love it! Exactly as described and great quality.",
-    ),
-    (
-        Some("usability"),
-        Neg,
-        "purchase",
-        "Checkout is confusing, I couldn't find where to enter my voucher code.",
-    ),
-    (
-        Some("usability"),
-        Neg,
-        "usage",
-        "The app is so confusing, took me ages to find my order history.",
-    ),
-    (
-        Some("usability"),
-        Pos,
-        "purchase",
-        "The new checkout is much quicker, nice job.",
-    ),
-    (
-        Some("performance"),
-        Neg,
-        "usage",
-        "App crashes every time I open the basket.",
-    ),
-    (
-        Some("performance"),
-        Neg,
-        "usage",
-        "Website is really sluggish this morning, pages take forever to load.",
-    ),
-    (
-        Some("performance"),
-        Neg,
-        "usage",
-        "the app keeps freezing on android since the last update",
-    ),
-    (
-        Some("account"),
-        Neg,
-        "usage",
-        "Can't log in, the password reset email never arrives.",
-    ),
-    (
-        Some("account"),
-        Neg,
-        "usage",
-        "Got locked out of my account after one wrong password. Annoying.",
-    ),
-    (
-        Some("account"),
-        Neu,
-        "usage",
-        "How do I change the email address on my account?",
-    ),
-    (
-        Some("packaging"),
-        Neg,
-        "delivery",
-        "So much plastic packaging for one small item. Please do better.",
-    ),
-    (
-        Some("packaging"),
-        Pos,
-        "delivery",
-        "Love the recyclable packaging, no plastic at all.",
-    ),
-    (None, Neu, "awareness", "Do you ship to Ireland as well?"),
-    (None, Pos, "usage", "All good, no complaints."),
-    (
-        None,
-        Neu,
-        "consideration",
-        "Is the blue version coming back in stock?",
-    ),
-    (None, Pos, "purchase", "Easy order, everything fine. Thanks"),
-];
-
-/// Background mix in German: other themes, all sentiments.
-const DE_BACKGROUND: &[Background] = &[
-    (
-        Some("delivery"),
-        Neg,
-        "delivery",
-        "Der Zusteller hat das Paket einfach beim Nachbarn abgegeben, ohne Benachrichtigung.",
-    ),
-    (
-        Some("delivery"),
-        Neg,
-        "delivery",
-        "Sendungsverfolgung sagt zugestellt, das Paket ist aber nicht da.",
-    ),
-    (
-        Some("delivery"),
-        Pos,
-        "delivery",
-        "Paket kam gut an, der Zusteller war sehr freundlich.",
-    ),
-    (
-        Some("delivery_time"),
-        Pos,
-        "delivery",
-        "Super schnelle Lieferung, schon am nächsten Tag da!",
-    ),
-    (
-        Some("price"),
-        Neg,
-        "consideration",
-        "Die Preise sind in letzter Zeit ganz schön gestiegen.",
-    ),
-    (
-        Some("price"),
-        Pos,
-        "purchase",
-        "Preis-Leistung stimmt, gerne wieder.",
-    ),
-    (
-        Some("price"),
-        Neg,
-        "purchase",
-        "Viel zu teuer im Vergleich zu anderen Shops.",
-    ),
-    (
-        Some("billing"),
-        Neg,
-        "billing",
-        "Mir wurde der Betrag doppelt abgebucht! Bitte um Korrektur.",
-    ),
-    (
-        Some("billing"),
-        Neg,
-        "billing",
-        "Die Rechnung ist falsch, der Rabatt wurde nicht berücksichtigt.",
-    ),
-    (
-        Some("billing"),
-        Neu,
-        "billing",
-        "Können Sie mir die Rechnung bitte nochmal per Mail schicken?",
-    ),
-    (
-        Some("billing"),
-        Neg,
-        "billing",
-        "Abbuchung vom Konto, obwohl ich die Bestellung storniert habe.",
-    ),
-    (
-        Some("returns"),
-        Neg,
-        "returns",
-        "Rücksendung vor {n} Tagen abgeschickt, Erstattung immer noch nicht da.",
-    ),
-    (
-        Some("returns"),
-        Pos,
-        "returns",
-        "Rücksendung hat problemlos geklappt, das Geld war schnell zurück.",
-    ),
-    (
-        Some("returns"),
-        Neg,
-        "returns",
-        "Warum muss ich die Rücksendung selbst bezahlen? Das war früher kostenlos.",
-    ),
-    (
-        Some("support"),
-        Pos,
-        "support",
-        "Kundenservice war super hilfsbereit und schnell, danke!",
-    ),
-    (
-        Some("support"),
-        Neg,
-        "support",
-        "Hotline ist nie erreichbar, immer nur Warteschleife.",
-    ),
-    (
-        Some("support"),
-        Neg,
-        "support",
-        "Habe dem Kundenservice dreimal geschrieben, keine Antwort.",
-    ),
-    (
-        Some("staff"),
-        Pos,
-        "support",
-        "Die Mitarbeiterin am Telefon war total nett und hat sich echt Mühe gegeben.",
-    ),
-    (
-        Some("staff"),
-        Neg,
-        "support",
-        "Der Mitarbeiter im Chat war ziemlich unfreundlich.",
-    ),
-    (
-        Some("product_quality"),
-        Neg,
-        "usage",
-        "Gerät war nach einer Woche kaputt.",
-    ),
-    (
-        Some("product_quality"),
-        Neg,
-        "usage",
-        "Artikel kam defekt an, das Display hat einen Riss.",
-    ),
-    (
-        Some("product_quality"),
-        Pos,
-        "usage",
-        "Top Qualität, bin sehr zufrieden!",
-    ),
-    (
-        Some("product_quality"),
-        Pos,
-        "usage",
-        "Verarbeitung ist hochwertig, fühlt sich richtig gut an.",
-    ),
-    (
-        Some("usability"),
-        Neg,
-        "purchase",
-        "Der Bestellvorgang ist total umständlich, musste dreimal meine Adresse eingeben.",
-    ),
-    (
-        Some("usability"),
-        Neg,
-        "usage",
-        "Die App ist unübersichtlich, ich finde meine Bestellungen nicht.",
-    ),
-    (
-        Some("usability"),
-        Pos,
-        "purchase",
-        "Der Checkout geht jetzt viel schneller, gefällt mir.",
-    ),
-    (
-        Some("performance"),
-        Neg,
-        "usage",
-        "App stürzt beim Bezahlen ständig ab.",
-    ),
-    (
-        Some("performance"),
-        Neg,
-        "usage",
-        "Ständige Abstürze seit dem letzten Update, so nicht nutzbar.",
-    ),
-    (
-        Some("performance"),
-        Neg,
-        "usage",
-        "Webseite lädt ewig, hab es dann auf gegeben.",
-    ),
-    (
-        Some("account"),
-        Neg,
-        "usage",
-        "Kann mich nicht einloggen, Passwort zurücksetzen funktioniert nicht.",
-    ),
-    (
-        Some("account"),
-        Neg,
-        "usage",
-        "Konto gesperrt, obwohl ich das Passwort richtig eingegeben habe.",
-    ),
-    (
-        Some("account"),
-        Neu,
-        "usage",
-        "Wie kann ich meine E-Mail-Adresse im Kundenkonto ändern?",
-    ),
-    (
-        Some("packaging"),
-        Neg,
-        "delivery",
-        "Viel zu viel Plastik in der Verpackung, das muss doch nicht sein.",
-    ),
-    (
-        Some("packaging"),
-        Neg,
-        "delivery",
-        "Riesiger Karton für ein kleines Teil, Verpackung total übertrieben.",
-    ),
-    (
-        Some("packaging"),
-        Pos,
-        "delivery",
-        "Schöne Verpackung, alles gut geschützt und ohne Plastik.",
-    ),
-    (None, Neu, "awareness", "Liefert ihr auch in die Schweiz?"),
-    (None, Pos, "usage", "Alles bestens, danke!"),
-    (
-        None,
-        Neu,
-        "consideration",
-        "Wann gibt es die Jacke wieder in Größe M?",
-    ),
-    (
-        None,
-        Pos,
-        "purchase",
-        "Hat alles gut geklappt, gerne wieder.",
-    ),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -939,29 +538,33 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    fn generated(seed: u64, count: usize, now: DateTime<Utc>) -> Vec<DemoFeedback> {
+        generate(seed, count, now).expect("the embedded demo corpus parses")
+    }
+
     fn is_german(locale: &str) -> bool {
         locale.starts_with("de-")
     }
 
     #[test]
     fn deterministic_for_a_seed() {
-        let a = generate(42, 200, now());
-        let b = generate(42, 200, now());
+        let a = generated(42, 200, now());
+        let b = generated(42, 200, now());
         assert_eq!(a, b);
-        let c = generate(43, 200, now());
+        let c = generated(43, 200, now());
         assert_ne!(a, c);
     }
 
     #[test]
     fn count_is_honoured() {
         for count in [0, 1, 2, 3, 17, 300, 1000] {
-            assert_eq!(generate(7, count, now()).len(), count);
+            assert_eq!(generated(7, count, now()).len(), count);
         }
     }
 
     #[test]
     fn both_languages_present_roughly_60_40() {
-        let events = generate(1, 300, now());
+        let events = generated(1, 300, now());
         let german = events
             .iter()
             .filter(|e| is_german(e.body["customer"]["locale"].as_str().unwrap_or("")))
@@ -974,7 +577,7 @@ mod tests {
     #[test]
     fn surge_comes_from_many_customers() {
         for seed in [1, 2, 3, 99] {
-            let events = generate(seed, 300, now());
+            let events = generated(seed, 300, now());
             let surge: Vec<_> = events
                 .iter()
                 .filter(|e| e.expected_theme == Some("delivery_time") && e.expected_negative)
@@ -1029,7 +632,7 @@ mod tests {
             "returns",
         ];
         let locales = ["de-DE", "de-AT", "de-CH", "en-GB", "en-US", "en-IE"];
-        for e in generate(5, 500, now()) {
+        for e in generated(5, 500, now()) {
             assert!(DEMO_SOURCES.contains(&e.source));
             let b = &e.body;
             let channel = b["channel"].as_str().expect("channel");
@@ -1069,7 +672,7 @@ mod tests {
 
     #[test]
     fn customers_are_consistent_and_some_repeat() {
-        let events = generate(11, 400, now());
+        let events = generated(11, 400, now());
         let mut seen: HashMap<String, (Value, Value, Value)> = HashMap::new();
         let mut per_customer: HashMap<String, usize> = HashMap::new();
         for e in &events {
@@ -1096,7 +699,7 @@ mod tests {
     #[test]
     fn occurred_at_within_the_last_hour_and_ordered() {
         let now = now();
-        let events = generate(3, 300, now);
+        let events = generated(3, 300, now);
         let mut prev: Option<DateTime<Utc>> = None;
         for e in &events {
             let s = e.body["occurred_at"].as_str().expect("occurred_at");
@@ -1114,7 +717,7 @@ mod tests {
 
     #[test]
     fn background_is_a_mix() {
-        let events = generate(8, 300, now());
+        let events = generated(8, 300, now());
         let themes: HashSet<_> = events.iter().filter_map(|e| e.expected_theme).collect();
         assert!(themes.len() >= 8, "{themes:?}");
         assert!(events.iter().any(|e| !e.expected_negative));
@@ -1125,11 +728,24 @@ mod tests {
 
     #[test]
     fn enough_distinct_texts() {
-        assert!(EN_SURGE.len() + EN_BACKGROUND.len() >= 40);
-        assert!(DE_SURGE.len() + DE_BACKGROUND.len() >= 40);
-        for t in EN_SURGE.iter().chain(DE_SURGE) {
-            let lower = t.to_lowercase();
-            assert!(SURGE_WORDS.iter().any(|w| lower.contains(w)), "{t}");
+        let corpus = Corpus::embedded().expect("the embedded demo corpus parses");
+        assert!(corpus.en_surge.len() + corpus.en_background.len() >= 40);
+        assert!(corpus.de_surge.len() + corpus.de_background.len() >= 40);
+        for t in corpus.en_surge.iter().chain(&corpus.de_surge) {
+            let lower = t.text.to_lowercase();
+            assert!(SURGE_WORDS.iter().any(|w| lower.contains(w)), "{}", t.text);
+            assert_eq!(t.theme.as_deref(), Some("delivery_time"), "{}", t.text);
+            assert_eq!(t.sentiment, Sentiment::Negative, "{}", t.text);
         }
+    }
+
+    #[test]
+    fn a_bad_line_is_named() {
+        let err = Corpus::parse("{\"set\": \"surge\"}\n")
+            .err()
+            .expect("a line without text is refused");
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let err = Corpus::parse("").err().expect("an empty corpus is refused");
+        assert!(err.to_string().contains("no surge texts"), "{err}");
     }
 }

@@ -25,8 +25,6 @@ enum Command {
     Up(closeloop::up::UpArgs),
     /// Play realistic feedback through the loop and watch it close.
     Demo(closeloop::demo::DemoArgs),
-    /// Measure throughput, latency and memory; prints a table.
-    Bench(closeloop::bench::BenchArgs),
     /// Run the ingest service (production: external Kafka and PostgreSQL).
     Ingest(closeloop_ingest::Config),
     /// Run the categorise service.
@@ -37,28 +35,15 @@ enum Command {
     Notify(closeloop_notify::Config),
     /// Classify JSON lines from stdin ({"id", "text", "lang"?, "rating"?, "nps"?}) to JSON lines on stdout.
     Classify(closeloop::classify_cmd::ClassifyArgs),
-    /// Measure classification and trend detection quality; prints tables.
-    #[command(subcommand)]
-    Eval(EvalCommand),
-}
-
-#[derive(Subcommand)]
-enum EvalCommand {
-    /// Sentiment, language and themes on third-party and own labelled data, compared with VADER.
-    Classify(closeloop::eval::classify::EvalClassifyArgs),
-    /// Trend detection on generated scenarios: precision, recall and time-to-detect.
-    Trends(closeloop::eval::trends::EvalArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = cli.log_format == LogFormat::Json;
-    if matches!(cli.command, Command::Classify(_) | Command::Eval(_)) {
-        // Their results go to stdout and they log nothing: no log lines to mix into it.
-    } else if matches!(cli.command, Command::Demo(_) | Command::Bench(_))
-        && std::env::var_os("RUST_LOG").is_none()
-    {
+    if matches!(cli.command, Command::Classify(_)) {
+        // Its results go to stdout and it logs nothing: no log lines to mix into it.
+    } else if matches!(cli.command, Command::Demo(_)) && std::env::var_os("RUST_LOG").is_none() {
         // The demo tells its own story on stdout; logs only when something is wrong.
         closeloop_telemetry::init_tracing_with(json, "warn");
     } else {
@@ -74,7 +59,6 @@ async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()
     match command {
         Command::Up(args) => closeloop::up::run(args, shutdown).await?,
         Command::Demo(args) => closeloop::demo::run(args, shutdown).await?,
-        Command::Bench(args) => closeloop::bench::run(args, shutdown).await?,
         Command::Ingest(config) => {
             closeloop_ingest::Service::build(config)
                 .await?
@@ -100,10 +84,6 @@ async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()
                 .await?
         }
         Command::Classify(args) => closeloop::classify_cmd::run(args, shutdown).await?,
-        Command::Eval(EvalCommand::Classify(args)) => {
-            closeloop::eval::classify::run(args, shutdown).await?
-        }
-        Command::Eval(EvalCommand::Trends(args)) => closeloop::eval::trends::run(&args)?,
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `closeloop eval …`: classification measured against real labelled data, trend
+//! `closeloop-lab eval …`: classification measured against real labelled data, trend
 //! detection against generated scenarios; printed as Markdown tables. Data is fetched at run time from the package registries
 //! (pinned, checksummed) into `data/eval/`, which git ignores.
 

@@ -1,4 +1,4 @@
-//! `closeloop eval trends`: how good is trend detection? Generates labelled streams of
+//! `closeloop-lab eval trends`: how good is trend detection? Generates labelled streams of
 //! theme mentions (scenarios), runs them through the real detector with the trends
 //! service's semantics (one open action per theme, an operator who resolves it a few
 //! hours later, reopening when the theme fires again after that), and prints precision,
@@ -521,7 +521,7 @@ fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
 }
 
-/// The results as the table `closeloop eval trends` prints.
+/// The results as the table `closeloop-lab eval trends` prints.
 pub fn report(results: &[ScenarioResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -54,6 +54,11 @@ pub struct Sample {
 pub struct Dataset {
     pub name: &'static str,
     pub lang: Language,
+    /// Where the set comes from (which archive, which file).
+    #[expect(
+        dead_code,
+        reason = "provenance kept with the data for a reader; no table prints it"
+    )]
     pub source: &'static str,
     /// Whether the classifier's rules and lexicons were tuned while looking
     /// at this set's errors (figures on it are optimistic).

@@ -1,4 +1,4 @@
-//! `closeloop eval classify`: measures the classifier on real third-party
+//! `closeloop-lab eval classify`: measures the classifier on real third-party
 //! labelled data (English and German) and on the project's own labelled
 //! customer feedback, compares it with VADER on the same English texts, and
 //! prints Markdown tables.

@@ -1,4 +1,4 @@
-//! `closeloop bench`: throughput and latency figures, printed as a table.
+//! `closeloop-lab bench`: throughput and latency figures, printed as a table.
 //!
 //! Figures, not tests: nothing here fails on a slow machine. The load generator runs on
 //! the same machine as what it measures, so read the figures with the machine's size in
@@ -29,9 +29,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::demo_corpus::{self, DemoFeedback};
-use crate::sink::WebhookSink;
-use crate::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
+use closeloop::demo::remove_sqlite_files;
+use closeloop::demo_corpus::{self, DemoFeedback};
+use closeloop::sink::WebhookSink;
+use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -93,7 +94,7 @@ impl Row {
 
 pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let wants = |part| args.only.is_empty() || args.only.contains(&part);
-    let corpus = demo_corpus::generate(11, 2000, chrono::Utc::now());
+    let corpus = demo_corpus::generate(11, 2000, chrono::Utc::now())?;
     let mut rows = Vec::new();
     println!("closeloop bench on {}\n", machine());
 
@@ -254,7 +255,7 @@ async fn ingest(
     raw_rate: u64,
 ) -> anyhow::Result<Vec<Row>> {
     let database = DatabaseArgs::new("sqlite://data/bench-ingest.db");
-    crate::demo::remove_sqlite_files(&database.database_url);
+    remove_sqlite_files(&database.database_url);
     let mut config = closeloop_ingest::Config::parse_from(["ingest"]);
     config.kafka = KafkaArgs::new(broker.bootstrap_servers());
     config.database = database;
@@ -460,7 +461,7 @@ struct UpAddresses {
 }
 
 async fn end_to_end(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Vec<Row>> {
-    crate::demo::remove_sqlite_files(&args.database_url);
+    remove_sqlite_files(&args.database_url);
     let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
     let sink_addr = sink_listener.local_addr()?;
     let secrets: HashMap<String, String> = DEV_SOURCES
@@ -492,6 +493,8 @@ async fn start_up(
             .collect(),
     );
     let webhook_secrets = join(secrets.iter().map(|(s, k)| format!("{s}={k}")).collect());
+    // This binary's hidden `up` runs the product's `closeloop::up`, the code `closeloop up`
+    // runs, so the bench measures the product without needing its binary built beside.
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
     command.arg("up");
     if let Some(brokers) = &args.brokers {

@@ -1,0 +1,75 @@
+//! `closeloop-lab`: the tools beside the product — benchmarks and quality evaluations. They
+//! drive the product's own library (`closeloop`), but ship in their own binary, so the
+//! release image carries neither their load generators nor the archive readers that
+//! fetch third-party evaluation data.
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+mod bench;
+mod eval;
+
+#[derive(Parser)]
+#[command(name = "closeloop-lab", version)]
+struct Cli {
+    /// Log lines as JSON (for log shippers) instead of text.
+    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure throughput, latency and memory; prints a table.
+    Bench(bench::BenchArgs),
+    /// Measure classification and trend detection quality; prints tables.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// The product's `closeloop up`, run by the bench as the child process it measures.
+    #[command(hide = true)]
+    Up(closeloop::up::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Sentiment, language and themes on third-party and own labelled data, compared with VADER.
+    Classify(eval::classify::EvalClassifyArgs),
+    /// Trend detection on generated scenarios: precision, recall and time-to-detect.
+    Trends(eval::trends::EvalArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let json = cli.log_format == LogFormat::Json;
+    match cli.command {
+        // Their results go to stdout and they log nothing: no log lines to mix into it.
+        Command::Eval(_) => {}
+        // The bench prints its own table; logs only when something is wrong.
+        Command::Bench(_) if std::env::var_os("RUST_LOG").is_none() => {
+            closeloop_telemetry::init_tracing_with(json, "warn")
+        }
+        _ => closeloop_telemetry::init_tracing(json),
+    }
+    let shutdown = closeloop_telemetry::shutdown_on_signals();
+    let outcome = run(cli.command, shutdown).await;
+    closeloop_telemetry::shutdown_tracing();
+    outcome
+}
+
+async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match command {
+        Command::Bench(args) => bench::run(args, shutdown).await?,
+        Command::Eval(EvalCommand::Classify(args)) => eval::classify::run(args, shutdown).await?,
+        Command::Eval(EvalCommand::Trends(args)) => eval::trends::run(&args)?,
+        Command::Up(args) => closeloop::up::run(args, shutdown).await?,
+    }
+    Ok(())
+}
