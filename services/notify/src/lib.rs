@@ -24,7 +24,6 @@ pub mod metrics;
 pub mod outbox;
 pub mod projection;
 pub mod signature;
-pub mod smtp_sink;
 pub mod template;
 pub mod webhook;
 pub mod worker;

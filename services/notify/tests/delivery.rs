@@ -26,8 +26,8 @@ use closeloop_events::{
     ErasureRequest, Evidence, Feedback, FeedbackCategorised, Language, NotificationOutcome,
     Resolution, SentimentLabel, SentimentResult, ThemeMatch, Touchpoint,
 };
-use closeloop_notify::smtp_sink::SmtpSink;
 use closeloop_notify::{signature, Config, Service, SmtpUrl};
+use closeloop_sinks::SmtpSink;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
