@@ -3,81 +3,21 @@
 //! points at PostgreSQL), wait for conditions, read topics.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use closeloop::sink::WebhookSink;
+use closeloop_sinks::WebhookSink;
 use closeloop::stack::{ServiceConfigs, Stack};
 use closeloop::up::{dev_key, local_defaults};
 use closeloop_bus::KafkaArgs;
 use closeloop_ingest::SourceKey;
 use closeloop_store::testing::database_args;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::Message;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Logs of the services under test, when `RUST_LOG` asks for them.
-pub fn init_logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        closeloop_telemetry::init_tracing(false);
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Reads every record of `topic` from the beginning until `idle` passes without a new
-/// one (after at least `min` records or `timeout`).
-pub async fn read_topic(
-    brokers: &str,
-    topic: &str,
-    min: usize,
-    idle: Duration,
-    timeout: Duration,
-) -> Vec<serde_json::Value> {
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{}", uuid::Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let deadline = Instant::now() + timeout;
-    let mut records = Vec::new();
-    loop {
-        let wait = if records.len() >= min {
-            idle
-        } else {
-            deadline.saturating_duration_since(Instant::now())
-        };
-        match tokio::time::timeout(wait, consumer.recv()).await {
-            Ok(Ok(message)) => {
-                let payload = message.payload().unwrap_or_default();
-                records.push(serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null));
-            }
-            Ok(Err(error)) => panic!("reading {topic}: {error}"),
-            Err(_) => return records,
-        }
-    }
-}
+pub use closeloop_testkit::{eventually, init_logs, read_topic};
 
 /// A feedback event as a support tool posts it, about delivery, from `customer`.
 pub fn feedback(
@@ -132,7 +72,7 @@ pub async fn start_loop_with(configs: ServiceConfigs) -> (Stack, WebhookSink) {
 async fn with_webhook_sink<F, Fut>(mut configs: ServiceConfigs, start: F) -> (Stack, WebhookSink)
 where
     F: FnOnce(ServiceConfigs) -> Fut,
-    Fut: Future<Output = Stack>,
+    Fut: std::future::Future<Output = Stack>,
 {
     init_logs();
     let sink_listener = TcpListener::bind("127.0.0.1:0")
@@ -142,7 +82,8 @@ where
     let secrets = local_defaults(&mut configs, sink_addr);
     let sink = WebhookSink::new(secrets, false);
     let stack = start(configs).await;
-    sink.spawn(sink_listener, stack.shutdown_token());
+    sink.spawn(sink_listener, stack.shutdown_token())
+        .expect("webhook sink listens");
     (stack, sink)
 }
 

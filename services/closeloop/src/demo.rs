@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use closeloop_notify::smtp_sink::{ReceivedMail, SmtpSink};
+use closeloop_sinks::{ReceivedMail, SmtpSink, WebhookSink};
 use closeloop_notify::SmtpUrl;
 use closeloop_store::DatabaseArgs;
 use futures::StreamExt;
@@ -16,7 +16,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::demo_corpus;
-use crate::sink::WebhookSink;
 use crate::stack::{ServiceConfigs, Stack};
 use crate::up::{dev_key, local_defaults};
 
@@ -60,7 +59,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
 
     println!("▶ closeloop demo: starting the embedded broker and the four services …");
     let stack = Stack::start_embedded(configs, 1, 3).await?;
-    sink.spawn(sink_listener, stack.shutdown_token());
+    sink.spawn(sink_listener, stack.shutdown_token())?;
     smtp.spawn(smtp_listener, stack.shutdown_token())?;
     let demo = tokio::select! {
         result = play(&args, &stack, &sink, &smtp, started) => result,

@@ -5,6 +5,5 @@
 pub mod classify_cmd;
 pub mod demo;
 pub mod demo_corpus;
-pub mod sink;
 pub mod stack;
 pub mod up;

@@ -10,7 +10,7 @@ use closeloop_store::DatabaseArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::sink::WebhookSink;
+use closeloop_sinks::WebhookSink;
 use crate::stack::{ServiceConfigs, Stack};
 
 /// The source systems `up` and `demo` accept feedback from when none are configured.
@@ -110,7 +110,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         }
         None => Stack::start_embedded(configs, args.embedded_brokers, args.partitions).await?,
     };
-    sink.spawn(sink_listener, stack.shutdown_token());
+    sink.spawn(sink_listener, stack.shutdown_token())?;
 
     println!("closeloop is up\n");
     println!(

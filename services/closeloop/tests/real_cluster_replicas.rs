@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closeloop::sink::WebhookSink;
+use closeloop_sinks::WebhookSink;
 use closeloop::up::dev_webhook_secret;
 use closeloop_bus::testing::RealCluster;
 use closeloop_store::testing::database_args;
@@ -201,7 +201,8 @@ async fn replicas_killed_and_added_mid_stream_lose_and_double_nothing() {
         false,
     );
     let stop_sink = tokio_util::sync::CancellationToken::new();
-    sink.spawn(sink_listener, stop_sink.clone());
+    sink.spawn(sink_listener, stop_sink.clone())
+        .expect("webhook sink listens");
 
     let ingest_addrs = [free_addr().await, free_addr().await];
     let trends_addrs = [free_addr().await, free_addr().await, free_addr().await];

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use closeloop::demo::remove_sqlite_files;
 use closeloop::demo_corpus::{self, DemoFeedback};
-use closeloop::sink::WebhookSink;
+use closeloop_sinks::WebhookSink;
 use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -470,7 +470,7 @@ async fn end_to_end(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result
         .collect();
     let sink = WebhookSink::new(secrets.clone(), false);
     let sink_stop = CancellationToken::new();
-    sink.spawn(sink_listener, sink_stop.clone());
+    sink.spawn(sink_listener, sink_stop.clone())?;
 
     let (mut child, addresses) = start_up(args, sink_addr, &secrets).await?;
     let pid = child.id();
