@@ -59,14 +59,16 @@ impl ServiceConfigs {
 pub enum StackError {
     #[error("embedded broker: {0}")]
     Broker(#[from] closeloop_bus::BusError),
-    #[error("ingest: {0}")]
-    Ingest(#[from] closeloop_ingest::Error),
-    #[error("categorise: {0}")]
-    Categorise(#[from] closeloop_categorise::Error),
-    #[error("trends: {0}")]
-    Trends(#[from] closeloop_trends::Error),
-    #[error("notify: {0}")]
-    Notify(#[from] closeloop_notify::Error),
+    #[error("{service}: {source}")]
+    Service {
+        service: &'static str,
+        source: closeloop_runtime::Error,
+    },
+}
+
+/// Names the service a start-up error came from.
+fn of(service: &'static str) -> impl FnOnce(closeloop_runtime::Error) -> StackError {
+    move |source| StackError::Service { service, source }
 }
 
 type ServiceTasks = JoinSet<(&'static str, Result<(), String>)>;
@@ -112,10 +114,18 @@ impl Stack {
     pub async fn start(configs: ServiceConfigs) -> Result<Self, StackError> {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let ingest = closeloop_ingest::Service::build(configs.ingest.clone()).await?;
-        let categorise = closeloop_categorise::Service::build(configs.categorise).await?;
-        let trends = closeloop_trends::Service::build(configs.trends).await?;
-        let notify = closeloop_notify::Service::build(configs.notify).await?;
+        let ingest = closeloop_ingest::Service::build(configs.ingest.clone())
+            .await
+            .map_err(of("ingest"))?;
+        let categorise = closeloop_categorise::Service::build(configs.categorise)
+            .await
+            .map_err(of("categorise"))?;
+        let trends = closeloop_trends::Service::build(configs.trends)
+            .await
+            .map_err(of("trends"))?;
+        let notify = closeloop_notify::Service::build(configs.notify)
+            .await
+            .map_err(of("notify"))?;
         let addrs = (
             ingest.http_addr(),
             categorise.http_addr(),
