@@ -135,14 +135,11 @@ struct ListParams {
     limit: Option<String>,
 }
 
-/// The list filters, checked; shared with the `/ops` page.
-pub(crate) fn status_filter(status: &str) -> Option<StatusFilter> {
+/// The list's `status` filter: a status, or `unresolved` for open and acknowledged.
+fn status_filter(status: &str) -> Option<StatusFilter> {
     match status {
-        "open" => Some(StatusFilter::Open),
-        "acknowledged" => Some(StatusFilter::Acknowledged),
-        "resolved" => Some(StatusFilter::Resolved),
         "unresolved" => Some(StatusFilter::Unresolved),
-        _ => None,
+        status => status.parse().ok().map(StatusFilter::Is),
     }
 }
 

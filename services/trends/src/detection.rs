@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming};
-use closeloop_events::{
-    ActionEventKind, ActionStatus, Envelope, Evidence, SentimentLabel, ThemeMention,
-};
+use closeloop_events::{ActionEventKind, Envelope, Evidence, SentimentLabel, ThemeMention};
 use closeloop_trend::{
     Detector, DetectorConfig, DetectorSettings, Mention, Observation, Signal, ThemeStats, Trigger,
 };
@@ -321,15 +319,12 @@ impl ThemesHandler {
     ) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
         let now_ms = Utc::now().timestamp_millis();
-        let row = ActionRow {
-            action_id: Uuid::now_v7().to_string(),
-            theme: theme.to_owned(),
-            status: ActionStatus::Open.as_str().into(),
-            raised_at_ms: now_ms,
-            updated_at_ms: now_ms,
-            evidence_json: serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
-            ..ActionRow::default()
-        };
+        let row = ActionRow::raised(
+            Uuid::now_v7().to_string(),
+            theme.to_owned(),
+            now_ms,
+            serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
+        );
         if !store.insert_action(&row).await.map_err(db_error)? {
             // Another instance raised it first: the partial unique index kept one
             // unresolved action, and this mention becomes an update of it.

@@ -223,7 +223,7 @@ async fn render(
     let resolved = ctx
         .store
         .actions(&ActionFilter {
-            status: Some(StatusFilter::Resolved),
+            status: Some(StatusFilter::Is(ActionStatus::Resolved)),
             limit: RESOLVED_SHOWN,
             ..ActionFilter::default()
         })

@@ -124,12 +124,12 @@ pub async fn acknowledge(
 ) -> Result<Action, TransitionError> {
     let _transition = ctx.transitions.lock().await;
     let row = load(ctx, id).await?;
-    if row.status == ActionStatus::Resolved.as_str() {
+    if row.status == ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
             "action {id} is resolved; reopen it first"
         )));
     }
-    let already = row.status == ActionStatus::Acknowledged.as_str();
+    let already = row.status == ActionStatus::Acknowledged;
     let same_assignee = match assignee {
         None => true,
         Some(wanted) => row.assignee.as_deref() == Some(wanted),
@@ -170,7 +170,7 @@ pub async fn resolve(
     // refilled by a handler that read it just before.
     let _transition = ctx.transitions.lock().await;
     let row = load(ctx, id).await?;
-    if row.status == ActionStatus::Resolved.as_str() {
+    if row.status == ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
             "action {id} is already resolved"
         )));
@@ -220,7 +220,7 @@ pub async fn reopen(
 ) -> Result<Action, TransitionError> {
     let _transition = ctx.transitions.lock().await;
     let row = load(ctx, id).await?;
-    if row.status != ActionStatus::Resolved.as_str() {
+    if row.status != ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
             "action {id} is not resolved"
         )));

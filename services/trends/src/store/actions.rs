@@ -1,18 +1,23 @@
 //! The action rows: raising, updating, acknowledging, resolving, reopening, and putting a
 //! row back when its event could not be published. The partial unique index keeps one
 //! unresolved action per theme.
+//!
+//! Statuses are [`ActionStatus`] on both sides: rows decode into it, and every status a
+//! query compares with or sets is bound from it, never written into the SQL text. (The
+//! one literal left is the unique index's predicate in the migrations, which is schema.)
 
+use closeloop_events::{ActionEventKind, ActionStatus};
 use closeloop_store::sqlx::{self, Row};
 
 use super::TrendsStore;
 
 /// One row of `trends_actions`. Evidence and resolution stay JSON text here; the callers
 /// decide what a row that does not parse means for them.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActionRow {
     pub action_id: String,
     pub theme: String,
-    pub status: String,
+    pub status: ActionStatus,
     pub raised_at_ms: i64,
     pub updated_at_ms: i64,
     pub evidence_json: String,
@@ -29,6 +34,28 @@ pub struct ActionRow {
     pub reopened_by: Option<String>,
 }
 
+impl ActionRow {
+    /// A just-raised action: open, not yet announced, nobody on it.
+    pub fn raised(action_id: String, theme: String, at_ms: i64, evidence_json: String) -> Self {
+        ActionRow {
+            action_id,
+            theme,
+            status: ActionStatus::Open,
+            raised_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            evidence_json,
+            resolution_json: None,
+            resolved_at_ms: None,
+            announced: false,
+            acknowledged_by: None,
+            acknowledged_at_ms: None,
+            assignee: None,
+            reopened_count: 0,
+            reopened_by: None,
+        }
+    }
+}
+
 const ACTION_COLUMNS: &str = "action_id, theme, status, raised_at_ms, updated_at_ms, \
      evidence_json, resolution_json, resolved_at_ms, announced, acknowledged_by, \
      acknowledged_at_ms, assignee, reopened_count, reopened_by";
@@ -37,7 +64,7 @@ fn action_from_row(row: &sqlx::any::AnyRow) -> Result<ActionRow, sqlx::Error> {
     Ok(ActionRow {
         action_id: row.try_get("action_id")?,
         theme: row.try_get("theme")?,
-        status: row.try_get("status")?,
+        status: decode_status(row)?,
         raised_at_ms: row.try_get("raised_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         evidence_json: row.try_get("evidence_json")?,
@@ -52,12 +79,20 @@ fn action_from_row(row: &sqlx::any::AnyRow) -> Result<ActionRow, sqlx::Error> {
     })
 }
 
+/// A status text no [`ActionStatus`] reads is a column that does not decode: only a hand
+/// edit of the table can cause it, and callers report it like any other bad row.
+fn decode_status(row: &sqlx::any::AnyRow) -> Result<ActionStatus, sqlx::Error> {
+    let text: String = row.try_get("status")?;
+    ActionStatus::try_from(text.as_str()).map_err(|error| sqlx::Error::ColumnDecode {
+        index: "status".into(),
+        source: Box::new(error),
+    })
+}
+
 /// Which actions a list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
-    Open,
-    Acknowledged,
-    Resolved,
+    Is(ActionStatus),
     /// Open or acknowledged.
     Unresolved,
 }
@@ -98,10 +133,11 @@ impl TrendsStore {
     /// The theme's open or acknowledged action, if any (at most one: the unique index).
     pub async fn unresolved_action(&self, theme: &str) -> Result<Option<ActionRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status <> 'resolved'"
+            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status <> $2"
         );
         let row = sqlx::query(&sql)
             .bind(theme)
+            .bind(ActionStatus::Resolved.as_str())
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(action_from_row).transpose()
@@ -113,11 +149,12 @@ impl TrendsStore {
         theme: &str,
     ) -> Result<Option<ActionRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status = 'resolved' \
+            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE theme = $1 AND status = $2 \
              ORDER BY resolved_at_ms DESC, action_id DESC LIMIT 1"
         );
         let row = sqlx::query(&sql)
             .bind(theme)
+            .bind(ActionStatus::Resolved.as_str())
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(action_from_row).transpose()
@@ -129,9 +166,11 @@ impl TrendsStore {
     pub async fn open_since(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
         sqlx::query_as(
             "SELECT a.theme, COALESCE((SELECT MAX(l.at_ms) FROM trends_action_log l \
-             WHERE l.action_id = a.action_id AND l.kind = 'reopened'), a.raised_at_ms) \
-             FROM trends_actions a WHERE a.status <> 'resolved' ORDER BY a.theme",
+             WHERE l.action_id = a.action_id AND l.kind = $1), a.raised_at_ms) \
+             FROM trends_actions a WHERE a.status <> $2 ORDER BY a.theme",
         )
+        .bind(ActionEventKind::Reopened.as_str())
+        .bind(ActionStatus::Resolved.as_str())
         .fetch_all(self.db.pool())
         .await
     }
@@ -149,14 +188,20 @@ impl TrendsStore {
     pub async fn actions(&self, filter: &ActionFilter) -> Result<Vec<ActionRow>, sqlx::Error> {
         // Only fixed SQL fragments are concatenated; every value is a bind parameter.
         let mut clauses: Vec<String> = Vec::new();
-        match filter.status {
-            Some(StatusFilter::Open) => clauses.push("status = 'open'".into()),
-            Some(StatusFilter::Acknowledged) => clauses.push("status = 'acknowledged'".into()),
-            Some(StatusFilter::Resolved) => clauses.push("status = 'resolved'".into()),
-            Some(StatusFilter::Unresolved) => clauses.push("status <> 'resolved'".into()),
-            None => {}
-        }
         let mut parameter = 0;
+        let status = match filter.status {
+            Some(StatusFilter::Is(status)) => {
+                parameter += 1;
+                clauses.push(format!("status = ${parameter}"));
+                Some(status)
+            }
+            Some(StatusFilter::Unresolved) => {
+                parameter += 1;
+                clauses.push(format!("status <> ${parameter}"));
+                Some(ActionStatus::Resolved)
+            }
+            None => None,
+        };
         if filter.theme.is_some() {
             parameter += 1;
             clauses.push(format!("theme = ${parameter}"));
@@ -175,6 +220,9 @@ impl TrendsStore {
             parameter + 1
         ));
         let mut query = sqlx::query(&sql);
+        if let Some(status) = status {
+            query = query.bind(status.as_str());
+        }
         if let Some(theme) = &filter.theme {
             query = query.bind(theme);
         }
@@ -195,7 +243,7 @@ impl TrendsStore {
         )
         .bind(&a.action_id)
         .bind(&a.theme)
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(a.raised_at_ms)
         .bind(a.updated_at_ms)
         .bind(&a.evidence_json)
@@ -209,8 +257,9 @@ impl TrendsStore {
 
     /// Undoes `insert_action` when its `raised` event could not be published.
     pub async fn delete_action(&self, action_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM trends_actions WHERE action_id = $1 AND status = 'open'")
+        sqlx::query("DELETE FROM trends_actions WHERE action_id = $1 AND status = $2")
             .bind(action_id)
+            .bind(ActionStatus::Open.as_str())
             .execute(self.db.pool())
             .await?;
         Ok(())
@@ -227,12 +276,13 @@ impl TrendsStore {
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE trends_actions SET evidence_json = $2, announced = $3, updated_at_ms = $4 \
-             WHERE action_id = $1 AND status <> 'resolved'",
+             WHERE action_id = $1 AND status <> $5",
         )
         .bind(action_id)
         .bind(evidence_json)
         .bind(i64::from(announced))
         .bind(now_ms)
+        .bind(ActionStatus::Resolved.as_str())
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -254,13 +304,14 @@ impl TrendsStore {
         resolved_at_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
-            "UPDATE trends_actions SET status = 'resolved', resolution_json = $2, \
+            "UPDATE trends_actions SET status = $4, resolution_json = $2, \
              resolved_at_ms = $3, updated_at_ms = $3 \
-             WHERE action_id = $1 AND status <> 'resolved'",
+             WHERE action_id = $1 AND status <> $4",
         )
         .bind(action_id)
         .bind(resolution_json)
         .bind(resolved_at_ms)
+        .bind(ActionStatus::Resolved.as_str())
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -277,16 +328,18 @@ impl TrendsStore {
         at_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
-            "UPDATE trends_actions SET status = 'acknowledged', \
+            "UPDATE trends_actions SET status = $5, \
              acknowledged_by = COALESCE(acknowledged_by, $2), \
              acknowledged_at_ms = COALESCE(acknowledged_at_ms, $3), \
              assignee = COALESCE($4, assignee), updated_at_ms = $3 \
-             WHERE action_id = $1 AND status <> 'resolved'",
+             WHERE action_id = $1 AND status <> $6",
         )
         .bind(action_id)
         .bind(by)
         .bind(at_ms)
         .bind(assignee)
+        .bind(ActionStatus::Acknowledged.as_str())
+        .bind(ActionStatus::Resolved.as_str())
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -303,16 +356,18 @@ impl TrendsStore {
         at_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
-            "UPDATE trends_actions SET status = 'open', resolution_json = NULL, \
+            "UPDATE trends_actions SET status = $5, resolution_json = NULL, \
              acknowledged_by = NULL, acknowledged_at_ms = NULL, assignee = NULL, \
              reopened_count = reopened_count + 1, reopened_by = $2, \
              evidence_json = COALESCE($3, evidence_json), updated_at_ms = $4 \
-             WHERE action_id = $1 AND status = 'resolved'",
+             WHERE action_id = $1 AND status = $6",
         )
         .bind(action_id)
         .bind(by)
         .bind(evidence_json)
         .bind(at_ms)
+        .bind(ActionStatus::Open.as_str())
+        .bind(ActionStatus::Resolved.as_str())
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -327,7 +382,7 @@ impl TrendsStore {
              reopened_count = $9, reopened_by = $10, updated_at_ms = $11 WHERE action_id = $1",
         )
         .bind(&a.action_id)
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(&a.evidence_json)
         .bind(a.resolution_json.clone())
         .bind(a.resolved_at_ms)
@@ -350,15 +405,7 @@ mod tests {
     use super::*;
 
     fn action(id: &str) -> ActionRow {
-        ActionRow {
-            action_id: id.into(),
-            theme: "delivery_time".into(),
-            status: "open".into(),
-            raised_at_ms: 1,
-            updated_at_ms: 1,
-            evidence_json: "{}".into(),
-            ..ActionRow::default()
-        }
+        ActionRow::raised(id.into(), "delivery_time".into(), 1, "{}".into())
     }
 
     #[tokio::test]
@@ -382,7 +429,7 @@ mod tests {
             .await
             .unwrap());
         let acknowledged = store.action("a1").await.unwrap().expect("stored");
-        assert_eq!(acknowledged.status, "acknowledged");
+        assert_eq!(acknowledged.status, ActionStatus::Acknowledged);
         assert_eq!(
             acknowledged.acknowledged_by.as_deref(),
             Some("ops"),
@@ -437,13 +484,28 @@ mod tests {
             .unwrap();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].action_id, "a2");
+        let resolved = store
+            .actions(&ActionFilter {
+                status: Some(StatusFilter::Is(ActionStatus::Resolved)),
+                limit: 10,
+                ..ActionFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            resolved
+                .iter()
+                .map(|a| a.action_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a1"]
+        );
         assert!(store.resolve_action("a2", "{}", 80).await.unwrap());
         assert!(store
             .reopen_action("a1", "ops", Some("{\"x\":1}"), 90)
             .await
             .unwrap());
         let reopened = store.action("a1").await.unwrap().expect("stored");
-        assert_eq!(reopened.status, "open");
+        assert_eq!(reopened.status, ActionStatus::Open);
         assert_eq!(reopened.reopened_count, 1);
         assert_eq!(reopened.resolution_json, None);
         assert_eq!(reopened.assignee, None);
@@ -486,5 +548,22 @@ mod tests {
             store.open_since().await.unwrap(),
             [("delivery_time".to_owned(), 90)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_status_no_action_status_reads_is_a_decode_error_naming_it() {
+        let store = store().await;
+        assert!(store.insert_action(&action("a1")).await.unwrap());
+        // Only a hand edit of the table can do this.
+        sqlx::query("UPDATE trends_actions SET status = 'on_hold' WHERE action_id = 'a1'")
+            .execute(store.database().pool())
+            .await
+            .unwrap();
+        let error = store.action("a1").await.expect_err("unknown status");
+        assert!(
+            matches!(&error, sqlx::Error::ColumnDecode { index, .. } if index == "status"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("on_hold"), "{error}");
     }
 }
