@@ -15,6 +15,7 @@
 //! forgets a surge nor raises an action twice.
 
 mod action;
+mod announce;
 mod api;
 mod config;
 mod detection;

@@ -11,6 +11,7 @@ use closeloop_telemetry::Problem;
 use uuid::Uuid;
 
 use crate::action::{time, Action, CorruptAction};
+use crate::announce::{publish_or_undo, Undo};
 use crate::store::{is_unique_violation, ActionRow, LogRow};
 use crate::Context;
 
@@ -71,22 +72,16 @@ async fn load(ctx: &Context, id: Uuid) -> Result<ActionRow, TransitionError> {
         .ok_or(TransitionError::NotFound(id))
 }
 
-/// Publishes `kind` for `action`; on failure restores `before` and reports it.
+/// Publishes `kind` for `action`; on failure puts `before` back and reports it.
 async fn publish_or_restore(
     ctx: &Context,
     before: &ActionRow,
     action: &Action,
     kind: ActionEventKind,
 ) -> Result<Envelope<closeloop_events::ActionEvent>, TransitionError> {
-    let envelope = Envelope::new(action.event(kind));
-    if let Err(error) = ctx.publisher.publish(&envelope, None).await {
-        tracing::warn!(action_id = %action.action_id, %error, kind = kind.as_str(), "event not acknowledged, undoing");
-        if let Err(db) = ctx.store.restore_action(before).await {
-            tracing::error!(action_id = %action.action_id, error = %db, "could not undo the change");
-        }
-        return Err(TransitionError::Bus(error.to_string()));
-    }
-    Ok(envelope)
+    publish_or_undo(ctx, action, kind, None, Undo::Restore(before))
+        .await
+        .map_err(|error| TransitionError::Bus(error.to_string()))
 }
 
 async fn reread(ctx: &Context, id: Uuid) -> Result<Action, TransitionError> {
