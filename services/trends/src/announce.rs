@@ -8,8 +8,8 @@ use closeloop_bus::BusError;
 use closeloop_events::{ActionEvent, ActionEventKind, Envelope};
 
 use crate::action::Action;
+use crate::context::Context;
 use crate::store::ActionRow;
-use crate::Context;
 
 /// How to take back a row change whose event was not published.
 #[derive(Debug, Clone, Copy)]

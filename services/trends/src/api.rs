@@ -20,14 +20,14 @@ use closeloop_telemetry::problem::FieldError;
 use closeloop_telemetry::Problem;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::action::{time, Action, HistoryEntry};
+use crate::auth::{bearer_token, tokens_match};
+use crate::context::Context;
 use crate::detection::check_theme;
 use crate::store::{ActionFilter, ActionRow, Span, StatusFilter};
 use crate::workflow::{self, database_problem};
-use crate::Context;
 
 /// Longest accepted resolution message, per language.
 pub const MAX_MESSAGE_CHARS: usize = 2000;
@@ -89,17 +89,6 @@ async fn require_token(State(ctx): State<Arc<Context>>, request: Request, next: 
         }
     }
     next.run(request).await
-}
-
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Constant time in the token's content, so response timing does not reveal how much
-/// of a guess was right (the length may leak; it is not the secret part).
-pub(crate) fn tokens_match(presented: &str, expected: &str) -> bool {
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 fn to_action(ctx: &Context, row: &ActionRow) -> Result<Action, Problem> {
@@ -744,16 +733,5 @@ mod tests {
         assert_eq!(pointers(&problem), ["/by", "/assignee"]);
         let wrong: Result<AssignBody, _> = decode(br#"{"assignee": 3}"#, "Invalid assignment");
         assert_eq!(pointers(&wrong.expect_err("wrong type")), ["/assignee"]);
-    }
-
-    #[test]
-    fn bearer_tokens_are_compared_exactly() {
-        assert_eq!(bearer_token("Bearer s3cret"), Some("s3cret"));
-        assert_eq!(bearer_token("bearer  s3cret "), Some("s3cret"));
-        assert_eq!(bearer_token("Basic s3cret"), None);
-        assert_eq!(bearer_token("s3cret"), None);
-        assert!(tokens_match("s3cret", "s3cret"));
-        assert!(!tokens_match("s3cre", "s3cret"));
-        assert!(!tokens_match("s3creT", "s3cret"));
     }
 }

@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::action::{time, Action};
 use crate::announce::{publish_or_undo, Undo};
+use crate::context::Context;
 use crate::evidence;
 use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow, TrendsStore};
-use crate::Context;
 
 /// Who the history names for what the detector did.
 pub const DETECTOR_ACTOR: &str = "closeloop-trends";

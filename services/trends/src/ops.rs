@@ -26,14 +26,13 @@ use chrono::{DateTime, Utc};
 use closeloop_events::{ActionStatus, EvidenceCounts};
 use closeloop_telemetry::Problem;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::action::Action;
-use crate::api::{check_resolution, parse_action_id, tokens_match, Fields, LANGUAGES};
+use crate::api::{check_resolution, parse_action_id, Fields, LANGUAGES};
+use crate::auth::tokens_match;
+use crate::context::Context;
 use crate::store::{ActionFilter, StatusFilter};
 use crate::workflow::{self, database_problem};
-use crate::Context;
 
 const COOKIE: &str = "closeloop_ops";
 /// Recently resolved actions shown (with a reopen form).
@@ -48,52 +47,10 @@ pub(crate) fn routes() -> Router<Arc<Context>> {
         .route("/ops/actions/{id}/{step}", post(transition))
 }
 
-/// The secrets the page derives its session and CSRF values from.
-#[derive(Clone)]
-pub struct OpsSecrets {
-    session: Option<String>,
-    csrf: String,
-}
-
-impl std::fmt::Debug for OpsSecrets {
-    // The session value is as good as the token: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OpsSecrets([redacted])")
-    }
-}
-
-impl OpsSecrets {
-    /// From the ops token; without one, a random per-process secret keeps CSRF
-    /// protection (forms rendered before a restart then need a reload).
-    pub fn new(ops_token: Option<&str>) -> Self {
-        let random = Uuid::new_v4().to_string();
-        let secret = ops_token.unwrap_or(&random);
-        Self {
-            session: ops_token.map(|token| derive(token, "session")),
-            csrf: derive(secret, "csrf"),
-        }
-    }
-}
-
-fn derive(secret: &str, purpose: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"closeloop-ops\0")
-        .chain_update(purpose.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(secret.as_bytes())
-        .finalize();
-    digest
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
 pub use closeloop_telemetry::html::escape;
 
 fn signed_in(ctx: &Context, headers: &HeaderMap) -> bool {
-    let Some(expected) = &ctx.ops_secrets.session else {
+    let Some(expected) = ctx.ops_secrets.session() else {
         return true;
     };
     headers
@@ -257,14 +214,14 @@ async fn render(
             )
             .collect()
     };
-    let csrf = &ctx.ops_secrets.csrf;
+    let csrf = ctx.ops_secrets.csrf();
     let body = page_body(
         &to_actions(unresolved),
         &to_actions(resolved),
         notice,
         errors,
         csrf,
-        ctx.ops_secrets.session.is_some(),
+        ctx.ops_secrets.session().is_some(),
     );
     html(status, layout("closeloop ops", &body))
 }
@@ -511,7 +468,7 @@ async fn login(
         );
     }
     let mut response = see_other("/ops");
-    let session = ctx.ops_secrets.session.clone().unwrap_or_default();
+    let session = ctx.ops_secrets.session().unwrap_or_default();
     let cookie = format!("{COOKIE}={session}; Path=/ops; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -571,7 +528,7 @@ async fn transition(
     };
     let csrf_ok = fields
         .remove("csrf")
-        .is_some_and(|presented| tokens_match(&presented, &ctx.ops_secrets.csrf));
+        .is_some_and(|presented| tokens_match(&presented, ctx.ops_secrets.csrf()));
     if !csrf_ok {
         return refused(
             &ctx,
@@ -654,6 +611,7 @@ async fn transition(
 mod tests {
     use super::*;
     use closeloop_events::{ActionWorkflow, Evidence, EvidenceExcerpt};
+    use uuid::Uuid;
 
     const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;";
 
@@ -719,27 +677,6 @@ mod tests {
         assert!(
             page.contains("/reopen\""),
             "resolved actions can be reopened"
-        );
-    }
-
-    #[test]
-    fn secrets_are_derived_not_copied() {
-        let secrets = OpsSecrets::new(Some("s3cret"));
-        let session = secrets.session.clone().expect("session with a token");
-        assert_eq!(session.len(), 64);
-        assert!(!session.contains("s3cret"));
-        assert_ne!(session, secrets.csrf);
-        assert_eq!(
-            OpsSecrets::new(Some("s3cret")).csrf,
-            secrets.csrf,
-            "stable across restarts"
-        );
-        let open = OpsSecrets::new(None);
-        assert!(open.session.is_none());
-        assert_ne!(
-            open.csrf,
-            OpsSecrets::new(None).csrf,
-            "random without a token"
         );
     }
 

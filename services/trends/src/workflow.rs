@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::action::{time, Action, CorruptAction};
 use crate::announce::{publish_or_undo, Undo};
+use crate::context::Context;
 use crate::store::{is_unique_violation, ActionRow, LogRow};
-use crate::Context;
 
 /// Why a transition did not happen.
 #[derive(Debug, thiserror::Error)]
