@@ -25,6 +25,8 @@ mod erasure;
 mod evidence;
 mod metrics;
 mod ops;
+mod request;
+mod routes;
 mod store;
 mod workflow;
 
@@ -191,7 +193,7 @@ impl Service {
                 result
             }
         });
-        let router = telemetry.router(api::router(ctx.clone()));
+        let router = telemetry.router(routes::router(ctx.clone()));
         telemetry.readiness.set(true);
         tracing::info!(%http_addr, "trends service running");
         let served = closeloop_telemetry::serve(listener, router, stop.clone()).await;

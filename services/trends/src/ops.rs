@@ -26,13 +26,14 @@ use chrono::{DateTime, Utc};
 use closeloop_events::{ActionStatus, EvidenceCounts};
 use closeloop_telemetry::Problem;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::action::Action;
-use crate::api::{check_resolution, parse_action_id, Fields, LANGUAGES};
 use crate::auth::tokens_match;
 use crate::context::Context;
+use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, StatusFilter};
-use crate::workflow::{self, database_problem};
+use crate::workflow::{self, database_problem, Step};
 
 const COOKIE: &str = "closeloop_ops";
 /// Recently resolved actions shown (with a reopen form).
@@ -136,15 +137,18 @@ struct PageParams {
     notice: Option<String>,
 }
 
-/// Fixed texts for the notices a redirect may ask for; anything else shows nothing.
+/// Fixed texts for the notices a redirect may ask for (the event a step published);
+/// anything else shows nothing.
 fn notice_text(notice: &str) -> Option<&'static str> {
-    match notice {
-        "acknowledged" => Some("Action acknowledged."),
-        "assigned" => Some("Action assigned."),
-        "resolved" => Some("Action resolved — the customers who complained will be told."),
-        "reopened" => Some("Action reopened."),
-        _ => None,
-    }
+    let step = Step::ALL
+        .into_iter()
+        .find(|step| step.event_kind().as_str() == notice)?;
+    Some(match step {
+        Step::Acknowledge => "Action acknowledged.",
+        Step::Assign => "Action assigned.",
+        Step::Resolve => "Action resolved — the customers who complained will be told.",
+        Step::Reopen => "Action reopened.",
+    })
 }
 
 async fn page(
@@ -369,6 +373,13 @@ fn hidden_csrf(csrf: &str) -> String {
     )
 }
 
+/// The opening tag of the form that takes `step` on action `id`, with its CSRF field;
+/// `transition` reads the step back from the path.
+fn step_form(id: Uuid, step: Step, hidden_csrf: &str) -> String {
+    let step = step.as_str();
+    format!("<form method=\"post\" action=\"/ops/actions/{id}/{step}\" id=\"{step}-{id}\">{hidden_csrf}")
+}
+
 fn action_card(out: &mut String, action: &Action, csrf: &str) {
     let id = action.action_id;
     let _ = write!(
@@ -395,22 +406,22 @@ fn action_card(out: &mut String, action: &Action, csrf: &str) {
     if action.status == ActionStatus::Open {
         let _ = write!(
             out,
-            "<form method=\"post\" action=\"/ops/actions/{id}/acknowledge\" id=\"acknowledge-{id}\">{csrf}\
-             <label>Your name <input name=\"acknowledged_by\" required maxlength=\"200\"></label>\
-             <button type=\"submit\">Acknowledge</button></form>"
+            "{}<label>Your name <input name=\"acknowledged_by\" required maxlength=\"200\"></label>\
+             <button type=\"submit\">Acknowledge</button></form>",
+            step_form(id, Step::Acknowledge, &csrf)
         );
     }
     let _ = write!(
         out,
-        "<form method=\"post\" action=\"/ops/actions/{id}/assign\" id=\"assign-{id}\">{csrf}\
-         <label>Assign to <input name=\"assignee\" required maxlength=\"200\"></label>\
+        "{}<label>Assign to <input name=\"assignee\" required maxlength=\"200\"></label>\
          <label>Your name <input name=\"assigned_by\" required maxlength=\"200\"></label>\
          <button type=\"submit\">Assign</button></form>\
-         <form method=\"post\" action=\"/ops/actions/{id}/resolve\" id=\"resolve-{id}\">{csrf}\
-         <label>What we did (English, required) <textarea name=\"message_en\" required maxlength=\"2000\"></textarea></label>\
+         {}<label>What we did (English, required) <textarea name=\"message_en\" required maxlength=\"2000\"></textarea></label>\
          <label>Was wir getan haben (Deutsch) <textarea name=\"message_de\" maxlength=\"2000\"></textarea></label>\
          <label>Your name <input name=\"resolved_by\" required maxlength=\"200\"></label>\
-         <button type=\"submit\">Resolve and tell the customers</button></form></div></article>"
+         <button type=\"submit\">Resolve and tell the customers</button></form></div></article>",
+        step_form(id, Step::Assign, &csrf),
+        step_form(id, Step::Resolve, &csrf),
     );
 }
 
@@ -443,11 +454,10 @@ fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
     }
     let _ = write!(
         out,
-        "<form method=\"post\" action=\"/ops/actions/{id}/reopen\" id=\"reopen-{id}\">{}\
-         <label>Why <input name=\"reason\" maxlength=\"2000\"></label>\
+        "{}<label>Why <input name=\"reason\" maxlength=\"2000\"></label>\
          <label>Your name <input name=\"reopened_by\" required maxlength=\"200\"></label>\
          <button type=\"submit\">Reopen</button></form></article>",
-        hidden_csrf(csrf)
+        step_form(id, Step::Reopen, &hidden_csrf(csrf))
     );
 }
 
@@ -541,68 +551,21 @@ async fn transition(
         Ok(id) => id,
         Err(problem) => return refused(&ctx, problem).await,
     };
-    let result = match step.as_str() {
-        "acknowledge" => {
-            let mut checks = Fields::default();
-            let by = checks.name("/acknowledged_by", fields.remove("acknowledged_by"));
-            match checks.finish("Invalid acknowledgement", by) {
-                Ok(by) => workflow::acknowledge(&ctx, id, &by, None)
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        "assign" => {
-            let mut checks = Fields::default();
-            let assignee = checks.name("/assignee", fields.remove("assignee"));
-            let by = checks.name("/assigned_by", fields.remove("assigned_by"));
-            match checks.finish("Invalid assignment", (assignee, by)) {
-                Ok((assignee, by)) => workflow::acknowledge(&ctx, id, &by, Some(&assignee))
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        "resolve" => {
-            // The form always sends both text areas; an empty German one means "none".
-            let message: BTreeMap<String, String> = LANGUAGES
-                .iter()
-                .filter_map(|language| {
-                    let text = fields.remove(&format!("message_{language}"))?;
-                    (*language == "en" || !text.trim().is_empty())
-                        .then(|| ((*language).to_owned(), text))
-                })
-                .collect();
-            match check_resolution(Some(message), fields.remove("resolved_by")) {
-                Ok(request) => workflow::resolve(&ctx, id, request.message, &request.resolved_by)
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        "reopen" => {
-            let mut checks = Fields::default();
-            let by = checks.name("/reopened_by", fields.remove("reopened_by"));
-            let reason = checks.note("/reason", fields.remove("reason"));
-            match checks.finish("Invalid reopen", (by, reason)) {
-                Ok((by, reason)) => workflow::reopen(&ctx, id, &by, reason.as_deref())
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        _ => Err(Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such step")),
+    let Some(step) = Step::parse(&step) else {
+        return refused(
+            &ctx,
+            Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such step"),
+        )
+        .await;
+    };
+    let result = match request::from_form(step, fields) {
+        Ok(command) => workflow::apply(&ctx, id, command)
+            .await
+            .map_err(|e| e.problem()),
+        Err(problem) => Err(problem),
     };
     match result {
-        Ok(_) => {
-            let notice = match step.as_str() {
-                "acknowledge" => "acknowledged",
-                "assign" => "assigned",
-                "resolve" => "resolved",
-                _ => "reopened",
-            };
-            see_other(&format!("/ops?notice={notice}"))
-        }
+        Ok(_) => see_other(&format!("/ops?notice={}", step.event_kind().as_str())),
         Err(problem) => refused(&ctx, problem).await,
     }
 }
@@ -611,7 +574,6 @@ async fn transition(
 mod tests {
     use super::*;
     use closeloop_events::{ActionWorkflow, Evidence, EvidenceExcerpt};
-    use uuid::Uuid;
 
     const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;";
 
@@ -678,6 +640,32 @@ mod tests {
             page.contains("/reopen\""),
             "resolved actions can be reopened"
         );
+    }
+
+    #[test]
+    fn every_form_posts_to_a_step_the_handler_knows() {
+        let open = hostile_action(ActionStatus::Open);
+        let resolved = hostile_action(ActionStatus::Resolved);
+        let page = page_body(
+            std::slice::from_ref(&open),
+            std::slice::from_ref(&resolved),
+            None,
+            &[],
+            "c",
+            false,
+        );
+        for (action, step) in [
+            (&open, Step::Acknowledge),
+            (&open, Step::Assign),
+            (&open, Step::Resolve),
+            (&resolved, Step::Reopen),
+        ] {
+            let path = format!("/ops/actions/{}/{}", action.action_id, step.as_str());
+            assert!(page.contains(&format!("action=\"{path}\"")), "{path}");
+            assert_eq!(Step::parse(step.as_str()), Some(step));
+            assert!(notice_text(step.event_kind().as_str()).is_some());
+        }
+        assert_eq!(Step::parse("delete"), None);
     }
 
     #[test]

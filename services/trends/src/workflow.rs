@@ -3,6 +3,8 @@
 //! changes the row, and publishes its `actions.v1` event; if the broker does not take
 //! the event, the row is put back, so no change happens without its event.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use chrono::Utc;
 use closeloop_events::{ActionEventKind, ActionStatus, Envelope, Resolution};
@@ -14,6 +16,79 @@ use crate::action::{time, Action, CorruptAction};
 use crate::announce::{publish_or_undo, Undo};
 use crate::context::Context;
 use crate::store::{is_unique_violation, ActionRow, LogRow};
+
+/// What an operator can do to an action. Its name is the last path segment of the step's
+/// API route (`/v1/actions/{id}/<step>`) and of its `/ops` form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Acknowledge,
+    /// Acknowledge with an assignee (or change the assignee).
+    Assign,
+    Resolve,
+    Reopen,
+}
+
+impl Step {
+    pub const ALL: [Step; 4] = [Step::Acknowledge, Step::Assign, Step::Resolve, Step::Reopen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Acknowledge => "acknowledge",
+            Step::Assign => "assign",
+            Step::Resolve => "resolve",
+            Step::Reopen => "reopen",
+        }
+    }
+
+    /// Parses the `as_str` form.
+    pub fn parse(step: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|known| known.as_str() == step)
+    }
+
+    /// The event a step publishes when it changes the action.
+    pub fn event_kind(self) -> ActionEventKind {
+        match self {
+            Step::Acknowledge => ActionEventKind::Acknowledged,
+            Step::Assign => ActionEventKind::Assigned,
+            Step::Resolve => ActionEventKind::Resolved,
+            Step::Reopen => ActionEventKind::Reopened,
+        }
+    }
+}
+
+/// A step with its checked input (see [`crate::request`]), ready to [`apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Acknowledge {
+        by: String,
+    },
+    Assign {
+        assignee: String,
+        by: String,
+    },
+    Resolve {
+        /// What was done, per language: `en`, and `de` where given.
+        message: BTreeMap<String, String>,
+        resolved_by: String,
+    },
+    Reopen {
+        by: String,
+        reason: Option<String>,
+    },
+}
+
+/// Takes `command`'s step on action `id`.
+pub async fn apply(ctx: &Context, id: Uuid, command: Command) -> Result<Action, TransitionError> {
+    match command {
+        Command::Acknowledge { by } => acknowledge(ctx, id, &by, None).await,
+        Command::Assign { assignee, by } => acknowledge(ctx, id, &by, Some(&assignee)).await,
+        Command::Resolve {
+            message,
+            resolved_by,
+        } => resolve(ctx, id, message, &resolved_by).await,
+        Command::Reopen { by, reason } => reopen(ctx, id, &by, reason.as_deref()).await,
+    }
+}
 
 /// Why a transition did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +186,7 @@ async fn finish(
 
 /// Someone takes the action on, optionally assigning it. Acknowledging twice (or
 /// assigning the same assignee again) changes nothing and publishes nothing.
-pub async fn acknowledge(
+async fn acknowledge(
     ctx: &Context,
     id: Uuid,
     by: &str,
@@ -143,11 +218,12 @@ pub async fn acknowledge(
         )));
     }
     let action = reread(ctx, id).await?;
-    let kind = if assignee.is_some() {
-        ActionEventKind::Assigned
+    let step = if assignee.is_some() {
+        Step::Assign
     } else {
-        ActionEventKind::Acknowledged
+        Step::Acknowledge
     };
+    let kind = step.event_kind();
     let envelope = publish_or_restore(ctx, &row, &action, kind).await?;
     let note = assignee.map(|a| format!("assigned to {a}"));
     finish(ctx, &action, &envelope, kind, by, note).await;
@@ -155,10 +231,10 @@ pub async fn acknowledge(
 }
 
 /// The action is done: `message` goes to the customers who complained (via notify).
-pub async fn resolve(
+async fn resolve(
     ctx: &Context,
     id: Uuid,
-    message: std::collections::BTreeMap<String, String>,
+    message: BTreeMap<String, String>,
     resolved_by: &str,
 ) -> Result<Action, TransitionError> {
     // Serialised with the consumer's raise/update, so the window cleared below cannot be
@@ -207,7 +283,7 @@ pub async fn resolve(
 
 /// The fix did not hold: the resolved action is open again (its theme must not have
 /// another unresolved action).
-pub async fn reopen(
+async fn reopen(
     ctx: &Context,
     id: Uuid,
     reopened_by: &str,
