@@ -51,3 +51,87 @@ pub async fn publish_or_undo(
     }
     Err(error)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use closeloop_bus::{BusMetrics, Publisher, PublisherConfig};
+    use closeloop_classify::Taxonomy;
+    use closeloop_events::Evidence;
+    use closeloop_trend::DetectorSettings;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::auth::OpsSecrets;
+    use crate::detection::DetectionState;
+    use crate::metrics::TrendsMetrics;
+    use crate::store::testing;
+
+    /// A context whose publisher points at a port nobody listens on, so every publish
+    /// fails after a short delivery timeout.
+    async fn context_without_broker() -> Context {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let brokers = closed.local_addr().expect("address").to_string();
+        drop(closed);
+        let registry = prometheus::Registry::new();
+        let publisher = Publisher::new(
+            &PublisherConfig {
+                delivery_timeout: Duration::from_millis(200),
+                ..PublisherConfig::new(brokers)
+            },
+            BusMetrics::register(&registry).expect("bus metrics"),
+        )
+        .expect("publisher");
+        Context {
+            store: testing::store().await,
+            publisher,
+            detection: Mutex::new(DetectionState::new(DetectorSettings::default())),
+            transitions: tokio::sync::Mutex::new(()),
+            taxonomy: Taxonomy::builtin(),
+            metrics: TrendsMetrics::register(&registry).expect("metrics"),
+            ops_token: None,
+            ops_secrets: OpsSecrets::new(None),
+            reopen_within_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unpublished_raise_is_withdrawn_and_an_unpublished_change_put_back() {
+        let ctx = context_without_broker().await;
+        let evidence = serde_json::to_string(&Evidence::default()).expect("evidence");
+        let raised = ActionRow::raised(Uuid::now_v7().to_string(), "price".into(), 1, evidence);
+        let store = &ctx.store;
+
+        assert!(store.insert_action(&raised).await.unwrap());
+        let action = Action::from_row(&raised, BTreeMap::new()).unwrap();
+        publish_or_undo(&ctx, &action, ActionEventKind::Raised, None, Undo::Withdraw)
+            .await
+            .expect_err("no broker");
+        assert_eq!(store.action(&raised.action_id).await.unwrap(), None);
+
+        assert!(store.insert_action(&raised).await.unwrap());
+        assert!(store
+            .acknowledge_action(&raised.action_id, "ops", Some("pricing"), 5)
+            .await
+            .unwrap());
+        let assigned = store.action(&raised.action_id).await.unwrap().unwrap();
+        let action = Action::from_row(&assigned, BTreeMap::new()).unwrap();
+        publish_or_undo(
+            &ctx,
+            &action,
+            ActionEventKind::Assigned,
+            None,
+            Undo::Restore(&raised),
+        )
+        .await
+        .expect_err("no broker");
+        assert_eq!(
+            store.action(&raised.action_id).await.unwrap(),
+            Some(raised),
+            "as before the assignment"
+        );
+    }
+}

@@ -46,7 +46,7 @@ impl TrendsStore {
 }
 
 #[cfg(test)]
-mod testing {
+pub(crate) mod testing {
     use super::*;
 
     /// A freshly migrated store: SQLite, or a new PostgreSQL schema with `DATABASE_URL`.
