@@ -16,10 +16,10 @@ use uuid::Uuid;
 use crate::workflow::{Command, Step};
 
 /// Longest accepted resolution message (per language) or note.
-pub const MAX_MESSAGE_CHARS: usize = 2000;
+const MAX_MESSAGE_CHARS: usize = 2000;
 const MAX_NAME_CHARS: usize = 200;
 /// Languages customers are told in; notify knows no others.
-pub const LANGUAGES: [&str; 2] = ["en", "de"];
+const LANGUAGES: [&str; 2] = ["en", "de"];
 
 /// An action id from a path.
 pub fn parse_action_id(raw: &str) -> Result<Uuid, Problem> {
