@@ -1,6 +1,7 @@
 //! `actions.v1`: the lifecycle of an action raised for a theme.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,12 +30,33 @@ impl ActionStatus {
 
     /// Parses the `as_str` form.
     pub fn parse(status: &str) -> Option<ActionStatus> {
+        status.parse().ok()
+    }
+}
+
+/// A status text that is none of [`ActionStatus`]'s `as_str` forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action status {0:?} (expected open, acknowledged or resolved)")]
+pub struct UnknownActionStatus(pub String);
+
+impl FromStr for ActionStatus {
+    type Err = UnknownActionStatus;
+
+    fn from_str(status: &str) -> Result<Self, Self::Err> {
         match status {
-            "open" => Some(ActionStatus::Open),
-            "acknowledged" => Some(ActionStatus::Acknowledged),
-            "resolved" => Some(ActionStatus::Resolved),
-            _ => None,
+            "open" => Ok(ActionStatus::Open),
+            "acknowledged" => Ok(ActionStatus::Acknowledged),
+            "resolved" => Ok(ActionStatus::Resolved),
+            _ => Err(UnknownActionStatus(status.to_owned())),
         }
+    }
+}
+
+impl TryFrom<&str> for ActionStatus {
+    type Error = UnknownActionStatus;
+
+    fn try_from(status: &str) -> Result<Self, Self::Error> {
+        status.parse()
     }
 }
 
@@ -317,6 +339,23 @@ mod tests {
             Some(ActionStatus::Acknowledged)
         );
         assert_eq!(ActionStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn statuses_parse_from_their_text_and_name_what_is_unknown() {
+        for status in [
+            ActionStatus::Open,
+            ActionStatus::Acknowledged,
+            ActionStatus::Resolved,
+        ] {
+            assert_eq!(status.as_str().parse::<ActionStatus>(), Ok(status));
+            assert_eq!(ActionStatus::try_from(status.as_str()), Ok(status));
+        }
+        let error = "Resolved"
+            .parse::<ActionStatus>()
+            .expect_err("case matters");
+        assert_eq!(error, UnknownActionStatus("Resolved".into()));
+        assert!(error.to_string().contains("\"Resolved\""), "{error}");
     }
 
     #[test]

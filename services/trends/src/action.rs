@@ -71,8 +71,6 @@ impl Action {
             reason,
         };
         let action_id = Uuid::parse_str(&row.action_id).map_err(|e| corrupt(e.to_string()))?;
-        let status = ActionStatus::parse(&row.status)
-            .ok_or_else(|| corrupt(format!("unknown status {:?}", row.status)))?;
         let evidence = serde_json::from_str(&row.evidence_json)
             .map_err(|e| corrupt(format!("evidence: {e}")))?;
         let resolution = row
@@ -85,7 +83,7 @@ impl Action {
             action_id,
             theme: row.theme.clone(),
             theme_name,
-            status,
+            status: row.status,
             raised_at: time(row.raised_at_ms),
             updated_at: time(row.updated_at_ms),
             evidence,

@@ -11,18 +11,17 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming};
-use closeloop_events::{
-    ActionEventKind, ActionStatus, Envelope, Evidence, SentimentLabel, ThemeMention,
-};
+use closeloop_events::{ActionEventKind, Envelope, Evidence, SentimentLabel, ThemeMention};
 use closeloop_trend::{
     Detector, DetectorConfig, DetectorSettings, Mention, Observation, Signal, ThemeStats, Trigger,
 };
 use uuid::Uuid;
 
 use crate::action::{time, Action};
+use crate::announce::{publish_or_undo, Undo};
+use crate::context::Context;
 use crate::evidence;
 use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow, TrendsStore};
-use crate::Context;
 
 /// Who the history names for what the detector did.
 pub const DETECTOR_ACTOR: &str = "closeloop-trends";
@@ -321,15 +320,12 @@ impl ThemesHandler {
     ) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
         let now_ms = Utc::now().timestamp_millis();
-        let row = ActionRow {
-            action_id: Uuid::now_v7().to_string(),
-            theme: theme.to_owned(),
-            status: ActionStatus::Open.as_str().into(),
-            raised_at_ms: now_ms,
-            updated_at_ms: now_ms,
-            evidence_json: serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
-            ..ActionRow::default()
-        };
+        let row = ActionRow::raised(
+            Uuid::now_v7().to_string(),
+            theme.to_owned(),
+            now_ms,
+            serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
+        );
         if !store.insert_action(&row).await.map_err(db_error)? {
             // Another instance raised it first: the partial unique index kept one
             // unresolved action, and this mention becomes an update of it.
@@ -344,20 +340,15 @@ impl ThemesHandler {
         }
         let action =
             Action::from_row(&row, self.ctx.theme_name(theme)).map_err(HandlerError::permanent)?;
-        let envelope = Envelope::new(action.event(ActionEventKind::Raised));
-        if let Err(error) = self
-            .ctx
-            .publisher
-            .publish(&envelope, trigger.traceparent)
-            .await
-        {
-            // Without the row the retry raises afresh. Should the delete fail too, the
-            // row stays with announced = 0 and the retry announces it instead.
-            if let Err(db) = store.delete_action(&row.action_id).await {
-                tracing::warn!(action_id = %row.action_id, error = %db, "could not withdraw unannounced action");
-            }
-            return Err(HandlerError::transient(error));
-        }
+        let envelope = publish_or_undo(
+            &self.ctx,
+            &action,
+            ActionEventKind::Raised,
+            trigger.traceparent,
+            Undo::Withdraw,
+        )
+        .await
+        .map_err(HandlerError::transient)?;
         // If this fails the retry publishes `raised` once more for the same action id:
         // at-least-once, and consumers key on the action id.
         store
@@ -408,18 +399,15 @@ impl ThemesHandler {
             .ok_or_else(|| HandlerError::transient("reopened action vanished"))?;
         let action = Action::from_row(&row, self.ctx.theme_name(&row.theme))
             .map_err(HandlerError::permanent)?;
-        let envelope = Envelope::new(action.event(ActionEventKind::Reopened));
-        if let Err(error) = self
-            .ctx
-            .publisher
-            .publish(&envelope, trigger.traceparent)
-            .await
-        {
-            if let Err(db) = store.restore_action(&resolved).await {
-                tracing::error!(action_id = %row.action_id, error = %db, "could not undo the unannounced reopen");
-            }
-            return Err(HandlerError::transient(error));
-        }
+        let envelope = publish_or_undo(
+            &self.ctx,
+            &action,
+            ActionEventKind::Reopened,
+            trigger.traceparent,
+            Undo::Restore(&resolved),
+        )
+        .await
+        .map_err(HandlerError::transient)?;
         self.announced(
             &row,
             &envelope,

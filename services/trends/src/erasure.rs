@@ -20,8 +20,8 @@ use closeloop_bus::{Handler, HandlerError, Incoming};
 use closeloop_events::ErasureRequest;
 use serde_json::Value;
 
+use crate::context::Context;
 use crate::detection::db_error;
-use crate::Context;
 
 pub(crate) struct ErasureHandler {
     ctx: Arc<Context>,

@@ -15,25 +15,29 @@
 //! forgets a surge nor raises an action twice.
 
 mod action;
+mod announce;
 mod api;
+mod auth;
 mod config;
+mod context;
 mod detection;
 mod erasure;
 mod evidence;
 mod metrics;
 mod ops;
+mod request;
+mod routes;
 mod store;
 mod workflow;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use closeloop_bus::{
     run_consumer, BusError, BusMetrics, ConsumerConfig, Publisher, PublisherConfig,
 };
-use closeloop_classify::{Language, Taxonomy, TaxonomyError};
+use closeloop_classify::{Taxonomy, TaxonomyError};
 use closeloop_store::{sqlx, Database, StoreError};
 use closeloop_telemetry::Telemetry;
 use tokio::net::TcpListener;
@@ -41,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{parse_overrides, Config, ThemeOverride};
 
+use auth::OpsSecrets;
+use context::Context;
 use detection::{DetectionState, ThemesHandler};
 use metrics::TrendsMetrics;
 use store::TrendsStore;
@@ -64,63 +70,6 @@ pub enum Error {
     Http(#[from] closeloop_telemetry::HttpError),
     #[error("consumer task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-/// The handles shared by the consumer handler and the HTTP handlers.
-pub(crate) struct Context {
-    store: TrendsStore,
-    publisher: Publisher,
-    /// Never held across an await: every use is a short, synchronous update.
-    detection: Mutex<DetectionState>,
-    /// Held across a whole action transition (raise, update, resolve), awaits included,
-    /// so the consumer and the API never interleave on the same action.
-    transitions: tokio::sync::Mutex<()>,
-    taxonomy: Taxonomy,
-    metrics: TrendsMetrics,
-    ops_token: Option<closeloop_telemetry::Secret>,
-    ops_secrets: ops::OpsSecrets,
-    /// 0 = never reopen automatically.
-    reopen_within_ms: i64,
-}
-
-impl Context {
-    fn detection(&self) -> MutexGuard<'_, DetectionState> {
-        // A panic while holding the lock leaves at worst a window that is slightly off;
-        // refusing all further work because of it would be worse.
-        self.detection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Appends to an action's history. The transition already happened and was
-    /// announced; a history entry lost to a database hiccup is logged, not retried.
-    async fn log(
-        &self,
-        envelope: &closeloop_events::Envelope<closeloop_events::ActionEvent>,
-        action_id: &str,
-        entry: &store::LogRow,
-    ) {
-        if let Err(error) = self
-            .store
-            .log(&envelope.event_id.to_string(), action_id, entry)
-            .await
-        {
-            tracing::warn!(%action_id, %error, "could not write the action's history");
-        }
-    }
-
-    /// The theme's display name per language, as actions carry it.
-    fn theme_name(&self, theme: &str) -> BTreeMap<String, String> {
-        [Language::En, Language::De]
-            .into_iter()
-            .map(|language| {
-                (
-                    language.as_str().to_owned(),
-                    self.taxonomy.theme_name(theme, language),
-                )
-            })
-            .collect()
-    }
 }
 
 /// A built, not yet running, trends service.
@@ -176,7 +125,7 @@ impl Service {
             transitions: tokio::sync::Mutex::new(()),
             taxonomy,
             metrics,
-            ops_secrets: ops::OpsSecrets::new(config.ops_token.as_ref().map(|t| t.expose())),
+            ops_secrets: OpsSecrets::new(config.ops_token.as_ref().map(|t| t.expose())),
             ops_token: config.ops_token,
             reopen_within_ms: checked.reopen_within_ms,
         });
@@ -244,7 +193,7 @@ impl Service {
                 result
             }
         });
-        let router = telemetry.router(api::router(ctx.clone()));
+        let router = telemetry.router(routes::router(ctx.clone()));
         telemetry.readiness.set(true);
         tracing::info!(%http_addr, "trends service running");
         let served = closeloop_telemetry::serve(listener, router, stop.clone()).await;

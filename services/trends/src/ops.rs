@@ -26,14 +26,14 @@ use chrono::{DateTime, Utc};
 use closeloop_events::{ActionStatus, EvidenceCounts};
 use closeloop_telemetry::Problem;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::action::Action;
-use crate::api::{check_resolution, parse_action_id, tokens_match, Fields, LANGUAGES};
+use crate::auth::tokens_match;
+use crate::context::Context;
+use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, StatusFilter};
-use crate::workflow::{self, database_problem};
-use crate::Context;
+use crate::workflow::{self, database_problem, Step};
 
 const COOKIE: &str = "closeloop_ops";
 /// Recently resolved actions shown (with a reopen form).
@@ -48,52 +48,10 @@ pub(crate) fn routes() -> Router<Arc<Context>> {
         .route("/ops/actions/{id}/{step}", post(transition))
 }
 
-/// The secrets the page derives its session and CSRF values from.
-#[derive(Clone)]
-pub struct OpsSecrets {
-    session: Option<String>,
-    csrf: String,
-}
-
-impl std::fmt::Debug for OpsSecrets {
-    // The session value is as good as the token: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OpsSecrets([redacted])")
-    }
-}
-
-impl OpsSecrets {
-    /// From the ops token; without one, a random per-process secret keeps CSRF
-    /// protection (forms rendered before a restart then need a reload).
-    pub fn new(ops_token: Option<&str>) -> Self {
-        let random = Uuid::new_v4().to_string();
-        let secret = ops_token.unwrap_or(&random);
-        Self {
-            session: ops_token.map(|token| derive(token, "session")),
-            csrf: derive(secret, "csrf"),
-        }
-    }
-}
-
-fn derive(secret: &str, purpose: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"closeloop-ops\0")
-        .chain_update(purpose.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(secret.as_bytes())
-        .finalize();
-    digest
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
 pub use closeloop_telemetry::html::escape;
 
 fn signed_in(ctx: &Context, headers: &HeaderMap) -> bool {
-    let Some(expected) = &ctx.ops_secrets.session else {
+    let Some(expected) = ctx.ops_secrets.session() else {
         return true;
     };
     headers
@@ -179,15 +137,18 @@ struct PageParams {
     notice: Option<String>,
 }
 
-/// Fixed texts for the notices a redirect may ask for; anything else shows nothing.
+/// Fixed texts for the notices a redirect may ask for (the event a step published);
+/// anything else shows nothing.
 fn notice_text(notice: &str) -> Option<&'static str> {
-    match notice {
-        "acknowledged" => Some("Action acknowledged."),
-        "assigned" => Some("Action assigned."),
-        "resolved" => Some("Action resolved — the customers who complained will be told."),
-        "reopened" => Some("Action reopened."),
-        _ => None,
-    }
+    let step = Step::ALL
+        .into_iter()
+        .find(|step| step.event_kind().as_str() == notice)?;
+    Some(match step {
+        Step::Acknowledge => "Action acknowledged.",
+        Step::Assign => "Action assigned.",
+        Step::Resolve => "Action resolved — the customers who complained will be told.",
+        Step::Reopen => "Action reopened.",
+    })
 }
 
 async fn page(
@@ -223,7 +184,7 @@ async fn render(
     let resolved = ctx
         .store
         .actions(&ActionFilter {
-            status: Some(StatusFilter::Resolved),
+            status: Some(StatusFilter::Is(ActionStatus::Resolved)),
             limit: RESOLVED_SHOWN,
             ..ActionFilter::default()
         })
@@ -257,14 +218,14 @@ async fn render(
             )
             .collect()
     };
-    let csrf = &ctx.ops_secrets.csrf;
+    let csrf = ctx.ops_secrets.csrf();
     let body = page_body(
         &to_actions(unresolved),
         &to_actions(resolved),
         notice,
         errors,
         csrf,
-        ctx.ops_secrets.session.is_some(),
+        ctx.ops_secrets.session().is_some(),
     );
     html(status, layout("closeloop ops", &body))
 }
@@ -412,6 +373,13 @@ fn hidden_csrf(csrf: &str) -> String {
     )
 }
 
+/// The opening tag of the form that takes `step` on action `id`, with its CSRF field;
+/// `transition` reads the step back from the path.
+fn step_form(id: Uuid, step: Step, hidden_csrf: &str) -> String {
+    let step = step.as_str();
+    format!("<form method=\"post\" action=\"/ops/actions/{id}/{step}\" id=\"{step}-{id}\">{hidden_csrf}")
+}
+
 fn action_card(out: &mut String, action: &Action, csrf: &str) {
     let id = action.action_id;
     let _ = write!(
@@ -438,22 +406,22 @@ fn action_card(out: &mut String, action: &Action, csrf: &str) {
     if action.status == ActionStatus::Open {
         let _ = write!(
             out,
-            "<form method=\"post\" action=\"/ops/actions/{id}/acknowledge\" id=\"acknowledge-{id}\">{csrf}\
-             <label>Your name <input name=\"acknowledged_by\" required maxlength=\"200\"></label>\
-             <button type=\"submit\">Acknowledge</button></form>"
+            "{}<label>Your name <input name=\"acknowledged_by\" required maxlength=\"200\"></label>\
+             <button type=\"submit\">Acknowledge</button></form>",
+            step_form(id, Step::Acknowledge, &csrf)
         );
     }
     let _ = write!(
         out,
-        "<form method=\"post\" action=\"/ops/actions/{id}/assign\" id=\"assign-{id}\">{csrf}\
-         <label>Assign to <input name=\"assignee\" required maxlength=\"200\"></label>\
+        "{}<label>Assign to <input name=\"assignee\" required maxlength=\"200\"></label>\
          <label>Your name <input name=\"assigned_by\" required maxlength=\"200\"></label>\
          <button type=\"submit\">Assign</button></form>\
-         <form method=\"post\" action=\"/ops/actions/{id}/resolve\" id=\"resolve-{id}\">{csrf}\
-         <label>What we did (English, required) <textarea name=\"message_en\" required maxlength=\"2000\"></textarea></label>\
+         {}<label>What we did (English, required) <textarea name=\"message_en\" required maxlength=\"2000\"></textarea></label>\
          <label>Was wir getan haben (Deutsch) <textarea name=\"message_de\" maxlength=\"2000\"></textarea></label>\
          <label>Your name <input name=\"resolved_by\" required maxlength=\"200\"></label>\
-         <button type=\"submit\">Resolve and tell the customers</button></form></div></article>"
+         <button type=\"submit\">Resolve and tell the customers</button></form></div></article>",
+        step_form(id, Step::Assign, &csrf),
+        step_form(id, Step::Resolve, &csrf),
     );
 }
 
@@ -486,11 +454,10 @@ fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
     }
     let _ = write!(
         out,
-        "<form method=\"post\" action=\"/ops/actions/{id}/reopen\" id=\"reopen-{id}\">{}\
-         <label>Why <input name=\"reason\" maxlength=\"2000\"></label>\
+        "{}<label>Why <input name=\"reason\" maxlength=\"2000\"></label>\
          <label>Your name <input name=\"reopened_by\" required maxlength=\"200\"></label>\
          <button type=\"submit\">Reopen</button></form></article>",
-        hidden_csrf(csrf)
+        step_form(id, Step::Reopen, &hidden_csrf(csrf))
     );
 }
 
@@ -511,7 +478,7 @@ async fn login(
         );
     }
     let mut response = see_other("/ops");
-    let session = ctx.ops_secrets.session.clone().unwrap_or_default();
+    let session = ctx.ops_secrets.session().unwrap_or_default();
     let cookie = format!("{COOKIE}={session}; Path=/ops; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -571,7 +538,7 @@ async fn transition(
     };
     let csrf_ok = fields
         .remove("csrf")
-        .is_some_and(|presented| tokens_match(&presented, &ctx.ops_secrets.csrf));
+        .is_some_and(|presented| tokens_match(&presented, ctx.ops_secrets.csrf()));
     if !csrf_ok {
         return refused(
             &ctx,
@@ -584,68 +551,21 @@ async fn transition(
         Ok(id) => id,
         Err(problem) => return refused(&ctx, problem).await,
     };
-    let result = match step.as_str() {
-        "acknowledge" => {
-            let mut checks = Fields::default();
-            let by = checks.name("/acknowledged_by", fields.remove("acknowledged_by"));
-            match checks.finish("Invalid acknowledgement", by) {
-                Ok(by) => workflow::acknowledge(&ctx, id, &by, None)
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        "assign" => {
-            let mut checks = Fields::default();
-            let assignee = checks.name("/assignee", fields.remove("assignee"));
-            let by = checks.name("/assigned_by", fields.remove("assigned_by"));
-            match checks.finish("Invalid assignment", (assignee, by)) {
-                Ok((assignee, by)) => workflow::acknowledge(&ctx, id, &by, Some(&assignee))
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        "resolve" => {
-            // The form always sends both text areas; an empty German one means "none".
-            let message: BTreeMap<String, String> = LANGUAGES
-                .iter()
-                .filter_map(|language| {
-                    let text = fields.remove(&format!("message_{language}"))?;
-                    (*language == "en" || !text.trim().is_empty())
-                        .then(|| ((*language).to_owned(), text))
-                })
-                .collect();
-            match check_resolution(Some(message), fields.remove("resolved_by")) {
-                Ok(request) => workflow::resolve(&ctx, id, request.message, &request.resolved_by)
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        "reopen" => {
-            let mut checks = Fields::default();
-            let by = checks.name("/reopened_by", fields.remove("reopened_by"));
-            let reason = checks.note("/reason", fields.remove("reason"));
-            match checks.finish("Invalid reopen", (by, reason)) {
-                Ok((by, reason)) => workflow::reopen(&ctx, id, &by, reason.as_deref())
-                    .await
-                    .map_err(|e| e.problem()),
-                Err(problem) => Err(problem),
-            }
-        }
-        _ => Err(Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such step")),
+    let Some(step) = Step::parse(&step) else {
+        return refused(
+            &ctx,
+            Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such step"),
+        )
+        .await;
+    };
+    let result = match request::from_form(step, fields) {
+        Ok(command) => workflow::apply(&ctx, id, command)
+            .await
+            .map_err(|e| e.problem()),
+        Err(problem) => Err(problem),
     };
     match result {
-        Ok(_) => {
-            let notice = match step.as_str() {
-                "acknowledge" => "acknowledged",
-                "assign" => "assigned",
-                "resolve" => "resolved",
-                _ => "reopened",
-            };
-            see_other(&format!("/ops?notice={notice}"))
-        }
+        Ok(_) => see_other(&format!("/ops?notice={}", step.event_kind().as_str())),
         Err(problem) => refused(&ctx, problem).await,
     }
 }
@@ -723,24 +643,29 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_derived_not_copied() {
-        let secrets = OpsSecrets::new(Some("s3cret"));
-        let session = secrets.session.clone().expect("session with a token");
-        assert_eq!(session.len(), 64);
-        assert!(!session.contains("s3cret"));
-        assert_ne!(session, secrets.csrf);
-        assert_eq!(
-            OpsSecrets::new(Some("s3cret")).csrf,
-            secrets.csrf,
-            "stable across restarts"
+    fn every_form_posts_to_a_step_the_handler_knows() {
+        let open = hostile_action(ActionStatus::Open);
+        let resolved = hostile_action(ActionStatus::Resolved);
+        let page = page_body(
+            std::slice::from_ref(&open),
+            std::slice::from_ref(&resolved),
+            None,
+            &[],
+            "c",
+            false,
         );
-        let open = OpsSecrets::new(None);
-        assert!(open.session.is_none());
-        assert_ne!(
-            open.csrf,
-            OpsSecrets::new(None).csrf,
-            "random without a token"
-        );
+        for (action, step) in [
+            (&open, Step::Acknowledge),
+            (&open, Step::Assign),
+            (&open, Step::Resolve),
+            (&resolved, Step::Reopen),
+        ] {
+            let path = format!("/ops/actions/{}/{}", action.action_id, step.as_str());
+            assert!(page.contains(&format!("action=\"{path}\"")), "{path}");
+            assert_eq!(Step::parse(step.as_str()), Some(step));
+            assert!(notice_text(step.event_kind().as_str()).is_some());
+        }
+        assert_eq!(Step::parse("delete"), None);
     }
 
     #[test]

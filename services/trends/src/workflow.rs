@@ -3,6 +3,8 @@
 //! changes the row, and publishes its `actions.v1` event; if the broker does not take
 //! the event, the row is put back, so no change happens without its event.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use chrono::Utc;
 use closeloop_events::{ActionEventKind, ActionStatus, Envelope, Resolution};
@@ -11,8 +13,82 @@ use closeloop_telemetry::Problem;
 use uuid::Uuid;
 
 use crate::action::{time, Action, CorruptAction};
+use crate::announce::{publish_or_undo, Undo};
+use crate::context::Context;
 use crate::store::{is_unique_violation, ActionRow, LogRow};
-use crate::Context;
+
+/// What an operator can do to an action. Its name is the last path segment of the step's
+/// API route (`/v1/actions/{id}/<step>`) and of its `/ops` form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Acknowledge,
+    /// Acknowledge with an assignee (or change the assignee).
+    Assign,
+    Resolve,
+    Reopen,
+}
+
+impl Step {
+    pub const ALL: [Step; 4] = [Step::Acknowledge, Step::Assign, Step::Resolve, Step::Reopen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Acknowledge => "acknowledge",
+            Step::Assign => "assign",
+            Step::Resolve => "resolve",
+            Step::Reopen => "reopen",
+        }
+    }
+
+    /// Parses the `as_str` form.
+    pub fn parse(step: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|known| known.as_str() == step)
+    }
+
+    /// The event a step publishes when it changes the action.
+    pub fn event_kind(self) -> ActionEventKind {
+        match self {
+            Step::Acknowledge => ActionEventKind::Acknowledged,
+            Step::Assign => ActionEventKind::Assigned,
+            Step::Resolve => ActionEventKind::Resolved,
+            Step::Reopen => ActionEventKind::Reopened,
+        }
+    }
+}
+
+/// A step with its checked input (see [`crate::request`]), ready to [`apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Acknowledge {
+        by: String,
+    },
+    Assign {
+        assignee: String,
+        by: String,
+    },
+    Resolve {
+        /// What was done, per language: `en`, and `de` where given.
+        message: BTreeMap<String, String>,
+        resolved_by: String,
+    },
+    Reopen {
+        by: String,
+        reason: Option<String>,
+    },
+}
+
+/// Takes `command`'s step on action `id`.
+pub async fn apply(ctx: &Context, id: Uuid, command: Command) -> Result<Action, TransitionError> {
+    match command {
+        Command::Acknowledge { by } => acknowledge(ctx, id, &by, None).await,
+        Command::Assign { assignee, by } => acknowledge(ctx, id, &by, Some(&assignee)).await,
+        Command::Resolve {
+            message,
+            resolved_by,
+        } => resolve(ctx, id, message, &resolved_by).await,
+        Command::Reopen { by, reason } => reopen(ctx, id, &by, reason.as_deref()).await,
+    }
+}
 
 /// Why a transition did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -71,22 +147,16 @@ async fn load(ctx: &Context, id: Uuid) -> Result<ActionRow, TransitionError> {
         .ok_or(TransitionError::NotFound(id))
 }
 
-/// Publishes `kind` for `action`; on failure restores `before` and reports it.
+/// Publishes `kind` for `action`; on failure puts `before` back and reports it.
 async fn publish_or_restore(
     ctx: &Context,
     before: &ActionRow,
     action: &Action,
     kind: ActionEventKind,
 ) -> Result<Envelope<closeloop_events::ActionEvent>, TransitionError> {
-    let envelope = Envelope::new(action.event(kind));
-    if let Err(error) = ctx.publisher.publish(&envelope, None).await {
-        tracing::warn!(action_id = %action.action_id, %error, kind = kind.as_str(), "event not acknowledged, undoing");
-        if let Err(db) = ctx.store.restore_action(before).await {
-            tracing::error!(action_id = %action.action_id, error = %db, "could not undo the change");
-        }
-        return Err(TransitionError::Bus(error.to_string()));
-    }
-    Ok(envelope)
+    publish_or_undo(ctx, action, kind, None, Undo::Restore(before))
+        .await
+        .map_err(|error| TransitionError::Bus(error.to_string()))
 }
 
 async fn reread(ctx: &Context, id: Uuid) -> Result<Action, TransitionError> {
@@ -116,7 +186,7 @@ async fn finish(
 
 /// Someone takes the action on, optionally assigning it. Acknowledging twice (or
 /// assigning the same assignee again) changes nothing and publishes nothing.
-pub async fn acknowledge(
+async fn acknowledge(
     ctx: &Context,
     id: Uuid,
     by: &str,
@@ -124,12 +194,12 @@ pub async fn acknowledge(
 ) -> Result<Action, TransitionError> {
     let _transition = ctx.transitions.lock().await;
     let row = load(ctx, id).await?;
-    if row.status == ActionStatus::Resolved.as_str() {
+    if row.status == ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
             "action {id} is resolved; reopen it first"
         )));
     }
-    let already = row.status == ActionStatus::Acknowledged.as_str();
+    let already = row.status == ActionStatus::Acknowledged;
     let same_assignee = match assignee {
         None => true,
         Some(wanted) => row.assignee.as_deref() == Some(wanted),
@@ -148,11 +218,12 @@ pub async fn acknowledge(
         )));
     }
     let action = reread(ctx, id).await?;
-    let kind = if assignee.is_some() {
-        ActionEventKind::Assigned
+    let step = if assignee.is_some() {
+        Step::Assign
     } else {
-        ActionEventKind::Acknowledged
+        Step::Acknowledge
     };
+    let kind = step.event_kind();
     let envelope = publish_or_restore(ctx, &row, &action, kind).await?;
     let note = assignee.map(|a| format!("assigned to {a}"));
     finish(ctx, &action, &envelope, kind, by, note).await;
@@ -160,17 +231,17 @@ pub async fn acknowledge(
 }
 
 /// The action is done: `message` goes to the customers who complained (via notify).
-pub async fn resolve(
+async fn resolve(
     ctx: &Context,
     id: Uuid,
-    message: std::collections::BTreeMap<String, String>,
+    message: BTreeMap<String, String>,
     resolved_by: &str,
 ) -> Result<Action, TransitionError> {
     // Serialised with the consumer's raise/update, so the window cleared below cannot be
     // refilled by a handler that read it just before.
     let _transition = ctx.transitions.lock().await;
     let row = load(ctx, id).await?;
-    if row.status == ActionStatus::Resolved.as_str() {
+    if row.status == ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
             "action {id} is already resolved"
         )));
@@ -212,7 +283,7 @@ pub async fn resolve(
 
 /// The fix did not hold: the resolved action is open again (its theme must not have
 /// another unresolved action).
-pub async fn reopen(
+async fn reopen(
     ctx: &Context,
     id: Uuid,
     reopened_by: &str,
@@ -220,7 +291,7 @@ pub async fn reopen(
 ) -> Result<Action, TransitionError> {
     let _transition = ctx.transitions.lock().await;
     let row = load(ctx, id).await?;
-    if row.status != ActionStatus::Resolved.as_str() {
+    if row.status != ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
             "action {id} is not resolved"
         )));

@@ -1,0 +1,26 @@
+//! The HTTP surface of trends, put together: the JSON API (see [`crate::api`]) and the
+//! `/ops` page (see [`crate::ops`]), with the body limit and the problem-shaped 404 they
+//! share. Neither knows of the other; this is the one place that sees both.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use closeloop_telemetry::Problem;
+
+use crate::context::Context;
+use crate::{api, ops};
+
+/// Resolution bodies are a few kilobytes at most.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub(crate) fn router(ctx: Arc<Context>) -> Router {
+    api::routes(ctx.clone())
+        .merge(ops::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(|| async {
+            Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such endpoint")
+        })
+        .with_state(ctx)
+}

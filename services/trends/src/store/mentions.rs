@@ -1,0 +1,164 @@
+//! Storing theme mentions and reading them back in event time order, as the detector
+//! counts them.
+
+use closeloop_store::sqlx;
+use closeloop_trend::Mention;
+
+use super::TrendsStore;
+
+/// One (feedback, theme) mention as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MentionRow {
+    pub feedback_id: String,
+    pub theme: String,
+    pub customer_id: String,
+    pub negative: bool,
+    pub excerpt: String,
+    pub channel: String,
+    pub touchpoint: Option<String>,
+    pub rating: Option<i64>,
+    pub nps: Option<i64>,
+    pub given_at_ms: i64,
+}
+
+impl TrendsStore {
+    /// Stores a mention; `false` when it was already there (a replayed record).
+    pub async fn insert_mention(&self, m: &MentionRow) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
+             channel, touchpoint, rating, nps, given_at_ms) \
+             VALUES ($1, $2, \
+                     COALESCE((SELECT customer_id FROM trends_erasures \
+                               WHERE customer_id = $11 AND erased_at_ms >= $10), $3), \
+                     $4, \
+                     CASE WHEN EXISTS (SELECT 1 FROM trends_erasures \
+                                       WHERE customer_id = $11 AND erased_at_ms >= $10) \
+                          THEN '' ELSE $5 END, \
+                     $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+        )
+        .bind(&m.feedback_id)
+        .bind(&m.theme)
+        .bind(&m.customer_id)
+        .bind(i64::from(m.negative))
+        .bind(&m.excerpt)
+        .bind(&m.channel)
+        .bind(m.touchpoint.clone())
+        .bind(m.rating)
+        .bind(m.nps)
+        .bind(m.given_at_ms)
+        // A mention given before its customer was erased is stored pseudonymised.
+        .bind(closeloop_events::erased_customer_id(&m.customer_id))
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that the detector did not count a mention (it came too late), so a restart
+    /// does not count it either.
+    pub async fn mark_not_counted(
+        &self,
+        feedback_id: &str,
+        theme: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE trends_mentions SET counted = 0 WHERE feedback_id = $1 AND theme = $2")
+            .bind(feedback_id)
+            .bind(theme)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The newest event time per theme: where each theme's window ends on start-up.
+    pub async fn theme_watermarks(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT theme, MAX(given_at_ms) FROM trends_mentions GROUP BY theme ORDER BY theme",
+        )
+        .fetch_all(self.db.pool())
+        .await
+    }
+
+    /// The counted mentions of `theme` at or after `from_ms` and strictly after
+    /// `after_ms`, in event time order (ties by feedback id, so a replay is
+    /// deterministic).
+    pub async fn theme_mentions(
+        &self,
+        theme: &str,
+        from_ms: i64,
+        after_ms: i64,
+    ) -> Result<Vec<Mention>, sqlx::Error> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT feedback_id, customer_id, negative, given_at_ms FROM trends_mentions \
+             WHERE theme = $1 AND given_at_ms >= $2 AND given_at_ms > $3 AND counted = 1 \
+             ORDER BY given_at_ms, feedback_id",
+        )
+        .bind(theme)
+        .bind(from_ms)
+        .bind(after_ms)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(feedback_id, customer_id, negative, at_ms)| Mention {
+                feedback_id,
+                customer_id,
+                negative: negative != 0,
+                at_ms,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{mention, span, store};
+
+    #[tokio::test]
+    async fn replayed_mentions_are_stored_once_and_read_back_in_event_time_order() {
+        let store = store().await;
+        assert!(store
+            .insert_mention(&mention("f2", "b", 200))
+            .await
+            .unwrap());
+        assert!(store
+            .insert_mention(&mention("f1", "a", 100))
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .insert_mention(&mention("f1", "a", 100))
+                .await
+                .unwrap(),
+            "replay"
+        );
+        let replayed = store.theme_mentions("delivery_time", 0, 100).await.unwrap();
+        assert_eq!(replayed.len(), 1, "only after the resolution boundary");
+        assert_eq!(replayed[0].feedback_id, "f2");
+        let all = store
+            .theme_mentions("delivery_time", 0, i64::MIN)
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|m| m.feedback_id.as_str())
+                .collect::<Vec<_>>(),
+            ["f1", "f2"]
+        );
+        // A mention the detector dropped as too late is not replayed either.
+        store.mark_not_counted("f1", "delivery_time").await.unwrap();
+        let counted = store
+            .theme_mentions("delivery_time", 0, i64::MIN)
+            .await
+            .unwrap();
+        assert_eq!(counted.len(), 1);
+        assert_eq!(
+            store.theme_watermarks().await.unwrap(),
+            [("delivery_time".to_owned(), 200)]
+        );
+        let excerpts = store
+            .recent_negative_excerpts(span(0, 200, i64::MIN), 10)
+            .await
+            .unwrap();
+        assert_eq!(excerpts.len(), 1);
+        assert_eq!(excerpts[0].feedback_id, "f2");
+    }
+}
