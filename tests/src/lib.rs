@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use closeloop_sinks::WebhookSink;
 use closeloop::stack::{ServiceConfigs, Stack};
 use closeloop::up::{dev_key, local_defaults};
 use closeloop_bus::KafkaArgs;
 use closeloop_ingest::SourceKey;
+use closeloop_sinks::WebhookSink;
 use closeloop_store::testing::database_args;
 use serde_json::Value;
 use tokio::net::TcpListener;

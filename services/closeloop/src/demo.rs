@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use closeloop_sinks::{ReceivedMail, SmtpSink, WebhookSink};
 use closeloop_notify::SmtpUrl;
+use closeloop_sinks::{ReceivedMail, SmtpSink, WebhookSink};
 use closeloop_store::DatabaseArgs;
 use futures::StreamExt;
 use serde_json::{json, Value};

@@ -10,8 +10,8 @@ use closeloop_store::DatabaseArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use closeloop_sinks::WebhookSink;
 use crate::stack::{ServiceConfigs, Stack};
+use closeloop_sinks::WebhookSink;
 
 /// The source systems `up` and `demo` accept feedback from when none are configured.
 pub const DEV_SOURCES: &[&str] = &["shopdesk", "surveyhub"];

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closeloop_sinks::WebhookSink;
 use closeloop::up::dev_webhook_secret;
 use closeloop_bus::testing::RealCluster;
+use closeloop_sinks::WebhookSink;
 use closeloop_store::testing::database_args;
 use closeloop_store::DatabaseArgs;
 use closeloop_tests::{

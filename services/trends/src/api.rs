@@ -11,14 +11,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use closeloop_telemetry::problem::FieldError;
-use closeloop_telemetry::Problem;
+use closeloop_http::FieldError;
+use closeloop_http::{Problem, ProblemType};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -51,8 +51,9 @@ pub(crate) fn routes(ctx: Arc<Context>) -> Router<Arc<Context>> {
             post(
                 move |state: State<Arc<Context>>,
                       path: Result<Path<String>, PathRejection>,
+                      headers: HeaderMap,
                       body: Result<Bytes, BytesRejection>| {
-                    take_step(step, state, path, body)
+                    take_step(step, state, path, headers, body)
                 },
             ),
         );
@@ -77,14 +78,9 @@ async fn require_token(State(ctx): State<Arc<Context>>, request: Request, next: 
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
         if !presented.is_some_and(|token| tokens_match(token, expected.expose())) {
-            let mut response = Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized")
+            return Problem::new(ProblemType::Unauthorized)
                 .detail("send the ops token as `Authorization: Bearer <token>`")
                 .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
         }
     }
     next.run(request).await
@@ -98,14 +94,14 @@ fn to_action(ctx: &Context, row: &ActionRow) -> Result<Action, Problem> {
 }
 
 fn invalid_query(pointer: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "Invalid query").errors(vec![FieldError {
+    Problem::new(ProblemType::InvalidParameter).errors(vec![FieldError {
         pointer: pointer.into(),
         detail: detail.into(),
     }])
 }
 
 fn query_rejection(rejection: QueryRejection) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "Invalid query").detail(rejection.body_text())
+    Problem::new(ProblemType::InvalidParameter).detail(rejection.body_text())
 }
 
 /// An RFC 3339 time in a query parameter.
@@ -181,7 +177,7 @@ async fn list_actions(
 
 fn action_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> {
     let Path(raw) = path.map_err(|rejection| {
-        Problem::new(StatusCode::BAD_REQUEST, "Invalid action id").detail(rejection.body_text())
+        Problem::new(ProblemType::InvalidParameter).detail(rejection.body_text())
     })?;
     parse_action_id(&raw)
 }
@@ -212,22 +208,17 @@ async fn get_action(
     Ok(Json(action_detail(&ctx, id).await?))
 }
 
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
-    body.map_err(|rejection| {
-        Problem::new(rejection.status(), "Unreadable body").detail(rejection.body_text())
-    })
-}
-
 /// `POST /v1/actions/{id}/<step>`: acknowledge, assign, resolve (with the "we did"
 /// message) or reopen.
 async fn take_step(
     step: Step,
     State(ctx): State<Arc<Context>>,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Action>, Problem> {
     let id = action_id(path)?;
-    let command = request::from_json(step, &read_body(body)?)?;
+    let command = request::from_json(step, &closeloop_http::read_json_body(&headers, body)?)?;
     let action = workflow::apply(&ctx, id, command)
         .await
         .map_err(|e| e.problem())?;
@@ -284,10 +275,9 @@ async fn theme_stats(
     query: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<ThemeStatsResponse>, Problem> {
     let Path(theme) = path.map_err(|rejection| {
-        Problem::new(StatusCode::BAD_REQUEST, "Invalid theme").detail(rejection.body_text())
+        Problem::new(ProblemType::InvalidParameter).detail(rejection.body_text())
     })?;
-    check_theme(&theme)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid theme").detail(e))?;
+    check_theme(&theme).map_err(|e| Problem::new(ProblemType::InvalidParameter).detail(e))?;
     let Query(params) = query.map_err(query_rejection)?;
     let (default_window_ms, stats) = {
         let detection = ctx.detection();

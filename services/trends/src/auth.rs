@@ -5,20 +5,9 @@
 use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-/// The token of an `Authorization: Bearer <token>` header value.
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Constant time in the token's content, so response timing does not reveal how much
-/// of a guess was right (the length may leak; it is not the secret part).
-pub fn tokens_match(presented: &str, expected: &str) -> bool {
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
-}
+pub use closeloop_http::{bearer_token, tokens_match};
 
 /// The secrets the page derives its session and CSRF values from.
 #[derive(Clone)]
@@ -75,17 +64,6 @@ fn derive(secret: &str, purpose: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_tokens_are_compared_exactly() {
-        assert_eq!(bearer_token("Bearer s3cret"), Some("s3cret"));
-        assert_eq!(bearer_token("bearer  s3cret "), Some("s3cret"));
-        assert_eq!(bearer_token("Basic s3cret"), None);
-        assert_eq!(bearer_token("s3cret"), None);
-        assert!(tokens_match("s3cret", "s3cret"));
-        assert!(!tokens_match("s3cre", "s3cret"));
-        assert!(!tokens_match("s3creT", "s3cret"));
-    }
 
     #[test]
     fn secrets_are_derived_not_copied() {

@@ -4,6 +4,7 @@
 //! time, negative share, distinct customers, channels and touchpoints, rating and NPS —
 //! and a handful of excerpts that show the problem in the customers' words.
 
+use closeloop_events::text::excerpt;
 use std::collections::{BTreeMap, HashSet};
 
 use closeloop_events::{Evidence, EvidenceBucket, EvidenceCounts, EvidenceExcerpt};
@@ -139,7 +140,7 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
             Some(EvidenceExcerpt {
                 feedback_id: Uuid::parse_str(&c.feedback_id).ok()?,
                 customer_id: c.customer_id.clone(),
-                excerpt: truncate_chars(c.excerpt.trim(), MAX_EXCERPT_CHARS),
+                excerpt: excerpt(&c.excerpt, MAX_EXCERPT_CHARS),
                 given_at: time(c.given_at_ms),
             })
         })
@@ -189,13 +190,6 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-pub fn truncate_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -377,9 +371,9 @@ mod tests {
     #[test]
     fn long_excerpts_are_cut_on_a_character_boundary() {
         let long = "ü".repeat(MAX_EXCERPT_CHARS + 10);
-        let cut = truncate_chars(&long, MAX_EXCERPT_CHARS);
+        let cut = excerpt(&long, MAX_EXCERPT_CHARS);
         assert_eq!(cut.chars().count(), MAX_EXCERPT_CHARS + 1);
         assert!(cut.ends_with('…'));
-        assert_eq!(truncate_chars("short", MAX_EXCERPT_CHARS), "short");
+        assert_eq!(excerpt(" short ", MAX_EXCERPT_CHARS), "short");
     }
 }

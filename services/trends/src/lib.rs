@@ -32,17 +32,14 @@ mod workflow;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use closeloop_bus::{
-    run_consumer, BusError, BusMetrics, ConsumerConfig, Publisher, PublisherConfig,
-};
-use closeloop_classify::{Taxonomy, TaxonomyError};
-use closeloop_store::{sqlx, Database, StoreError};
-use closeloop_telemetry::Telemetry;
-use tokio::net::TcpListener;
+use closeloop_bus::PublisherConfig;
+use closeloop_classify::Taxonomy;
+use closeloop_runtime::{Foundation, Spec};
+use closeloop_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
+pub use closeloop_runtime::Error;
 pub use config::{parse_overrides, Config, ThemeOverride};
 
 use auth::OpsSecrets;
@@ -51,35 +48,11 @@ use detection::{DetectionState, ThemesHandler};
 use metrics::TrendsMetrics;
 use store::TrendsStore;
 
-/// Why the service could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error(transparent)]
-    Taxonomy(#[from] TaxonomyError),
-    #[error("could not register metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Http(#[from] closeloop_telemetry::HttpError),
-    #[error("consumer task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
 /// A built, not yet running, trends service.
 pub struct Service {
     ctx: Arc<Context>,
-    telemetry: Telemetry,
-    bus_metrics: BusMetrics,
-    consumer: ConsumerConfig,
-    listener: TcpListener,
-    http_addr: SocketAddr,
+    foundation: Foundation,
+    group_id: String,
 }
 
 impl Service {
@@ -88,25 +61,25 @@ impl Service {
     pub async fn build(config: Config) -> Result<Service, Error> {
         let checked = config.validate().map_err(Error::Config)?;
         let taxonomy = match &config.taxonomy {
-            Some(path) => Taxonomy::load(path)?,
+            Some(path) => Taxonomy::load(path).map_err(|e| Error::setup("taxonomy", e))?,
             None => Taxonomy::builtin(),
         };
+        let foundation = Foundation::start(Spec {
+            name: "trends",
+            database: &config.database,
+            kafka: &config.kafka,
+            http_addr: config.http_addr,
+            migrations: sqlx::migrate!("./migrations"),
+            publisher: PublisherConfig::new(&config.kafka.brokers),
+        })
+        .await?;
+        let store = TrendsStore::new(foundation.db.clone());
+        let metrics = TrendsMetrics::register(&foundation.telemetry.registry)?;
 
-        let db = Database::connect(&config.database.config("trends")).await?;
-        db.migrate(sqlx::migrate!("./migrations")).await?;
-        let store = TrendsStore::new(db);
-
-        config.kafka.prepare_topics().await?;
-        let telemetry = Telemetry::new("trends");
-        let bus_metrics = BusMetrics::register(&telemetry.registry)?;
-        let metrics = TrendsMetrics::register(&telemetry.registry)?;
-        let publisher = Publisher::new(
-            &PublisherConfig::new(&config.kafka.brokers),
-            bus_metrics.clone(),
-        )?;
-
-        let (detection, replayed) = DetectionState::rebuild(checked.detector, &store).await?;
-        let open = store.open_since().await?;
+        let (detection, replayed) = DetectionState::rebuild(checked.detector, &store)
+            .await
+            .map_err(StoreError::from)?;
+        let open = store.open_since().await.map_err(StoreError::from)?;
         for (theme, since_ms) in &open {
             metrics.opened(theme, *since_ms);
         }
@@ -116,11 +89,9 @@ impl Service {
             "detector state rebuilt"
         );
 
-        let (listener, http_addr) = closeloop_telemetry::bind(config.http_addr).await?;
-
         let ctx = Arc::new(Context {
             store,
-            publisher,
+            publisher: foundation.publisher.clone(),
             detection: Mutex::new(detection),
             transitions: tokio::sync::Mutex::new(()),
             taxonomy,
@@ -131,84 +102,36 @@ impl Service {
         });
         Ok(Service {
             ctx,
-            telemetry,
-            bus_metrics,
-            consumer: ConsumerConfig::new(config.kafka.brokers, config.group_id),
-            listener,
-            http_addr,
+            foundation,
+            group_id: config.group_id,
         })
     }
 
     /// The address the HTTP server listens on (the real port when configured with 0).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.foundation.http_addr()
     }
 
-    /// Consumes `feedback.themes.v1` and serves HTTP until `shutdown` is cancelled, then
-    /// finishes in-flight work, commits and returns.
+    /// Consumes `feedback.themes.v1` and `privacy.erasure.v1` and serves HTTP until
+    /// `shutdown` is cancelled (or a part fails), then finishes in-flight work, commits
+    /// and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let Service {
             ctx,
-            telemetry,
-            bus_metrics,
-            consumer,
-            listener,
-            http_addr,
+            foundation,
+            group_id,
         } = self;
-        // Any part failing stops the others: an instance that no longer consumes must
-        // not keep answering as if it were healthy.
-        let stop = shutdown.child_token();
-        let erasure_consumer = ConsumerConfig {
-            group_id: format!("{}-erasure", consumer.group_id),
-            ..consumer.clone()
-        };
-        let erasure_metrics = bus_metrics.clone();
-        let consumer = tokio::spawn({
-            let stop = stop.clone();
-            let handler = ThemesHandler::new(ctx.clone());
-            let publisher = ctx.publisher.clone();
-            async move {
-                let result =
-                    run_consumer(consumer, handler, publisher, bus_metrics, stop.clone()).await;
-                stop.cancel();
-                result
-            }
-        });
-        // Erasure requests have their own consumer group, so a backlog of mentions never
-        // delays them (and the other way round).
-        let erasures = tokio::spawn({
-            let stop = stop.clone();
-            let handler = erasure::ErasureHandler::new(ctx.clone());
-            let publisher = ctx.publisher.clone();
-            async move {
-                let result = run_consumer(
-                    erasure_consumer,
-                    handler,
-                    publisher,
-                    erasure_metrics,
-                    stop.clone(),
-                )
-                .await;
-                stop.cancel();
-                result
-            }
-        });
-        let router = telemetry.router(routes::router(ctx.clone()));
-        telemetry.readiness.set(true);
-        tracing::info!(%http_addr, "trends service running");
-        let served = closeloop_telemetry::serve(listener, router, stop.clone()).await;
-        telemetry.readiness.set(false);
-        stop.cancel();
-        let consumed = consumer.await;
-        let erased = erasures.await;
-        if let Err(error) = ctx.publisher.flush(Duration::from_secs(5)) {
-            tracing::warn!(%error, "could not flush the publisher");
-        }
-        ctx.store.database().close().await;
-        tracing::info!("trends service stopped");
-        served?;
-        consumed??;
-        erased??;
-        Ok(())
+        let routes = routes::router(ctx.clone());
+        foundation
+            .run(shutdown, routes, |tasks| {
+                tasks.consumer(&group_id, ThemesHandler::new(ctx.clone()));
+                // Erasure requests have their own consumer group, so a backlog of
+                // mentions never delays them (and the other way round).
+                tasks.consumer(
+                    format!("{group_id}-erasure"),
+                    erasure::ErasureHandler::new(ctx),
+                );
+            })
+            .await
     }
 }

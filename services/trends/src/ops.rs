@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_events::{ActionStatus, EvidenceCounts};
-use closeloop_telemetry::Problem;
+use closeloop_http::{Problem, ProblemType};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -48,7 +48,7 @@ pub(crate) fn routes() -> Router<Arc<Context>> {
         .route("/ops/actions/{id}/{step}", post(transition))
 }
 
-pub use closeloop_telemetry::html::escape;
+pub use closeloop_http::html::escape;
 
 fn signed_in(ctx: &Context, headers: &HeaderMap) -> bool {
     let Some(expected) = ctx.ops_secrets.session() else {
@@ -530,8 +530,7 @@ async fn transition(
         Err(rejection) => {
             return refused(
                 &ctx,
-                Problem::new(StatusCode::BAD_REQUEST, "Unreadable form")
-                    .detail(rejection.body_text()),
+                Problem::new(ProblemType::UnreadableBody).detail(rejection.body_text()),
             )
             .await
         }
@@ -542,7 +541,7 @@ async fn transition(
     if !csrf_ok {
         return refused(
             &ctx,
-            Problem::new(StatusCode::FORBIDDEN, "Form expired")
+            Problem::new(ProblemType::FormExpired)
                 .detail("the form is stale or did not come from this page; reload and try again"),
         )
         .await;
@@ -554,7 +553,7 @@ async fn transition(
     let Some(step) = Step::parse(&step) else {
         return refused(
             &ctx,
-            Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such step"),
+            Problem::new(ProblemType::NotFound).detail("no such step"),
         )
         .await;
     };

@@ -6,10 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::http::StatusCode;
-use closeloop_telemetry::problem::FieldError;
-use closeloop_telemetry::Problem;
-use serde::de::DeserializeOwned;
+use closeloop_http::FieldError;
+use closeloop_http::{parse_json, Problem, ProblemType};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -24,8 +22,7 @@ const LANGUAGES: [&str; 2] = ["en", "de"];
 /// An action id from a path.
 pub fn parse_action_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| {
-        Problem::new(StatusCode::BAD_REQUEST, "Invalid action id")
-            .detail(format!("{raw:?} is not a UUID"))
+        Problem::new(ProblemType::InvalidParameter).detail(format!("{raw:?} is not a UUID"))
     })
 }
 
@@ -67,22 +64,21 @@ struct ReopenBody {
 
 /// Parses and checks the JSON body of an API `step` request.
 pub fn from_json(step: Step, body: &[u8]) -> Result<Command, Problem> {
-    let title = invalid_title(step);
     match step {
         Step::Acknowledge => {
-            let body: AcknowledgeBody = decode(body, title)?;
+            let body: AcknowledgeBody = parse_json(body)?;
             acknowledgement(body.acknowledged_by)
         }
         Step::Assign => {
-            let body: AssignBody = decode(body, title)?;
+            let body: AssignBody = parse_json(body)?;
             assignment(body.assignee, body.assigned_by)
         }
         Step::Resolve => {
-            let body: ResolveBody = decode(body, title)?;
+            let body: ResolveBody = parse_json(body)?;
             resolution(body.message, body.resolved_by)
         }
         Step::Reopen => {
-            let body: ReopenBody = decode(body, title)?;
+            let body: ReopenBody = parse_json(body)?;
             reopening(body.reopened_by, body.reason)
         }
     }
@@ -143,7 +139,10 @@ fn resolution(
                 fields.add("/message/en", "is required");
             }
             for (language, text) in given {
-                let pointer = format!("/message/{}", escape_pointer(&language));
+                let pointer = format!(
+                    "/message/{}",
+                    closeloop_http::body::escape_pointer_token(&language)
+                );
                 if !LANGUAGES.contains(&language.as_str()) {
                     fields.add(pointer, "only `en` and `de` are supported");
                 } else if text.trim().is_empty() {
@@ -176,35 +175,14 @@ fn reopening(reopened_by: Option<String>, reason: Option<String>) -> Result<Comm
     fields.finish(invalid_title(Step::Reopen), Command::Reopen { by, reason })
 }
 
-/// Decodes a JSON body: malformed JSON → 400, well-formed JSON of the wrong shape → 422
-/// with a JSON pointer to the offending part.
-fn decode<T: DeserializeOwned>(body: &[u8], title: &str) -> Result<T, Problem> {
-    let malformed = |error: &serde_json::Error| {
-        Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON")
-            .detail(format!("the body is not valid JSON: {error}"))
-    };
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
-        Ok(value) => value,
-        Err(error) if error.inner().is_data() => {
-            return Err(invalid_body(
-                title,
-                vec![FieldError {
-                    pointer: json_pointer(error.path()),
-                    detail: error.inner().to_string(),
-                }],
-            ));
-        }
-        Err(error) => return Err(malformed(error.inner())),
-    };
-    // Trailing garbage after the object makes the whole body malformed.
-    deserializer.end().map_err(|error| malformed(&error))?;
-    Ok(value)
-}
-
-fn invalid_body(title: &str, errors: Vec<FieldError>) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, title)
-        .detail(format!("{} field(s) are invalid", errors.len()))
+/// `what` names the request (e.g. "Invalid resolution"); the type is the one for every
+/// invalid body.
+fn invalid_body(what: &str, errors: Vec<FieldError>) -> Problem {
+    Problem::new(ProblemType::InvalidBody)
+        .detail(format!(
+            "{what}: {} field(s) are invalid; nothing changed",
+            errors.len()
+        ))
         .errors(errors)
 }
 
@@ -255,23 +233,6 @@ impl Fields {
             Err(invalid_body(title, self.0))
         }
     }
-}
-
-fn json_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|segment| match segment {
-            Segment::Seq { index } => Some(index.to_string()),
-            Segment::Map { key } => Some(escape_pointer(key)),
-            Segment::Enum { variant } => Some(escape_pointer(variant)),
-            Segment::Unknown => None,
-        })
-        .fold(String::new(), |pointer, part| pointer + "/" + &part)
-}
-
-/// RFC 6901 escaping of one reference token.
-fn escape_pointer(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]
@@ -367,7 +328,7 @@ mod tests {
         let problem = fields.finish("Invalid", ()).expect_err("two problems");
         assert_eq!(problem.status, 422);
         assert_eq!(pointers(&problem), ["/by", "/assignee"]);
-        let wrong: Result<AssignBody, _> = decode(br#"{"assignee": 3}"#, "Invalid assignment");
+        let wrong: Result<AssignBody, _> = parse_json(br#"{"assignee": 3}"#);
         assert_eq!(pointers(&wrong.expect_err("wrong type")), ["/assignee"]);
     }
 

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::Router;
-use closeloop_telemetry::Problem;
+use closeloop_http::{Problem, ProblemType};
 
 use crate::context::Context;
 use crate::{api, ops};
@@ -19,8 +18,6 @@ pub(crate) fn router(ctx: Arc<Context>) -> Router {
     api::routes(ctx.clone())
         .merge(ops::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .fallback(|| async {
-            Problem::new(StatusCode::NOT_FOUND, "Not found").detail("no such endpoint")
-        })
+        .fallback(|| async { Problem::new(ProblemType::NotFound).detail("no such endpoint") })
         .with_state(ctx)
 }

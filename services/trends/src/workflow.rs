@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
 use chrono::Utc;
 use closeloop_events::{ActionEventKind, ActionStatus, Envelope, Resolution};
+use closeloop_http::{Problem, ProblemType};
 use closeloop_store::sqlx;
-use closeloop_telemetry::Problem;
 use uuid::Uuid;
 
 use crate::action::{time, Action, CorruptAction};
@@ -109,18 +108,14 @@ impl TransitionError {
     pub fn problem(&self) -> Problem {
         match self {
             TransitionError::NotFound(id) => {
-                Problem::new(StatusCode::NOT_FOUND, "Action not found")
-                    .detail(format!("no action {id}"))
+                Problem::new(ProblemType::NotFound).detail(format!("no action {id}"))
             }
             TransitionError::Conflict(detail) => {
-                Problem::new(StatusCode::CONFLICT, "Conflicting state").detail(detail.clone())
+                Problem::new(ProblemType::Conflict).detail(detail.clone())
             }
             TransitionError::Database(error) => database_problem(error),
-            TransitionError::Bus(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Event bus unavailable")
-                    .detail("the change could not be published; nothing changed, try again")
-                    .retry_after(5)
-            }
+            TransitionError::Bus(_) => Problem::new(ProblemType::BrokerUnavailable)
+                .detail("the change could not be published; nothing changed, try again"),
             TransitionError::Corrupt(error) => {
                 tracing::error!(%error, "stored action cannot be read");
                 Problem::internal(error.to_string())
@@ -130,14 +125,7 @@ impl TransitionError {
 }
 
 pub fn database_problem(error: &sqlx::Error) -> Problem {
-    tracing::error!(%error, "database error in ops API");
-    if closeloop_store::is_transient(error) {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
-            .detail("the database is busy or unreachable; try again shortly")
-            .retry_after(5)
-    } else {
-        Problem::internal("database error")
-    }
+    Problem::from_database_error(error)
 }
 
 async fn load(ctx: &Context, id: Uuid) -> Result<ActionRow, TransitionError> {

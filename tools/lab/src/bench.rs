@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use closeloop::demo::remove_sqlite_files;
 use closeloop::demo_corpus::{self, DemoFeedback};
-use closeloop_sinks::WebhookSink;
 use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
+use closeloop_sinks::WebhookSink;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {

@@ -40,6 +40,7 @@ impl TrendsStore {
         Self { db }
     }
 
+    #[cfg(test)]
     pub fn database(&self) -> &Database {
         &self.db
     }
