@@ -356,7 +356,14 @@ mod tests {
             }
         );
         let problem = from_form(Step::Reopen, HashMap::new()).expect_err("no name");
-        assert_eq!(problem.title, "Invalid reopen");
+        assert_eq!(
+            problem.problem_type(),
+            closeloop_http::ProblemType::InvalidBody
+        );
+        assert!(problem
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("Invalid reopen")));
         assert_eq!(pointers(&problem), ["/reopened_by"]);
     }
 }
