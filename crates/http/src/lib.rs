@@ -12,3 +12,9 @@ pub use body::{parse_json, read_json_body};
 pub use credentials::{bearer_token, tokens_match};
 pub use problem::{FieldError, Problem, ProblemType};
 pub use server::{bind, serve, HttpError};
+
+/// The answer to a request for a path no route matches: problem+json like every other
+/// error, so a client has one error format.
+pub async fn not_found() -> Problem {
+    Problem::new(ProblemType::NotFound).detail("no such endpoint")
+}

@@ -103,11 +103,15 @@ impl Service {
             erasure,
         } = self;
         foundation
-            .run(shutdown, axum::Router::new(), |tasks| {
-                tasks.consumer(&config.group_id, handler);
-                // Erasures have a group of their own: a feedback backlog never delays them.
-                tasks.consumer(format!("{}-erasure", config.group_id), erasure);
-            })
+            .run(
+                shutdown,
+                axum::Router::new().fallback(closeloop_http::not_found),
+                |tasks| {
+                    tasks.consumer(&config.group_id, handler);
+                    // Erasures have a group of their own: a feedback backlog never delays them.
+                    tasks.consumer(format!("{}-erasure", config.group_id), erasure);
+                },
+            )
             .await
     }
 }

@@ -27,6 +27,7 @@ struct ApiState {
 pub fn routes(db: Database) -> Router {
     Router::new()
         .route("/v1/notifications", get(list))
+        .fallback(closeloop_http::not_found)
         .with_state(ApiState { db })
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use closeloop_http::{Problem, ProblemType};
 
 use crate::context::Context;
 use crate::{api, ops};
@@ -18,6 +17,6 @@ pub(crate) fn router(ctx: Arc<Context>) -> Router {
     api::routes(ctx.clone())
         .merge(ops::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .fallback(|| async { Problem::new(ProblemType::NotFound).detail("no such endpoint") })
+        .fallback(closeloop_http::not_found)
         .with_state(ctx)
 }

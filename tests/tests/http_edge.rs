@@ -1,0 +1,118 @@
+//! One HTTP edge: the same failure is the same problem (`type`, `title`, status) in every
+//! service, every error is problem+json, and an empty bearer token is no token.
+
+use closeloop::up::dev_key;
+use closeloop_tests::{init_logs, loop_configs, start_loop_with};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use serde_json::Value;
+
+const OPS_TOKEN: &str = "ops-token-for-the-edge-test";
+
+/// The problem a response carries, after checking it is problem+json.
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    let body: Value = response.json().await.expect("a JSON problem");
+    assert_eq!(body["status"], status);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_failure_is_the_same_problem_in_every_service() {
+    init_logs();
+    let mut configs = loop_configs();
+    configs.trends.ops_token = Some(closeloop_telemetry::Secret::new(OPS_TOKEN));
+    let (stack, _sink) = start_loop_with(configs).await;
+    let client = reqwest::Client::new();
+    let action = uuid::Uuid::now_v7();
+
+    // Unknown paths: not-found everywhere.
+    let mut not_found = Vec::new();
+    for addr in [stack.ingest, stack.categorise, stack.trends, stack.notify] {
+        let response = client
+            .get(format!("http://{addr}/no/such/path"))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await
+            .expect("answers");
+        not_found.push(problem(response).await);
+    }
+    for (status, body) in &not_found {
+        assert_eq!(*status, 404);
+        assert_eq!(body["type"], "https://closeloop.dev/problems/not-found");
+        assert_eq!(body["title"], not_found[0].1["title"]);
+    }
+
+    // Malformed JSON: ingest's feedback and trends' resolve answer the same problem.
+    let ingest = client
+        .post(format!("http://{}/v1/feedback", stack.ingest))
+        .bearer_auth(dev_key("shopdesk"))
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .expect("ingest answers");
+    let trends = client
+        .post(format!(
+            "http://{}/v1/actions/{action}/resolve",
+            stack.trends
+        ))
+        .bearer_auth(OPS_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\"message\": ")
+        .send()
+        .await
+        .expect("trends answers");
+    let (ingest, trends) = (problem(ingest).await, problem(trends).await);
+    assert_eq!(ingest.0, 400);
+    assert_eq!(ingest.0, trends.0);
+    assert_eq!(
+        ingest.1["type"],
+        "https://closeloop.dev/problems/malformed-json"
+    );
+    assert_eq!(ingest.1["type"], trends.1["type"]);
+    assert_eq!(ingest.1["title"], trends.1["title"]);
+
+    // An empty bearer token is no token, in ingest and in trends alike; both name the
+    // scheme they want.
+    for url in [
+        format!("http://{}/v1/feedback", stack.ingest),
+        format!("http://{}/v1/actions/{action}/acknowledge", stack.trends),
+    ] {
+        let response = client
+            .post(&url)
+            .header(AUTHORIZATION, "Bearer    ")
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer", "{url}");
+        let (status, body) = problem(response).await;
+        assert_eq!(status, 401, "{url}");
+        assert_eq!(body["type"], "https://closeloop.dev/problems/unauthorized");
+    }
+
+    // A pointer into a key with `/` and `~` is escaped (RFC 6901).
+    let response = client
+        .post(format!(
+            "http://{}/v1/actions/{action}/resolve",
+            stack.trends
+        ))
+        .bearer_auth(OPS_TOKEN)
+        .json(&serde_json::json!({"message": {"a/b~c": 5}, "resolved_by": "ops"}))
+        .send()
+        .await
+        .expect("trends answers");
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["type"], "https://closeloop.dev/problems/invalid-body");
+    assert_eq!(body["errors"][0]["pointer"], "/message/a~1b~0c", "{body}");
+    stack.stop().await;
+}
