@@ -273,17 +273,11 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
         theme_counts(&client, stack.trends, &since).await,
         counts_before
     );
-    let notifications = client
-        .get(format!(
-            "http://{}/v1/notifications?action={action_id}",
-            stack.notify
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let notifications = closeloop_testkit::get_text(&format!(
+        "http://{}/v1/notifications?action={action_id}",
+        stack.notify
+    ))
+    .await;
     assert!(!notifications.contains(CUSTOMER), "{notifications}");
 
     stack.stop().await;

@@ -588,14 +588,7 @@ async fn a_source_over_its_rate_limit_gets_429_and_others_are_unaffected() {
     // Another source has its own bucket.
     assert_eq!(post(OTHER_KEY, 10, "a").await.unwrap().status(), 202);
 
-    let metrics = client
-        .get(format!("{}/metrics", ingest.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = closeloop_testkit::get_text(&format!("{}/metrics", ingest.url)).await;
     let rate_limited = metrics
         .lines()
         .find(|line| {

@@ -85,6 +85,82 @@ pub struct Spec<'a> {
     pub publisher: PublisherConfig,
 }
 
+impl<'a> Spec<'a> {
+    /// A service's start with the default publisher (override with struct update syntax).
+    pub fn new(
+        name: &'static str,
+        database: &'a DatabaseArgs,
+        kafka: &'a KafkaArgs,
+        http_addr: SocketAddr,
+        migrations: Migrator,
+    ) -> Self {
+        Self {
+            name,
+            database,
+            kafka,
+            http_addr,
+            migrations,
+            publisher: PublisherConfig::new(&kafka.brokers),
+        }
+    }
+}
+
+/// The [`Spec`] of service `$name` whose `$config` has the usual `database`, `kafka` and
+/// `http_addr`, with its migrations in the crate's `./migrations`: one convention, one
+/// place.
+#[macro_export]
+macro_rules! spec {
+    ($name:literal, $config:expr) => {
+        $crate::Spec::new(
+            $name,
+            &$config.database,
+            &$config.kafka,
+            $config.http_addr,
+            sqlx::migrate!("./migrations"),
+        )
+    };
+}
+
+/// The `main` of a service's own binary: logs (JSON when `LOG_FORMAT=json`), the
+/// configuration from flags and environment, and the service until SIGTERM / Ctrl-C.
+/// `closeloop_runtime::main!(closeloop_ingest);` is the whole of `main.rs`.
+#[macro_export]
+macro_rules! main {
+    ($service:ident) => {
+        #[tokio::main]
+        async fn main() -> std::process::ExitCode {
+            let config = <$service::Config as clap::Parser>::parse();
+            let shutdown = $crate::process_start();
+            $crate::exit_code(async move {
+                $service::Service::build(config)
+                    .await?
+                    .run_until_stopped(shutdown)
+                    .await
+            })
+            .await
+        }
+    };
+}
+
+/// Logs set up and the shutdown signal armed, for a service's own process.
+pub fn process_start() -> CancellationToken {
+    closeloop_telemetry::init_tracing(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
+    closeloop_telemetry::shutdown_on_signals()
+}
+
+/// Runs a service's process and turns its outcome into an exit code (the error's message
+/// already names its cause).
+pub async fn exit_code(run: impl Future<Output = Result<(), Error>>) -> std::process::ExitCode {
+    match run.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "stopped with an error");
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// What every service stands on: store, telemetry, publisher and a bound listener.
 pub struct Foundation {
     pub name: &'static str,

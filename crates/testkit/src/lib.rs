@@ -46,6 +46,16 @@ where
     }
 }
 
+/// The body of a GET of `url` as text; panics (naming the URL) when there is none.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: reading the body: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

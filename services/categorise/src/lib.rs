@@ -61,16 +61,12 @@ impl Service {
             "taxonomy loaded"
         );
         let foundation = Foundation::start(Spec {
-            name: "categorise",
-            database: &config.database,
-            kafka: &config.kafka,
-            http_addr: config.http_addr,
-            migrations: sqlx::migrate!("./migrations"),
             // Records leave as soon as they are ready: categorise publishes per record.
             publisher: PublisherConfig {
                 linger: Duration::ZERO,
                 ..PublisherConfig::new(&config.kafka.brokers)
             },
+            ..closeloop_runtime::spec!("categorise", config)
         })
         .await?;
         let metrics = metrics::CategoriseMetrics::register(&foundation.telemetry.registry)?;

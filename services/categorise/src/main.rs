@@ -1,12 +1,5 @@
-use clap::Parser;
+//! `categorise` as its own process: logs, configuration from flags and environment, and the
+//! service until SIGTERM / Ctrl-C (production runs each service so; `closeloop up` runs
+//! all four in one process).
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    closeloop_telemetry::init_tracing(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
-    let config = closeloop_categorise::Config::parse();
-    let service = closeloop_categorise::Service::build(config).await?;
-    service
-        .run_until_stopped(closeloop_telemetry::shutdown_on_signals())
-        .await?;
-    Ok(())
-}
+closeloop_runtime::main!(closeloop_categorise);

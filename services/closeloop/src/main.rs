@@ -6,17 +6,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "closeloop", version)]
 struct Cli {
-    /// Log lines as JSON (for log shippers) instead of text.
-    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    logs: closeloop::logs::LogArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -40,7 +33,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let json = cli.log_format == LogFormat::Json;
+    let json = cli.logs.json();
     if matches!(cli.command, Command::Classify(_)) {
         // Its results go to stdout and it logs nothing: no log lines to mix into it.
     } else if matches!(cli.command, Command::Demo(_)) && std::env::var_os("RUST_LOG").is_none() {

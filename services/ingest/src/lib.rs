@@ -29,15 +29,11 @@ impl Service {
     pub async fn build(config: Config) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
         let foundation = Foundation::start(Spec {
-            name: "ingest",
-            database: &config.database,
-            kafka: &config.kafka,
-            http_addr: config.http_addr,
-            migrations: sqlx::migrate!("./migrations"),
             publisher: PublisherConfig {
                 delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
                 ..PublisherConfig::new(&config.kafka.brokers)
             },
+            ..closeloop_runtime::spec!("ingest", config)
         })
         .await?;
         let registry = &foundation.telemetry.registry;

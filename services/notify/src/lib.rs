@@ -34,8 +34,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use closeloop_bus::{KafkaArgs, PublisherConfig};
-use closeloop_runtime::{Foundation, Spec};
+use closeloop_bus::KafkaArgs;
+use closeloop_runtime::Foundation;
 use closeloop_store::DatabaseArgs;
 use closeloop_telemetry::Secret;
 use tokio::sync::Notify;
@@ -244,15 +244,7 @@ impl Service {
             (None, _) => None,
         };
 
-        let foundation = Foundation::start(Spec {
-            name: "notify",
-            database: &config.database,
-            kafka: &config.kafka,
-            http_addr: config.http_addr,
-            migrations: sqlx::migrate!("./migrations"),
-            publisher: PublisherConfig::new(&config.kafka.brokers),
-        })
-        .await?;
+        let foundation = Foundation::start(closeloop_runtime::spec!("notify", config)).await?;
         let metrics = NotifyMetrics::register(&foundation.telemetry.registry)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.http_timeout_ms.max(1)))

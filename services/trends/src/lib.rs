@@ -33,9 +33,8 @@ mod workflow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use closeloop_bus::PublisherConfig;
 use closeloop_classify::Taxonomy;
-use closeloop_runtime::{Foundation, Spec};
+use closeloop_runtime::Foundation;
 use closeloop_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
@@ -64,15 +63,7 @@ impl Service {
             Some(path) => Taxonomy::load(path).map_err(|e| Error::setup("taxonomy", e))?,
             None => Taxonomy::builtin(),
         };
-        let foundation = Foundation::start(Spec {
-            name: "trends",
-            database: &config.database,
-            kafka: &config.kafka,
-            http_addr: config.http_addr,
-            migrations: sqlx::migrate!("./migrations"),
-            publisher: PublisherConfig::new(&config.kafka.brokers),
-        })
-        .await?;
+        let foundation = Foundation::start(closeloop_runtime::spec!("trends", config)).await?;
         let store = TrendsStore::new(foundation.db.clone());
         let metrics = TrendsMetrics::register(&foundation.telemetry.registry)?;
 

@@ -12,17 +12,10 @@ mod eval;
 #[derive(Parser)]
 #[command(name = "closeloop-lab", version)]
 struct Cli {
-    /// Log lines as JSON (for log shippers) instead of text.
-    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    logs: closeloop::logs::LogArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -48,7 +41,7 @@ enum EvalCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let json = cli.log_format == LogFormat::Json;
+    let json = cli.logs.json();
     match cli.command {
         // Their results go to stdout and they log nothing: no log lines to mix into it.
         Command::Eval(_) => {}

@@ -390,15 +390,7 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
     let spec: Value = openapi.json().await.unwrap();
     assert!(spec["paths"]["/v1/actions/{id}/resolve"]["post"].is_object());
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = closeloop_testkit::get_text(&app.url("/metrics")).await;
     let count = |event: &str| {
         metric(
             &metrics,
