@@ -24,7 +24,7 @@ use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{backoff, BusError, BusMetrics, Publisher, TRACEPARENT_HEADER};
+use crate::{backoff, BusError, BusMetrics, Journal, Publisher, TRACEPARENT_HEADER};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -39,6 +39,8 @@ pub struct ConsumerConfig {
     /// Set to true once the consumer has joined its group (its first assignment, even
     /// an empty one, arrived): what a service's readiness waits for.
     pub joined: Option<tokio::sync::watch::Sender<bool>>,
+    /// The embedded broker's journal, told how far this group has processed.
+    pub journal: Option<Journal>,
 }
 
 impl ConsumerConfig {
@@ -50,6 +52,7 @@ impl ConsumerConfig {
             retry_max: Duration::from_secs(30),
             max_in_flight: 256,
             joined: None,
+            journal: None,
         }
     }
 }
@@ -140,6 +143,9 @@ pub async fn run_consumer<H: Handler>(
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)?;
     let consumer = ClosesOffRuntime(Some(consumer));
+    if let Some(journal) = &config.journal {
+        journal.consumes(&config.group_id, topic);
+    }
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %config.group_id, "consumer started");
     // Every series of the topic exists from the start (at 0), so rate() and the alerts
@@ -221,6 +227,13 @@ pub async fn run_consumer<H: Handler>(
                 // The partition was revoked meanwhile; its next owner processes the
                 // records again, which idempotent handlers allow.
                 tracing::warn!(topic, %error, "could not store offset");
+            } else if let Some(journal) = &config.journal {
+                journal.processed(
+                    &config.group_id,
+                    topic,
+                    message.partition(),
+                    message.offset() + 1,
+                );
             }
         }
         if !blocked.is_empty() {

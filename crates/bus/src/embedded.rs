@@ -1,10 +1,19 @@
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{BusError, TopicSpec};
+use crate::journal::{self, Backlog, JournalRecord};
+use crate::{BusError, Journal, Restored, TopicSpec, TRACEPARENT_HEADER};
 
 /// An in-process Kafka-protocol broker (librdkafka's mock cluster) listening on
 /// 127.0.0.1, so `closeloop up` and the tests need no Kafka installation; any Kafka client
@@ -16,6 +25,7 @@ pub struct EmbeddedBroker {
     bootstrap: String,
     commands: Option<mpsc::Sender<Command>>,
     thread: Option<thread::JoinHandle<()>>,
+    journal: Option<Journal>,
 }
 
 /// Trouble to inject, for fault tests: what a real cluster does on a bad day.
@@ -75,7 +85,49 @@ impl EmbeddedBroker {
             bootstrap,
             commands: Some(commands_tx),
             thread: Some(thread),
+            journal: None,
         })
+    }
+
+    /// [`EmbeddedBroker::start`] made durable by the journal in `dir`: what the journal
+    /// holds that some consumer group had not processed yet goes back into the new
+    /// broker, in order, and every group's position is committed, before anything else
+    /// connects. Give [`EmbeddedBroker::journal`] to every publisher and consumer.
+    pub async fn start_durable(
+        brokers: i32,
+        topics: &[TopicSpec],
+        dir: &Path,
+    ) -> Result<(Self, Restored), BusError> {
+        let journal_error = |reason: std::io::Error| BusError::Journal {
+            dir: dir.to_owned(),
+            reason: reason.to_string(),
+        };
+        let (backlog, previous) = Backlog::load(dir).map_err(journal_error)?;
+        let mut broker = Self::start(brokers, topics)?;
+        let records = refill(&broker.bootstrap, &backlog).await?;
+        let positions = backlog.translated_positions();
+        commit_positions(&broker.bootstrap, &positions).await?;
+        let journal = journal::open(dir, previous, &records, &positions, &backlog.consumers)
+            .map_err(journal_error)?;
+        let restored = Restored {
+            records: records.len(),
+            dropped: backlog.dropped,
+            groups: positions.len(),
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            records = restored.records,
+            processed_before = restored.dropped,
+            groups = restored.groups,
+            "embedded broker restored from its journal"
+        );
+        broker.journal = Some(journal);
+        Ok((broker, restored))
+    }
+
+    /// The journal of a broker started with [`EmbeddedBroker::start_durable`].
+    pub fn journal(&self) -> Option<Journal> {
+        self.journal.clone()
     }
 
     /// The `bootstrap.servers` list, e.g. `127.0.0.1:39231,127.0.0.1:40119`.
@@ -97,6 +149,83 @@ impl EmbeddedBroker {
             .map_err(|_| gone())?
             .map_err(BusError::Embedded)
     }
+}
+
+/// Produces every record of `backlog` into the fresh broker, each partition in its old
+/// order, and returns them with their new offsets (a fresh partition starts at 0, so
+/// record `i` of a partition's backlog must land at offset `i`).
+async fn refill(bootstrap: &str, backlog: &Backlog) -> Result<Vec<JournalRecord>, BusError> {
+    if backlog.partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?;
+    let mut refilled = Vec::with_capacity(backlog.len());
+    for ((topic, partition), records) in &backlog.partitions {
+        // Queued in order without waiting; the idempotent producer keeps the order.
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            let mut message = FutureRecord::to(topic)
+                .partition(*partition)
+                .key(&record.key)
+                .payload(&record.payload);
+            if let Some(traceparent) = &record.traceparent {
+                message = message.headers(OwnedHeaders::new().insert(Header {
+                    key: TRACEPARENT_HEADER,
+                    value: Some(traceparent),
+                }));
+            }
+            deliveries.push(producer.send(message, Duration::from_secs(30)));
+        }
+        for (index, (record, delivery)) in records
+            .iter()
+            .zip(futures::future::join_all(deliveries).await)
+            .enumerate()
+        {
+            let delivery = delivery.map_err(|(error, _)| BusError::NotAcknowledged {
+                topic: topic.clone(),
+                reason: error.to_string(),
+            })?;
+            if delivery.offset != index as i64 {
+                return Err(BusError::Embedded(format!(
+                    "refilling {topic}/{partition}: record {index} landed at offset {}",
+                    delivery.offset
+                )));
+            }
+            refilled.push(JournalRecord {
+                offset: delivery.offset,
+                ..record.clone()
+            });
+        }
+    }
+    Ok(refilled)
+}
+
+/// Commits each group's position, so its consumers resume where the old broker had them.
+async fn commit_positions(
+    bootstrap: &str,
+    positions: &BTreeMap<String, Vec<(String, i32, i64)>>,
+) -> Result<(), BusError> {
+    for (group, list) in positions {
+        let mut offsets = TopicPartitionList::new();
+        for (topic, partition, next) in list {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        // A blocking call on a fresh local broker: milliseconds.
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .map_err(|error| BusError::Embedded(error.to_string()))??;
+    }
+    Ok(())
 }
 
 fn apply(

@@ -6,10 +6,11 @@
 //!   only after the handler succeeded; dead-letter what can never succeed; retry, never
 //!   skip, what failed for a passing reason);
 //! - [`EmbeddedBroker`]: librdkafka's mock cluster, a real Kafka-protocol broker on
-//!   127.0.0.1 for `closeloop up` and the tests.
+//!   127.0.0.1 for `closeloop up` and the tests, made durable by a [`Journal`].
 
 mod consumer;
 mod embedded;
+mod journal;
 mod metrics;
 mod producer;
 pub mod testing;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Incoming};
 pub use embedded::{EmbeddedBroker, Fault};
+pub use journal::{Journal, Restored};
 pub use metrics::BusMetrics;
 pub use producer::{Delivered, Publisher, PublisherConfig};
 pub use topics::{ensure_topics, recreate_topics, TopicSpec};
@@ -42,6 +44,10 @@ pub struct KafkaArgs {
     /// Create missing topics at start-up.
     #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_topics: bool,
+    /// The embedded broker's journal, when the cluster is the embedded one of `up`:
+    /// publishers append acknowledged records to it, consumers note their progress.
+    #[arg(skip)]
+    pub journal: Option<Journal>,
 }
 
 impl KafkaArgs {
@@ -51,6 +57,7 @@ impl KafkaArgs {
             partitions: 6,
             replication: 1,
             create_topics: false,
+            journal: None,
         }
     }
 
@@ -84,6 +91,11 @@ pub enum BusError {
     NotAcknowledged { topic: String, reason: String },
     #[error("embedded broker: {0}")]
     Embedded(String),
+    #[error("broker journal in {}: {reason}", dir.display())]
+    Journal {
+        dir: std::path::PathBuf,
+        reason: String,
+    },
     #[error("could not take over partitions of {topic}: {reason}")]
     Assignment { topic: String, reason: String },
 }

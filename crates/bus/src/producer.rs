@@ -5,7 +5,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::{BusError, BusMetrics, TRACEPARENT_HEADER};
+use crate::journal::JournalRecord;
+use crate::{BusError, BusMetrics, Journal, TRACEPARENT_HEADER};
 
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -14,6 +15,9 @@ pub struct PublisherConfig {
     pub delivery_timeout: Duration,
     /// Batching delay. Small for request/response paths, where a caller waits.
     pub linger: Duration,
+    /// The embedded broker's journal: every acknowledged record is appended to it
+    /// before `publish` returns.
+    pub journal: Option<Journal>,
 }
 
 impl PublisherConfig {
@@ -22,6 +26,7 @@ impl PublisherConfig {
             brokers: brokers.into(),
             delivery_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(1),
+            journal: None,
         }
     }
 }
@@ -38,6 +43,7 @@ pub struct Delivered {
 pub struct Publisher {
     producer: FutureProducer,
     metrics: BusMetrics,
+    journal: Option<Journal>,
 }
 
 impl Publisher {
@@ -53,7 +59,11 @@ impl Publisher {
                 config.delivery_timeout.as_millis().max(1).to_string(),
             )
             .create()?;
-        Ok(Self { producer, metrics })
+        Ok(Self {
+            producer,
+            metrics,
+            journal: config.journal.clone(),
+        })
     }
 
     /// Publishes one event to its topic, keyed by its key, and waits for the broker's ack.
@@ -89,6 +99,22 @@ impl Publisher {
         // right here because the caller is waiting for the ack anyway.
         match self.producer.send(record, Duration::from_secs(5)).await {
             Ok(delivery) => {
+                if let Some(journal) = &self.journal {
+                    let journaled = journal
+                        .append(JournalRecord {
+                            topic: topic.to_owned(),
+                            partition: delivery.partition,
+                            offset: delivery.offset,
+                            key: key.as_bytes().to_vec(),
+                            payload: payload.to_vec(),
+                            traceparent: traceparent.map(str::to_owned),
+                        })
+                        .await;
+                    if let Err(error) = journaled {
+                        self.metrics.failed.with_label_values(&[topic]).inc();
+                        return Err(error);
+                    }
+                }
                 self.metrics.produced.with_label_values(&[topic]).inc();
                 Ok(Delivered {
                     partition: delivery.partition,

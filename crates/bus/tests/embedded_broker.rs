@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use closeloop_bus::{
     run_consumer, BusMetrics, ConsumerConfig, EmbeddedBroker, Handler, HandlerError, Incoming,
-    Publisher, PublisherConfig, TopicSpec,
+    Publisher, PublisherConfig, Restored, TopicSpec,
 };
 use closeloop_events::{topics, DeadLetter, Envelope, ErasureRequest};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -235,4 +235,73 @@ async fn records_of_one_key_stay_in_order_while_keys_run_concurrently() {
         recorder.most_at_once.load(Ordering::SeqCst) > 1,
         "different keys were handled concurrently"
     );
+}
+
+/// The embedded broker made durable: what a consumer group had not processed when the
+/// broker went away is back after a restart, in order, with the group's position; what
+/// every group had processed is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_broker_gives_back_what_its_groups_had_not_processed() {
+    let dir = std::env::temp_dir().join(format!("closeloop-durable-{}", uuid::Uuid::now_v7()));
+    let topics = TopicSpec::all(2);
+    let group = "durable-test";
+    let consume = |broker: &EmbeddedBroker, recorder: Recorder, shutdown: CancellationToken| {
+        let metrics = BusMetrics::unregistered();
+        let config = ConsumerConfig {
+            journal: broker.journal(),
+            ..ConsumerConfig::new(broker.bootstrap_servers(), group)
+        };
+        let publisher = journaled(broker);
+        tokio::spawn(run_consumer(config, recorder, publisher, metrics, shutdown))
+    };
+    {
+        let (broker, restored) = EmbeddedBroker::start_durable(1, &topics, &dir)
+            .await
+            .expect("broker");
+        assert_eq!(restored, Restored::default(), "a new journal is empty");
+        let publisher = journaled(&broker);
+        for customer in ["a", "b", "c"] {
+            publisher.publish(&erasure(customer), None).await.unwrap();
+        }
+        let recorder = Recorder::default();
+        let shutdown = CancellationToken::new();
+        let consumer = consume(&broker, recorder.clone(), shutdown.clone());
+        wait_for(|| recorder.seen.lock().unwrap().len() == 3).await;
+        shutdown.cancel();
+        consumer.await.unwrap().unwrap();
+        // Published after the group stopped: nobody has processed these.
+        for customer in ["d", "e"] {
+            publisher.publish(&erasure(customer), None).await.unwrap();
+        }
+    }
+
+    let (broker, restored) = EmbeddedBroker::start_durable(1, &topics, &dir)
+        .await
+        .expect("restarted broker");
+    assert_eq!(
+        (restored.records, restored.dropped, restored.groups),
+        (2, 3, 1)
+    );
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = consume(&broker, recorder.clone(), shutdown.clone());
+    wait_for(|| recorder.seen.lock().unwrap().len() >= 2).await;
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    let mut seen = recorder.seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["d", "e"]);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn journaled(broker: &EmbeddedBroker) -> Publisher {
+    Publisher::new(
+        &PublisherConfig {
+            journal: broker.journal(),
+            ..PublisherConfig::new(broker.bootstrap_servers())
+        },
+        BusMetrics::unregistered(),
+    )
+    .expect("publisher")
 }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use closeloop_bus::{
-    run_consumer, BusError, BusMetrics, ConsumerConfig, Handler, KafkaArgs, Publisher,
+    run_consumer, BusError, BusMetrics, ConsumerConfig, Handler, Journal, KafkaArgs, Publisher,
     PublisherConfig,
 };
 use closeloop_events::Event;
@@ -169,6 +169,7 @@ pub struct Foundation {
     pub bus_metrics: BusMetrics,
     pub publisher: Publisher,
     pub brokers: String,
+    journal: Option<Journal>,
     listener: TcpListener,
     http_addr: SocketAddr,
 }
@@ -185,6 +186,7 @@ impl Foundation {
         let publisher = Publisher::new(
             &PublisherConfig {
                 brokers: spec.kafka.brokers.clone(),
+                journal: spec.kafka.journal.clone(),
                 ..spec.publisher
             },
             bus_metrics.clone(),
@@ -197,6 +199,7 @@ impl Foundation {
             bus_metrics,
             publisher,
             brokers: spec.kafka.brokers.clone(),
+            journal: spec.kafka.journal.clone(),
             listener,
             http_addr,
         })
@@ -224,6 +227,7 @@ impl Foundation {
             joined: Vec::new(),
             stop: stop.clone(),
             brokers: self.brokers.clone(),
+            journal: self.journal.clone(),
             publisher: self.publisher.clone(),
             bus_metrics: self.bus_metrics.clone(),
         };
@@ -297,6 +301,7 @@ pub struct Tasks {
     joined: Vec<watch::Receiver<bool>>,
     stop: CancellationToken,
     brokers: String,
+    journal: Option<Journal>,
     publisher: Publisher,
     bus_metrics: BusMetrics,
 }
@@ -318,6 +323,9 @@ impl Tasks {
     pub fn consumer_with<H: Handler + 'static>(&mut self, mut config: ConsumerConfig, handler: H) {
         let (joined, receiver) = watch::channel(false);
         config.joined = Some(joined);
+        if config.journal.is_none() {
+            config.journal = self.journal.clone();
+        }
         self.joined.push(receiver);
         let run = run_consumer(
             config,

@@ -3,9 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use clap::Parser;
-use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
+use closeloop_bus::{EmbeddedBroker, KafkaArgs, Restored, TopicSpec};
 use closeloop_store::DatabaseArgs;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +48,10 @@ impl ServiceConfigs {
 
     /// Every service on the cluster at `brokers` (topics already there).
     pub fn set_brokers(&mut self, brokers: &str) {
-        let kafka = KafkaArgs::new(brokers);
+        self.set_kafka(KafkaArgs::new(brokers));
+    }
+
+    fn set_kafka(&mut self, kafka: KafkaArgs) {
         self.ingest.kafka = kafka.clone();
         self.categorise.kafka = kafka.clone();
         self.trends.kafka = kafka.clone();
@@ -98,12 +102,36 @@ impl Stack {
     /// Starts an embedded broker (`brokers` mock brokers, `partitions` per topic) and the
     /// four services on it.
     pub async fn start_embedded(
-        mut configs: ServiceConfigs,
+        configs: ServiceConfigs,
         brokers: i32,
         partitions: i32,
     ) -> Result<Self, StackError> {
         let broker = EmbeddedBroker::start(brokers, &TopicSpec::all(partitions))?;
-        configs.set_brokers(broker.bootstrap_servers());
+        Self::start_on(configs, broker).await
+    }
+
+    /// [`Stack::start_embedded`] with the broker's journal in `journal_dir`: what the
+    /// previous run accepted and had not processed yet is restored first (`closeloop up`).
+    pub async fn start_durable(
+        configs: ServiceConfigs,
+        brokers: i32,
+        partitions: i32,
+        journal_dir: &Path,
+    ) -> Result<(Self, Restored), StackError> {
+        let (broker, restored) =
+            EmbeddedBroker::start_durable(brokers, &TopicSpec::all(partitions), journal_dir)
+                .await?;
+        Ok((Self::start_on(configs, broker).await?, restored))
+    }
+
+    async fn start_on(
+        mut configs: ServiceConfigs,
+        broker: EmbeddedBroker,
+    ) -> Result<Self, StackError> {
+        configs.set_kafka(KafkaArgs {
+            journal: broker.journal(),
+            ..KafkaArgs::new(broker.bootstrap_servers())
+        });
         let mut stack = Self::start(configs).await?;
         stack.bootstrap_servers = broker.bootstrap_servers().to_owned();
         stack.broker = Some(broker);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use closeloop_bus::{ensure_topics, recreate_topics, TopicSpec};
@@ -37,6 +38,18 @@ pub struct UpArgs {
     /// Partitions per topic in the embedded cluster.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    /// Where the embedded broker keeps its journal, so that what was accepted survives a
+    /// crash of `up` [default: next to the SQLite file, `<name>-broker/`].
+    #[arg(long, env = "CLOSELOOP_BROKER_JOURNAL")]
+    pub broker_journal: Option<PathBuf>,
+    /// Keep the embedded broker in memory only: a restart starts from empty topics and
+    /// loses what was accepted but not yet processed.
+    #[arg(
+        long,
+        env = "CLOSELOOP_IN_MEMORY_BROKER",
+        conflicts_with = "broker_journal"
+    )]
+    pub in_memory_broker: bool,
     /// Where the built-in webhook sink listens (it plays the source systems' webhook
     /// receivers and prints what customers would read).
     #[arg(long, env = "CLOSELOOP_SINK_ADDR", default_value = "127.0.0.1:8090")]
@@ -91,6 +104,26 @@ pub fn local_defaults(configs: &mut ServiceConfigs, sink: SocketAddr) -> HashMap
         .collect()
 }
 
+/// `data/closeloop.db` → `data/closeloop-broker`: the journal beside the database it
+/// belongs with (a fresh database with an old journal would replay into an empty loop).
+pub fn default_journal_dir(database_url: &str) -> PathBuf {
+    let sqlite_file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or_default())
+        .filter(|path| !path.is_empty() && *path != ":memory:");
+    match sqlite_file.map(Path::new) {
+        Some(path) => {
+            let stem = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "closeloop".into());
+            path.with_file_name(format!("{stem}-broker"))
+        }
+        None => PathBuf::from("data/closeloop-broker"),
+    }
+}
+
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut configs = ServiceConfigs::from_env(&args.database);
     let sink_listener = TcpListener::bind(args.sink_addr).await?;
@@ -108,7 +141,24 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
             configs.set_brokers(brokers);
             Stack::start(configs).await?
         }
-        None => Stack::start_embedded(configs, args.embedded_brokers, args.partitions).await?,
+        None if args.in_memory_broker => {
+            Stack::start_embedded(configs, args.embedded_brokers, args.partitions).await?
+        }
+        None => {
+            let dir = args
+                .broker_journal
+                .clone()
+                .unwrap_or_else(|| default_journal_dir(&args.database.database_url));
+            let (stack, restored) =
+                Stack::start_durable(configs, args.embedded_brokers, args.partitions, &dir).await?;
+            println!(
+                "Broker journal {}: {} records restored, {} already processed left behind",
+                dir.display(),
+                restored.records,
+                restored.dropped
+            );
+            stack
+        }
     };
     sink.spawn(sink_listener, stack.shutdown_token())?;
 
@@ -147,4 +197,25 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     }
     stack.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_journal_lives_beside_the_sqlite_file() {
+        assert_eq!(
+            default_journal_dir("sqlite://data/closeloop.db"),
+            PathBuf::from("data/closeloop-broker")
+        );
+        assert_eq!(
+            default_journal_dir("sqlite:///var/lib/cl/loop.db?mode=rwc"),
+            PathBuf::from("/var/lib/cl/loop-broker")
+        );
+        assert_eq!(
+            default_journal_dir("postgres://postgres@127.0.0.1/test"),
+            PathBuf::from("data/closeloop-broker")
+        );
+    }
 }
