@@ -352,7 +352,7 @@ async fn wait_for_deliveries(
     }
 }
 
-/// Deletes a SQLite database and its WAL files, so a run starts from an empty store
+/// Deletes a SQLite database, its WAL files and the broker journal beside it, so a run starts from an empty store
 /// (the demo and the lab's bench recreate theirs); other URLs are left alone.
 pub fn remove_sqlite_files(url: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -360,6 +360,9 @@ pub fn remove_sqlite_files(url: &str) {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
+        // The broker journal of `up` on this file belongs to it: a fresh database with
+        // an old journal would be refilled with the old run's backlog.
+        let _ = std::fs::remove_dir_all(crate::up::default_journal_dir(url));
     }
 }
 
