@@ -352,8 +352,9 @@ async fn wait_for_deliveries(
     }
 }
 
-/// Deletes a SQLite database, its WAL files and the broker journal beside it, so a run starts from an empty store
-/// (the demo and the lab's bench recreate theirs); other URLs are left alone.
+/// Deletes a SQLite database, its WAL files and the broker journal beside it, so a run
+/// starts from an empty store (the demo and the lab's bench recreate theirs); other URLs
+/// are left alone.
 pub fn remove_sqlite_files(url: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
