@@ -29,7 +29,7 @@ async fn the_same_failure_is_the_same_problem_in_every_service() {
     init_logs();
     let mut configs = loop_configs();
     // Given to trends only: the stack guards notify's API with it too.
-    configs.trends.ops_token = Some(OPS_TOKEN.into());
+    configs.trends.ops_token = Some(OPS_TOKEN.parse().expect("a token"));
     let (stack, _sink) = start_loop_with(configs).await;
     let client = reqwest::Client::new();
     let action = uuid::Uuid::now_v7();

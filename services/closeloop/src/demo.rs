@@ -86,7 +86,9 @@ fn ops_client(token: Option<&closeloop_http::OpsToken>) -> anyhow::Result<reqwes
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }
 
 async fn play(

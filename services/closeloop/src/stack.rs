@@ -209,7 +209,8 @@ mod tests {
 
     #[test]
     fn one_ops_token_guards_both_apis() {
-        let token = |t: &Option<closeloop_http::OpsToken>| t.as_ref().map(|t| t.expose().to_owned());
+        let token =
+            |t: &Option<closeloop_http::OpsToken>| t.as_ref().map(|t| t.expose().to_owned());
         let fresh = || {
             let mut configs = ServiceConfigs::from_env(&DatabaseArgs::new("sqlite::memory:"));
             configs.trends.ops_token = None;
@@ -217,12 +218,12 @@ mod tests {
             configs
         };
         let mut configs = fresh();
-        configs.trends.ops_token = Some("t".into());
+        configs.trends.ops_token = "t".parse().ok();
         configs.share_ops_token();
         assert_eq!(token(&configs.notify.ops_token).as_deref(), Some("t"));
 
         let mut configs = fresh();
-        configs.notify.ops_token = Some("n".into());
+        configs.notify.ops_token = "n".parse().ok();
         configs.share_ops_token();
         assert_eq!(token(&configs.trends.ops_token).as_deref(), Some("n"));
 
@@ -231,9 +232,13 @@ mod tests {
         assert!(configs.trends.ops_token.is_none() && configs.notify.ops_token.is_none());
 
         let mut configs = fresh();
-        configs.trends.ops_token = Some("t".into());
-        configs.notify.ops_token = Some("n".into());
+        configs.trends.ops_token = "t".parse().ok();
+        configs.notify.ops_token = "n".parse().ok();
         configs.share_ops_token();
-        assert_eq!(token(&configs.notify.ops_token).as_deref(), Some("n"), "explicit wins");
+        assert_eq!(
+            token(&configs.notify.ops_token).as_deref(),
+            Some("n"),
+            "explicit wins"
+        );
     }
 }

@@ -142,7 +142,11 @@ impl OpsAuth {
     }
 
     /// Ends `session` for every replica (the open session has nothing to end).
-    pub async fn sign_out(&self, store: &TrendsStore, session: &Session) -> Result<(), sqlx::Error> {
+    pub async fn sign_out(
+        &self,
+        store: &TrendsStore,
+        session: &Session,
+    ) -> Result<(), sqlx::Error> {
         match &session.id_hash {
             Some(id_hash) => store.delete_session(id_hash).await,
             None => Ok(()),
@@ -310,14 +314,29 @@ mod tests {
         let check = |auth: &OpsAuth, pairs: &[(header::HeaderName, &str)]| {
             auth.check_form_origin(&headers(pairs), &uri).is_ok()
         };
-        assert!(check(&auth, &[host.clone(), (header::ORIGIN, "http://127.0.0.1:8082")]));
-        assert!(check(&auth, &[host.clone(), (header::ORIGIN, "HTTPS://127.0.0.1:8082")]));
         assert!(check(
             &auth,
-            &[host.clone(), (header::REFERER, "http://127.0.0.1:8082/ops?notice=x")]
+            &[host.clone(), (header::ORIGIN, "http://127.0.0.1:8082")]
         ));
-        assert!(!check(&auth, &[host.clone(), (header::ORIGIN, "https://evil.example")]));
-        assert!(!check(&auth, &[host.clone(), (header::ORIGIN, "http://127.0.0.1:8083")]));
+        assert!(check(
+            &auth,
+            &[host.clone(), (header::ORIGIN, "HTTPS://127.0.0.1:8082")]
+        ));
+        assert!(check(
+            &auth,
+            &[
+                host.clone(),
+                (header::REFERER, "http://127.0.0.1:8082/ops?notice=x")
+            ]
+        ));
+        assert!(!check(
+            &auth,
+            &[host.clone(), (header::ORIGIN, "https://evil.example")]
+        ));
+        assert!(!check(
+            &auth,
+            &[host.clone(), (header::ORIGIN, "http://127.0.0.1:8083")]
+        ));
         assert!(!check(&auth, &[host.clone(), (header::ORIGIN, "null")]));
         assert!(
             !check(
@@ -330,16 +349,37 @@ mod tests {
             ),
             "Origin wins over Referer"
         );
-        assert!(!check(&auth, &[host.clone(), (header::REFERER, "https://evil.example/127.0.0.1:8082")]));
+        assert!(!check(
+            &auth,
+            &[
+                host.clone(),
+                (header::REFERER, "https://evil.example/127.0.0.1:8082")
+            ]
+        ));
         assert!(!check(&auth, &[host.clone()]), "neither header");
-        assert!(!check(&auth, &[(header::ORIGIN, "http://127.0.0.1:8082")]), "no host");
+        assert!(
+            !check(&auth, &[(header::ORIGIN, "http://127.0.0.1:8082")]),
+            "no host"
+        );
 
         let proxied = OpsAuth::new(None, 60, false, &["https://Ops.example.com/".to_owned()]);
         let internal = (header::HOST, "trends:8082");
-        assert!(check(&proxied, &[internal.clone(), (header::ORIGIN, "https://ops.example.com")]));
-        assert!(!check(&proxied, &[internal.clone(), (header::ORIGIN, "http://trends:8082")]));
+        assert!(check(
+            &proxied,
+            &[
+                internal.clone(),
+                (header::ORIGIN, "https://ops.example.com")
+            ]
+        ));
+        assert!(!check(
+            &proxied,
+            &[internal.clone(), (header::ORIGIN, "http://trends:8082")]
+        ));
         let refused = proxied
-            .check_form_origin(&headers(&[internal, (header::ORIGIN, "https://evil.example")]), &uri)
+            .check_form_origin(
+                &headers(&[internal, (header::ORIGIN, "https://evil.example")]),
+                &uri,
+            )
             .expect_err("foreign");
         assert_eq!(refused.problem_type(), ProblemType::CrossSiteRequest);
     }

@@ -547,7 +547,14 @@ fn problem_lines(problem: &Problem) -> Vec<String> {
 
 /// The page again, with the reasons a form was refused.
 async fn refused(ctx: &Context, session: &Session, problem: Problem) -> Response {
-    render(ctx, session, problem.status(), None, &problem_lines(&problem)).await
+    render(
+        ctx,
+        session,
+        problem.status(),
+        None,
+        &problem_lines(&problem),
+    )
+    .await
 }
 
 async fn transition(

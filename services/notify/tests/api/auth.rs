@@ -10,7 +10,8 @@ const TOKEN: &str = "notify-ops-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_wants_the_ops_token_when_one_is_set() {
-    let notify = spawn_notify(|config| config.ops_token = Some(TOKEN.into())).await;
+    let notify =
+        spawn_notify(|config| config.ops_token = Some(TOKEN.parse().expect("a token"))).await;
     let url = format!("{}/v1/notifications?status=dead", notify.base);
 
     for (what, authorization) in [
@@ -32,7 +33,10 @@ async fn the_api_wants_the_ops_token_when_one_is_set() {
             "{what}"
         );
         let problem: Value = response.json().await.expect("a problem");
-        assert_eq!(problem["type"], "https://closeloop.dev/problems/unauthorized");
+        assert_eq!(
+            problem["type"],
+            "https://closeloop.dev/problems/unauthorized"
+        );
     }
 
     let listed = notify

@@ -269,10 +269,7 @@ impl Spawned {
         if let Some(token) = &self.config.ops_token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request
-            .send()
-            .await
-            .expect("the notifications API answers");
+        let response = request.send().await.expect("the notifications API answers");
         assert_eq!(response.status(), 200);
         response.json().await.expect("a JSON body")
     }

@@ -71,7 +71,11 @@ mod tests {
             store.session_csrf("a", 999).await.unwrap().as_deref(),
             Some("csrf-a")
         );
-        assert_eq!(store.session_csrf("a", 1_000).await.unwrap(), None, "expired");
+        assert_eq!(
+            store.session_csrf("a", 1_000).await.unwrap(),
+            None,
+            "expired"
+        );
         assert_eq!(store.session_csrf("c", 0).await.unwrap(), None, "unknown");
         assert_eq!(store.prune_sessions(1_000).await.unwrap(), 1);
         assert_eq!(store.prune_sessions(1_000).await.unwrap(), 0);
@@ -81,6 +85,10 @@ mod tests {
             "a live session survives pruning"
         );
         store.delete_session("b").await.unwrap();
-        assert_eq!(store.session_csrf("b", 0).await.unwrap(), None, "signed out");
+        assert_eq!(
+            store.session_csrf("b", 0).await.unwrap(),
+            None,
+            "signed out"
+        );
     }
 }

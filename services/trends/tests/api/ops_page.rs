@@ -41,7 +41,7 @@ fn no_redirects() -> reqwest::Client {
 async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
     let bus = Bus::start();
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
-    config.ops_token = Some(TOKEN.into());
+    config.ops_token = Some(TOKEN.parse().expect("a token"));
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
     let raised = raise_hostile_action(&bus, &actions).await;
@@ -385,7 +385,7 @@ async fn an_operator_resolves_an_action_in_headless_chromium() {
     }
     let bus = Bus::start();
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
-    config.ops_token = Some(TOKEN.into());
+    config.ops_token = Some(TOKEN.parse().expect("a token"));
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
     let raised = raise_hostile_action(&bus, &actions).await;

@@ -61,7 +61,7 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
     let bus = Bus::start();
     let database = closeloop_store::testing::database_args("trends");
     let mut config = bus.config(database.clone());
-    config.ops_token = Some(TOKEN.into());
+    config.ops_token = Some(TOKEN.parse().expect("a token"));
     config.ops_secure_cookie = true;
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
@@ -78,8 +78,17 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
             .await
             .unwrap();
         assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-        let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
-        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ops", "Max-Age=28800", "Secure"] {
+        let set_cookie = signed_in.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        for attribute in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/ops",
+            "Max-Age=28800",
+            "Secure",
+        ] {
             assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
         }
         let cookie = set_cookie.split(';').next().unwrap().to_owned();
@@ -94,7 +103,10 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
     assert_ne!(first_csrf, second_csrf, "a CSRF token per session");
     // Sixty-four hex digits: 256 random bits.
     let id = first.trim_start_matches("closeloop_ops=");
-    assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
 
     // One session's CSRF token is no good in another session.
     let acknowledge = app.url(&format!("/ops/actions/{}/acknowledge", action.action_id));
@@ -102,7 +114,10 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
         .post(&acknowledge)
         .header("origin", &app.address)
         .header("cookie", second)
-        .form(&[("csrf", first_csrf.as_str()), ("acknowledged_by", "mallory")])
+        .form(&[
+            ("csrf", first_csrf.as_str()),
+            ("acknowledged_by", "mallory"),
+        ])
         .send()
         .await
         .unwrap();
@@ -120,7 +135,10 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
     };
     let forged = logout(first, "not-the-csrf-token").await.unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    assert!(page(&app, &client, first).await.contains("Open actions"), "still signed in");
+    assert!(
+        page(&app, &client, first).await.contains("Open actions"),
+        "still signed in"
+    );
     let signed_out = logout(first, first_csrf).await.unwrap();
     assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
     let cleared = signed_out.headers()["set-cookie"].to_str().unwrap();
@@ -132,7 +150,10 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
         .post(&acknowledge)
         .header("origin", &app.address)
         .header("cookie", first)
-        .form(&[("csrf", first_csrf.as_str()), ("acknowledged_by", "mallory")])
+        .form(&[
+            ("csrf", first_csrf.as_str()),
+            ("acknowledged_by", "mallory"),
+        ])
         .send()
         .await
         .unwrap();
@@ -172,10 +193,11 @@ async fn each_sign_in_is_its_own_session_until_sign_out_or_expiry() {
         .await
         .unwrap();
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    let (left,): (i64,) = closeloop_store::sqlx::query_as("SELECT COUNT(*) FROM trends_ops_sessions")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let (left,): (i64,) =
+        closeloop_store::sqlx::query_as("SELECT COUNT(*) FROM trends_ops_sessions")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     assert_eq!(left, 1, "only the new session is stored");
     app.stop().await;
 }
@@ -228,7 +250,12 @@ async fn without_a_token_another_site_can_neither_post_forms_nor_json() {
             Some(csrf.as_str()),
             StatusCode::FORBIDDEN,
         ),
-        ("neither header", vec![], Some(csrf.as_str()), StatusCode::FORBIDDEN),
+        (
+            "neither header",
+            vec![],
+            Some(csrf.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
         (
             "no CSRF token",
             vec![("origin", ours.clone())],
@@ -244,14 +271,21 @@ async fn without_a_token_another_site_can_neither_post_forms_nor_json() {
     ] {
         let response = post(headers, csrf).await.unwrap();
         assert_eq!(response.status(), status, "{what}");
-        assert_eq!(status_of(&app, &action).await, "open", "{what} changed nothing");
+        assert_eq!(
+            status_of(&app, &action).await,
+            "open",
+            "{what} changed nothing"
+        );
     }
-    let refused = post(vec![("origin", "https://evil.example".to_owned())], Some(csrf.as_str()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let refused = post(
+        vec![("origin", "https://evil.example".to_owned())],
+        Some(csrf.as_str()),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
     assert!(refused.contains("Cross-site request refused"), "{refused}");
 
     // The JSON API refuses what a page on another site can post without a CORS
