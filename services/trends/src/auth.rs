@@ -356,7 +356,7 @@ mod tests {
                 (header::REFERER, "https://evil.example/127.0.0.1:8082")
             ]
         ));
-        assert!(!check(&auth, &[host.clone()]), "neither header");
+        assert!(!check(&auth, std::slice::from_ref(&host)), "neither header");
         assert!(
             !check(&auth, &[(header::ORIGIN, "http://127.0.0.1:8082")]),
             "no host"
