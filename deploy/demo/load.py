@@ -27,6 +27,8 @@ NOTIFY_URL = os.environ.get("NOTIFY_URL", "http://127.0.0.1:8083").rstrip("/")
 # source=key,...: the same format as INGEST_API_KEYS.
 API_KEYS = os.environ.get("DEMO_API_KEYS", "shopdesk=dev-key-shopdesk,surveyhub=dev-key-surveyhub")
 OPS_TOKEN = os.environ.get("TRENDS_OPS_TOKEN", "")
+# notify's API wants the same ops token as trends' unless given its own.
+NOTIFY_OPS_TOKEN = os.environ.get("NOTIFY_OPS_TOKEN", OPS_TOKEN)
 RESOLVE = os.environ.get("DEMO_RESOLVE", "true").lower() not in ("false", "0", "no")
 WAIT_SECONDS = float(os.environ.get("DEMO_WAIT_SECONDS", "120"))
 # The sample feedback is a surge of late-delivery complaints; that action is the one resolved.
@@ -128,11 +130,13 @@ def resolve(action):
 
 def settled_notifications(action_id):
     """The action's deliveries once none is pending any more, else None."""
-    status, answer = request("GET", f"{NOTIFY_URL}/v1/notifications?action={action_id}")
-    if status != 200 or not isinstance(answer, list):
+    url = f"{NOTIFY_URL}/v1/notifications?action={action_id}"
+    status, answer = request("GET", url, token=NOTIFY_OPS_TOKEN)
+    if status != 200 or not isinstance(answer, dict):
         raise DemoError(f"notify answered {status}: {answer}")
-    if answer and all(item.get("status") != "pending" for item in answer):
-        return answer
+    deliveries = answer.get("deliveries", [])
+    if deliveries and all(item.get("status") != "pending" for item in deliveries):
+        return deliveries
     return None
 
 

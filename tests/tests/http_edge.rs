@@ -1,5 +1,6 @@
 //! One HTTP edge: the same failure is the same problem (`type`, `title`, status) in every
-//! service, every error is problem+json, and an empty bearer token is no token.
+//! service, every error is problem+json, an empty bearer token is no token, and one ops
+//! token guards both operator APIs (trends' and notify's).
 
 use closeloop::up::dev_key;
 use closeloop_tests::{init_logs, loop_configs, start_loop_with};
@@ -27,7 +28,8 @@ async fn problem(response: reqwest::Response) -> (u16, Value) {
 async fn the_same_failure_is_the_same_problem_in_every_service() {
     init_logs();
     let mut configs = loop_configs();
-    configs.trends.ops_token = Some(closeloop_telemetry::Secret::new(OPS_TOKEN));
+    // Given to trends only: the stack guards notify's API with it too.
+    configs.trends.ops_token = Some(OPS_TOKEN.parse().expect("a token"));
     let (stack, _sink) = start_loop_with(configs).await;
     let client = reqwest::Client::new();
     let action = uuid::Uuid::now_v7();
@@ -78,6 +80,27 @@ async fn the_same_failure_is_the_same_problem_in_every_service() {
     );
     assert_eq!(ingest.1["type"], trends.1["type"]);
     assert_eq!(ingest.1["title"], trends.1["title"]);
+
+    // notify's API lists customers: the ops token or nothing.
+    let notifications = format!("http://{}/v1/notifications?action={action}", stack.notify);
+    for wrong in [None, Some("not-the-token"), Some("   ")] {
+        let mut request = client.get(&notifications);
+        if let Some(token) = wrong {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("notify answers");
+        assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer");
+        let (status, body) = problem(response).await;
+        assert_eq!(status, 401, "{wrong:?}");
+        assert_eq!(body["type"], "https://closeloop.dev/problems/unauthorized");
+    }
+    let listed = client
+        .get(&notifications)
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .expect("notify answers");
+    assert_eq!(listed.status(), 200);
 
     // An empty bearer token is no token, in ingest and in trends alike; both name the
     // scheme they want.

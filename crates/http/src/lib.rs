@@ -9,7 +9,7 @@ pub mod problem;
 mod server;
 
 pub use body::{parse_json, read_json_body};
-pub use credentials::{bearer_token, tokens_match};
+pub use credentials::{bearer_token, require_ops_token, tokens_match, OpsToken};
 pub use problem::{FieldError, Problem, ProblemType};
 pub use server::{bind, serve, HttpError};
 

@@ -28,6 +28,8 @@ pub enum ProblemType {
     Unauthorized,
     /// A signed-in form whose anti-forgery token is missing or stale.
     FormExpired,
+    /// A form posted from another site (its `Origin` or `Referer` is not ours).
+    CrossSiteRequest,
     UnsupportedMediaType,
     BodyTooLarge,
     /// The body could not be read (or, for a form, decoded).
@@ -61,6 +63,7 @@ impl ProblemType {
             ProblemType::MethodNotAllowed => "method-not-allowed",
             ProblemType::Unauthorized => "unauthorized",
             ProblemType::FormExpired => "form-expired",
+            ProblemType::CrossSiteRequest => "cross-site-request",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
             ProblemType::BodyTooLarge => "body-too-large",
             ProblemType::UnreadableBody => "unreadable-body",
@@ -85,6 +88,7 @@ impl ProblemType {
             ProblemType::MethodNotAllowed => "Method not allowed",
             ProblemType::Unauthorized => "Unauthorized",
             ProblemType::FormExpired => "Form expired",
+            ProblemType::CrossSiteRequest => "Cross-site request refused",
             ProblemType::UnsupportedMediaType => "Unsupported media type",
             ProblemType::BodyTooLarge => "Body too large",
             ProblemType::UnreadableBody => "Unreadable body",
@@ -108,7 +112,7 @@ impl ProblemType {
             ProblemType::NotFound => StatusCode::NOT_FOUND,
             ProblemType::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemType::Unauthorized => StatusCode::UNAUTHORIZED,
-            ProblemType::FormExpired => StatusCode::FORBIDDEN,
+            ProblemType::FormExpired | ProblemType::CrossSiteRequest => StatusCode::FORBIDDEN,
             ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemType::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemType::UnreadableBody
@@ -288,6 +292,7 @@ mod tests {
             ProblemType::MethodNotAllowed,
             ProblemType::Unauthorized,
             ProblemType::FormExpired,
+            ProblemType::CrossSiteRequest,
             ProblemType::UnsupportedMediaType,
             ProblemType::BodyTooLarge,
             ProblemType::UnreadableBody,

@@ -58,11 +58,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     println!("▶ closeloop demo: starting the embedded broker and the four services …");
+    configs.share_ops_token();
+    let ops = ops_client(configs.trends.ops_token.as_ref())?;
     let stack = Stack::start_embedded(configs, 1, 3).await?;
     sink.spawn(sink_listener, stack.shutdown_token())?;
     smtp.spawn(smtp_listener, stack.shutdown_token())?;
     let demo = tokio::select! {
-        result = play(&args, &stack, &sink, &smtp, started) => result,
+        result = play(&args, &stack, &ops, &sink, &smtp, started) => result,
         _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     stack.stop().await;
@@ -75,9 +77,24 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
+/// The client for trends' and notify's APIs: with the ops token when one is configured.
+fn ops_client(token: Option<&closeloop_http::OpsToken>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 async fn play(
     args: &DemoArgs,
     stack: &Stack,
+    ops: &reqwest::Client,
     sink: &WebhookSink,
     smtp: &SmtpSink,
     started: Instant,
@@ -144,7 +161,7 @@ async fn play(
     // 2. categorise + trends: a theme surges and becomes an action.
     println!("\n② categorising (language, sentiment, themes) and watching themes for trends …");
     let action = loop {
-        let actions: Value = client
+        let actions: Value = ops
             .get(format!("http://{}/v1/actions?status=open", stack.trends))
             .send()
             .await?
@@ -191,7 +208,7 @@ async fn play(
         },
         "resolved_by": "ops@closeloop.demo"
     });
-    let response = client
+    let response = ops
         .post(format!(
             "http://{}/v1/actions/{action_id}/resolve",
             stack.trends
@@ -215,7 +232,7 @@ async fn play(
     );
 
     // 4. notify tells every consenting customer who complained, in their language.
-    let view = wait_for_deliveries(&client, stack.notify, &action_id, deadline).await?;
+    let view = wait_for_deliveries(ops, stack.notify, &action_id, deadline).await?;
     let counts = &view["counts"];
     let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
     let by_channel = |channel: &str| {

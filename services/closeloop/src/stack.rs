@@ -46,6 +46,17 @@ impl ServiceConfigs {
         self
     }
 
+    /// One ops token for the stack: a token given to trends (`TRENDS_OPS_TOKEN`) or to
+    /// notify (`NOTIFY_OPS_TOKEN`) guards both APIs, so setting one never leaves the other
+    /// open. Tokens set for both are kept as they are.
+    pub fn share_ops_token(&mut self) {
+        match (&self.trends.ops_token, &self.notify.ops_token) {
+            (Some(token), None) => self.notify.ops_token = Some(token.clone()),
+            (None, Some(token)) => self.trends.ops_token = Some(token.clone()),
+            _ => {}
+        }
+    }
+
     /// Every service on the cluster at `brokers` (topics already there).
     pub fn set_brokers(&mut self, brokers: &str) {
         self.set_kafka(KafkaArgs::new(brokers));
@@ -139,7 +150,8 @@ impl Stack {
     }
 
     /// Starts the four services with the brokers their configs name.
-    pub async fn start(configs: ServiceConfigs) -> Result<Self, StackError> {
+    pub async fn start(mut configs: ServiceConfigs) -> Result<Self, StackError> {
+        configs.share_ops_token();
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let ingest = closeloop_ingest::Service::build(configs.ingest.clone())
@@ -216,5 +228,45 @@ impl Stack {
             }
         }
         drop(self.broker.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_ops_token_guards_both_apis() {
+        let token =
+            |t: &Option<closeloop_http::OpsToken>| t.as_ref().map(|t| t.expose().to_owned());
+        let fresh = || {
+            let mut configs = ServiceConfigs::from_env(&DatabaseArgs::new("sqlite::memory:"));
+            configs.trends.ops_token = None;
+            configs.notify.ops_token = None;
+            configs
+        };
+        let mut configs = fresh();
+        configs.trends.ops_token = "t".parse().ok();
+        configs.share_ops_token();
+        assert_eq!(token(&configs.notify.ops_token).as_deref(), Some("t"));
+
+        let mut configs = fresh();
+        configs.notify.ops_token = "n".parse().ok();
+        configs.share_ops_token();
+        assert_eq!(token(&configs.trends.ops_token).as_deref(), Some("n"));
+
+        let mut configs = fresh();
+        configs.share_ops_token();
+        assert!(configs.trends.ops_token.is_none() && configs.notify.ops_token.is_none());
+
+        let mut configs = fresh();
+        configs.trends.ops_token = "t".parse().ok();
+        configs.notify.ops_token = "n".parse().ok();
+        configs.share_ops_token();
+        assert_eq!(
+            token(&configs.notify.ops_token).as_deref(),
+            Some("n"),
+            "explicit wins"
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! notify's HTTP API: what became of an action's notifications (status per customer,
 //! counts including those skipped for want of consent), and the dead letters, for
-//! operators and for the end-to-end tests.
+//! operators and for the end-to-end tests. It names customers, so with an ops token
+//! configured every `/v1` route wants it, exactly as trends' API does.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use closeloop_http::{Problem, ProblemType};
+use closeloop_http::{OpsToken, Problem, ProblemType};
 use closeloop_store::Database;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -24,9 +26,15 @@ struct ApiState {
     db: Database,
 }
 
-pub fn routes(db: Database) -> Router {
+pub fn routes(db: Database, ops_token: Option<OpsToken>) -> Router {
     Router::new()
         .route("/v1/notifications", get(list))
+        // route_layer: only matched /v1 routes need the token; /metrics and the probes
+        // (served beside this router) and unknown paths do not.
+        .route_layer(middleware::from_fn_with_state(
+            ops_token,
+            closeloop_http::require_ops_token,
+        ))
         .fallback(closeloop_http::not_found)
         .with_state(ApiState { db })
 }

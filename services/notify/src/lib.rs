@@ -69,6 +69,10 @@ pub struct Config {
     /// Address of the HTTP API (`/v1/notifications`, `/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "NOTIFY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
+    /// When set, /v1/* requires `Authorization: Bearer <token>`: the same ops token as
+    /// trends' (`closeloop up` gives both the one it is configured with).
+    #[arg(long, env = "NOTIFY_OPS_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<closeloop_http::OpsToken>,
     /// Per source webhook URL, `source=url`, repeatable / comma-separated in env.
     #[arg(long = "webhook", env = "NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_pair)]
     pub webhooks: Vec<(String, String)>,
@@ -324,7 +328,7 @@ impl Service {
             wake,
         };
         foundation
-            .run(shutdown, api::routes(db), |tasks| {
+            .run(shutdown, api::routes(db, config.ops_token), |tasks| {
                 tasks.consumer(FEEDBACK_GROUP, FeedbackHandler { ctx: ctx.clone() });
                 tasks.consumer(ACTIONS_GROUP, ActionHandler::new(ctx.clone()));
                 tasks.consumer(ERASURE_GROUP, ErasureHandler { ctx });
@@ -393,6 +397,19 @@ mod tests {
             !error.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_ops_token_is_parsed_and_never_printed() {
+        let config = Config::parse_from(["notify", "--ops-token", "tok-s3cret-value"]);
+        assert_eq!(
+            config.ops_token.as_ref().map(|t| t.expose()),
+            Some("tok-s3cret-value")
+        );
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(Config::try_parse_from(["notify", "--ops-token", " "]).is_err());
+        assert!(Config::parse_from(["notify"]).ops_token.is_none());
     }
 
     #[test]

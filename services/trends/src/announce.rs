@@ -65,7 +65,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::auth::OpsSecrets;
+    use crate::auth::OpsAuth;
     use crate::detection::DetectionState;
     use crate::metrics::TrendsMetrics;
     use crate::store::testing;
@@ -92,8 +92,7 @@ mod tests {
             transitions: tokio::sync::Mutex::new(()),
             taxonomy: Taxonomy::builtin(),
             metrics: TrendsMetrics::register(&registry).expect("metrics"),
-            ops_token: None,
-            ops_secrets: OpsSecrets::new(None),
+            ops: OpsAuth::new(None, 60, false, &[]),
             reopen_within_ms: 0,
         }
     }

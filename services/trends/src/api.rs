@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::action::{time, Action, HistoryEntry};
-use crate::auth::{bearer_token, tokens_match};
 use crate::context::Context;
 use crate::detection::check_theme;
 use crate::request::{self, parse_action_id};
@@ -62,28 +61,15 @@ pub(crate) fn routes(ctx: Arc<Context>) -> Router<Arc<Context>> {
         .route("/v1/themes/{theme}/stats", get(theme_stats))
         // route_layer: only matched /v1 routes need the token, /metrics, probes, the
         // OpenAPI document and /ops (which signs in with a cookie) not.
-        .route_layer(middleware::from_fn_with_state(ctx, require_token))
+        .route_layer(middleware::from_fn_with_state(
+            ctx.ops.token().cloned(),
+            closeloop_http::require_ops_token,
+        ))
         .route("/openapi.json", get(openapi))
 }
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn require_token(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &ctx.ops_token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token);
-        if !presented.is_some_and(|token| tokens_match(token, expected.expose())) {
-            return Problem::new(ProblemType::Unauthorized)
-                .detail("send the ops token as `Authorization: Bearer <token>`")
-                .into_response();
-        }
-    }
-    next.run(request).await
 }
 
 fn to_action(ctx: &Context, row: &ActionRow) -> Result<Action, Problem> {

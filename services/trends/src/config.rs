@@ -28,7 +28,19 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// When set, /v1/* requires `Authorization: Bearer <token>` and /ops a sign-in with it.
     #[arg(long, env = "TRENDS_OPS_TOKEN", hide_env_values = true)]
-    pub ops_token: Option<closeloop_telemetry::Secret>,
+    pub ops_token: Option<closeloop_http::OpsToken>,
+    /// How long an /ops sign-in lasts, in minutes (expired sessions are pruned).
+    #[arg(long, env = "TRENDS_OPS_SESSION_TTL_MINUTES", default_value_t = 480)]
+    pub ops_session_ttl_minutes: i64,
+    /// Mark the /ops session cookie `Secure` (browsers then send it over HTTPS only): set
+    /// it wherever /ops is served over HTTPS; off for `up` on http://localhost.
+    #[arg(long, env = "TRENDS_OPS_SECURE_COOKIE", default_value_t = false, action = ArgAction::Set)]
+    pub ops_secure_cookie: bool,
+    /// The origins (`https://ops.example.com`, comma-separated) /ops forms may be posted
+    /// from [default: the request's own `Host`, over http or https]. Set it behind a
+    /// proxy that rewrites `Host`.
+    #[arg(long, env = "TRENDS_OPS_ORIGIN", value_delimiter = ',')]
+    pub ops_origin: Vec<String>,
     /// Taxonomy file for theme display names [default: the built-in taxonomy].
     #[arg(long, env = "TRENDS_TAXONOMY")]
     pub taxonomy: Option<PathBuf>,
@@ -242,12 +254,14 @@ impl Config {
         detector
             .validate()
             .map_err(|e| format!("detector setting {e}"))?;
-        if self
-            .ops_token
-            .as_ref()
-            .is_some_and(|t| t.expose().trim().is_empty())
-        {
-            return Err("ops_token must not be blank (leave it unset to disable auth)".into());
+        if !(1..=30 * 24 * 60).contains(&self.ops_session_ttl_minutes) {
+            return Err(format!(
+                "ops_session_ttl_minutes must be between 1 and 30 days, got {}",
+                self.ops_session_ttl_minutes
+            ));
+        }
+        for origin in &self.ops_origin {
+            crate::auth::check_origin(origin).map_err(|e| format!("ops_origin {origin:?}: {e}"))?;
         }
         if !(0..=365 * 24).contains(&self.reopen_within_hours) {
             return Err(format!(
@@ -298,7 +312,11 @@ mod tests {
         assert!(error(&["--min-distinct-customers", "0"]).contains("min_distinct_customers"));
         assert!(error(&["--surge-max-p-value", "2"]).contains("max_p_value"));
         assert!(error(&["--recurrence-k", "9"]).contains("recurrence.k"));
-        assert!(error(&["--ops-token", " "]).contains("ops_token"));
+        assert!(error(&["--ops-session-ttl-minutes", "0"]).contains("ops_session_ttl"));
+        assert!(error(&["--ops-origin", "https://ops.example.com/ops"]).contains("ops_origin"));
+        assert!(error(&["--ops-origin", "ops.example.com"]).contains("ops_origin"));
+        let blank = Config::try_parse_from(["trends", "--ops-token", " "]).expect_err("blank");
+        assert!(blank.to_string().contains("must not be blank"), "{blank}");
         assert!(
             error(&["--surge-enabled", "false", "--recurrence-enabled", "false"])
                 .contains("at least one detector")

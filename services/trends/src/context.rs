@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use closeloop_bus::Publisher;
 use closeloop_classify::{Language, Taxonomy};
 
-use crate::auth::OpsSecrets;
+use crate::auth::OpsAuth;
 use crate::detection::DetectionState;
 use crate::metrics::TrendsMetrics;
 use crate::store::{self, TrendsStore};
@@ -24,8 +24,8 @@ pub(crate) struct Context {
     pub(crate) transitions: tokio::sync::Mutex<()>,
     pub(crate) taxonomy: Taxonomy,
     pub(crate) metrics: TrendsMetrics,
-    pub(crate) ops_token: Option<closeloop_telemetry::Secret>,
-    pub(crate) ops_secrets: OpsSecrets,
+    /// The ops token and the `/ops` sessions.
+    pub(crate) ops: OpsAuth,
     /// 0 = never reopen automatically.
     pub(crate) reopen_within_ms: i64,
 }

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use closeloop_runtime::Error;
 pub use config::{parse_overrides, Config, ThemeOverride};
 
-use auth::OpsSecrets;
+use auth::OpsAuth;
 use context::Context;
 use detection::{DetectionState, ThemesHandler};
 use metrics::TrendsMetrics;
@@ -87,8 +87,12 @@ impl Service {
             transitions: tokio::sync::Mutex::new(()),
             taxonomy,
             metrics,
-            ops_secrets: OpsSecrets::new(config.ops_token.as_ref().map(|t| t.expose())),
-            ops_token: config.ops_token,
+            ops: OpsAuth::new(
+                config.ops_token,
+                config.ops_session_ttl_minutes,
+                config.ops_secure_cookie,
+                &config.ops_origin,
+            ),
             reopen_within_ms: checked.reopen_within_ms,
         });
         Ok(Service {

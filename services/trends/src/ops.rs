@@ -7,10 +7,12 @@
 //! [`escape`]; the Content-Security-Policy forbids scripts on top of that, so a missed
 //! escape still cannot run code.
 //!
-//! Sign-in: with `TRENDS_OPS_TOKEN` set, the page asks for the token once and keeps a
-//! session cookie (a hash derived from the token, `HttpOnly`, `SameSite=Strict`). Every
-//! form carries a CSRF token derived from the same secret (or a per-process random one
-//! without a token), so another site cannot post forms on an operator's behalf.
+//! Sign-in: with `TRENDS_OPS_TOKEN` set, the page asks for the token once and starts a
+//! server-side session (see [`crate::auth`]): a random id in an `HttpOnly`,
+//! `SameSite=Strict` cookie, expiring, ended by signing out. Every form carries the
+//! session's random CSRF token (a per-process one without a token) and must be posted
+//! from this site (`Origin`/`Referer`), so another site cannot post forms on an
+//! operator's behalf.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -29,13 +31,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::action::Action;
-use crate::auth::tokens_match;
+use crate::auth::Session;
 use crate::context::Context;
 use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, StatusFilter};
 use crate::workflow::{self, database_problem, Step};
 
-const COOKIE: &str = "closeloop_ops";
 /// Recently resolved actions shown (with a reopen form).
 const RESOLVED_SHOWN: i64 = 20;
 const UNRESOLVED_SHOWN: i64 = 200;
@@ -50,17 +51,27 @@ pub(crate) fn routes() -> Router<Arc<Context>> {
 
 pub use closeloop_http::html::escape;
 
-fn signed_in(ctx: &Context, headers: &HeaderMap) -> bool {
-    let Some(expected) = ctx.ops_secrets.session() else {
-        return true;
-    };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| name == COOKIE && tokens_match(value, expected))
+/// The request's session (always one without a token), or the page that says why not:
+/// `None` when the visitor must sign in first.
+async fn session(ctx: &Context, headers: &HeaderMap) -> Result<Option<Session>, Response> {
+    ctx.ops
+        .session(&ctx.store, headers)
+        .await
+        .map_err(|error| problem_page(&database_problem(&error)))
+}
+
+/// A page that shows only a problem (a database outage, a refused post).
+fn problem_page(problem: &Problem) -> Response {
+    html(
+        problem.status(),
+        layout(
+            "closeloop ops",
+            &format!(
+                "<h1>closeloop ops</h1><p class=\"errors\" id=\"errors\">{}</p>",
+                escape(&problem_lines(problem).join("; "))
+            ),
+        ),
+    )
 }
 
 /// An HTML response with the headers every page gets.
@@ -81,9 +92,11 @@ fn html(status: StatusCode, body: String) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` with our own form posts,
+    // which the origin check must refuse. `same-origin` still tells other sites nothing.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -156,19 +169,22 @@ async fn page(
     headers: HeaderMap,
     query: Result<Query<PageParams>, QueryRejection>,
 ) -> Response {
-    if !signed_in(&ctx, &headers) {
-        return html(StatusCode::OK, login_page(None));
-    }
+    let session = match session(&ctx, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return html(StatusCode::OK, login_page(None)),
+        Err(page) => return page,
+    };
     let notice = query
         .ok()
         .and_then(|Query(params)| params.notice)
         .and_then(|notice| notice_text(&notice));
-    render(&ctx, StatusCode::OK, notice, &[]).await
+    render(&ctx, &session, StatusCode::OK, notice, &[]).await
 }
 
 /// The page with the actions, a notice and errors of a form that was refused.
 async fn render(
     ctx: &Context,
+    session: &Session,
     status: StatusCode,
     notice: Option<&str>,
     errors: &[String],
@@ -191,19 +207,7 @@ async fn render(
         .await;
     let (unresolved, resolved) = match (unresolved, resolved) {
         (Ok(u), Ok(r)) => (u, r),
-        (Err(error), _) | (_, Err(error)) => {
-            let problem = database_problem(&error);
-            return html(
-                problem.status(),
-                layout(
-                    "closeloop ops",
-                    &format!(
-                        "<h1>closeloop ops</h1><p class=\"errors\">{}</p>",
-                        escape(problem.detail.as_deref().unwrap_or(&problem.title))
-                    ),
-                ),
-            );
-        }
+        (Err(error), _) | (_, Err(error)) => return problem_page(&database_problem(&error)),
     };
     let to_actions = |rows: Vec<crate::store::ActionRow>| -> Vec<Action> {
         rows.iter()
@@ -218,14 +222,13 @@ async fn render(
             )
             .collect()
     };
-    let csrf = ctx.ops_secrets.csrf();
     let body = page_body(
         &to_actions(unresolved),
         &to_actions(resolved),
         notice,
         errors,
-        csrf,
-        ctx.ops_secrets.session().is_some(),
+        session.csrf(),
+        session.can_sign_out(),
     );
     html(status, layout("closeloop ops", &body))
 }
@@ -242,7 +245,8 @@ fn page_body(
     if can_sign_out {
         let _ = write!(
             body,
-            "<form method=\"post\" action=\"/ops/logout\"><button type=\"submit\">Sign out</button></form>"
+            "<form method=\"post\" action=\"/ops/logout\">{}<button type=\"submit\">Sign out</button></form>",
+            hidden_csrf(csrf)
         );
     }
     if let Some(notice) = notice {
@@ -461,38 +465,71 @@ fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
     );
 }
 
-async fn login(
-    State(ctx): State<Arc<Context>>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    let Some(expected) = &ctx.ops_token else {
-        return see_other("/ops");
-    };
-    let presented = form
-        .ok()
-        .and_then(|Form(mut fields)| fields.remove("token"));
-    if !presented.is_some_and(|token| tokens_match(token.trim(), expected.expose())) {
-        return html(
-            StatusCode::UNAUTHORIZED,
-            login_page(Some("That is not the ops token.")),
-        );
-    }
-    let mut response = see_other("/ops");
-    let session = ctx.ops_secrets.session().unwrap_or_default();
-    let cookie = format!("{COOKIE}={session}; Path=/ops; HttpOnly; SameSite=Strict");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+/// Sets `cookie` on `response` (a value that cannot be a header is left out).
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
 }
 
-async fn logout() -> Response {
-    let mut response = see_other("/ops");
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("closeloop_ops=; Path=/ops; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
-    response
+async fn login(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if let Err(problem) = ctx.ops.check_form_origin(&headers, &uri) {
+        return problem_page(&problem);
+    }
+    let Some(expected) = ctx.ops.token() else {
+        return see_other("/ops");
+    };
+    let presented = form
+        .ok()
+        .and_then(|Form(mut fields)| fields.remove("token"));
+    if !presented.is_some_and(|token| expected.matches(token.trim())) {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("That is not the ops token.")),
+        );
+    }
+    match ctx.ops.sign_in(&ctx.store).await {
+        Ok(cookie) => with_cookie(see_other("/ops"), &cookie),
+        Err(error) => problem_page(&database_problem(&error)),
+    }
+}
+
+/// Ends the session everywhere (its cookie no longer works on any replica) and clears
+/// the cookie; without a live session only the cookie is cleared.
+async fn logout(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if let Err(problem) = ctx.ops.check_form_origin(&headers, &uri) {
+        return problem_page(&problem);
+    }
+    let session = match session(&ctx, &headers).await {
+        Ok(session) => session,
+        Err(page) => return page,
+    };
+    if let Some(session) = session {
+        let presented = form.ok().and_then(|Form(mut fields)| fields.remove("csrf"));
+        if !session.csrf_matches(presented.as_deref()) {
+            return problem_page(&form_expired());
+        }
+        if let Err(error) = ctx.ops.sign_out(&ctx.store, &session).await {
+            return problem_page(&database_problem(&error));
+        }
+    }
+    with_cookie(see_other("/ops"), &ctx.ops.cleared_cookie())
+}
+
+fn form_expired() -> Problem {
+    Problem::new(ProblemType::FormExpired)
+        .detail("the form is stale or did not come from this page; reload and try again")
 }
 
 /// Problems of a refused form, as lines for the page.
@@ -509,53 +546,54 @@ fn problem_lines(problem: &Problem) -> Vec<String> {
 }
 
 /// The page again, with the reasons a form was refused.
-async fn refused(ctx: &Context, problem: Problem) -> Response {
-    render(ctx, problem.status(), None, &problem_lines(&problem)).await
+async fn refused(ctx: &Context, session: &Session, problem: Problem) -> Response {
+    render(
+        ctx,
+        session,
+        problem.status(),
+        None,
+        &problem_lines(&problem),
+    )
+    .await
 }
 
 async fn transition(
     State(ctx): State<Arc<Context>>,
     headers: HeaderMap,
+    uri: Uri,
     Path((raw_id, step)): Path<(String, String)>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    if !signed_in(&ctx, &headers) {
-        return html(
-            StatusCode::UNAUTHORIZED,
-            login_page(Some("Please sign in again.")),
-        );
+    let session = match session(&ctx, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return html(
+                StatusCode::UNAUTHORIZED,
+                login_page(Some("Please sign in again.")),
+            )
+        }
+        Err(page) => return page,
+    };
+    let refused = |problem| refused(&ctx, &session, problem);
+    if let Err(problem) = ctx.ops.check_form_origin(&headers, &uri) {
+        return refused(problem).await;
     }
     let mut fields = match form {
         Ok(Form(fields)) => fields,
         Err(rejection) => {
-            return refused(
-                &ctx,
-                Problem::new(ProblemType::UnreadableBody).detail(rejection.body_text()),
-            )
-            .await
+            return refused(Problem::new(ProblemType::UnreadableBody).detail(rejection.body_text()))
+                .await
         }
     };
-    let csrf_ok = fields
-        .remove("csrf")
-        .is_some_and(|presented| tokens_match(&presented, ctx.ops_secrets.csrf()));
-    if !csrf_ok {
-        return refused(
-            &ctx,
-            Problem::new(ProblemType::FormExpired)
-                .detail("the form is stale or did not come from this page; reload and try again"),
-        )
-        .await;
+    if !session.csrf_matches(fields.remove("csrf").as_deref()) {
+        return refused(form_expired()).await;
     }
     let id = match parse_action_id(&raw_id) {
         Ok(id) => id,
-        Err(problem) => return refused(&ctx, problem).await,
+        Err(problem) => return refused(problem).await,
     };
     let Some(step) = Step::parse(&step) else {
-        return refused(
-            &ctx,
-            Problem::new(ProblemType::NotFound).detail("no such step"),
-        )
-        .await;
+        return refused(Problem::new(ProblemType::NotFound).detail("no such step")).await;
     };
     let result = match request::from_form(step, fields) {
         Ok(command) => workflow::apply(&ctx, id, command)
@@ -565,7 +603,7 @@ async fn transition(
     };
     match result {
         Ok(_) => see_other(&format!("/ops?notice={}", step.event_kind().as_str())),
-        Err(problem) => refused(&ctx, problem).await,
+        Err(problem) => refused(problem).await,
     }
 }
 

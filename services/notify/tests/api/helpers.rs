@@ -261,13 +261,15 @@ impl Spawned {
         self.handle = handle;
     }
 
+    /// `GET /v1/notifications?{query}`, with the ops token when one is configured.
     pub async fn get(&self, query: &str) -> Value {
-        let response = self
+        let mut request = self
             .http
-            .get(format!("{}/v1/notifications?{query}", self.base))
-            .send()
-            .await
-            .expect("the notifications API answers");
+            .get(format!("{}/v1/notifications?{query}", self.base));
+        if let Some(token) = &self.config.ops_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.expect("the notifications API answers");
         assert_eq!(response.status(), 200);
         response.json().await.expect("a JSON body")
     }

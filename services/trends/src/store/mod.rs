@@ -8,13 +8,15 @@
 //! - [`evidence`]: what a span of mentions adds up to, for evidence and statistics;
 //! - [`actions`]: the action rows and their state changes;
 //! - [`history`]: who did what to an action, when;
-//! - [`erasure`]: forgetting a customer.
+//! - [`erasure`]: forgetting a customer;
+//! - [`sessions`]: `/ops` sign-ins.
 
 mod actions;
 mod erasure;
 mod evidence;
 mod history;
 mod mentions;
+mod sessions;
 
 use closeloop_store::sqlx;
 use closeloop_store::Database;

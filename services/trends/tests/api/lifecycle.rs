@@ -26,7 +26,7 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
 async fn surge_raises_one_action_that_an_operator_resolves() {
     let bus = Bus::start();
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
-    config.ops_token = Some(TOKEN.into());
+    config.ops_token = Some(TOKEN.parse().expect("a token"));
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
 

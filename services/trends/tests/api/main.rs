@@ -5,3 +5,4 @@ mod helpers;
 mod lifecycle;
 mod ops_page;
 mod restart;
+mod sessions;

@@ -41,7 +41,7 @@ fn no_redirects() -> reqwest::Client {
 async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
     let bus = Bus::start();
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
-    config.ops_token = Some(TOKEN.into());
+    config.ops_token = Some(TOKEN.parse().expect("a token"));
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
     let raised = raise_hostile_action(&bus, &actions).await;
@@ -61,6 +61,7 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
 
     let wrong = client
         .post(app.url("/ops/login"))
+        .header("origin", &app.address)
         .form(&[("token", "guess")])
         .send()
         .await
@@ -68,6 +69,7 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let signed_in = client
         .post(app.url("/ops/login"))
+        .header("origin", &app.address)
         .form(&[("token", TOKEN)])
         .send()
         .await
@@ -103,10 +105,11 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
     );
     assert!(body.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"));
 
-    // A form without the CSRF token (another site posting it) changes nothing.
+    // A form without the CSRF token (a stale page, or another site) changes nothing.
     let resolve = app.url(&format!("/ops/actions/{}/resolve", raised.action_id));
     let forged = client
         .post(&resolve)
+        .header("origin", &app.address)
         .header("cookie", &session)
         .form(&[("message_en", "pwned"), ("resolved_by", "mallory")])
         .send()
@@ -115,6 +118,7 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let no_session = client
         .post(&resolve)
+        .header("origin", &app.address)
         .form(&[("message_en", "pwned"), ("resolved_by", "mallory")])
         .send()
         .await
@@ -140,6 +144,7 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
         .to_owned();
     let blank = client
         .post(&resolve)
+        .header("origin", &app.address)
         .header("cookie", &session)
         .form(&[
             ("csrf", csrf.as_str()),
@@ -158,6 +163,7 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
         .contains("message en: must not be blank"));
     let acknowledged = client
         .post(app.url(&format!("/ops/actions/{}/acknowledge", raised.action_id)))
+        .header("origin", &app.address)
         .header("cookie", &session)
         .form(&[("csrf", csrf.as_str()), ("acknowledged_by", "ana")])
         .send()
@@ -379,7 +385,7 @@ async fn an_operator_resolves_an_action_in_headless_chromium() {
     }
     let bus = Bus::start();
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
-    config.ops_token = Some(TOKEN.into());
+    config.ops_token = Some(TOKEN.parse().expect("a token"));
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
     let raised = raise_hostile_action(&bus, &actions).await;
