@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_bus::Publisher;
-use closeloop_events::{Envelope, ErasureRequest, Feedback};
+use closeloop_events::{Envelope, ErasureRequest, ErasureScope, Feedback};
 use closeloop_http::{parse_json, read_json_body, Problem, ProblemType};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ pub const REPLAYED: &str = "idempotent-replayed";
 
 pub struct ApiState {
     pub keys: Vec<SourceKey>,
+    /// Keys whose erasures reach every source (they can do nothing else).
+    pub admin_keys: Vec<SourceKey>,
     pub publisher: Publisher,
     pub idempotency: Idempotency,
     pub limits: Limits,
@@ -327,7 +329,11 @@ async fn post_erasure(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let source = authenticate(&state.keys, &headers)?;
+        // A source's key erases what came through that source; an admin key, everything.
+        let (source, scope) = match authenticate(&state.admin_keys, &headers) {
+            Ok(admin) => (admin, ErasureScope::All),
+            Err(_) => (authenticate(&state.keys, &headers)?, ErasureScope::Source),
+        };
         let body = read_json_body(&headers, body)?;
         let request: ErasureBody = parse_json(&body)?;
         check_rate(&state, source, 1)?;
@@ -344,6 +350,7 @@ async fn post_erasure(
             customer_id: customer_id.to_owned(),
             source: source.to_owned(),
             requested_at: Utc::now(),
+            scope,
         });
         state
             .publisher

@@ -17,6 +17,7 @@ mod history;
 mod mentions;
 
 use closeloop_store::sqlx;
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::Database;
 
 pub use actions::{ActionFilter, ActionRow, StatusFilter};
@@ -33,14 +34,15 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 #[derive(Debug, Clone)]
 pub struct TrendsStore {
     db: Database,
+    /// Erased customers' pseudonyms (the ledger, pseudonymised mentions).
+    pseudonyms: Pseudonyms,
 }
 
 impl TrendsStore {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(db: Database, pseudonyms: Pseudonyms) -> Self {
+        Self { db, pseudonyms }
     }
 
-    #[cfg(test)]
     pub fn database(&self) -> &Database {
         &self.db
     }
@@ -59,7 +61,7 @@ pub(crate) mod testing {
         db.migrate(sqlx::migrate!("./migrations"))
             .await
             .expect("migrate");
-        TrendsStore::new(db)
+        TrendsStore::new(db, Pseudonyms::development())
     }
 
     pub fn mention(feedback: &str, customer: &str, at_ms: i64) -> MentionRow {
@@ -67,6 +69,7 @@ pub(crate) mod testing {
             feedback_id: feedback.into(),
             theme: "delivery_time".into(),
             customer_id: customer.into(),
+            source: "shopdesk".into(),
             negative: true,
             excerpt: format!("late again ({feedback})"),
             channel: "review".into(),
