@@ -193,32 +193,42 @@ async fn an_erased_customer_is_nowhere_in_any_store_nor_on_disk() {
     let client = reqwest::Client::new();
 
     let posts = [
-        ("shopdesk", feedback(
-            CUSTOMER,
-            Some(EMAIL),
-            &format!("My {WORD} delivery arrived two weeks late. Really disappointing."),
-        )),
-        ("shopdesk", feedback(
-            CUSTOMER,
-            Some(EMAIL),
-            &format!("Still waiting for the {WORD} order, the delivery is late again!"),
-        )),
-        ("surveyhub", feedback(
-            CUSTOMER,
-            None,
-            &format!("The {SURVEY_WORD} delivery was late as well, terrible."),
-        )),
-        ("shopdesk", feedback(
-            "other-1",
-            None,
-            "Delivery was delayed by ten days, terrible.",
-        )),
-        ("shopdesk", feedback(
-            "other-2",
-            None,
-            "The parcel arrived far too late, awful experience.",
-        )),
-        ("shopdesk", feedback("other-3", None, "Delivery took three weeks, far too late.")),
+        (
+            "shopdesk",
+            feedback(
+                CUSTOMER,
+                Some(EMAIL),
+                &format!("My {WORD} delivery arrived two weeks late. Really disappointing."),
+            ),
+        ),
+        (
+            "shopdesk",
+            feedback(
+                CUSTOMER,
+                Some(EMAIL),
+                &format!("Still waiting for the {WORD} order, the delivery is late again!"),
+            ),
+        ),
+        (
+            "shopdesk",
+            feedback(
+                "other-1",
+                None,
+                "Delivery was delayed by ten days, terrible.",
+            ),
+        ),
+        (
+            "shopdesk",
+            feedback(
+                "other-2",
+                None,
+                "The parcel arrived far too late, awful experience.",
+            ),
+        ),
+        (
+            "shopdesk",
+            feedback("other-3", None, "Delivery took three weeks, far too late."),
+        ),
     ];
     for (i, (source, body)) in posts.iter().enumerate() {
         let response = client
@@ -250,6 +260,30 @@ async fn an_erased_customer_is_nowhere_in_any_store_nor_on_disk() {
     )
     .await;
     let action_id = action["action_id"].as_str().unwrap().to_owned();
+    // The same customer tells another source too (after the action quotes them, so which
+    // of their words the evidence picks stays deterministic).
+    let response = client
+        .post(format!("http://{}/v1/feedback", stack.ingest))
+        .bearer_auth(dev_key("surveyhub"))
+        .json(&feedback(
+            CUSTOMER,
+            None,
+            &format!("The {SURVEY_WORD} delivery was late as well, terrible."),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    eventually(
+        Duration::from_secs(30),
+        "the surveyhub feedback in trends and notify",
+        || async {
+            let found = scan(&stores, &[SURVEY_WORD]).await;
+            let holds = |service: &str| found.iter().any(|(s, ..)| s == service);
+            (holds("trends") && holds("notify")).then_some(())
+        },
+    )
+    .await;
     let response = client
         .post(format!(
             "http://{}/v1/actions/{action_id}/resolve",

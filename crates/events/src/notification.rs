@@ -171,7 +171,10 @@ mod tests {
             scope: ErasureScope::Source,
         };
         assert_eq!(request.key(), "cust-7");
-        assert_eq!((request.only_source(), request.scope_key()), (Some("shopdesk"), "shopdesk"));
+        assert_eq!(
+            (request.only_source(), request.scope_key()),
+            (Some("shopdesk"), "shopdesk")
+        );
         let json = round_trip(request);
         assert_eq!(json["scope"], "source");
     }
@@ -179,10 +182,14 @@ mod tests {
     #[test]
     fn an_erasure_without_scope_still_means_everywhere() {
         // As published before erasures were scoped.
-        let old = r#"{"customer_id":"cust-7","source":"shopdesk","requested_at":"2026-01-01T00:00:00Z"}"#;
+        let old =
+            r#"{"customer_id":"cust-7","source":"shopdesk","requested_at":"2026-01-01T00:00:00Z"}"#;
         let request: ErasureRequest = serde_json::from_str(old).unwrap();
         assert_eq!(request.scope, ErasureScope::All);
-        assert_eq!((request.only_source(), request.scope_key()), (None, ALL_SOURCES));
+        assert_eq!(
+            (request.only_source(), request.scope_key()),
+            (None, ALL_SOURCES)
+        );
     }
 
     #[test]

@@ -526,7 +526,10 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
-        assert!(!files_holding(&url, needle).is_empty(), "the WAL holds it before");
+        assert!(
+            !files_holding(&url, needle).is_empty(),
+            "the WAL holds it before"
+        );
         db.scrub_after_erasure().await.unwrap();
         assert_eq!(files_holding(&url, needle), Vec::<String>::new());
         db.close().await;

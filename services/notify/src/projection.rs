@@ -347,11 +347,21 @@ mod tests {
         let a = Pseudonyms::development().of("a");
         assert_eq!(erase(&db, &a, "a", "*", erased_at).await.unwrap(), 2);
         // Replayed or late feedback from before the erasure is not projected again…
-        assert_eq!(record(&db, &Pseudonyms::development(), &recent_new).await.unwrap(), 0);
+        assert_eq!(
+            record(&db, &Pseudonyms::development(), &recent_new)
+                .await
+                .unwrap(),
+            0
+        );
         // …feedback received after it is.
         let mut later = mention("a", true, SentimentLabel::Negative, 0, "new complaint");
         later.feedback.received_at = Utc::now() + Duration::seconds(1);
-        assert_eq!(record(&db, &Pseudonyms::development(), &later).await.unwrap(), 1);
+        assert_eq!(
+            record(&db, &Pseudonyms::development(), &later)
+                .await
+                .unwrap(),
+            1
+        );
         let found = recipients(&db, "delivery_time", &[], 0, i64::MAX)
             .await
             .unwrap();
@@ -370,7 +380,10 @@ mod tests {
         }
         let erased_at = Utc::now().timestamp_millis();
         let a = pseudonyms.of("a");
-        assert_eq!(erase(&db, &a, "a", "surveyhub", erased_at).await.unwrap(), 1);
+        assert_eq!(
+            erase(&db, &a, "a", "surveyhub", erased_at).await.unwrap(),
+            1
+        );
         let left: Vec<String> = sqlx::query_scalar("SELECT source FROM notify_mentions")
             .fetch_all(db.pool())
             .await

@@ -50,11 +50,7 @@ impl Handler for ErasureHandler {
         // The ledger first, committed on its own: a mention inserted after it is stored
         // pseudonymised by the insert itself; one already under way is caught below.
         store
-            .record_erasure(
-                customer_id,
-                scope,
-                request.requested_at.timestamp_millis(),
-            )
+            .record_erasure(customer_id, scope, request.requested_at.timestamp_millis())
             .await
             .map_err(db_error)?;
         // Evidence is rewritten under the transition lock, so a raise or update that read

@@ -16,8 +16,8 @@ mod evidence;
 mod history;
 mod mentions;
 
-use closeloop_store::sqlx;
 use closeloop_runtime::Pseudonyms;
+use closeloop_store::sqlx;
 use closeloop_store::Database;
 
 pub use actions::{ActionFilter, ActionRow, StatusFilter};
