@@ -100,3 +100,76 @@ impl TrendsStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{mention, store};
+    use super::super::MentionRow;
+
+    fn via(source: &str, row: MentionRow) -> MentionRow {
+        MentionRow {
+            source: source.into(),
+            ..row
+        }
+    }
+
+    async fn customers(store: &super::TrendsStore) -> Vec<(String, String, String)> {
+        closeloop_store::sqlx::query_as(
+            "SELECT feedback_id, customer_id, excerpt FROM trends_mentions ORDER BY feedback_id",
+        )
+        .fetch_all(store.database().pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_scoped_erasure_reaches_only_its_sources_mentions_then_and_later() {
+        let store = store().await;
+        let a = store.pseudonym_of("a");
+        store
+            .insert_mention(&via("shopdesk", mention("f1", "a", 100)))
+            .await
+            .unwrap();
+        store
+            .insert_mention(&via("surveyhub", mention("f2", "a", 100)))
+            .await
+            .unwrap();
+        store.record_erasure("a", "surveyhub", 1_000).await.unwrap();
+        let (changed, in_scope) = store.pseudonymise_mentions("a", "surveyhub").await.unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(in_scope, ["f2".to_owned()].into());
+        // Late mentions given before the erasure: surveyhub's stored pseudonymised,
+        // shopdesk's as they are.
+        store
+            .insert_mention(&via("surveyhub", mention("f3", "a", 500)))
+            .await
+            .unwrap();
+        store
+            .insert_mention(&via("shopdesk", mention("f4", "a", 500)))
+            .await
+            .unwrap();
+        let rows = customers(&store).await;
+        let expected = |id: &str, customer: &str, kept: bool| {
+            let excerpt = if kept {
+                format!("late again ({id})")
+            } else {
+                String::new()
+            };
+            (id.to_owned(), customer.to_owned(), excerpt)
+        };
+        assert_eq!(
+            rows,
+            [
+                expected("f1", "a", true),
+                expected("f2", &a, false),
+                expected("f3", &a, false),
+                expected("f4", "a", true),
+            ]
+        );
+        // A retry still finds what it already changed; an erasure of every source the rest.
+        let (changed, in_scope) = store.pseudonymise_mentions("a", "surveyhub").await.unwrap();
+        assert_eq!((changed, in_scope.len()), (0, 2));
+        let (changed, _) = store.pseudonymise_mentions("a", "*").await.unwrap();
+        assert_eq!(changed, 2);
+    }
+}
