@@ -1,26 +1,38 @@
 //! GDPR erasure across the whole loop: a customer's feedback raises an action, the action
-//! is resolved and the customer told; then the customer asks to be forgotten. Afterwards
-//! no table of any service — enumerated generically, every column of every table, so a
-//! table added later is covered too — holds their id, e-mail or words, the trends API no
-//! longer quotes them, and the theme's counts are what they were.
+//! is resolved and the customer told; then the customer asks to be forgotten. A source's
+//! erasure reaches only what came through that source; an admin key's, every source.
+//! Afterwards no table of any service — enumerated generically, every column of every
+//! table, so a table added later is covered too — holds their id, e-mail, reference or
+//! words, neither do the SQLite files on disk (write-ahead log included), the trends API
+//! no longer quotes them, and the theme's counts are what they were.
 
 use std::time::{Duration, Instant};
 
-use closeloop::up::dev_key;
+use closeloop::up::{dev_admin_key, dev_key};
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::{sqlx, Backend, Database, DatabaseArgs};
+use closeloop_telemetry::Secret;
 use closeloop_tests::{eventually, loop_configs, start_loop_with};
 use serde_json::{json, Value};
 
 /// What must be gone after the erasure. No LIKE wildcards (`%`, `_`) in them.
 const CUSTOMER: &str = "zq-erasure-subject-4711";
 const EMAIL: &str = "zelda.quokka@example.org";
+const REFERENCE: &str = "ZQREF-90817";
 const WORD: &str = "Quokkaparcel";
+/// What the customer told the other source (surveyhub) only.
+const SURVEY_WORD: &str = "Wombatcrate";
+/// The services' pseudonym key in this test.
+const PSEUDONYM_KEY: &str = "erasure-test-pseudonym-key";
 
 fn feedback(customer: &str, email: Option<&str>, text: &str) -> Value {
     json!({
         "channel": "review",
         "touchpoint": "delivery",
-        "customer": { "id": customer, "locale": "en-GB", "consent": true, "email": email },
+        "customer": {
+            "id": customer, "locale": "en-GB", "consent": true, "email": email,
+            "reference": email.map(|_| REFERENCE)
+        },
         "text": text,
         "rating": 1
     })
@@ -94,6 +106,45 @@ async fn scan(stores: &[(&str, DatabaseArgs)], needles: &[&str]) -> Vec<Finding>
     findings
 }
 
+/// The first column of `sql`'s rows in a service's store.
+async fn strings(args: &DatabaseArgs, service: &str, sql: &str) -> Vec<String> {
+    let db = Database::connect(&args.config(service))
+        .await
+        .expect("connect");
+    let rows = sqlx::query_scalar(sql)
+        .fetch_all(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{service}: {sql}: {e}"));
+    db.close().await;
+    rows
+}
+
+/// The SQLite files of the stores (database, `-wal`, `-shm`) holding one of `needles`
+/// byte for byte, as (file, needle); none on PostgreSQL.
+fn files_holding(stores: &[(&str, DatabaseArgs)], needles: &[&str]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (_, args) in stores {
+        let Some(path) = args.database_url.strip_prefix("sqlite://") else {
+            continue;
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        for file in ["", "-wal", "-shm"].map(|suffix| format!("{path}{suffix}")) {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue; // no WAL (yet, or any more)
+            };
+            for needle in needles {
+                if bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+                {
+                    found.push((file.clone(), needle.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The theme's counts as the trends API reports them from its store: total mentions
 /// and distinct customers, over a fixed span.
 async fn theme_counts(
@@ -122,9 +173,16 @@ async fn theme_counts(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_erased_customer_is_nowhere_in_any_store() {
+async fn an_erased_customer_is_nowhere_in_any_store_nor_on_disk() {
     let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let configs = loop_configs();
+    let mut configs = loop_configs();
+    for pseudonym in [
+        &mut configs.categorise.pseudonym,
+        &mut configs.trends.pseudonym,
+        &mut configs.notify.pseudonym,
+    ] {
+        pseudonym.pseudonym_key = Some(Secret::new(PSEUDONYM_KEY));
+    }
     let stores = [
         ("ingest", configs.ingest.database.clone()),
         ("categorise", configs.categorise.database.clone()),
@@ -135,32 +193,47 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
     let client = reqwest::Client::new();
 
     let posts = [
-        feedback(
-            CUSTOMER,
-            Some(EMAIL),
-            &format!("My {WORD} delivery arrived two weeks late. Really disappointing."),
+        (
+            "shopdesk",
+            feedback(
+                CUSTOMER,
+                Some(EMAIL),
+                &format!("My {WORD} delivery arrived two weeks late. Really disappointing."),
+            ),
         ),
-        feedback(
-            CUSTOMER,
-            Some(EMAIL),
-            &format!("Still waiting for the {WORD} order, the delivery is late again!"),
+        (
+            "shopdesk",
+            feedback(
+                CUSTOMER,
+                Some(EMAIL),
+                &format!("Still waiting for the {WORD} order, the delivery is late again!"),
+            ),
         ),
-        feedback(
-            "other-1",
-            None,
-            "Delivery was delayed by ten days, terrible.",
+        (
+            "shopdesk",
+            feedback(
+                "other-1",
+                None,
+                "Delivery was delayed by ten days, terrible.",
+            ),
         ),
-        feedback(
-            "other-2",
-            None,
-            "The parcel arrived far too late, awful experience.",
+        (
+            "shopdesk",
+            feedback(
+                "other-2",
+                None,
+                "The parcel arrived far too late, awful experience.",
+            ),
         ),
-        feedback("other-3", None, "Delivery took three weeks, far too late."),
+        (
+            "shopdesk",
+            feedback("other-3", None, "Delivery took three weeks, far too late."),
+        ),
     ];
-    for (i, body) in posts.iter().enumerate() {
+    for (i, (source, body)) in posts.iter().enumerate() {
         let response = client
             .post(format!("http://{}/v1/feedback", stack.ingest))
-            .bearer_auth(dev_key("shopdesk"))
+            .bearer_auth(dev_key(source))
             .header("Idempotency-Key", format!("erasure-test-{i}"))
             .json(body)
             .send()
@@ -187,6 +260,30 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
     )
     .await;
     let action_id = action["action_id"].as_str().unwrap().to_owned();
+    // The same customer tells another source too (after the action quotes them, so which
+    // of their words the evidence picks stays deterministic).
+    let response = client
+        .post(format!("http://{}/v1/feedback", stack.ingest))
+        .bearer_auth(dev_key("surveyhub"))
+        .json(&feedback(
+            CUSTOMER,
+            None,
+            &format!("The {SURVEY_WORD} delivery was late as well, terrible."),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    eventually(
+        Duration::from_secs(30),
+        "the surveyhub feedback in trends and notify",
+        || async {
+            let found = scan(&stores, &[SURVEY_WORD]).await;
+            let holds = |service: &str| found.iter().any(|(s, ..)| s == service);
+            (holds("trends") && holds("notify")).then_some(())
+        },
+    )
+    .await;
     let response = client
         .post(format!(
             "http://{}/v1/actions/{action_id}/resolve",
@@ -213,7 +310,7 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
     .await;
 
     // The scan finds what is there: otherwise a clean scan below would prove nothing.
-    let needles = [CUSTOMER, EMAIL, WORD];
+    let needles = [CUSTOMER, EMAIL, REFERENCE, WORD, SURVEY_WORD];
     let before = scan(&stores, &needles).await;
     for needle_service in ["categorise", "trends", "notify"] {
         assert!(
@@ -222,16 +319,65 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
         );
     }
     let counts_before = theme_counts(&client, stack.trends, &since).await;
-    assert!(counts_before.0 >= 4, "{counts_before:?}");
+    assert!(counts_before.0 >= 5, "{counts_before:?}");
+    let erase = |key: String| {
+        let client = client.clone();
+        let url = format!("http://{}/v1/erasure", stack.ingest);
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({ "customer_id": CUSTOMER }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202, "{:?}", response.text().await);
+        }
+    };
 
-    let response = client
-        .post(format!("http://{}/v1/erasure", stack.ingest))
-        .bearer_auth(dev_key("shopdesk"))
-        .json(&json!({ "customer_id": CUSTOMER }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    // surveyhub asks: only what came through surveyhub goes.
+    erase(dev_key("surveyhub")).await;
+    let pseudonym = Pseudonyms::new(PSEUDONYM_KEY).of(CUSTOMER);
+    let categorise = &stores[1].1;
+    eventually(
+        Duration::from_secs(60),
+        "surveyhub's feedback of the customer erased in every service",
+        || async {
+            let surveyhub = strings(
+                categorise,
+                "categorise",
+                "SELECT customer_id FROM categorise_feedback WHERE source = 'surveyhub'",
+            )
+            .await;
+            let left = scan(&stores, &[SURVEY_WORD]).await;
+            (surveyhub == [pseudonym.clone()] && left.is_empty()).then_some(())
+        },
+    )
+    .await;
+    // Keyed: neither the development key's pseudonym nor anything without the key.
+    assert_ne!(pseudonym, Pseudonyms::development().of(CUSTOMER));
+    let kept = scan(&stores, &[CUSTOMER, EMAIL, REFERENCE, WORD]).await;
+    for (service, needle) in [
+        ("categorise", CUSTOMER),
+        ("trends", CUSTOMER),
+        ("trends", WORD),
+        ("notify", CUSTOMER),
+        ("notify", EMAIL),
+        ("notify", REFERENCE),
+        ("notify", WORD),
+    ] {
+        let holds = scan(&stores, &[needle])
+            .await
+            .iter()
+            .any(|(s, ..)| s == service);
+        assert!(
+            holds,
+            "a surveyhub erasure removed shopdesk's {needle} from {service}: {kept:?}"
+        );
+    }
+
+    // The admin key erases the customer everywhere.
+    erase(dev_admin_key()).await;
 
     // Each service applies the erasure on its own consumer; wait until the stores are
     // clean, and name what is left if they never get there.
@@ -244,6 +390,20 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
         assert!(
             Instant::now() < deadline,
             "personal data left after the erasure (service, table, column, rows): {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Nor on disk: not in free pages of the database files, not in old page images in
+    // their write-ahead logs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = files_holding(&stores, &needles);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "personal data left on disk after the erasure (file, needle): {left:?}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -281,4 +441,9 @@ async fn an_erased_customer_is_nowhere_in_any_store() {
     assert!(!notifications.contains(CUSTOMER), "{notifications}");
 
     stack.stop().await;
+    let left = files_holding(&stores, &needles);
+    assert!(
+        left.is_empty(),
+        "personal data on disk after a clean stop (file, needle): {left:?}"
+    );
 }

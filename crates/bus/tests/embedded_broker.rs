@@ -10,7 +10,7 @@ use closeloop_bus::{
     run_consumer, BusMetrics, ConsumerConfig, EmbeddedBroker, Handler, HandlerError, Incoming,
     Publisher, PublisherConfig, Restored, TopicSpec,
 };
-use closeloop_events::{topics, DeadLetter, Envelope, ErasureRequest};
+use closeloop_events::{topics, DeadLetter, Envelope, ErasureRequest, ErasureScope};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,7 @@ fn erasure(customer: &str) -> Envelope<ErasureRequest> {
         customer_id: customer.into(),
         source: "test".into(),
         requested_at: Utc::now(),
+        scope: ErasureScope::All,
     })
 }
 

@@ -71,36 +71,52 @@ impl Event for NotificationOutcome {
     }
 }
 
-/// The `privacy.erasure.v1` payload: erase this customer's personal data everywhere.
+/// The `privacy.erasure.v1` payload: erase a customer's personal data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErasureRequest {
     pub customer_id: String,
-    /// The source that asked for it.
+    /// Who asked for it: the source, or the name of the admin key.
     pub source: String,
     pub requested_at: DateTime<Utc>,
+    /// What the erasure reaches. Events from before scoped erasure carry no scope and
+    /// meant "everywhere", so that is what a missing field still means.
+    #[serde(default)]
+    pub scope: ErasureScope,
+}
+
+/// Which of a customer's data an erasure reaches. A customer id is only known to be
+/// the same person within one source, and one source must not remove another's data,
+/// so a source's API key erases what came through that source; only an admin key
+/// erases across sources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureScope {
+    /// Everything about the customer, whichever source it came from (admin keys).
+    #[default]
+    All,
+    /// Only what came through `ErasureRequest::source`.
+    Source,
 }
 
 impl ErasureRequest {
-    /// What stores keep in place of the erased customer's id: see [`erased_customer_id`].
-    pub fn tombstone(&self) -> String {
-        erased_customer_id(&self.customer_id)
+    /// The one source the erasure is restricted to, or `None` for every source.
+    pub fn only_source(&self) -> Option<&str> {
+        match self.scope {
+            ErasureScope::All => None,
+            ErasureScope::Source => Some(&self.source),
+        }
+    }
+
+    /// The scope as stores match it: the source, or [`ALL_SOURCES`]. Erasure ledgers
+    /// keep this value beside the pseudonym.
+    pub fn scope_key(&self) -> &str {
+        self.only_source().unwrap_or(ALL_SOURCES)
     }
 }
 
-/// The pseudonymous stand-in for an erased customer's id: `erased:` and a SHA-256 of the
-/// id. Every service derives the same value, so rows of one customer stay one (distinct
-/// customer counts and per-(action, customer) idempotency keep working), a replayed
-/// erasure is a no-op, and feedback of theirs that arrives late can be recognised
-/// without the id itself being kept anywhere. It is a pseudonym, not anonymisation:
-/// whoever knows the id can recompute it, which is what recognising late feedback needs.
-pub fn erased_customer_id(customer_id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(b"closeloop-erasure\0")
-        .chain_update(customer_id.as_bytes())
-        .finalize();
-    format!("erased:{digest:x}")
-}
+/// The scope key of an erasure that reaches every source; no valid source name (1-64
+/// of a-z, 0-9, '-', '_') can be it.
+pub const ALL_SOURCES: &str = "*";
 
 impl Event for ErasureRequest {
     const SCHEMA: &'static str = "privacy.erasure.v1";
@@ -152,9 +168,28 @@ mod tests {
             customer_id: "cust-7".into(),
             source: "shopdesk".into(),
             requested_at: Utc::now(),
+            scope: ErasureScope::Source,
         };
         assert_eq!(request.key(), "cust-7");
-        round_trip(request);
+        assert_eq!(
+            (request.only_source(), request.scope_key()),
+            (Some("shopdesk"), "shopdesk")
+        );
+        let json = round_trip(request);
+        assert_eq!(json["scope"], "source");
+    }
+
+    #[test]
+    fn an_erasure_without_scope_still_means_everywhere() {
+        // As published before erasures were scoped.
+        let old =
+            r#"{"customer_id":"cust-7","source":"shopdesk","requested_at":"2026-01-01T00:00:00Z"}"#;
+        let request: ErasureRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(request.scope, ErasureScope::All);
+        assert_eq!(
+            (request.only_source(), request.scope_key()),
+            (None, ALL_SOURCES)
+        );
     }
 
     #[test]

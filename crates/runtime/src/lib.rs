@@ -9,6 +9,7 @@
 //! work drains, the producer is flushed with one timeout and the store is closed.
 //! Consumers close off the async runtime (see `closeloop_bus::run_consumer`).
 
+pub mod erasure;
 pub mod rate_limit;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use erasure::{PseudonymArgs, Pseudonyms};
 pub use rate_limit::RateLimiter;
 
 /// How long the producer may take to deliver what is queued when a service stops.

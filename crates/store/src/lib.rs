@@ -30,6 +30,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("invalid schema name {0:?}: use lowercase letters, digits and _")]
     InvalidSchema(String),
+    #[error("the SQLite write-ahead log could not be checkpointed (readers busy); retry")]
+    CheckpointBusy,
     #[error("could not create {path}: {source}")]
     CreateDir {
         path: String,
@@ -43,6 +45,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(error) => is_transient(error),
+            StoreError::CheckpointBusy => true,
             _ => false,
         }
     }
@@ -245,9 +248,14 @@ impl Database {
                 Box::pin(async move {
                     match backend {
                         Backend::Sqlite => {
+                            // secure_delete: deleted and overwritten content is zeroed
+                            // in its page, so an erased customer does not live on in
+                            // free pages or free space of the file (see
+                            // `scrub_after_erasure` for the WAL).
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                 PRAGMA secure_delete = ON;",
                             )
                             .await?;
                         }
@@ -281,6 +289,28 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// After personal data was erased: makes sure no copy of it is left on disk.
+    ///
+    /// SQLite: the connection's `secure_delete` zeroes what was deleted in the database
+    /// file, but the write-ahead log still holds the old page images until a checkpoint
+    /// copies the log back and truncates it (`wal_checkpoint(TRUNCATE)`). A checkpoint
+    /// that readers kept from finishing is [`StoreError::CheckpointBusy`] (transient:
+    /// retry). PostgreSQL: nothing to do here; the old row versions are dead tuples
+    /// until (auto)vacuum reclaims them (see the README, "Privacy and erasure").
+    pub async fn scrub_after_erasure(&self) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        // (busy, frames in the log, frames checkpointed)
+        let (busy, _, _): (i32, i32, i32) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await?;
+        if busy != 0 {
+            return Err(StoreError::CheckpointBusy);
+        }
+        Ok(())
     }
 
     /// A cheap round trip, for readiness checks.
@@ -448,6 +478,62 @@ mod tests {
         if let Some(config) = testing::postgres_config("store::postgres_round_trip_is_idempotent") {
             round_trip(config).await;
         }
+    }
+
+    /// Which of the SQLite files of `url` (the database, its `-wal` and `-shm`) hold
+    /// `needle`.
+    fn files_holding(url: &str, needle: &str) -> Vec<String> {
+        let path = url.trim_start_matches("sqlite://");
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| format!("{path}{suffix}"))
+            .filter(|file| {
+                std::fs::read(file).is_ok_and(|bytes| {
+                    bytes
+                        .windows(needle.len())
+                        .any(|window| window == needle.as_bytes())
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn erased_rows_leave_no_trace_in_the_sqlite_files() {
+        let url = testing::sqlite_url();
+        let db = Database::connect(&StoreConfig::new(&url)).await.unwrap();
+        let needle = "needle-zq-erased-4711";
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, who TEXT NOT NULL, note TEXT)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        for i in 0..200 {
+            sqlx::query("INSERT INTO t (id, who, note) VALUES ($1, $2, $3)")
+                .bind(format!("row-{i}"))
+                .bind(if i % 10 == 0 { needle } else { "someone" })
+                .bind(format!("{needle} said something {}", "x".repeat(i)))
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        // Rows rewritten in place and rows deleted: both must leave nothing behind.
+        sqlx::query("UPDATE t SET who = 'erased:1', note = '' WHERE who = $1")
+            .bind(needle)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM t WHERE note LIKE $1")
+            .bind(format!("%{needle}%"))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(
+            !files_holding(&url, needle).is_empty(),
+            "the WAL holds it before"
+        );
+        db.scrub_after_erasure().await.unwrap();
+        assert_eq!(files_holding(&url, needle), Vec::<String>::new());
+        db.close().await;
+        assert_eq!(files_holding(&url, needle), Vec::<String>::new());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,6 +8,7 @@ use closeloop_events::{
     Envelope, ErasureRequest, Feedback, FeedbackCategorised, SentimentResult, ThemeMatch,
     ThemeMention,
 };
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::{sqlx, Database};
 use futures::future::try_join_all;
 
@@ -55,6 +56,7 @@ fn db_error(error: sqlx::Error) -> HandlerError {
 pub struct CategoriseHandler {
     pub classifier: Arc<dyn Classifier>,
     pub db: Database,
+    pub pseudonyms: Pseudonyms,
     pub publisher: Publisher,
     pub metrics: CategoriseMetrics,
 }
@@ -72,7 +74,8 @@ impl Handler for CategoriseHandler {
              given_at_ms, categorised_at_ms) \
              VALUES ($1, $2, \
                      COALESCE((SELECT customer_id FROM categorise_erasures \
-                               WHERE customer_id = $16 AND erased_at_ms >= $17), $3), \
+                               WHERE customer_id = $16 AND source IN ($2, '*') \
+                                 AND erased_at_ms >= $17 LIMIT 1), $3), \
                      $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT DO NOTHING",
         )
@@ -92,7 +95,7 @@ impl Handler for CategoriseHandler {
         .bind(feedback.given_at.timestamp_millis())
         .bind(Utc::now().timestamp_millis())
         // Feedback received before its customer was erased is stored under the pseudonym.
-        .bind(closeloop_events::erased_customer_id(&feedback.customer.id))
+        .bind(self.pseudonyms.of(&feedback.customer.id))
         .bind(feedback.received_at.timestamp_millis())
         .execute(self.db.pool())
         .await
@@ -176,6 +179,7 @@ impl Handler for CategoriseHandler {
 /// the raw topic insert the feedback again).
 pub struct ErasureHandler {
     pub db: Database,
+    pub pseudonyms: Pseudonyms,
 }
 
 impl Handler for ErasureHandler {
@@ -183,30 +187,45 @@ impl Handler for ErasureHandler {
 
     async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
         let request = &incoming.envelope.data;
-        let tombstone = request.tombstone();
+        let pseudonym = self.pseudonyms.of(&request.customer_id);
+        // Only the feedback that came through the erasure's scope (`*`: every source).
+        let scope = request.scope_key();
         // The ledger first, committed on its own: a feedback insert that starts after it
         // sees it and stores the pseudonym; one that was already under way is caught by
         // the update below.
         sqlx::query(
-            "INSERT INTO categorise_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
-             ON CONFLICT (customer_id) DO UPDATE SET erased_at_ms = CASE \
+            "INSERT INTO categorise_erasures (customer_id, source, erased_at_ms) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (customer_id, source) DO UPDATE SET erased_at_ms = CASE \
              WHEN excluded.erased_at_ms > categorise_erasures.erased_at_ms \
              THEN excluded.erased_at_ms ELSE categorise_erasures.erased_at_ms END",
         )
-        .bind(&tombstone)
+        .bind(&pseudonym)
+        .bind(scope)
         .bind(request.requested_at.timestamp_millis())
         .execute(self.db.pool())
         .await
         .map_err(db_error)?;
-        let erased =
-            sqlx::query("UPDATE categorise_feedback SET customer_id = $1 WHERE customer_id = $2")
-                .bind(&tombstone)
-                .bind(&request.customer_id)
-                .execute(self.db.pool())
-                .await
-                .map_err(db_error)?
-                .rows_affected();
-        tracing::info!(erased, "erasure request applied");
+        let erased = sqlx::query(
+            "UPDATE categorise_feedback SET customer_id = $1 \
+             WHERE customer_id = $2 AND ($3 = '*' OR source = $3)",
+        )
+        .bind(&pseudonym)
+        .bind(&request.customer_id)
+        .bind(scope)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        closeloop_runtime::erasure::scrub_after_erasure(&self.db).await?;
+        // The pseudonym, never the id: the log must not name whom it forgot.
+        tracing::info!(
+            erasure_id = %incoming.envelope.event_id,
+            %pseudonym,
+            scope,
+            erased,
+            "erasure request applied"
+        );
         Ok(())
     }
 }

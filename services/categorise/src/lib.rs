@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use closeloop_bus::{KafkaArgs, PublisherConfig};
 use closeloop_classify::{LexiconClassifier, Taxonomy};
-use closeloop_runtime::{Foundation, Spec};
+use closeloop_runtime::{Foundation, PseudonymArgs, Spec};
 use closeloop_store::DatabaseArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,8 @@ pub struct Config {
     /// Theme taxonomy (TOML); the built-in one when not given.
     #[arg(long, env = "CATEGORISE_TAXONOMY")]
     pub taxonomy: Option<PathBuf>,
+    #[command(flatten)]
+    pub pseudonym: PseudonymArgs,
     #[arg(
         long,
         env = "CATEGORISE_GROUP_ID",
@@ -70,14 +72,17 @@ impl Service {
         })
         .await?;
         let metrics = metrics::CategoriseMetrics::register(&foundation.telemetry.registry)?;
+        let pseudonyms = config.pseudonym.pseudonyms("categorise", &foundation.db);
         let handler = handler::CategoriseHandler {
             classifier: Arc::new(LexiconClassifier::new(taxonomy)),
             db: foundation.db.clone(),
             publisher: foundation.publisher.clone(),
             metrics,
+            pseudonyms: pseudonyms.clone(),
         };
         let erasure = handler::ErasureHandler {
             db: foundation.db.clone(),
+            pseudonyms,
         };
         Ok(Self {
             config,

@@ -61,6 +61,13 @@ pub fn dev_key(source: &str) -> String {
     format!("dev-key-{source}")
 }
 
+/// The name and key of the development admin key, which erases across sources.
+pub const DEV_ADMIN: &str = "privacy";
+
+pub fn dev_admin_key() -> String {
+    format!("dev-admin-key-{DEV_ADMIN}")
+}
+
 pub fn dev_webhook_secret(source: &str) -> String {
     let raw = format!("closeloop-dev-webhook-secret-{source}");
     format!(
@@ -80,6 +87,13 @@ pub fn local_defaults(configs: &mut ServiceConfigs, sink: SocketAddr) -> HashMap
                 key: dev_key(source).into(),
             })
             .collect();
+        // Only beside the dev source keys: configured keys never get a public admin key.
+        if configs.ingest.admin_keys.is_empty() {
+            configs.ingest.admin_keys = vec![SourceKey {
+                source: DEV_ADMIN.to_owned(),
+                key: dev_admin_key().into(),
+            }];
+        }
     }
     if configs.notify.webhooks.is_empty() {
         configs.notify.webhooks = DEV_SOURCES
@@ -130,6 +144,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let secrets = local_defaults(&mut configs, args.sink_addr);
     let sink = WebhookSink::new(secrets, true);
     let keys = configs.ingest.api_keys.clone();
+    let admin_keys = configs.ingest.admin_keys.clone();
     let mut stack = match &args.brokers {
         Some(brokers) => {
             let topics = TopicSpec::all(args.partitions);
@@ -183,6 +198,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     for key in &keys {
         println!(
             "  API key           {}: Bearer {}",
+            key.source,
+            key.key.expose()
+        );
+    }
+    for key in &admin_keys {
+        println!(
+            "  admin key         {} (erasure across sources): Bearer {}",
             key.source,
             key.key.expose()
         );

@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_bus::Publisher;
-use closeloop_events::{Envelope, ErasureRequest, Feedback};
+use closeloop_events::{Envelope, ErasureRequest, ErasureScope, Feedback};
 use closeloop_http::{parse_json, read_json_body, Problem, ProblemType};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ pub const REPLAYED: &str = "idempotent-replayed";
 
 pub struct ApiState {
     pub keys: Vec<SourceKey>,
+    /// Keys whose erasures reach every source (they can do nothing else).
+    pub admin_keys: Vec<SourceKey>,
     pub publisher: Publisher,
     pub idempotency: Idempotency,
     pub limits: Limits,
@@ -327,7 +329,7 @@ async fn post_erasure(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let source = authenticate(&state.keys, &headers)?;
+        let (source, scope) = erasure_scope(&state.keys, &state.admin_keys, &headers)?;
         let body = read_json_body(&headers, body)?;
         let request: ErasureBody = parse_json(&body)?;
         check_rate(&state, source, 1)?;
@@ -344,6 +346,7 @@ async fn post_erasure(
             customer_id: customer_id.to_owned(),
             source: source.to_owned(),
             requested_at: Utc::now(),
+            scope,
         });
         state
             .publisher
@@ -361,6 +364,19 @@ async fn post_erasure(
     }
     .await;
     result.unwrap_or_else(|problem| state.metrics.reject(problem))
+}
+
+/// Who asks for an erasure and what it reaches: a source's key erases what came through
+/// that source; an admin key, the customer's data from every source.
+fn erasure_scope<'a>(
+    keys: &'a [SourceKey],
+    admin_keys: &'a [SourceKey],
+    headers: &HeaderMap,
+) -> Result<(&'a str, ErasureScope), Problem> {
+    match authenticate(admin_keys, headers) {
+        Ok(admin) => Ok((admin, ErasureScope::All)),
+        Err(_) => Ok((authenticate(keys, headers)?, ErasureScope::Source)),
+    }
 }
 
 /// Takes `events` from the source's rate limit, or answers 429.
@@ -458,5 +474,36 @@ mod tests {
             HeaderValue::from_static("Bearer key-cccccccc"),
         );
         assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn a_source_key_erases_its_source_and_an_admin_key_every_source() {
+        let keys = vec![SourceKey {
+            source: "shopdesk".into(),
+            key: "key-aaaaaaaa".into(),
+        }];
+        let admins = vec![SourceKey {
+            source: "privacy".into(),
+            key: "key-admin-1".into(),
+        }];
+        let mut headers = HeaderMap::new();
+        let bearer = |key: &'static str| HeaderValue::from_str(&format!("Bearer {key}")).unwrap();
+        headers.insert(header::AUTHORIZATION, bearer("key-aaaaaaaa"));
+        assert_eq!(
+            erasure_scope(&keys, &admins, &headers).unwrap(),
+            ("shopdesk", ErasureScope::Source)
+        );
+        headers.insert(header::AUTHORIZATION, bearer("key-admin-1"));
+        assert_eq!(
+            erasure_scope(&keys, &admins, &headers).unwrap(),
+            ("privacy", ErasureScope::All)
+        );
+        // An admin key is no source's key: it cannot send feedback.
+        assert_eq!(authenticate(&keys, &headers).unwrap_err().status, 401);
+        headers.insert(header::AUTHORIZATION, bearer("key-unknown"));
+        assert_eq!(
+            erasure_scope(&keys, &admins, &headers).unwrap_err().status,
+            401
+        );
     }
 }

@@ -20,6 +20,11 @@ pub struct Config {
     /// API keys per source, `source=key` (repeat the flag, or comma-separate in the env).
     #[arg(long = "api-key", env = "INGEST_API_KEYS", value_delimiter = ',', value_parser = parse_source_key)]
     pub api_keys: Vec<SourceKey>,
+    /// Admin keys, `name=key` like the source keys: they may only request erasures, and
+    /// theirs reach a customer's data from every source (a source's key erases only
+    /// what came through that source).
+    #[arg(long = "admin-key", env = "INGEST_ADMIN_KEYS", value_delimiter = ',', value_parser = parse_source_key)]
+    pub admin_keys: Vec<SourceKey>,
     /// Most events one batch request may carry.
     #[arg(long, env = "INGEST_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
@@ -49,6 +54,20 @@ impl Config {
             return Err(
                 "no API keys configured: set INGEST_API_KEYS=source=key,… or --api-key".into(),
             );
+        }
+        // One key, one meaning: a key that were both would make its erasures' scope a
+        // matter of which list was checked first.
+        for admin in &self.admin_keys {
+            if let Some(source) = self
+                .api_keys
+                .iter()
+                .find(|source| source.key.matches(admin.key.expose()))
+            {
+                return Err(format!(
+                    "the admin key {} is also the API key of source {}: use distinct keys",
+                    admin.source, source.source
+                ));
+            }
         }
         let rate = self.rate_limit_per_source;
         if !(rate.is_finite() && rate >= 0.0) {
@@ -133,6 +152,28 @@ mod tests {
         config.rate_limit_burst = 5000;
         config.api_keys.clear();
         assert!(config.validate().unwrap_err().contains("INGEST_API_KEYS"));
+    }
+
+    #[test]
+    fn admin_keys_are_parsed_like_source_keys_and_must_differ_from_them() {
+        let config = Config::parse_from([
+            "ingest",
+            "--api-key",
+            "shopdesk=secret-123",
+            "--admin-key",
+            "privacy=admin-key-456",
+        ]);
+        assert_eq!(config.admin_keys[0].source, "privacy");
+        assert!(!format!("{config:?}").contains("admin-key-456"));
+        assert_eq!(config.validate(), Ok(()));
+        let clash = Config::parse_from([
+            "ingest",
+            "--api-key",
+            "shopdesk=secret-123",
+            "--admin-key",
+            "privacy=secret-123",
+        ]);
+        assert!(clash.validate().unwrap_err().contains("distinct keys"));
     }
 
     #[test]

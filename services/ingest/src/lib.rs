@@ -39,6 +39,7 @@ impl Service {
         let registry = &foundation.telemetry.registry;
         let state = Arc::new(api::ApiState {
             keys: config.api_keys.clone(),
+            admin_keys: config.admin_keys.clone(),
             publisher: foundation.publisher.clone(),
             idempotency: idempotency::Idempotency::new(foundation.db.clone()),
             limits: submission::Limits {

@@ -12,6 +12,7 @@ use closeloop_events::{
     ActionEvent, ActionEventKind, DeliveryChannel, DeliveryOutcome, ErasureRequest,
     FeedbackCategorised, NotificationOutcome, Resolution,
 };
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::Database;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -87,6 +88,8 @@ pub struct Context {
     /// Rung after new outbox rows are committed, so they go out now, not at the next poll.
     pub wake: Arc<Notify>,
     pub lookback: chrono::Duration,
+    /// Erased customers' pseudonyms.
+    pub pseudonyms: Pseudonyms,
 }
 
 /// A store error, classified the way the consumer loop needs it.
@@ -107,7 +110,7 @@ impl Handler for FeedbackHandler {
     type Event = FeedbackCategorised;
 
     async fn handle(&self, incoming: &Incoming<FeedbackCategorised>) -> Result<(), HandlerError> {
-        projection::record(&self.ctx.db, &incoming.envelope.data)
+        projection::record(&self.ctx.db, &self.ctx.pseudonyms, &incoming.envelope.data)
             .await
             .map(|_| ())
             .map_err(db_error)
@@ -198,6 +201,7 @@ impl Handler for ActionHandler {
                 customer_id: mention.customer_id.clone(),
                 reason: reason.to_owned(),
                 created_at_ms: now_ms,
+                source: Some(mention.source.clone()),
             };
             if mention.consent == 0 {
                 skips.push(skip(NO_CONSENT));
@@ -328,7 +332,7 @@ fn delivery(
     }
 }
 
-/// `privacy.erasure.v1` → forget the customer.
+/// `privacy.erasure.v1` → forget the customer (what came through the erasure's scope).
 pub struct ErasureHandler {
     pub ctx: Context,
 }
@@ -339,18 +343,26 @@ impl Handler for ErasureHandler {
     async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
         let request = &incoming.envelope.data;
         let customer_id = &request.customer_id;
+        let pseudonym = self.ctx.pseudonyms.of(customer_id);
+        let scope = request.scope_key();
         let mentions = projection::erase(
             &self.ctx.db,
+            &pseudonym,
             customer_id,
+            scope,
             request.requested_at.timestamp_millis(),
         )
         .await
         .map_err(db_error)?;
-        let cancelled = outbox::erase(&self.ctx.db, customer_id)
+        let cancelled = outbox::erase(&self.ctx.db, &pseudonym, customer_id, scope)
             .await
             .map_err(db_error)?;
+        closeloop_runtime::erasure::scrub_after_erasure(&self.ctx.db).await?;
+        // The pseudonym, never the id: the log must not name whom it forgot.
         tracing::info!(
-            %customer_id,
+            erasure_id = %incoming.envelope.event_id,
+            %pseudonym,
+            scope,
             mentions,
             cancelled_deliveries = cancelled.len(),
             "customer erased"
@@ -360,7 +372,8 @@ impl Handler for ErasureHandler {
             let record = NotificationOutcome {
                 delivery_id: Uuid::parse_str(&delivery.delivery_id).unwrap_or_default(),
                 action_id: Uuid::parse_str(&delivery.action_id).unwrap_or_default(),
-                customer_id: customer_id.clone(),
+                // The audit record of a cancellation names the pseudonym too.
+                customer_id: pseudonym.clone(),
                 channel: channel_of(&delivery.channel),
                 outcome: DeliveryOutcome::Skipped,
                 attempt: u32::try_from(delivery.attempts).unwrap_or(u32::MAX),

@@ -66,6 +66,8 @@ pub struct Config {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub pseudonym: closeloop_runtime::PseudonymArgs,
     /// Address of the HTTP API (`/v1/notifications`, `/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "NOTIFY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
@@ -314,6 +316,7 @@ impl Service {
             routing: Arc::new(routing),
             wake: wake.clone(),
             lookback: chrono::Duration::days(config.lookback_days),
+            pseudonyms: config.pseudonym.pseudonyms("notify", &db),
         };
         let worker = Worker {
             db: db.clone(),

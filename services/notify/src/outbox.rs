@@ -38,6 +38,9 @@ pub struct Skip {
     pub customer_id: String,
     pub reason: String,
     pub created_at_ms: i64,
+    /// The source of the mention that made them owed a message (what a scoped erasure
+    /// matches); `None` for skips stored before skips recorded it.
+    pub source: Option<String>,
 }
 
 /// Writes the deliveries and skips of one action in one transaction. Returns how many
@@ -73,14 +76,15 @@ pub async fn enqueue(
     let mut new_skips = Vec::new();
     for skip in skips {
         let result = sqlx::query(
-            "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms, \
+             source) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&skip.skip_id)
         .bind(&skip.action_id)
         .bind(&skip.customer_id)
         .bind(&skip.reason)
         .bind(skip.created_at_ms)
+        .bind(skip.source.clone())
         .execute(&mut *tx)
         .await?;
         if result.rows_affected() == 1 {
@@ -193,37 +197,50 @@ pub struct Cancelled {
     pub attempts: i64,
 }
 
-/// Erasure: pending deliveries of the customer are cancelled and every stored payload
-/// of theirs (it quotes their words and holds their contact route) is cleared. The
-/// rows themselves stay, under the customer's pseudonym (`erased:<sha256>`) instead of
-/// their id (here and in the skips), so the audit trail and the (action, customer)
-/// idempotency survive without naming the customer. Returns the cancelled deliveries.
-pub async fn erase(db: &Database, customer_id: &str) -> Result<Vec<Cancelled>, sqlx::Error> {
+/// Erasure: pending deliveries of the customer in `scope` (a source, or `*` for every
+/// source) are cancelled and every stored payload of theirs (it quotes their words and
+/// holds their contact route) is cleared. The rows themselves stay, under the
+/// customer's `pseudonym` instead of their id (here and in the skips; skips stored
+/// before skips recorded their source are in every scope), so the audit trail and the
+/// (action, customer) idempotency survive without naming the customer. Returns the
+/// cancelled deliveries.
+pub async fn erase(
+    db: &Database,
+    pseudonym: &str,
+    customer_id: &str,
+    scope: &str,
+) -> Result<Vec<Cancelled>, sqlx::Error> {
     // Write-only transaction (UPDATE … RETURNING, no SELECT first): see projection::record.
     let mut tx = db.pool().begin().await?;
     let cancelled: Vec<Cancelled> = sqlx::query_as(
         "UPDATE notify_deliveries SET status = $1, last_error = 'erased', payload = NULL \
-         WHERE customer_id = $2 AND status = $3 \
+         WHERE customer_id = $2 AND status = $3 AND ($4 = '*' OR source = $4) \
          RETURNING delivery_id, action_id, channel, language, attempts",
     )
     .bind(CANCELLED)
     .bind(customer_id)
     .bind(PENDING)
+    .bind(scope)
     .fetch_all(&mut *tx)
     .await?;
-    let erased = closeloop_events::erased_customer_id(customer_id);
     sqlx::query(
-        "UPDATE notify_deliveries SET payload = NULL, customer_id = $1 WHERE customer_id = $2",
+        "UPDATE notify_deliveries SET payload = NULL, customer_id = $1 \
+         WHERE customer_id = $2 AND ($3 = '*' OR source = $3)",
     )
-    .bind(&erased)
+    .bind(pseudonym)
     .bind(customer_id)
+    .bind(scope)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE notify_skips SET customer_id = $1 WHERE customer_id = $2")
-        .bind(&erased)
-        .bind(customer_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE notify_skips SET customer_id = $1 \
+         WHERE customer_id = $2 AND ($3 = '*' OR source = $3 OR source IS NULL)",
+    )
+    .bind(pseudonym)
+    .bind(customer_id)
+    .bind(scope)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(cancelled)
 }
@@ -276,7 +293,7 @@ pub async fn with_status(
 /// Every skip of an action, in creation order.
 pub async fn skips_for_action(db: &Database, action_id: &str) -> Result<Vec<Skip>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT skip_id, action_id, customer_id, reason, created_at_ms FROM notify_skips \
+        "SELECT skip_id, action_id, customer_id, reason, created_at_ms, source FROM notify_skips \
          WHERE action_id = $1 ORDER BY created_at_ms, customer_id",
     )
     .bind(action_id)
@@ -326,6 +343,7 @@ mod tests {
             customer_id: customer.into(),
             reason: "no_consent".into(),
             created_at_ms: 1,
+            source: Some("shopdesk".into()),
         }
     }
 
@@ -366,7 +384,7 @@ mod tests {
         .await
         .unwrap();
         assert!(recorded);
-        let cancelled = erase(&db, "c1").await.unwrap();
+        let cancelled = erase(&db, "erased:c1", "c1", "*").await.unwrap();
         assert_eq!(cancelled.len(), 1);
         assert_eq!(cancelled[0].delivery_id, pending.delivery_id);
         let payloads: Vec<(String, Option<String>)> =
@@ -385,7 +403,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             customers,
-            vec![closeloop_events::erased_customer_id("c1"); 2],
+            vec!["erased:c1".to_owned(); 2],
             "the rows stay under the pseudonym"
         );
         // An attempt that was in flight during the erasure does not revive the row.
@@ -401,5 +419,61 @@ mod tests {
         .unwrap();
         assert!(!late);
         assert!(due(&db, i64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_scoped_erasure_leaves_other_sources_alone() {
+        let db = database().await;
+        let shopdesk = delivery("a1", "c1");
+        let surveyhub = NewDelivery {
+            source: "surveyhub".into(),
+            ..delivery("a2", "c1")
+        };
+        let skip_surveyhub = Skip {
+            source: Some("surveyhub".into()),
+            ..skip("a3", "c1")
+        };
+        let skip_shopdesk = skip("a4", "c1");
+        let legacy = Skip {
+            source: None,
+            ..skip("a5", "c1")
+        };
+        enqueue(
+            &db,
+            &[shopdesk.clone(), surveyhub.clone()],
+            &[skip_surveyhub, skip_shopdesk, legacy],
+        )
+        .await
+        .unwrap();
+        let cancelled = erase(&db, "erased:c1", "c1", "surveyhub").await.unwrap();
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0].delivery_id, surveyhub.delivery_id);
+        let deliveries: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT action_id, customer_id, payload FROM notify_deliveries ORDER BY action_id",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            deliveries,
+            vec![
+                ("a1".into(), "c1".into(), Some("{}".into())),
+                ("a2".into(), "erased:c1".into(), None),
+            ]
+        );
+        let skips: Vec<(String, String)> =
+            sqlx::query_as("SELECT action_id, customer_id FROM notify_skips ORDER BY action_id")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            skips,
+            vec![
+                ("a3".into(), "erased:c1".into()),
+                ("a4".into(), "c1".into()),
+                ("a5".into(), "erased:c1".into()),
+            ],
+            "a skip of unknown source is erased by any source"
+        );
     }
 }

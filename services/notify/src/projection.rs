@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use closeloop_events::FeedbackCategorised;
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::Database;
 use uuid::Uuid;
 
@@ -17,7 +18,11 @@ const IN_CHUNK: usize = 500;
 /// Stores one row per theme of `categorised`; a replay changes nothing. Returns how
 /// many rows were new (none for a replay, or for feedback older than its customer's
 /// erasure).
-pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<u64, sqlx::Error> {
+pub async fn record(
+    db: &Database,
+    pseudonyms: &Pseudonyms,
+    categorised: &FeedbackCategorised,
+) -> Result<u64, sqlx::Error> {
     if categorised.themes.is_empty() {
         return Ok(0);
     }
@@ -41,7 +46,7 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
         (None, None, None)
     };
     let given_at_ms = feedback.given_at.timestamp_millis();
-    let erased = closeloop_events::erased_customer_id(&customer.id);
+    let erased = pseudonyms.of(&customer.id);
     let mut tx = db.pool().begin().await?;
     let mut inserted = 0;
     for theme in &categorised.themes {
@@ -53,7 +58,8 @@ pub async fn record(db: &Database, categorised: &FeedbackCategorised) -> Result<
              consent, email, reference, sentiment, excerpt, given_at_ms, text_language) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
              WHERE NOT EXISTS (SELECT 1 FROM notify_erasures \
-                               WHERE customer_id = $14 AND erased_at_ms >= $13) \
+                               WHERE customer_id = $14 AND source IN ($4, '*') \
+                                 AND erased_at_ms >= $13) \
              ON CONFLICT DO NOTHING",
         )
         .bind(feedback.feedback_id.to_string())
@@ -175,30 +181,37 @@ fn latest_per_customer(mentions: Vec<Mention>) -> BTreeMap<String, Mention> {
     latest
 }
 
-/// Deletes everything notify projected about a customer and remembers when, so their
-/// earlier feedback is not projected again if it arrives late or is replayed. The ledger
-/// keeps the customer's pseudonym (`erased:<sha256>`), never their id.
+/// Deletes everything notify projected about a customer in `scope` (a source, or `*`
+/// for every source) and remembers when, so their earlier feedback is not projected
+/// again if it arrives late or is replayed. The ledger keeps the customer's pseudonym,
+/// never their id. notify keeps no customer state beyond these per-feedback rows
+/// (consent and contact data travel with each feedback), so nothing else is erased.
 pub async fn erase(
     db: &Database,
+    pseudonym: &str,
     customer_id: &str,
+    scope: &str,
     erased_at_ms: i64,
 ) -> Result<u64, sqlx::Error> {
-    let erased = closeloop_events::erased_customer_id(customer_id);
     let mut tx = db.pool().begin().await?;
     sqlx::query(
-        "INSERT INTO notify_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
-         ON CONFLICT (customer_id) DO UPDATE SET erased_at_ms = CASE \
+        "INSERT INTO notify_erasures (customer_id, source, erased_at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (customer_id, source) DO UPDATE SET erased_at_ms = CASE \
          WHEN excluded.erased_at_ms > notify_erasures.erased_at_ms THEN excluded.erased_at_ms \
          ELSE notify_erasures.erased_at_ms END",
     )
-    .bind(&erased)
+    .bind(pseudonym)
+    .bind(scope)
     .bind(erased_at_ms)
     .execute(&mut *tx)
     .await?;
-    let result = sqlx::query("DELETE FROM notify_mentions WHERE customer_id = $1")
-        .bind(customer_id)
-        .execute(&mut *tx)
-        .await?;
+    let result = sqlx::query(
+        "DELETE FROM notify_mentions WHERE customer_id = $1 AND ($2 = '*' OR source = $2)",
+    )
+    .bind(customer_id)
+    .bind(scope)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(result.rows_affected())
 }
@@ -269,8 +282,8 @@ mod tests {
     async fn keeps_no_contact_data_without_consent_and_ignores_replays() {
         let db = database().await;
         let no = mention("c1", false, SentimentLabel::Negative, 0, "late");
-        record(&db, &no).await.unwrap();
-        record(&db, &no).await.unwrap();
+        record(&db, &Pseudonyms::development(), &no).await.unwrap();
+        record(&db, &Pseudonyms::development(), &no).await.unwrap();
         type Stored = (Option<String>, Option<String>, Option<String>, String);
         let rows: Vec<Stored> =
             sqlx::query_as("SELECT email, reference, excerpt, language FROM notify_mentions")
@@ -281,7 +294,7 @@ mod tests {
 
         // With consent, the contact route and the excerpt are kept.
         let yes = mention("c2", true, SentimentLabel::Negative, 0, "late\nagain");
-        record(&db, &yes).await.unwrap();
+        record(&db, &Pseudonyms::development(), &yes).await.unwrap();
         let found = recipients(&db, "delivery_time", &[yes.feedback.feedback_id], 0, 0)
             .await
             .unwrap();
@@ -310,7 +323,7 @@ mod tests {
             &old_not_in_evidence,
             &positive,
         ] {
-            record(&db, m).await.unwrap();
+            record(&db, &Pseudonyms::development(), m).await.unwrap();
         }
         let not_projected = Uuid::now_v7();
         let now = Utc::now().timestamp_millis();
@@ -331,16 +344,57 @@ mod tests {
         assert_eq!(found.missing_evidence, 1);
 
         let erased_at = Utc::now().timestamp_millis();
-        assert_eq!(erase(&db, "a", erased_at).await.unwrap(), 2);
+        let a = Pseudonyms::development().of("a");
+        assert_eq!(erase(&db, &a, "a", "*", erased_at).await.unwrap(), 2);
         // Replayed or late feedback from before the erasure is not projected again…
-        assert_eq!(record(&db, &recent_new).await.unwrap(), 0);
+        assert_eq!(
+            record(&db, &Pseudonyms::development(), &recent_new)
+                .await
+                .unwrap(),
+            0
+        );
         // …feedback received after it is.
         let mut later = mention("a", true, SentimentLabel::Negative, 0, "new complaint");
         later.feedback.received_at = Utc::now() + Duration::seconds(1);
-        assert_eq!(record(&db, &later).await.unwrap(), 1);
+        assert_eq!(
+            record(&db, &Pseudonyms::development(), &later)
+                .await
+                .unwrap(),
+            1
+        );
         let found = recipients(&db, "delivery_time", &[], 0, i64::MAX)
             .await
             .unwrap();
         assert_eq!(found.latest["a"].excerpt.as_deref(), Some("new complaint"));
+    }
+
+    #[tokio::test]
+    async fn a_scoped_erasure_forgets_only_what_came_through_its_source() {
+        let db = database().await;
+        let pseudonyms = Pseudonyms::development();
+        let shopdesk = mention("a", true, SentimentLabel::Negative, 1, "via shopdesk");
+        let mut surveyhub = mention("a", true, SentimentLabel::Negative, 1, "via surveyhub");
+        surveyhub.feedback.source = "surveyhub".into();
+        for m in [&shopdesk, &surveyhub] {
+            record(&db, &pseudonyms, m).await.unwrap();
+        }
+        let erased_at = Utc::now().timestamp_millis();
+        let a = pseudonyms.of("a");
+        assert_eq!(
+            erase(&db, &a, "a", "surveyhub", erased_at).await.unwrap(),
+            1
+        );
+        let left: Vec<String> = sqlx::query_scalar("SELECT source FROM notify_mentions")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, ["shopdesk"]);
+        // A replay of the erased source's feedback stays forgotten; the other's counts.
+        sqlx::query("DELETE FROM notify_mentions")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(record(&db, &pseudonyms, &surveyhub).await.unwrap(), 0);
+        assert_eq!(record(&db, &pseudonyms, &shopdesk).await.unwrap(), 1);
     }
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub kafka: closeloop_bus::KafkaArgs,
     #[command(flatten)]
     pub database: closeloop_store::DatabaseArgs,
+    #[command(flatten)]
+    pub pseudonym: closeloop_runtime::PseudonymArgs,
     /// Address of the ops API, the /ops page and /metrics, /healthz, /readyz.
     #[arg(long, env = "TRENDS_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,

@@ -568,6 +568,7 @@ impl Handler for ThemesHandler {
             feedback_id: mention.feedback_id.to_string(),
             theme: mention.theme.clone(),
             customer_id: mention.customer_id.clone(),
+            source: mention.source.clone(),
             negative: mention.sentiment == SentimentLabel::Negative,
             excerpt: mention.excerpt.clone(),
             channel: mention.channel.as_str().to_owned(),

@@ -1,7 +1,7 @@
 //! `privacy.erasure.v1` → forget a customer in trends' tables.
 //!
 //! Mentions are pseudonymised, not deleted: the customer's id becomes their pseudonym
-//! (`erased:<sha256>`, the same in every service) and the excerpt is emptied. Detection
+//! (`erased:<hmac>`, see `closeloop_runtime::pseudonym`) and the excerpt is emptied. Detection
 //! reads counts of mentions and of distinct customers; with every mention of the customer
 //! under one pseudonym both stay what they were, so the database and the in-memory
 //! detector (which a restart rebuilds from the database) never disagree. Deleting the
@@ -13,7 +13,13 @@
 //! Published evidence quotes customers: excerpts of the erased customer are removed from
 //! every action's stored evidence, so the API and the ops page stop showing them.
 //! (Copies already published on actions.v1 age out with the topic's retention.)
+//!
+//! Scope: a source's erasure reaches the mentions that came through that source (and
+//! those stored before mentions recorded their source); an admin's, every mention. A
+//! customer erased by one source only can then count twice among a window's distinct
+//! customers (under the pseudonym and, from the other source, under the id).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use closeloop_bus::{Handler, HandlerError, Incoming};
@@ -39,28 +45,31 @@ impl Handler for ErasureHandler {
     async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
         let request = &incoming.envelope.data;
         let customer_id = request.customer_id.as_str();
-        let pseudonym = request.tombstone();
+        let scope = request.scope_key();
         let store = &self.ctx.store;
         // The ledger first, committed on its own: a mention inserted after it is stored
         // pseudonymised by the insert itself; one already under way is caught below.
         store
-            .record_erasure(&pseudonym, request.requested_at.timestamp_millis())
+            .record_erasure(customer_id, scope, request.requested_at.timestamp_millis())
             .await
             .map_err(db_error)?;
         // Evidence is rewritten under the transition lock, so a raise or update that read
         // the mentions before they were pseudonymised cannot write its quotes back.
         let _transition = self.ctx.transitions.lock().await;
-        let mentions = store
-            .pseudonymise_mentions(customer_id, &pseudonym)
+        let (mentions, in_scope) = store
+            .pseudonymise_mentions(customer_id, scope)
             .await
             .map_err(db_error)?;
+        // A source's erasure removes the quotes of the feedback that came through it; an
+        // erasure of every source, every quote of the customer.
+        let quoted = request.only_source().map(|_| &in_scope);
         let mut scrubbed = 0;
         for (action_id, evidence_json) in store
             .actions_mentioning(customer_id)
             .await
             .map_err(db_error)?
         {
-            let Some(evidence) = without_excerpts_of(&evidence_json, customer_id) else {
+            let Some(evidence) = without_excerpts_of(&evidence_json, customer_id, quoted) else {
                 continue;
             };
             store
@@ -69,21 +78,42 @@ impl Handler for ErasureHandler {
                 .map_err(db_error)?;
             scrubbed += 1;
         }
+        closeloop_runtime::erasure::scrub_after_erasure(store.database()).await?;
         // Every step is idempotent (a replay finds nothing left to change), so a retry
-        // after a failure half-way finishes the job.
-        tracing::info!(mentions, actions = scrubbed, "erasure request applied");
+        // after a failure half-way finishes the job. Logged by pseudonym, never by id.
+        tracing::info!(
+            erasure_id = %incoming.envelope.event_id,
+            pseudonym = %store.pseudonym_of(customer_id),
+            scope,
+            mentions,
+            actions = scrubbed,
+            "erasure request applied"
+        );
         Ok(())
     }
 }
 
-/// The evidence JSON without the excerpts quoting `customer_id`, or `None` when it has
-/// none (or is not the JSON object it should be: then there is nothing to scrub). Works
-/// on the JSON value, so fields this version does not know survive.
-fn without_excerpts_of(evidence_json: &str, customer_id: &str) -> Option<String> {
+/// The evidence JSON without the excerpts quoting `customer_id` (only those of
+/// `feedback_ids` when given), or `None` when it has none (or is not the JSON object
+/// it should be: then there is nothing to scrub). Works on the JSON value, so fields
+/// this version does not know survive.
+fn without_excerpts_of(
+    evidence_json: &str,
+    customer_id: &str,
+    feedback_ids: Option<&HashSet<String>>,
+) -> Option<String> {
     let mut evidence: Value = serde_json::from_str(evidence_json).ok()?;
     let excerpts = evidence.get_mut("excerpts")?.as_array_mut()?;
     let before = excerpts.len();
-    excerpts.retain(|excerpt| excerpt["customer_id"].as_str() != Some(customer_id));
+    excerpts.retain(|excerpt| {
+        let quotes_them = excerpt["customer_id"].as_str() == Some(customer_id);
+        let in_scope = feedback_ids.is_none_or(|ids| {
+            excerpt["feedback_id"]
+                .as_str()
+                .is_some_and(|id| ids.contains(id))
+        });
+        !(quotes_them && in_scope)
+    });
     if excerpts.len() == before {
         return None;
     }
@@ -107,12 +137,38 @@ mod tests {
         })
         .to_string();
         let scrubbed: Value =
-            serde_json::from_str(&without_excerpts_of(&evidence, "anna").unwrap()).unwrap();
+            serde_json::from_str(&without_excerpts_of(&evidence, "anna", None).unwrap()).unwrap();
         assert_eq!(scrubbed["excerpts"].as_array().unwrap().len(), 1);
         assert_eq!(scrubbed["excerpts"][0]["customer_id"], "bob");
         assert_eq!(scrubbed["future_field"]["kept"], true);
         assert_eq!(scrubbed["mentions"], 3);
-        assert!(without_excerpts_of(&evidence, "carl").is_none());
-        assert!(without_excerpts_of("not json", "anna").is_none());
+        assert!(without_excerpts_of(&evidence, "carl", None).is_none());
+        assert!(without_excerpts_of("not json", "anna", None).is_none());
+    }
+
+    #[test]
+    fn a_scoped_erasure_removes_only_the_quotes_of_its_feedback() {
+        let evidence = json!({
+            "excerpts": [
+                {"feedback_id": "f1", "customer_id": "anna", "excerpt": "via shopdesk"},
+                {"feedback_id": "f2", "customer_id": "anna", "excerpt": "via surveyhub"},
+                {"feedback_id": "f3", "customer_id": "bob", "excerpt": "late too"},
+            ]
+        })
+        .to_string();
+        let surveyhub: HashSet<String> = ["f2".to_owned(), "f3".to_owned()].into();
+        let scrubbed: Value = serde_json::from_str(
+            &without_excerpts_of(&evidence, "anna", Some(&surveyhub)).unwrap(),
+        )
+        .unwrap();
+        let left: Vec<&str> = scrubbed["excerpts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["feedback_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(left, ["f1", "f3"], "anna's other source and bob stay");
+        let nothing: HashSet<String> = HashSet::new();
+        assert!(without_excerpts_of(&evidence, "anna", Some(&nothing)).is_none());
     }
 }

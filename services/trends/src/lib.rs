@@ -64,7 +64,10 @@ impl Service {
             None => Taxonomy::builtin(),
         };
         let foundation = Foundation::start(closeloop_runtime::spec!("trends", config)).await?;
-        let store = TrendsStore::new(foundation.db.clone());
+        let store = TrendsStore::new(
+            foundation.db.clone(),
+            config.pseudonym.pseudonyms("trends", &foundation.db),
+        );
         let metrics = TrendsMetrics::register(&foundation.telemetry.registry)?;
 
         let (detection, replayed) = DetectionState::rebuild(checked.detector, &store)

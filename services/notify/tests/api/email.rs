@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
-use closeloop_events::ErasureRequest;
+use closeloop_events::{ErasureRequest, ErasureScope};
 use closeloop_notify::SmtpUrl;
 use uuid::Uuid;
 
@@ -151,6 +151,7 @@ async fn e_mail_reaches_the_smtp_relay_once_in_the_customers_language() {
             customer_id: "bernd".into(),
             source: "shopdesk".into(),
             requested_at: Utc::now(),
+            scope: ErasureScope::All,
         })
         .await;
     wait_until("bernd's erasure consumed", || async {

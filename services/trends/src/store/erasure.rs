@@ -1,45 +1,72 @@
 //! Forgetting a customer: the erasure ledger, pseudonymised mentions, and scrubbed
 //! evidence quotes.
 
+use std::collections::HashSet;
+
 use closeloop_store::sqlx;
 
 use super::TrendsStore;
 
 impl TrendsStore {
-    /// Remembers that a customer (by pseudonym) was erased at `erased_at_ms`.
+    /// The pseudonym rows of `customer_id` get when they are erased.
+    pub fn pseudonym_of(&self, customer_id: &str) -> String {
+        self.pseudonyms.of(customer_id)
+    }
+
+    /// Remembers that a customer (by pseudonym) was erased at `erased_at_ms` in `scope`
+    /// (a source, or `*` for every source).
     pub async fn record_erasure(
         &self,
-        pseudonym: &str,
+        customer_id: &str,
+        scope: &str,
         erased_at_ms: i64,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO trends_erasures (customer_id, erased_at_ms) VALUES ($1, $2) \
-             ON CONFLICT (customer_id) DO UPDATE SET erased_at_ms = CASE \
+            "INSERT INTO trends_erasures (customer_id, source, erased_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (customer_id, source) DO UPDATE SET erased_at_ms = CASE \
              WHEN excluded.erased_at_ms > trends_erasures.erased_at_ms \
              THEN excluded.erased_at_ms ELSE trends_erasures.erased_at_ms END",
         )
-        .bind(pseudonym)
+        .bind(self.pseudonyms.of(customer_id))
+        .bind(scope)
         .bind(erased_at_ms)
         .execute(self.db.pool())
         .await?;
         Ok(())
     }
 
-    /// Puts `pseudonym` in place of the customer's id on their mentions and forgets
-    /// their words. Returns how many mentions were changed.
+    /// Puts the customer's pseudonym in place of their id on their mentions in `scope`
+    /// (a source, or `*`) and forgets their words. Mentions stored before mentions
+    /// recorded their source (`source IS NULL`) are in every scope: which source they
+    /// came through is unknown, and erasing too much beats keeping what was asked to go.
+    /// Returns how many mentions were changed and the feedback ids of every mention of
+    /// the customer in scope, including those an earlier attempt already changed (so a
+    /// retry still finds the quotes to scrub).
     pub async fn pseudonymise_mentions(
         &self,
         customer_id: &str,
-        pseudonym: &str,
-    ) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE trends_mentions SET customer_id = $1, excerpt = '' WHERE customer_id = $2",
+        scope: &str,
+    ) -> Result<(u64, HashSet<String>), sqlx::Error> {
+        let pseudonym = self.pseudonyms.of(customer_id);
+        let feedback_ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT feedback_id FROM trends_mentions \
+             WHERE customer_id IN ($1, $2) AND ($3 = '*' OR source = $3 OR source IS NULL)",
         )
-        .bind(pseudonym)
         .bind(customer_id)
+        .bind(&pseudonym)
+        .bind(scope)
+        .fetch_all(self.db.pool())
+        .await?;
+        let done = sqlx::query(
+            "UPDATE trends_mentions SET customer_id = $1, excerpt = '' \
+             WHERE customer_id = $2 AND ($3 = '*' OR source = $3 OR source IS NULL)",
+        )
+        .bind(&pseudonym)
+        .bind(customer_id)
+        .bind(scope)
         .execute(self.db.pool())
         .await?;
-        Ok(done.rows_affected())
+        Ok((done.rows_affected(), feedback_ids.into_iter().collect()))
     }
 
     /// Actions (any status) whose evidence may quote `customer_id`: a cheap textual
@@ -71,5 +98,78 @@ impl TrendsStore {
             .execute(self.db.pool())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{mention, store};
+    use super::super::MentionRow;
+
+    fn via(source: &str, row: MentionRow) -> MentionRow {
+        MentionRow {
+            source: source.into(),
+            ..row
+        }
+    }
+
+    async fn customers(store: &super::TrendsStore) -> Vec<(String, String, String)> {
+        closeloop_store::sqlx::query_as(
+            "SELECT feedback_id, customer_id, excerpt FROM trends_mentions ORDER BY feedback_id",
+        )
+        .fetch_all(store.database().pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_scoped_erasure_reaches_only_its_sources_mentions_then_and_later() {
+        let store = store().await;
+        let a = store.pseudonym_of("a");
+        store
+            .insert_mention(&via("shopdesk", mention("f1", "a", 100)))
+            .await
+            .unwrap();
+        store
+            .insert_mention(&via("surveyhub", mention("f2", "a", 100)))
+            .await
+            .unwrap();
+        store.record_erasure("a", "surveyhub", 1_000).await.unwrap();
+        let (changed, in_scope) = store.pseudonymise_mentions("a", "surveyhub").await.unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(in_scope, ["f2".to_owned()].into());
+        // Late mentions given before the erasure: surveyhub's stored pseudonymised,
+        // shopdesk's as they are.
+        store
+            .insert_mention(&via("surveyhub", mention("f3", "a", 500)))
+            .await
+            .unwrap();
+        store
+            .insert_mention(&via("shopdesk", mention("f4", "a", 500)))
+            .await
+            .unwrap();
+        let rows = customers(&store).await;
+        let expected = |id: &str, customer: &str, kept: bool| {
+            let excerpt = if kept {
+                format!("late again ({id})")
+            } else {
+                String::new()
+            };
+            (id.to_owned(), customer.to_owned(), excerpt)
+        };
+        assert_eq!(
+            rows,
+            [
+                expected("f1", "a", true),
+                expected("f2", &a, false),
+                expected("f3", &a, false),
+                expected("f4", "a", true),
+            ]
+        );
+        // A retry still finds what it already changed; an erasure of every source the rest.
+        let (changed, in_scope) = store.pseudonymise_mentions("a", "surveyhub").await.unwrap();
+        assert_eq!((changed, in_scope.len()), (0, 2));
+        let (changed, _) = store.pseudonymise_mentions("a", "*").await.unwrap();
+        assert_eq!(changed, 2);
     }
 }

@@ -12,6 +12,8 @@ pub struct MentionRow {
     pub feedback_id: String,
     pub theme: String,
     pub customer_id: String,
+    /// The source the feedback came through (what a scoped erasure matches).
+    pub source: String,
     pub negative: bool,
     pub excerpt: String,
     pub channel: String,
@@ -24,17 +26,21 @@ pub struct MentionRow {
 impl TrendsStore {
     /// Stores a mention; `false` when it was already there (a replayed record).
     pub async fn insert_mention(&self, m: &MentionRow) -> Result<bool, sqlx::Error> {
+        // A mention given before its customer was erased (in its source's scope) is
+        // stored pseudonymised and without its words.
         let done = sqlx::query(
             "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
-             channel, touchpoint, rating, nps, given_at_ms) \
+             channel, touchpoint, rating, nps, given_at_ms, source) \
              VALUES ($1, $2, \
                      COALESCE((SELECT customer_id FROM trends_erasures \
-                               WHERE customer_id = $11 AND erased_at_ms >= $10), $3), \
+                               WHERE customer_id = $11 AND source IN ($12, '*') \
+                                 AND erased_at_ms >= $10 LIMIT 1), $3), \
                      $4, \
                      CASE WHEN EXISTS (SELECT 1 FROM trends_erasures \
-                                       WHERE customer_id = $11 AND erased_at_ms >= $10) \
+                                       WHERE customer_id = $11 AND source IN ($12, '*') \
+                                         AND erased_at_ms >= $10) \
                           THEN '' ELSE $5 END, \
-                     $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                     $6, $7, $8, $9, $10, $12) ON CONFLICT DO NOTHING",
         )
         .bind(&m.feedback_id)
         .bind(&m.theme)
@@ -46,8 +52,8 @@ impl TrendsStore {
         .bind(m.rating)
         .bind(m.nps)
         .bind(m.given_at_ms)
-        // A mention given before its customer was erased is stored pseudonymised.
-        .bind(closeloop_events::erased_customer_id(&m.customer_id))
+        .bind(self.pseudonyms.of(&m.customer_id))
+        .bind(&m.source)
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)

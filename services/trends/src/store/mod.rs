@@ -18,6 +18,7 @@ mod history;
 mod mentions;
 mod sessions;
 
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::sqlx;
 use closeloop_store::Database;
 
@@ -35,14 +36,15 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 #[derive(Debug, Clone)]
 pub struct TrendsStore {
     db: Database,
+    /// Erased customers' pseudonyms (the ledger, pseudonymised mentions).
+    pseudonyms: Pseudonyms,
 }
 
 impl TrendsStore {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(db: Database, pseudonyms: Pseudonyms) -> Self {
+        Self { db, pseudonyms }
     }
 
-    #[cfg(test)]
     pub fn database(&self) -> &Database {
         &self.db
     }
@@ -61,7 +63,7 @@ pub(crate) mod testing {
         db.migrate(sqlx::migrate!("./migrations"))
             .await
             .expect("migrate");
-        TrendsStore::new(db)
+        TrendsStore::new(db, Pseudonyms::development())
     }
 
     pub fn mention(feedback: &str, customer: &str, at_ms: i64) -> MentionRow {
@@ -69,6 +71,7 @@ pub(crate) mod testing {
             feedback_id: feedback.into(),
             theme: "delivery_time".into(),
             customer_id: customer.into(),
+            source: "shopdesk".into(),
             negative: true,
             excerpt: format!("late again ({feedback})"),
             channel: "review".into(),
