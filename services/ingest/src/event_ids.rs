@@ -148,7 +148,11 @@ mod tests {
 
     async fn one_id_one_content(ledger: EventIds) {
         let first = feedback("late parcel");
-        assert!(ledger.record(&[first.clone()], 1).await.unwrap().is_empty());
+        assert!(ledger
+            .record(std::slice::from_ref(&first), 1)
+            .await
+            .unwrap()
+            .is_empty());
         // A retry a moment later: same content, other receiving time.
         let mut retry = first.clone();
         retry.received_at += Duration::seconds(3);
