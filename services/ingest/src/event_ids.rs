@@ -24,7 +24,7 @@ impl EventIds {
         feedback: &[Feedback],
         now_ms: i64,
     ) -> Result<Vec<usize>, sqlx::Error> {
-        let mut rows: Vec<(usize, String, String, i64)> = feedback
+        let mut rows: Vec<Row> = feedback
             .iter()
             .enumerate()
             .map(|(index, item)| {
@@ -39,59 +39,20 @@ impl EventIds {
         // One order for every request, so two transactions inserting overlapping ids
         // wait for each other instead of deadlocking (PostgreSQL).
         rows.sort_by(|a, b| a.1.cmp(&b.1));
-        let values: Vec<String> = (0..rows.len())
-            .map(|row| {
-                let p = row * 3;
-                format!(
-                    "(${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    rows.len() * 3 + 1
-                )
-            })
-            .collect();
-        let insert = format!(
-            "INSERT INTO ingest_event_ids (event_id, content_hash, given_at_ms, accepted_at_ms) \
-             VALUES {} ON CONFLICT DO NOTHING",
-            values.join(", ")
-        );
+        if rows.len() == 1 {
+            // One statement is atomic on its own: no transaction to pay for on the hot
+            // path of single-event requests.
+            let mut conn = self.db.pool().acquire().await?;
+            return insert_and_check(&mut conn, &rows, now_ms).await;
+        }
         // Write first, then read, in one transaction: a read-then-write transaction fails
         // with SQLITE_BUSY_SNAPSHOT under contention.
         let mut tx = self.db.pool().begin().await?;
-        let mut query = sqlx::query(&insert);
-        for (_, id, hash, given_at_ms) in &rows {
-            query = query.bind(id).bind(hash).bind(*given_at_ms);
-        }
-        let inserted = query.bind(now_ms).execute(&mut *tx).await?.rows_affected();
-        if inserted == rows.len() as u64 {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let placeholders: Vec<String> = (1..=rows.len()).map(|p| format!("${p}")).collect();
-        let select = format!(
-            "SELECT event_id, content_hash FROM ingest_event_ids WHERE event_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query_as::<_, (String, String)>(&select);
-        for (_, id, _, _) in &rows {
-            query = query.bind(id);
-        }
-        let stored = query.fetch_all(&mut *tx).await?;
-        let mut conflicts: Vec<usize> = rows
-            .iter()
-            .filter(|(_, id, hash, _)| {
-                stored
-                    .iter()
-                    .any(|(stored_id, stored_hash)| stored_id == id && stored_hash != hash)
-            })
-            .map(|(index, ..)| *index)
-            .collect();
+        let conflicts = insert_and_check(&mut tx, &rows, now_ms).await?;
         if conflicts.is_empty() {
             tx.commit().await?;
         } else {
             tx.rollback().await?;
-            conflicts.sort_unstable();
         }
         Ok(conflicts)
     }
@@ -107,6 +68,68 @@ impl EventIds {
                 .rows_affected(),
         )
     }
+}
+
+/// (index, event id, content hash, given_at_ms) of one item.
+type Row = (usize, String, String, i64);
+
+/// Inserts the rows that are new and returns the indexes of those whose id is stored
+/// with another hash (sorted).
+async fn insert_and_check(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[Row],
+    now_ms: i64,
+) -> Result<Vec<usize>, sqlx::Error> {
+    let values: Vec<String> = (0..rows.len())
+        .map(|row| {
+            let p = row * 3;
+            format!(
+                "(${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                rows.len() * 3 + 1
+            )
+        })
+        .collect();
+    let insert = format!(
+        "INSERT INTO ingest_event_ids (event_id, content_hash, given_at_ms, accepted_at_ms) \
+         VALUES {} ON CONFLICT DO NOTHING",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&insert);
+    for (_, id, hash, given_at_ms) in rows {
+        query = query.bind(id).bind(hash).bind(*given_at_ms);
+    }
+    let inserted = query
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if inserted == rows.len() as u64 {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=rows.len()).map(|p| format!("${p}")).collect();
+    let select = format!(
+        "SELECT event_id, content_hash FROM ingest_event_ids WHERE event_id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(&select);
+    for (_, id, _, _) in rows {
+        query = query.bind(id);
+    }
+    let stored = query.fetch_all(&mut *conn).await?;
+    let mut conflicts: Vec<usize> = rows
+        .iter()
+        .filter(|(_, id, hash, _)| {
+            stored
+                .iter()
+                .any(|(stored_id, stored_hash)| stored_id == id && stored_hash != hash)
+        })
+        .map(|(index, ..)| *index)
+        .collect();
+    conflicts.sort_unstable();
+    Ok(conflicts)
 }
 
 #[cfg(test)]
