@@ -495,6 +495,37 @@ mod tests {
     }
 
     #[test]
+    fn parse_feedback_body_takes_objects_only() {
+        let parse = |shape, body: &str| {
+            parse_feedback_body(
+                shape,
+                body.as_bytes(),
+                "shopdesk",
+                Utc::now(),
+                &Limits::default(),
+                10,
+            )
+        };
+        let item = r#"{"channel":"chat","customer":{"id":"c"},"text":"late"}"#;
+        let positional = r#"[null,null,"chat",null,["c"],"late"]"#;
+        assert!(parse(Shape::Single, item).is_ok());
+        assert_eq!(parse(Shape::Single, positional).unwrap_err().status, 422);
+        let problem = parse(
+            Shape::Batch,
+            &format!(r#"{{"items":[{item},{positional}]}}"#),
+        )
+        .unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].pointer, "/items/1");
+        assert_eq!(
+            parse(Shape::Batch, &format!("[[{item}]]"))
+                .unwrap_err()
+                .status,
+            422
+        );
+    }
+
+    #[test]
     fn authenticates_by_key() {
         let keys = vec![
             SourceKey {
