@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
+use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
 use closeloop_events::topics;
 use closeloop_ingest::{Config, Service, SourceKey};
 use closeloop_store::testing::database_args;
@@ -22,12 +22,17 @@ struct Ingest {
     url: String,
     brokers: String,
     shutdown: CancellationToken,
-    _broker: EmbeddedBroker,
+    broker: EmbeddedBroker,
 }
 
 async fn spawn_ingest(configure: impl FnOnce(&mut Config)) -> Ingest {
+    spawn_ingest_on(1, configure).await
+}
+
+/// ingest on an embedded cluster of `brokers` brokers.
+async fn spawn_ingest_on(brokers: i32, configure: impl FnOnce(&mut Config)) -> Ingest {
     init_logs();
-    let broker = EmbeddedBroker::start(1, &TopicSpec::all(2)).unwrap();
+    let broker = EmbeddedBroker::start(brokers, &TopicSpec::all(2)).unwrap();
     let mut config = Config::parse_from(["ingest"]);
     config.kafka = KafkaArgs::new(broker.bootstrap_servers());
     config.database = database_args("ingest");
@@ -53,7 +58,7 @@ async fn spawn_ingest(configure: impl FnOnce(&mut Config)) -> Ingest {
         url,
         brokers: broker.bootstrap_servers().to_owned(),
         shutdown,
-        _broker: broker,
+        broker,
     }
 }
 
@@ -85,6 +90,22 @@ fn without(field: &str) -> Vec<u8> {
 
 fn batch_of(items: Vec<Value>) -> Vec<u8> {
     json!({ "items": items }).to_string().into_bytes()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+/// The event id of the feedback `bad_requests_…` accepts before running the corpus.
+const KNOWN_EVENT_ID: &str = "0190f0a0-0000-7000-8000-0000000000aa";
+
+fn known_event() -> Value {
+    let mut body = valid();
+    body["event_id"] = json!(KNOWN_EVENT_ID);
+    body
 }
 
 /// Valid until its metadata nests 10,000 arrays deep (past serde_json's recursion limit).
@@ -169,6 +190,12 @@ fn corpus() -> Vec<Case> {
     spoofed_source["source"] = json!("surveyhub");
     let mut unknown_nested = valid();
     unknown_nested["customer"]["is_admin"] = json!(true);
+    let mut known_id_other_text = known_event();
+    known_id_other_text["text"] = json!("Another complaint under the same id.");
+    let mut known_id_other_customer = known_event();
+    known_id_other_customer["customer"]["id"] = json!("mallory");
+    let mut batch_with_known_id = vec![valid(), known_id_other_text.clone()];
+    batch_with_known_id[0]["event_id"] = json!("0190f0a0-0000-7000-8000-0000000000bb");
 
     vec![
         // Not JSON, or JSON no parser should have to finish.
@@ -195,6 +222,29 @@ fn corpus() -> Vec<Case> {
         // Well-formed JSON of the wrong shape.
         Case::single("wrong top-level type", b"[1, 2]".to_vec()).expect(422, &[]),
         Case::single("missing field", without("text")).expect(422, &[]),
+        // serde's derived structs take a struct's fields as an array, in order.
+        Case::single(
+            "array as a submission",
+            json!([null, null, "ticket", null, ["c-1"], "The parcel came late."])
+                .to_string()
+                .into_bytes(),
+        )
+        .expect(422, &[]),
+        Case::single("customer as an array", with("/customer", json!(["c-1"])))
+            .expect(422, &["/customer"]),
+        Case::batch(
+            "array as a batch item",
+            batch_of(vec![
+                valid(),
+                json!([null, null, "ticket", null, ["c-1"], "The parcel came late."]),
+            ]),
+        )
+        .expect(422, &["/items/1"]),
+        Case::batch(
+            "array as a batch",
+            json!([[valid()]]).to_string().into_bytes(),
+        )
+        .expect(422, &[]),
         Case::single("wrong type", with("/rating", json!("five"))).expect(422, &["/rating"]),
         Case::single("fractional rating", with("/rating", json!(4.5))).expect(422, &["/rating"]),
         Case::single("negative rating", with("/rating", json!(-1))).expect(422, &["/rating"]),
@@ -251,6 +301,52 @@ fn corpus() -> Vec<Case> {
         .expect(422, &["/text"]),
         Case::single("NUL in customer id", with("/customer/id", json!("c\u{0}1")))
             .expect(422, &["/customer/id"]),
+        Case::single(
+            "zero-width text",
+            with("/text", json!("\u{200B}\u{200D}\u{FEFF}\u{2060}")),
+        )
+        .expect(422, &["/text"]),
+        Case::single(
+            "text of NUL and spaces",
+            with("/text", json!("\u{0} \u{0}\u{3164}")),
+        )
+        .expect(422, &["/text"]),
+        Case::single(
+            "occurred_at in year 1",
+            with("/occurred_at", json!("0001-01-01T00:00:00Z")),
+        )
+        .expect(422, &["/occurred_at"]),
+        Case::single(
+            "occurred_at older than the maximum age",
+            with(
+                "/occurred_at",
+                json!((chrono::Utc::now() - chrono::Duration::days(400)).to_rfc3339()),
+            ),
+        )
+        .expect(422, &["/occurred_at"]),
+        Case::single(
+            "forged log line in customer id",
+            with(
+                "/customer/id",
+                json!("c-1\nlevel=INFO msg=\"notification delivered\" customer_id=other"),
+            ),
+        )
+        .expect(422, &["/customer/id"]),
+        Case::single(
+            "escape sequence in customer id",
+            with("/customer/id", json!("c-1\u{1b}[2J")),
+        )
+        .expect(422, &["/customer/id"]),
+        Case::single(
+            "bidi override in customer id",
+            with("/customer/id", json!("c-1\u{202E}1-c")),
+        )
+        .expect(422, &["/customer/id"]),
+        Case::single(
+            "line break in reference",
+            with("/customer/reference", json!("T-1\r\nreason=delivered")),
+        )
+        .expect(422, &["/customer/reference"]),
         Case::single("oversize text", with("/text", json!("x".repeat(10_001))))
             .expect(422, &["/text"]),
         Case::single(
@@ -285,6 +381,32 @@ fn corpus() -> Vec<Case> {
         Case::single("form body", b"text=hello".to_vec())
             .content_type(Some("application/x-www-form-urlencoded"))
             .expect(415, &[]),
+        Case::single("no Content-Type", valid().to_string().into_bytes())
+            .content_type(None)
+            .expect(415, &[]),
+        Case::batch("batch without Content-Type", batch_of(vec![valid()]))
+            .content_type(None)
+            .expect(415, &[]),
+        Case::single("plain body labelled gzip", valid().to_string().into_bytes())
+            .header("content-encoding", "gzip")
+            .expect(400, &[]),
+        Case::single(
+            "gzip body not labelled",
+            gzip(valid().to_string().as_bytes()),
+        )
+        .expect(400, &[]),
+        Case::single("gzip bomb", gzip(&vec![b' '; 10 * 1024 * 1024]))
+            .header("content-encoding", "gzip")
+            .expect(413, &[]),
+        Case::single("brotli body", valid().to_string().into_bytes())
+            .header("content-encoding", "br")
+            .expect(415, &[]),
+        Case::single("two encodings", gzip(&gzip(valid().to_string().as_bytes())))
+            .header("content-encoding", "gzip, gzip")
+            .expect(415, &[]),
+        Case::single("tab in Idempotency-Key", valid().to_string().into_bytes())
+            .header("idempotency-key", "key\twith-tab")
+            .expect(400, &[]),
         Case::single(
             "over-long Idempotency-Key",
             valid().to_string().into_bytes(),
@@ -330,6 +452,26 @@ fn corpus() -> Vec<Case> {
         .expect(422, &["/items/0/text", "/items/3/nps"]),
         Case::batch("repeated event id in a batch", batch_of(repeated_ids))
             .expect(422, &["/items/1/event_id"]),
+        // One event id names one event: the id `bad_requests_…` accepted first, with
+        // other content, from the same or another source.
+        Case::single(
+            "known event id with other text",
+            known_id_other_text.to_string().into_bytes(),
+        )
+        .expect(409, &["/event_id"]),
+        Case::single(
+            "known event id with another customer",
+            known_id_other_customer.to_string().into_bytes(),
+        )
+        .expect(409, &["/event_id"]),
+        Case::single(
+            "known event id from another source",
+            known_event().to_string().into_bytes(),
+        )
+        .authorization(Some(&format!("Bearer {OTHER_KEY}")))
+        .expect(409, &["/event_id"]),
+        Case::batch("known event id in a batch", batch_of(batch_with_known_id))
+            .expect(409, &["/items/1/event_id"]),
         // Erasure requests are checked the same way.
         Case::new("erasure without customer", "/v1/erasure", b"{}".to_vec()).expect(422, &[]),
         Case::new(
@@ -338,6 +480,20 @@ fn corpus() -> Vec<Case> {
             br#"{"customer_id": "  "}"#.to_vec(),
         )
         .expect(422, &["/customer_id"]),
+        Case::new(
+            "erasure of an id with a line break",
+            "/v1/erasure",
+            br#"{"customer_id": "c-1\nlevel=INFO msg=forged"}"#.to_vec(),
+        )
+        .expect(422, &["/customer_id"]),
+        Case::new("erasure as an array", "/v1/erasure", br#"["c-1"]"#.to_vec()).expect(422, &[]),
+        Case::new(
+            "erasure without Content-Type",
+            "/v1/erasure",
+            br#"{"customer_id": "c-1"}"#.to_vec(),
+        )
+        .content_type(None)
+        .expect(415, &[]),
         Case::new(
             "erasure without Authorization",
             "/v1/erasure",
@@ -399,6 +555,14 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
         .await
         .unwrap();
     assert_eq!(first.status(), 202);
+    let known = client
+        .post(&single)
+        .bearer_auth(KEY)
+        .json(&known_event())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), 202);
 
     let corpus = corpus();
     assert!(corpus.len() >= 32, "a corpus of {} cases", corpus.len());
@@ -470,7 +634,7 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
     let records = read_topic(
         &ingest.brokers,
         topics::FEEDBACK_RAW,
-        3,
+        4,
         Duration::from_secs(2),
         Duration::from_secs(30),
     )
@@ -481,6 +645,7 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
         texts,
         [
             markup,
+            valid()["text"].as_str().unwrap(),
             valid()["text"].as_str().unwrap(),
             valid()["text"].as_str().unwrap()
         ],
@@ -607,5 +772,164 @@ async fn a_source_over_its_rate_limit_gets_429_and_others_are_unaffected() {
     )
     .await;
     assert_eq!(records.len(), 20, "6 + 4 from shopdesk, 10 from surveyhub");
+    ingest.shutdown.cancel();
+}
+
+/// What the input rules let through: a gzip body (inflated), a customer id in NFD
+/// (published in NFC, so both spellings are one customer), and a retry of a known event
+/// id with the same content (accepted again, published with the same id, downstream
+/// dedupes it) even without `occurred_at`, whose default differs on every try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_nfc_and_event_id_retries_are_accepted() {
+    let ingest = spawn_ingest(|_| {}).await;
+    let client = reqwest::Client::new();
+    let single = format!("{}/v1/feedback", ingest.url);
+    let post = |body: Vec<u8>, encoding: Option<&'static str>| {
+        let mut request = client
+            .post(&single)
+            .bearer_auth(KEY)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(encoding) = encoding {
+            request = request.header("content-encoding", encoding);
+        }
+        request.send()
+    };
+
+    let mut gzipped = valid();
+    gzipped["text"] = json!("Sent compressed, the parcel was late.");
+    let response = post(gzip(gzipped.to_string().as_bytes()), Some("gzip"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let mut decomposed = valid();
+    decomposed["customer"]["id"] = json!("Jose\u{301}");
+    decomposed["text"] = json!("Spelled in NFD.");
+    let response = post(decomposed.to_string().into_bytes(), Some("identity"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let mut retried = valid();
+    retried["event_id"] = json!("0190f0a0-0000-7000-8000-0000000000cc");
+    retried["text"] = json!("Sent twice.");
+    for _ in 0..2 {
+        let response = post(retried.to_string().into_bytes(), None).await.unwrap();
+        assert_eq!(response.status(), 202);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["event_ids"], json!([retried["event_id"]]));
+    }
+
+    let records = read_topic(
+        &ingest.brokers,
+        topics::FEEDBACK_RAW,
+        4,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(records
+        .iter()
+        .any(|r| r["text"] == "Sent compressed, the parcel was late."));
+    let nfd = records
+        .iter()
+        .find(|r| r["text"] == "Spelled in NFD.")
+        .unwrap();
+    assert_eq!(nfd["customer"]["id"], "Jos\u{e9}");
+    let twice: Vec<_> = records
+        .iter()
+        .filter(|r| r["text"] == "Sent twice.")
+        .collect();
+    assert_eq!(twice.len(), 2);
+    assert!(twice.iter().all(|r| r["event_id"] == retried["event_id"]));
+    ingest.shutdown.cancel();
+}
+
+/// A batch whose publish fails part-way (one broker down: the items on its partition time
+/// out, the others are acknowledged) answers 503, and the retry with the same
+/// Idempotency-Key publishes the same event ids, so what already got through is deduped
+/// downstream instead of doubled under new ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_partial_publish_reuses_the_event_ids() {
+    let ingest = spawn_ingest_on(2, |config| config.delivery_timeout_ms = 1_000).await;
+    // Partition 0 on broker 1, partition 1 on broker 2, which then goes away.
+    for partition in 0..2 {
+        ingest
+            .broker
+            .inject(Fault::PartitionLeader {
+                topic: topics::FEEDBACK_RAW.into(),
+                partition,
+                broker: partition + 1,
+            })
+            .unwrap();
+    }
+    let client = reqwest::Client::new();
+    let batch = format!("{}/v1/feedback/batch", ingest.url);
+    // Many customers, so both partitions get some of the items.
+    let items: Vec<Value> = (0..10)
+        .map(|n| {
+            let mut item = valid();
+            item["customer"]["id"] = json!(format!("c-{n}"));
+            item
+        })
+        .collect();
+    let post = || {
+        client
+            .post(&batch)
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", "partial-1")
+            .json(&json!({ "items": items }))
+            .send()
+    };
+    // Warm up the producer's metadata while both brokers are up.
+    let warm = client
+        .post(format!("{}/v1/feedback", ingest.url))
+        .bearer_auth(KEY)
+        .json(&valid())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 202);
+    let warm: Value = warm.json().await.unwrap();
+    let warm_id = warm["event_ids"][0].as_str().unwrap().to_owned();
+
+    ingest.broker.inject(Fault::BrokerDown(2)).unwrap();
+    let failed = post().await.unwrap();
+    assert_problem(failed, 503, "partial publish").await;
+    ingest.broker.inject(Fault::BrokerUp(2)).unwrap();
+
+    let answer: Value =
+        closeloop_testkit::eventually(Duration::from_secs(30), "the retry is accepted", || async {
+            let response = post().await.ok()?;
+            (response.status() == 202).then_some(response.json::<Value>().await.ok()?)
+        })
+        .await;
+    let accepted: std::collections::BTreeSet<String> = answer["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(accepted.len(), 10);
+
+    let records = read_topic(
+        &ingest.brokers,
+        topics::FEEDBACK_RAW,
+        11,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut published: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(published.remove(&warm_id));
+    assert_eq!(
+        published, accepted,
+        "every published id is one the retry answered with: nothing doubled under a new id"
+    );
     ingest.shutdown.cancel();
 }

@@ -125,6 +125,68 @@ pub struct Feedback {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Feedback {
+    /// A digest of what the feedback says, so one `event_id` is known to name one event
+    /// (ingest refuses the id with other content; categorise republishes only what it
+    /// stored). The fields the server sets are left out: the id itself, `received_at`, and
+    /// `given_at` when it is just the receiving time (no `occurred_at` was posted), so an
+    /// identical retry has the identical hash. Object keys are hashed sorted, so the order a
+    /// client wrote them in does not matter.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let given_at = (self.given_at != self.received_at).then_some(self.given_at);
+        let content = serde_json::json!({
+            "source": self.source,
+            "channel": self.channel,
+            "touchpoint": self.touchpoint,
+            "customer": self.customer,
+            "text": self.text,
+            "rating": self.rating,
+            "nps": self.nps,
+            "given_at": given_at,
+            "metadata": self.metadata,
+        });
+        let mut hasher = Sha256::new();
+        hash_canonical(&content, &mut hasher);
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// Feeds a JSON value to the hasher with object keys in sorted order and every part
+/// length-prefixed, so no two values share an encoding.
+fn hash_canonical(value: &serde_json::Value, hasher: &mut sha2::Sha256) {
+    use serde_json::Value;
+    use sha2::Digest;
+    let mut put = |tag: u8, bytes: &[u8]| {
+        hasher.update([tag]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    match value {
+        Value::Null => put(b'n', b""),
+        Value::Bool(b) => put(b'b', &[u8::from(*b)]),
+        Value::Number(n) => put(b'#', n.to_string().as_bytes()),
+        Value::String(s) => put(b's', s.as_bytes()),
+        Value::Array(items) => {
+            put(b'[', &(items.len() as u64).to_le_bytes());
+            for item in items {
+                hash_canonical(item, hasher);
+            }
+        }
+        Value::Object(map) => {
+            put(b'{', &(map.len() as u64).to_le_bytes());
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, item) in entries {
+                hasher.update([b'k']);
+                hasher.update((key.len() as u64).to_le_bytes());
+                hasher.update(key.as_bytes());
+                hash_canonical(item, hasher);
+            }
+        }
+    }
+}
+
 impl Event for Feedback {
     const SCHEMA: &'static str = "feedback.raw.v1";
     const TOPIC: &'static str = topics::FEEDBACK_RAW;
@@ -306,6 +368,35 @@ mod tests {
             received_at: Utc::now(),
             metadata: serde_json::Map::new(),
         }
+    }
+
+    #[test]
+    fn content_hash_ignores_server_set_fields_and_key_order() {
+        let first = feedback();
+        let mut retry = first.clone();
+        retry.feedback_id = Uuid::now_v7();
+        retry.received_at = first.received_at + chrono::Duration::seconds(5);
+        retry.given_at = retry.received_at; // no occurred_at posted: "now" both times
+        let mut first = first;
+        first.given_at = first.received_at;
+        assert_eq!(first.content_hash(), retry.content_hash());
+
+        let (mut a, mut b) = (first.clone(), first.clone());
+        a.metadata.insert("x".into(), 1.into());
+        a.metadata.insert("y".into(), 2.into());
+        b.metadata.insert("y".into(), 2.into());
+        b.metadata.insert("x".into(), 1.into());
+        assert_eq!(a.content_hash(), b.content_hash());
+
+        let mut other = first.clone();
+        other.text.push('!');
+        assert_ne!(other.content_hash(), first.content_hash());
+        let mut other = first.clone();
+        other.source = "surveyhub".into();
+        assert_ne!(other.content_hash(), first.content_hash());
+        let mut other = first.clone();
+        other.given_at = first.received_at - chrono::Duration::days(1);
+        assert_ne!(other.content_hash(), first.content_hash());
     }
 
     #[test]

@@ -8,7 +8,10 @@ pub mod html;
 pub mod problem;
 mod server;
 
-pub use body::{parse_json, read_json_body};
+pub use body::{
+    deserialize_object, inflate_gzip, parse_json, read_json_body, read_json_body_inflating,
+    JsonObject,
+};
 pub use credentials::{bearer_token, require_ops_token, tokens_match, OpsToken};
 pub use problem::{FieldError, Problem, ProblemType};
 pub use server::{bind, serve, HttpError};

@@ -46,6 +46,8 @@ pub enum ProblemType {
     IdempotencyKeyReused,
     /// A request with the same `Idempotency-Key` is still being processed.
     RequestInProgress,
+    /// An `event_id` accepted before with other content: one id names one event.
+    EventIdConflict,
     /// The request does not fit the resource's current state.
     Conflict,
     RateLimited,
@@ -73,6 +75,7 @@ impl ProblemType {
             ProblemType::InvalidHeader => "invalid-header",
             ProblemType::IdempotencyKeyReused => "idempotency-key-reused",
             ProblemType::RequestInProgress => "request-in-progress",
+            ProblemType::EventIdConflict => "event-id-conflict",
             ProblemType::Conflict => "conflict",
             ProblemType::RateLimited => "rate-limited",
             ProblemType::DatabaseUnavailable => "database-unavailable",
@@ -98,6 +101,7 @@ impl ProblemType {
             ProblemType::InvalidHeader => "Invalid header",
             ProblemType::IdempotencyKeyReused => "Idempotency key reused",
             ProblemType::RequestInProgress => "Request in progress",
+            ProblemType::EventIdConflict => "Event id conflict",
             ProblemType::Conflict => "Conflicting state",
             ProblemType::RateLimited => "Rate limited",
             ProblemType::DatabaseUnavailable => "Database unavailable",
@@ -122,7 +126,9 @@ impl ProblemType {
             ProblemType::InvalidBody | ProblemType::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ProblemType::RequestInProgress | ProblemType::Conflict => StatusCode::CONFLICT,
+            ProblemType::RequestInProgress
+            | ProblemType::Conflict
+            | ProblemType::EventIdConflict => StatusCode::CONFLICT,
             ProblemType::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemType::DatabaseUnavailable
             | ProblemType::BrokerUnavailable
@@ -301,6 +307,7 @@ mod tests {
             ProblemType::InvalidParameter,
             ProblemType::InvalidHeader,
             ProblemType::IdempotencyKeyReused,
+            ProblemType::EventIdConflict,
             ProblemType::RequestInProgress,
             ProblemType::Conflict,
             ProblemType::RateLimited,

@@ -68,15 +68,16 @@ impl Handler for CategoriseHandler {
         let categorised = categorise(self.classifier.as_ref(), incoming.envelope.data.clone());
         let feedback = &categorised.feedback;
         let theme_ids: Vec<&str> = categorised.themes.iter().map(|t| t.id.as_str()).collect();
+        let content_hash = feedback.content_hash();
         let inserted = sqlx::query(
             "INSERT INTO categorise_feedback (feedback_id, source, customer_id, channel, touchpoint, \
              language, sentiment, score, confidence, themes, rating, nps, classifier_version, \
-             given_at_ms, categorised_at_ms) \
+             given_at_ms, categorised_at_ms, content_hash) \
              VALUES ($1, $2, \
                      COALESCE((SELECT customer_id FROM categorise_erasures \
                                WHERE customer_id = $16 AND source IN ($2, '*') \
                                  AND erased_at_ms >= $17 LIMIT 1), $3), \
-                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18) \
              ON CONFLICT DO NOTHING",
         )
         .bind(feedback.feedback_id.to_string())
@@ -97,14 +98,26 @@ impl Handler for CategoriseHandler {
         // Feedback received before its customer was erased is stored under the pseudonym.
         .bind(self.pseudonyms.of(&feedback.customer.id))
         .bind(feedback.received_at.timestamp_millis())
+        .bind(&content_hash)
         .execute(self.db.pool())
         .await
         .map_err(db_error)?
         .rows_affected();
         let first_time = inserted == 1;
+        if !first_time && !self.stored_as(feedback.feedback_id, &content_hash).await? {
+            // Another body under a known id (ingest refuses it; a producer that bypasses
+            // ingest may not): the first one stays the feedback, nothing of this one goes
+            // downstream, so trends and notify never hold two bodies for one id.
+            self.metrics.id_conflicts.inc();
+            tracing::warn!(
+                feedback_id = %feedback.feedback_id,
+                "feedback id stored before with other content; not published"
+            );
+            return Ok(());
+        }
 
-        // Published even on a replay: the first attempt may have crashed between the
-        // insert and the publish. Downstream dedupes by feedback id.
+        // Published even on a replay of the same feedback: the first attempt may have
+        // crashed between the insert and the publish. Downstream dedupes by feedback id.
         let traceparent = incoming.traceparent.as_deref();
         let mentions: Vec<Envelope<ThemeMention>> = categorised
             .themes
@@ -168,6 +181,24 @@ impl Handler for CategoriseHandler {
             "categorised"
         );
         Ok(())
+    }
+}
+
+impl CategoriseHandler {
+    /// Whether the feedback stored under `feedback_id` has this content hash.
+    async fn stored_as(
+        &self,
+        feedback_id: uuid::Uuid,
+        content_hash: &str,
+    ) -> Result<bool, HandlerError> {
+        let stored: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT content_hash FROM categorise_feedback WHERE feedback_id = $1",
+        )
+        .bind(feedback_id.to_string())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error)?;
+        Ok(stored.flatten().as_deref() == Some(content_hash))
     }
 }
 

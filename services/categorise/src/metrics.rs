@@ -1,10 +1,11 @@
-use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct CategoriseMetrics {
     pub categorised: IntCounterVec,
     pub theme_mentions: IntCounterVec,
     pub latency: HistogramVec,
+    pub id_conflicts: IntCounter,
 }
 
 impl CategoriseMetrics {
@@ -24,6 +25,11 @@ impl CategoriseMetrics {
             &["theme", "sentiment"],
         )?;
         let latency = closeloop_telemetry::pipeline_latency_histogram()?;
+        let id_conflicts = IntCounter::new(
+            "closeloop_feedback_id_conflicts_total",
+            "Feedback records whose id was stored before with other content (nothing of them is published).",
+        )?;
+        registry.register(Box::new(id_conflicts.clone()))?;
         registry.register(Box::new(categorised.clone()))?;
         registry.register(Box::new(theme_mentions.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -31,6 +37,7 @@ impl CategoriseMetrics {
             categorised,
             theme_mentions,
             latency,
+            id_conflicts,
         })
     }
 }

@@ -14,7 +14,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_bus::Publisher;
 use closeloop_events::{Envelope, ErasureRequest, ErasureScope, Feedback};
-use closeloop_http::{parse_json, read_json_body, Problem, ProblemType};
+use closeloop_http::{
+    parse_json, read_json_body, read_json_body_inflating, JsonObject, Problem, ProblemType,
+};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,6 +24,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::SourceKey;
+use crate::event_ids::EventIds;
 use crate::idempotency::{Claim, Idempotency};
 use crate::metrics::IngestMetrics;
 use crate::submission::{BatchSubmission, Limits, Submission};
@@ -35,7 +38,10 @@ pub struct ApiState {
     pub admin_keys: Vec<SourceKey>,
     pub publisher: Publisher,
     pub idempotency: Idempotency,
+    pub event_ids: EventIds,
     pub limits: Limits,
+    /// The body limit, applied again to a gzip body after inflating it.
+    pub max_body_bytes: usize,
     pub max_batch: usize,
     pub metrics: IngestMetrics,
     /// `None` when the limit is off.
@@ -133,8 +139,14 @@ pub fn parse_feedback_body(
     max_batch: usize,
 ) -> Result<Vec<Feedback>, Problem> {
     let submissions = match shape {
-        Shape::Single => vec![parse_json::<Submission>(body)?],
-        Shape::Batch => parse_json::<BatchSubmission>(body)?.items,
+        // Objects only: serde alone would also take a struct's fields as an array.
+        Shape::Single => vec![parse_json::<JsonObject<Submission>>(body)?.0],
+        Shape::Batch => parse_json::<JsonObject<BatchSubmission>>(body)?
+            .0
+            .items
+            .into_iter()
+            .map(|item| item.0)
+            .collect(),
     };
     if submissions.is_empty() {
         return Err(Problem::new(ProblemType::InvalidBody)
@@ -190,7 +202,7 @@ async fn accept(
     shape: Shape,
 ) -> Result<Response, Problem> {
     let source = authenticate(&state.keys, headers)?;
-    let body = read_json_body(headers, body)?;
+    let body = read_json_body_inflating(headers, body, state.max_body_bytes)?;
     let now = Utc::now();
     let mut feedback =
         parse_feedback_body(shape, &body, source, now, &state.limits, state.max_batch)?;
@@ -238,6 +250,39 @@ async fn accept(
         }
     }
 
+    // Before publishing: one event id names one event, whichever source sends it.
+    let conflicts = match state
+        .event_ids
+        .record(&feedback, now.timestamp_millis())
+        .await
+    {
+        Ok(conflicts) => conflicts,
+        Err(error) => {
+            release(state, source, idempotency_key.as_deref()).await;
+            return Err(database_problem(error));
+        }
+    };
+    if !conflicts.is_empty() {
+        // Nothing was published: the key is free for a corrected request.
+        release(state, source, idempotency_key.as_deref()).await;
+        let errors = conflicts
+            .iter()
+            .map(|&index| {
+                let pointer = match shape {
+                    Shape::Single => "/event_id".to_owned(),
+                    Shape::Batch => format!("/items/{index}/event_id"),
+                };
+                Problem::field(pointer, "was accepted before with other content")
+            })
+            .collect();
+        return Err(Problem::new(ProblemType::EventIdConflict)
+            .detail(format!(
+                "{} event id(s) were accepted before with other content; an event id names one event. Nothing was accepted",
+                conflicts.len()
+            ))
+            .errors(errors));
+    }
+
     let traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -251,14 +296,21 @@ async fn accept(
         .instrument(span)
         .await;
     if let Err(reason) = published {
+        // Some events may have reached the broker. The key keeps its event ids, so a retry
+        // with it republishes those ids (deduped downstream) rather than new ones. A
+        // client with neither Idempotency-Key nor event_id gets new ids on retry.
         if let Some(key) = &idempotency_key {
-            if let Err(error) = state.idempotency.release(source, key).await {
-                tracing::error!(%error, "could not release idempotency key");
+            if let Err(error) = state
+                .idempotency
+                .fail(source, key, Utc::now().timestamp_millis())
+                .await
+            {
+                tracing::error!(%error, "could not mark the idempotent request failed");
             }
         }
         tracing::warn!(%reason, source, "broker did not acknowledge");
         return Err(Problem::new(ProblemType::BrokerUnavailable).detail(
-            "the feedback could not be stored durably; nothing was accepted, retry later",
+            "the feedback could not be stored durably; retry later with the same Idempotency-Key or event ids, so nothing is doubled",
         ));
     }
 
@@ -293,6 +345,15 @@ async fn accept(
         answer,
     )
         .into_response())
+}
+
+/// Gives the idempotency key back after a refusal that published nothing.
+async fn release(state: &ApiState, source: &str, key: Option<&str>) {
+    if let Some(key) = key {
+        if let Err(error) = state.idempotency.release(source, key).await {
+            tracing::error!(%error, "could not release idempotency key");
+        }
+    }
 }
 
 /// Publishes every event and waits for all acknowledgements.
@@ -331,19 +392,17 @@ async fn post_erasure(
     let result = async {
         let (source, scope) = erasure_scope(&state.keys, &state.admin_keys, &headers)?;
         let body = read_json_body(&headers, body)?;
-        let request: ErasureBody = parse_json(&body)?;
+        let JsonObject(request): JsonObject<ErasureBody> = parse_json(&body)?;
         check_rate(&state, source, 1)?;
-        let customer_id = request.customer_id.trim();
-        if customer_id.is_empty() || customer_id.len() > 200 {
-            return Err(Problem::new(ProblemType::InvalidBody)
-                .detail("customer_id is invalid; nothing was accepted")
-                .errors(vec![Problem::field(
-                    "/customer_id",
-                    "must be 1 to 200 bytes long",
-                )]));
-        }
+        // The spelling feedback is stored under (NFC), so either spelling erases it.
+        let customer_id =
+            crate::submission::customer_id(&request.customer_id).map_err(|detail| {
+                Problem::new(ProblemType::InvalidBody)
+                    .detail("customer_id is invalid; nothing was accepted")
+                    .errors(vec![Problem::field("/customer_id", detail)])
+            })?;
         let envelope = Envelope::new(ErasureRequest {
-            customer_id: customer_id.to_owned(),
+            customer_id,
             source: source.to_owned(),
             requested_at: Utc::now(),
             scope,
@@ -420,7 +479,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         return Ok(None);
     };
     let key = value.to_str().unwrap_or_default().trim();
-    if key.is_empty() || key.len() > 255 {
+    // Visible ASCII and spaces only: no tab or other control character reaches a log.
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         return Err(Problem::new(ProblemType::InvalidHeader)
             .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"));
     }
@@ -448,6 +508,37 @@ mod tests {
         let problem = parse_json::<serde_json::Value>(b"{} {}").unwrap_err();
         assert_eq!(problem.status, 400, "one JSON value, nothing after it");
         assert!(parse_json::<serde_json::Value>(b" {}\n").is_ok());
+    }
+
+    #[test]
+    fn parse_feedback_body_takes_objects_only() {
+        let parse = |shape, body: &str| {
+            parse_feedback_body(
+                shape,
+                body.as_bytes(),
+                "shopdesk",
+                Utc::now(),
+                &Limits::default(),
+                10,
+            )
+        };
+        let item = r#"{"channel":"chat","customer":{"id":"c"},"text":"late"}"#;
+        let positional = r#"[null,null,"chat",null,["c"],"late"]"#;
+        assert!(parse(Shape::Single, item).is_ok());
+        assert_eq!(parse(Shape::Single, positional).unwrap_err().status, 422);
+        let problem = parse(
+            Shape::Batch,
+            &format!(r#"{{"items":[{item},{positional}]}}"#),
+        )
+        .unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].pointer, "/items/1");
+        assert_eq!(
+            parse(Shape::Batch, &format!("[[{item}]]"))
+                .unwrap_err()
+                .status,
+            422
+        );
     }
 
     #[test]

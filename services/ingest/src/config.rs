@@ -34,6 +34,10 @@ pub struct Config {
     /// Longest feedback text accepted, in characters.
     #[arg(long, env = "INGEST_MAX_TEXT_CHARS", default_value_t = 10_000)]
     pub max_text_chars: usize,
+    /// Oldest `occurred_at` accepted, in days before now; also how long accepted event
+    /// ids are remembered to refuse the same id with other content.
+    #[arg(long, env = "INGEST_MAX_EVENT_AGE_DAYS", default_value_t = crate::submission::DEFAULT_MAX_EVENT_AGE_DAYS)]
+    pub max_event_age_days: i64,
     /// How long a request waits for the broker's acknowledgement before answering 503.
     #[arg(long, env = "INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 10_000)]
     pub delivery_timeout_ms: u64,
@@ -68,6 +72,12 @@ impl Config {
                     admin.source, source.source
                 ));
             }
+        }
+        if !(1..=100 * 365).contains(&self.max_event_age_days) {
+            return Err(format!(
+                "INGEST_MAX_EVENT_AGE_DAYS must be 1 to 36500 days, not {}",
+                self.max_event_age_days
+            ));
         }
         let rate = self.rate_limit_per_source;
         if !(rate.is_finite() && rate >= 0.0) {
@@ -136,7 +146,14 @@ mod tests {
         assert_eq!(config.rate_limit_per_source, 10_000.0);
         assert_eq!(config.rate_limit_burst, 20_000);
         assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.max_event_age_days, 365);
         let mut config = config;
+        config.max_event_age_days = 0;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("INGEST_MAX_EVENT_AGE_DAYS"));
+        config.max_event_age_days = 30;
         config.rate_limit_burst = 10;
         assert!(config
             .validate()

@@ -18,7 +18,8 @@ pub enum Claim {
     Mismatch,
     /// Another request with this key is being processed right now.
     InProgress,
-    /// An abandoned claim: publish with these (the original) event ids, then `complete`.
+    /// An abandoned or failed claim: publish with these (the original) event ids, then
+    /// `complete`.
     TakeOver(Vec<Uuid>),
 }
 
@@ -74,17 +75,18 @@ impl Idempotency {
         if let (Some(response), "done") = (response, status.as_str()) {
             return Ok(Claim::Replay(response));
         }
-        if now_ms - updated_at_ms < STALE_CLAIM_MS {
+        if status != "failed" && now_ms - updated_at_ms < STALE_CLAIM_MS {
             return Ok(Claim::InProgress);
         }
         // Take over only if nobody else did in the meantime.
         let taken = sqlx::query(
-            "UPDATE ingest_requests SET updated_at_ms = $1 \
-             WHERE source = $2 AND idempotency_key = $3 AND status = 'pending' AND updated_at_ms = $4",
+            "UPDATE ingest_requests SET status = 'pending', updated_at_ms = $1 \
+             WHERE source = $2 AND idempotency_key = $3 AND status = $4 AND updated_at_ms = $5",
         )
         .bind(now_ms)
         .bind(source)
         .bind(key)
+        .bind(&status)
         .bind(updated_at_ms)
         .execute(self.db.pool())
         .await?
@@ -117,7 +119,25 @@ impl Idempotency {
         Ok(())
     }
 
-    /// Gives the key back after a failed publish, so the client's retry starts afresh.
+    /// Marks the claim failed after a publish that may have reached the broker in part:
+    /// the key stays bound to its event ids, so the client's retry (same key) publishes
+    /// the same ids again at once, which downstream dedupes, instead of new ids that
+    /// would double what got through.
+    pub async fn fail(&self, source: &str, key: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE ingest_requests SET status = 'failed', updated_at_ms = $1 \
+             WHERE source = $2 AND idempotency_key = $3 AND status = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(source)
+        .bind(key)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the key back when nothing was published (the request was refused after its
+    /// claim), so the client's retry starts afresh.
     pub async fn release(&self, source: &str, key: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
             "DELETE FROM ingest_requests WHERE source = $1 AND idempotency_key = $2 AND status = 'pending'",
@@ -175,6 +195,26 @@ mod tests {
         assert_eq!(
             store.claim("s", "k", "h1", &ids, 60_000).await.unwrap(),
             Claim::Replay("{\"ok\":1}".into())
+        );
+        // A failed publish keeps the ids: the retry takes over at once, not after the
+        // stale time, with the ids that may have reached the broker.
+        let failed_ids = vec![Uuid::now_v7(), Uuid::now_v7()];
+        store.claim("s", "f", "h", &failed_ids, 1).await.unwrap();
+        store.fail("s", "f", 2).await.unwrap();
+        assert_eq!(
+            store
+                .claim("s", "f", "h", &[Uuid::now_v7()], 3)
+                .await
+                .unwrap(),
+            Claim::TakeOver(failed_ids.clone())
+        );
+        assert_eq!(
+            store
+                .claim("s", "f", "h", &[Uuid::now_v7()], 4)
+                .await
+                .unwrap(),
+            Claim::InProgress,
+            "taken over: pending again"
         );
         // A released claim can be made again.
         store.claim("s", "r", "h", &ids, 1).await.unwrap();

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+mod event_ids;
 mod idempotency;
 mod metrics;
 pub mod submission;
@@ -23,6 +24,7 @@ pub use config::{Config, SourceKey};
 pub struct Service {
     foundation: Foundation,
     routes: axum::Router,
+    max_event_age: chrono::Duration,
 }
 
 impl Service {
@@ -37,13 +39,17 @@ impl Service {
         })
         .await?;
         let registry = &foundation.telemetry.registry;
+        let max_event_age = chrono::Duration::days(config.max_event_age_days);
         let state = Arc::new(api::ApiState {
             keys: config.api_keys.clone(),
             admin_keys: config.admin_keys.clone(),
             publisher: foundation.publisher.clone(),
             idempotency: idempotency::Idempotency::new(foundation.db.clone()),
+            event_ids: event_ids::EventIds::new(foundation.db.clone()),
+            max_body_bytes: config.max_body_bytes,
             limits: submission::Limits {
                 max_text_chars: config.max_text_chars,
+                max_event_age,
                 ..Default::default()
             },
             max_batch: config.max_batch,
@@ -58,6 +64,7 @@ impl Service {
         Ok(Self {
             routes: api::routes(state, config.max_body_bytes),
             foundation,
+            max_event_age,
         })
     }
 
@@ -67,6 +74,38 @@ impl Service {
 
     /// Serves until `shutdown`, then finishes in-flight requests and flushes the producer.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        self.foundation.run(shutdown, self.routes, |_| {}).await
+        let event_ids = event_ids::EventIds::new(self.foundation.db.clone());
+        let max_event_age = self.max_event_age;
+        self.foundation
+            .run(shutdown, self.routes, |tasks| {
+                let stop = tasks.stop_token();
+                tasks.spawn("event id purge", async move {
+                    purge_event_ids(event_ids, max_event_age, stop).await;
+                    Ok::<(), std::convert::Infallible>(())
+                });
+            })
+            .await
+    }
+}
+
+/// Forgets, once an hour, the ids of feedback older than the oldest accepted: ingest
+/// refuses such feedback anyway, so the ledger stays bounded by the traffic of that
+/// period. A failed purge is retried the next hour; it costs only disk.
+async fn purge_event_ids(
+    event_ids: event_ids::EventIds,
+    max_event_age: chrono::Duration,
+    stop: CancellationToken,
+) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every_hour.tick() => {}
+        }
+        let cutoff = (chrono::Utc::now() - max_event_age).timestamp_millis();
+        match event_ids.purge(cutoff).await {
+            Ok(purged) => tracing::debug!(purged, "old event ids purged"),
+            Err(error) => tracing::warn!(%error, "could not purge old event ids"),
+        }
     }
 }

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use closeloop_events::{Channel, CustomerRef, Feedback, Touchpoint};
-use closeloop_http::FieldError;
+use closeloop_http::{FieldError, JsonObject};
 use serde::Deserialize;
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 /// The body of `POST /v1/feedback` (and each item of a batch), exactly as posted.
@@ -21,6 +22,7 @@ pub struct Submission {
     pub channel: Channel,
     #[serde(default)]
     pub touchpoint: Option<Touchpoint>,
+    #[serde(deserialize_with = "closeloop_http::deserialize_object")]
     pub customer: CustomerSubmission,
     pub text: String,
     #[serde(default)]
@@ -49,7 +51,7 @@ pub struct CustomerSubmission {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSubmission {
-    pub items: Vec<Submission>,
+    pub items: Vec<JsonObject<Submission>>,
 }
 
 /// Limits that validation enforces.
@@ -59,7 +61,13 @@ pub struct Limits {
     pub max_metadata_bytes: usize,
     /// How far in the future `occurred_at` may be (clock skew).
     pub max_future_skew: Duration,
+    /// How far in the past `occurred_at` may be: older feedback no trend window counts,
+    /// and the event-id ledger keeps ids only this long.
+    pub max_event_age: Duration,
 }
+
+/// `INGEST_MAX_EVENT_AGE_DAYS`' default.
+pub const DEFAULT_MAX_EVENT_AGE_DAYS: i64 = 365;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -67,6 +75,7 @@ impl Default for Limits {
             max_text_chars: 10_000,
             max_metadata_bytes: 8 * 1024,
             max_future_skew: Duration::minutes(5),
+            max_event_age: Duration::days(DEFAULT_MAX_EVENT_AGE_DAYS),
         }
     }
 }
@@ -99,18 +108,21 @@ impl Submission {
         let text = strip_control_characters(self.text.trim());
         if text.is_empty() {
             error("text", "must not be empty".into());
+        } else if !text.chars().any(is_visible) {
+            error("text", "must contain a visible character".into());
         } else if text.chars().count() > limits.max_text_chars {
             error(
                 "text",
                 format!("must be at most {} characters", limits.max_text_chars),
             );
         }
-        let customer_id = self.customer.id.trim().to_owned();
-        if customer_id.is_empty() || customer_id.len() > 200 {
-            error("customer/id", "must be 1 to 200 bytes long".into());
-        } else if customer_id.chars().any(char::is_control) {
-            error("customer/id", "must not contain control characters".into());
-        }
+        let customer_id = match customer_id(&self.customer.id) {
+            Ok(id) => id,
+            Err(detail) => {
+                error("customer/id", detail.into());
+                String::new()
+            }
+        };
         let locale = self.customer.locale.map(|l| l.trim().to_owned());
         if let Some(locale) = &locale {
             let valid = (2..=35).contains(&locale.len())
@@ -138,7 +150,7 @@ impl Submission {
         let reference = self.customer.reference.map(|r| r.trim().to_owned());
         if reference
             .as_ref()
-            .is_some_and(|r| r.len() > 200 || r.chars().any(char::is_control))
+            .is_some_and(|r| r.len() > 200 || r.chars().any(is_forbidden_in_id))
         {
             error(
                 "customer/reference",
@@ -158,6 +170,14 @@ impl Submission {
         let given_at = self.occurred_at.unwrap_or(now);
         if given_at > now + limits.max_future_skew {
             error("occurred_at", "must not be in the future".into());
+        } else if given_at < now - limits.max_event_age {
+            error(
+                "occurred_at",
+                format!(
+                    "must not be more than {} days in the past",
+                    limits.max_event_age.num_days()
+                ),
+            );
         }
         let metadata = self.metadata.unwrap_or_default();
         let metadata_bytes = serde_json::to_vec(&metadata).map(|v| v.len()).unwrap_or(0);
@@ -194,6 +214,44 @@ impl Submission {
             metadata,
         })
     }
+}
+
+/// A customer id as every service keys it: trimmed, in Unicode NFC (so the composed and
+/// decomposed spellings of "José" are one customer, and erasing one erases the other),
+/// 1 to 200 bytes, without control or invisible formatting characters (a line break or
+/// an escape sequence in an id would forge log lines). Used for feedback and erasure alike.
+pub fn customer_id(raw: &str) -> Result<String, &'static str> {
+    let id: String = raw.trim().nfc().collect();
+    if id.is_empty() || id.len() > 200 {
+        Err("must be 1 to 200 bytes long")
+    } else if id.chars().any(is_forbidden_in_id) {
+        Err("must not contain control or invisible formatting characters")
+    } else {
+        Ok(id)
+    }
+}
+
+/// Characters no id may hold: control characters, and formatting ones that are invisible
+/// or reorder what a reader sees (zero-width, bidirectional overrides, byte-order mark).
+pub fn is_forbidden_in_id(c: char) -> bool {
+    c.is_control() || is_invisible_format(c)
+}
+
+/// Feedback text must have at least one of these: not whitespace, control or an invisible
+/// formatting character, so "\u{200B}\u{FEFF}" is as empty as "".
+fn is_visible(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control() || is_invisible_format(c))
+}
+
+/// Zero-width and formatting characters (mostly Unicode's Cf) and the Hangul fillers,
+/// which render as nothing.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// Control characters (NUL among them, which PostgreSQL text cannot hold) carry no
@@ -251,6 +309,62 @@ mod tests {
                 "/occurred_at"
             ]
         );
+    }
+
+    #[test]
+    fn text_without_a_visible_character_is_refused() {
+        for text in [
+            "\u{0}\u{0}",
+            "\u{200B}\u{200D}\u{FEFF}",
+            " \u{3164} \u{2060}\n",
+        ] {
+            let mut json = valid();
+            json["text"] = text.into();
+            let errors = parse(json).unwrap_err();
+            assert_eq!(errors[0].pointer, "/text", "{text:?}");
+        }
+        let mut json = valid();
+        json["text"] = "\u{200B}ok".into();
+        assert!(parse(json).is_ok());
+    }
+
+    #[test]
+    fn occurred_at_is_bounded_in_the_past() {
+        let mut json = valid();
+        json["occurred_at"] = "0001-01-01T00:00:00Z".into();
+        let errors = parse(json).unwrap_err();
+        assert_eq!(errors[0].pointer, "/occurred_at");
+        assert!(errors[0].detail.contains("365 days"), "{errors:?}");
+        let mut json = valid();
+        json["occurred_at"] = (Utc::now() - Duration::days(364)).to_rfc3339().into();
+        assert!(parse(json).is_ok());
+    }
+
+    #[test]
+    fn customer_ids_are_nfc_and_free_of_control_and_invisible_characters() {
+        let composed = customer_id("Jos\u{e9}").unwrap();
+        assert_eq!(customer_id("  Jose\u{301} ").unwrap(), composed);
+        let mut json = valid();
+        json["customer"]["id"] = "Jose\u{301}".into();
+        assert_eq!(parse(json).unwrap().customer.id, "Jos\u{e9}");
+        for bad in ["a\nb", "a\u{1b}[31mb", "a\u{202E}b", "a\u{200B}", "", "  "] {
+            assert!(customer_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(customer_id(&"x".repeat(201)).is_err());
+        let mut json = valid();
+        json["customer"]["reference"] = "R-1\r\nlevel=error".into();
+        assert_eq!(parse(json).unwrap_err()[0].pointer, "/customer/reference");
+    }
+
+    #[test]
+    fn arrays_are_not_objects() {
+        let positional = serde_json::json!([null, null, "ticket", null, {"id": "c"}, "text"]);
+        assert!(
+            serde_json::from_value::<Submission>(positional).is_ok(),
+            "serde's derived struct alone takes an array"
+        );
+        let nested = serde_json::json!({"channel": "ticket", "customer": ["c"], "text": "t"});
+        assert!(serde_json::from_value::<Submission>(nested).is_err());
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl Handler for ActionHandler {
                 .inc();
             tracing::info!(
                 action_id = %action.action_id,
-                customer_id = %skip.customer_id,
+                customer_id = ?skip.customer_id,
                 reason = %skip.reason,
                 "customer not notified"
             );

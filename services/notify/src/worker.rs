@@ -290,7 +290,7 @@ impl Worker {
                 }
                 tracing::info!(
                     delivery_id = %due.delivery_id,
-                    customer_id = %due.customer_id,
+                    customer_id = ?due.customer_id,
                     channel = %due.channel,
                     attempts,
                     "notification delivered"

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use closeloop_http::FieldError;
-use closeloop_http::{parse_json, Problem, ProblemType};
+use closeloop_http::{parse_json, JsonObject, Problem, ProblemType};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -62,23 +62,24 @@ struct ReopenBody {
     reason: Option<String>,
 }
 
-/// Parses and checks the JSON body of an API `step` request.
+/// Parses and checks the JSON body of an API `step` request (an object: serde alone
+/// would take a struct's fields as an array too).
 pub fn from_json(step: Step, body: &[u8]) -> Result<Command, Problem> {
     match step {
         Step::Acknowledge => {
-            let body: AcknowledgeBody = parse_json(body)?;
+            let JsonObject(body): JsonObject<AcknowledgeBody> = parse_json(body)?;
             acknowledgement(body.acknowledged_by)
         }
         Step::Assign => {
-            let body: AssignBody = parse_json(body)?;
+            let JsonObject(body): JsonObject<AssignBody> = parse_json(body)?;
             assignment(body.assignee, body.assigned_by)
         }
         Step::Resolve => {
-            let body: ResolveBody = parse_json(body)?;
+            let JsonObject(body): JsonObject<ResolveBody> = parse_json(body)?;
             resolution(body.message, body.resolved_by)
         }
         Step::Reopen => {
-            let body: ReopenBody = parse_json(body)?;
+            let JsonObject(body): JsonObject<ReopenBody> = parse_json(body)?;
             reopening(body.reopened_by, body.reason)
         }
     }
@@ -279,6 +280,13 @@ mod tests {
             let problem = parse_resolve(body).expect_err("malformed");
             assert_eq!(problem.status, 400, "{body:?}");
         }
+    }
+
+    #[test]
+    fn an_array_is_not_a_body() {
+        let problem =
+            from_json(Step::Acknowledge, br#"["ana@example.com"]"#).expect_err("an array");
+        assert_eq!(problem.status, 422);
     }
 
     #[test]

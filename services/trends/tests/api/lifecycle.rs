@@ -130,6 +130,7 @@ async fn surge_raises_one_action_that_an_operator_resolves() {
     // Bad resolutions are refused with problems and change nothing.
     let resolve = format!("/v1/actions/{}/resolve", raised.action_id);
     let bad_json = post(resolve.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body("{\"message\": ")
         .send()
         .await
