@@ -12,7 +12,7 @@
 //!
 //! On disk: `<dir>/gen-<G>/<segment>.log`, each segment a sequence of frames
 //! `len:u32 crc32:u32 body`. A torn frame at the end (a kill mid-write) is ignored. The
-//! writer rolls to a new segment every [`SEGMENT_BYTES`] and deletes old segments once
+//! writer rolls to a new segment at 64 MiB or after a minute and deletes old segments once
 //! every group consuming their topics has processed them; a restart compacts everything
 //! into a new generation and only then removes the old one.
 
@@ -22,13 +22,29 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::BusError;
 
-/// A segment is closed and a new one begun beyond this size.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// When the writer closes a segment and looks for segments to delete.
+#[derive(Debug, Clone, Copy)]
+struct Rolling {
+    /// A segment is closed and a new one begun beyond this size...
+    segment_bytes: u64,
+    /// ...or when it holds records and is this old, so processed records (customers'
+    /// words and contact data among them) leave the disk soon, not after 64 MiB more.
+    segment_max_age: Duration,
+    /// How often a quiet writer looks for a segment to close or delete.
+    idle_check: Duration,
+}
+
+const ROLLING: Rolling = Rolling {
+    segment_bytes: 64 * 1024 * 1024,
+    segment_max_age: Duration::from_secs(60),
+    idle_check: Duration::from_secs(10),
+};
 /// Marks a generation whose compacted segment is complete and synced.
 const COMPLETE_MARKER: &str = "complete";
 
@@ -275,7 +291,7 @@ pub(crate) fn open(
     positions: &BTreeMap<String, Vec<(String, i32, i64)>>,
     consumers: &Consumers,
 ) -> io::Result<Journal> {
-    open_with(dir, previous, records, positions, consumers, SEGMENT_BYTES)
+    open_with(dir, previous, records, positions, consumers, ROLLING)
 }
 
 fn open_with(
@@ -284,7 +300,7 @@ fn open_with(
     records: &[JournalRecord],
     positions: &BTreeMap<String, Vec<(String, i32, i64)>>,
     consumers: &Consumers,
-    segment_bytes: u64,
+    rolling: Rolling,
 ) -> io::Result<Journal> {
     fs::create_dir_all(dir)?;
     let number = previous
@@ -297,7 +313,7 @@ fn open_with(
     }
     fs::create_dir_all(&generation)?;
     let writer = SegmentWriter::create(&generation, 1)?;
-    let mut state = WriterState::new(generation.clone(), writer, segment_bytes);
+    let mut state = WriterState::new(generation.clone(), writer, rolling);
     state.consumers = consumers.clone();
     for (group, list) in positions {
         for (topic, partition, next) in list {
@@ -341,7 +357,7 @@ fn open_with(
 struct WriterState {
     generation: PathBuf,
     writer: SegmentWriter,
-    segment_bytes: u64,
+    rolling: Rolling,
     /// Per segment number: the highest offset it holds of each partition.
     live: BTreeMap<u64, HashMap<(String, i32), i64>>,
     processed: HashMap<Position, i64>,
@@ -349,13 +365,13 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn new(generation: PathBuf, writer: SegmentWriter, segment_bytes: u64) -> Self {
+    fn new(generation: PathBuf, writer: SegmentWriter, rolling: Rolling) -> Self {
         let mut live = BTreeMap::new();
         live.insert(writer.number, HashMap::new());
         Self {
             generation,
             writer,
-            segment_bytes,
+            rolling,
             live,
             processed: HashMap::new(),
             consumers: Consumers::new(),
@@ -388,7 +404,24 @@ impl WriterState {
     }
 
     fn run(mut self, ops: mpsc::Receiver<Op>) {
-        while let Ok(first) = ops.recv() {
+        loop {
+            let first = match ops.recv_timeout(self.rolling.idle_check) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Quiet: still close an old segment and drop what every group is past.
+                    let tidied = if self.segment_due() {
+                        self.roll()
+                    } else {
+                        self.delete_processed()
+                    };
+                    if let Err(error) = tidied {
+                        tracing::error!(%error, "broker journal roll failed; stopping the journal");
+                        return;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             // Everything already queued joins this batch and shares one sync.
             let mut waiting = Vec::new();
             let mut result = self.apply(first, &mut waiting);
@@ -403,7 +436,9 @@ impl WriterState {
             } else {
                 result = result.and_then(|()| self.writer.flush());
             }
-            if result.is_ok() && self.writer.len >= self.segment_bytes {
+            if result.is_ok()
+                && (self.writer.len >= self.rolling.segment_bytes || self.segment_due())
+            {
                 result = self.roll();
             }
             for done in waiting {
@@ -459,6 +494,10 @@ impl WriterState {
         }
     }
 
+    fn segment_due(&self) -> bool {
+        self.writer.holds_records && self.writer.opened.elapsed() >= self.rolling.segment_max_age
+    }
+
     /// Starts the next segment (with every group's position, so older segments are not
     /// needed for it) and deletes segments every consuming group is past.
     fn roll(&mut self) -> io::Result<()> {
@@ -468,6 +507,12 @@ impl WriterState {
         self.live.insert(number, HashMap::new());
         self.write_progress()?;
         self.writer.sync()?;
+        self.delete_processed()
+    }
+
+    /// Deletes the closed segments every consuming group is past.
+    fn delete_processed(&mut self) -> io::Result<()> {
+        let open = self.writer.number;
         let low = ProcessedBy {
             consumers: &self.consumers,
             positions: &self.processed,
@@ -475,7 +520,7 @@ impl WriterState {
         let done: Vec<u64> = self
             .live
             .iter()
-            .filter(|(segment, _)| **segment != number)
+            .filter(|(segment, _)| **segment != open)
             .filter(|(_, highest)| {
                 // A topic nobody here consumes (dead letters, notification outcomes)
                 // never pins a segment: its records live as long as their segment.
@@ -498,6 +543,8 @@ struct SegmentWriter {
     number: u64,
     file: BufWriter<File>,
     len: u64,
+    opened: Instant,
+    holds_records: bool,
 }
 
 impl SegmentWriter {
@@ -511,6 +558,8 @@ impl SegmentWriter {
             number,
             len: file.metadata()?.len(),
             file: BufWriter::with_capacity(1 << 20, file),
+            opened: Instant::now(),
+            holds_records: false,
         })
     }
 
@@ -522,6 +571,7 @@ impl SegmentWriter {
         self.file.write_all(&crc32fast::hash(&body).to_le_bytes())?;
         self.file.write_all(&body)?;
         self.len += 8 + u64::from(len);
+        self.holds_records |= matches!(entry, Entry::Record(_));
         Ok(())
     }
 
@@ -802,7 +852,19 @@ mod tests {
     async fn appends_survive_a_restart_and_consumed_segments_are_deleted() {
         let dir = temp_dir();
         // Tiny segments: every batch rolls over.
-        let journal = open_with(&dir, None, &[], &BTreeMap::new(), &Consumers::new(), 1).unwrap();
+        let rolling = Rolling {
+            segment_bytes: 1,
+            ..ROLLING
+        };
+        let journal = open_with(
+            &dir,
+            None,
+            &[],
+            &BTreeMap::new(),
+            &Consumers::new(),
+            rolling,
+        )
+        .unwrap();
         journal.consumes("g", "t");
         for offset in 0..5 {
             journal.append(record("t", 0, offset)).await.unwrap();
@@ -822,6 +884,53 @@ mod tests {
             segments(&generation).unwrap().len() < 7,
             "segments of processed records were deleted"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn processed_records_leave_the_disk_without_further_traffic() {
+        let dir = temp_dir();
+        let rolling = Rolling {
+            segment_bytes: u64::MAX,
+            segment_max_age: Duration::from_millis(50),
+            idle_check: Duration::from_millis(10),
+        };
+        let journal = open_with(
+            &dir,
+            None,
+            &[],
+            &BTreeMap::new(),
+            &Consumers::new(),
+            rolling,
+        )
+        .unwrap();
+        journal.consumes("g", "t");
+        for offset in 0..3 {
+            journal.append(record("t", 0, offset)).await.unwrap();
+        }
+        // Nothing more is written: the quiet writer closes the old segment and deletes it.
+        let records_on_disk = || {
+            let mut entries = Vec::new();
+            for generation in fs::read_dir(&dir).unwrap() {
+                for segment in segments(&generation.unwrap().path()).unwrap() {
+                    read_segment(&segment, &mut entries).unwrap();
+                }
+            }
+            entries
+                .iter()
+                .filter(|entry| matches!(entry, Entry::Record(_)))
+                .count()
+        };
+        assert_eq!(records_on_disk(), 3);
+        journal.processed("g", "t", 0, 3);
+        for _ in 0..500 {
+            if records_on_disk() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(records_on_disk(), 0, "processed records are still on disk");
+        drop(journal);
         fs::remove_dir_all(&dir).unwrap();
     }
 
