@@ -1,17 +1,20 @@
 //! The HTTP edge every service shares: RFC 9457 problems from one catalogue of problem
 //! types, JSON bodies decoded with RFC 6901 pointers to what is wrong, bearer
-//! credentials, HTML escaping, and binding and serving a router until shutdown.
+//! credentials, HTML escaping, body limits answered before the body is read, and binding
+//! and serving a router until shutdown within time and connection limits.
 
 pub mod body;
 pub mod credentials;
 pub mod html;
+mod limit;
 pub mod problem;
 mod server;
 
 pub use body::{parse_json, read_json_body};
 pub use credentials::{bearer_token, tokens_match};
+pub use limit::{BodyLimit, EarlyLimit};
 pub use problem::{FieldError, Problem, ProblemType};
-pub use server::{bind, serve, HttpError};
+pub use server::{bind, serve, serve_with, HttpError, HttpLimits, ServerMetrics};
 
 /// The answer to a request for a path no route matches: problem+json like every other
 /// error, so a client has one error format.

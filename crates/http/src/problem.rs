@@ -30,6 +30,8 @@ pub enum ProblemType {
     FormExpired,
     UnsupportedMediaType,
     BodyTooLarge,
+    /// The body did not arrive within the server's body timeout.
+    RequestTimeout,
     /// The body could not be read (or, for a form, decoded).
     UnreadableBody,
     /// The body is not JSON at all.
@@ -63,6 +65,7 @@ impl ProblemType {
             ProblemType::FormExpired => "form-expired",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
             ProblemType::BodyTooLarge => "body-too-large",
+            ProblemType::RequestTimeout => "request-timeout",
             ProblemType::UnreadableBody => "unreadable-body",
             ProblemType::MalformedJson => "malformed-json",
             ProblemType::InvalidBody => "invalid-body",
@@ -87,6 +90,7 @@ impl ProblemType {
             ProblemType::FormExpired => "Form expired",
             ProblemType::UnsupportedMediaType => "Unsupported media type",
             ProblemType::BodyTooLarge => "Body too large",
+            ProblemType::RequestTimeout => "Request timeout",
             ProblemType::UnreadableBody => "Unreadable body",
             ProblemType::MalformedJson => "Malformed JSON",
             ProblemType::InvalidBody => "Invalid request body",
@@ -111,6 +115,7 @@ impl ProblemType {
             ProblemType::FormExpired => StatusCode::FORBIDDEN,
             ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemType::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemType::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemType::UnreadableBody
             | ProblemType::MalformedJson
             | ProblemType::InvalidParameter
@@ -290,6 +295,7 @@ mod tests {
             ProblemType::FormExpired,
             ProblemType::UnsupportedMediaType,
             ProblemType::BodyTooLarge,
+            ProblemType::RequestTimeout,
             ProblemType::UnreadableBody,
             ProblemType::MalformedJson,
             ProblemType::InvalidBody,

@@ -69,6 +69,9 @@ pub struct Config {
     /// Address of the HTTP API (`/v1/notifications`, `/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "NOTIFY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
+    /// Timeouts and the connection bound of the HTTP server (`HTTP_*`).
+    #[command(flatten)]
+    pub http: closeloop_http::HttpLimits,
     /// Per source webhook URL, `source=url`, repeatable / comma-separated in env.
     #[arg(long = "webhook", env = "NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_pair)]
     pub webhooks: Vec<(String, String)>,
