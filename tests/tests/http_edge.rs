@@ -141,7 +141,10 @@ async fn every_service_cuts_silent_connections_and_refuses_huge_bodies_early() {
         let mut silent = TcpStream::connect(addr).await.expect("connects");
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest));
-        assert!(read.await.is_ok(), "{addr} never closed a silent connection");
+        assert!(
+            read.await.is_ok(),
+            "{addr} never closed a silent connection"
+        );
         closeloop_tests::eventually(Duration::from_secs(10), "the cut counted", || async move {
             let metrics = scrape_metrics(addr).await;
             let cut = metric_value(

@@ -276,7 +276,10 @@ pub async fn serve_with(
             "HTTP shutdown: cutting connections still open after the grace period"
         );
         for _ in 0..still_open {
-            metrics.closed.with_label_values(&[Cut::Shutdown.label()]).inc();
+            metrics
+                .closed
+                .with_label_values(&[Cut::Shutdown.label()])
+                .inc();
         }
         connections.shutdown().await;
     }

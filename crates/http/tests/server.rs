@@ -153,7 +153,9 @@ async fn slow_heads_and_idle_connections_are_cut_and_counted_while_others_are_se
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .expect("writes");
-    assert!(read_response(&mut kept_alive).await.starts_with("HTTP/1.1 200"));
+    assert!(read_response(&mut kept_alive)
+        .await
+        .starts_with("HTTP/1.1 200"));
 
     // Meanwhile, others are served.
     get_ok(server.addr).await;
@@ -169,7 +171,9 @@ async fn slow_heads_and_idle_connections_are_cut_and_counted_while_others_are_se
     })
     .await;
     server.shutdown.cancel();
-    within("the server to stop", server.task).await.expect("stops");
+    within("the server to stop", server.task)
+        .await
+        .expect("stops");
 }
 
 #[tokio::test]
@@ -190,7 +194,10 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_is_clos
         response.contains("https://closeloop.dev/problems/request-timeout"),
         "{response}"
     );
-    until("the cut counted", || server.metrics.closed("body_timeout") == 1).await;
+    until("the cut counted", || {
+        server.metrics.closed("body_timeout") == 1
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -233,7 +240,9 @@ async fn shutdown_finishes_requests_in_flight_and_cuts_stalled_clients_after_the
     let response = read_response(&mut in_flight).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("done"), "{response}");
-    within("the server to stop", server.task).await.expect("stops");
+    within("the server to stop", server.task)
+        .await
+        .expect("stops");
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     read_until_closed(&mut stalled_body).await;
@@ -322,10 +331,7 @@ async fn a_declared_length_over_the_limit_gets_413_before_any_100_continue() {
         .expect("writes");
     let response = read_response(&mut chunked).await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    assert!(
-        response.contains("application/problem+json"),
-        "{response}"
-    );
+    assert!(response.contains("application/problem+json"), "{response}");
 
     // Within the limit, the body goes through.
     let mut fine = TcpStream::connect(server.addr).await.expect("connects");
