@@ -177,6 +177,25 @@ async fn slow_heads_and_idle_connections_are_cut_and_counted_while_others_are_se
 }
 
 #[tokio::test]
+async fn a_head_hyper_refuses_is_answered_by_hyper_and_counted() {
+    let server = start(router(), HttpLimits::default()).await;
+    // More than hyper's 100 headers: 431, written by hyper with an empty body.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    let headers: String = (0..150).map(|n| format!("X-H{n}: v\r\n")).collect();
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
+        .await
+        .expect("writes");
+    let response = read_until_closed(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    until("the refusal counted", || {
+        server.metrics.closed("malformed") == 1
+    })
+    .await;
+    get_ok(server.addr).await;
+}
+
+#[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_is_closed() {
     let server = start(router(), limits(30_000, 500, 1_000)).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connects");
