@@ -53,17 +53,17 @@ pub enum HttpError {
 pub struct HttpLimits {
     /// Seconds a client has to send a request's head (request line and headers); also
     /// how long an idle keep-alive connection stays open.
-    #[arg(long = "http-header-timeout-secs", env = "HTTP_HEADER_TIMEOUT_SECS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long = "http-header-timeout-secs", env = "HTTP_HEADER_TIMEOUT_SECS", value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub header_timeout: Duration,
     /// Seconds a client has to send a request's body once the head arrived; then 408.
-    #[arg(long = "http-body-timeout-secs", env = "HTTP_BODY_TIMEOUT_SECS", default_value = "30", value_parser = parse_seconds)]
+    #[arg(long = "http-body-timeout-secs", env = "HTTP_BODY_TIMEOUT_SECS", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     pub body_timeout: Duration,
     /// Connections served at once; more wait in the accept backlog.
     #[arg(long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Seconds in-flight requests get to finish on shutdown; connections still open
     /// then are cut.
-    #[arg(long = "http-shutdown-grace-secs", env = "HTTP_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long = "http-shutdown-grace-secs", env = "HTTP_SHUTDOWN_GRACE_SECS", value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
 }
 
