@@ -150,7 +150,7 @@ async fn every_service_cuts_silent_connections_and_refuses_huge_bodies_early() {
             let cut = metric_value(
                 &metrics,
                 "closeloop_http_connections_closed_total",
-                &[r#"reason="idle""#],
+                &[r#"reason="header_timeout""#],
             );
             (cut >= 1.0).then_some(())
         })

@@ -3,9 +3,10 @@
 //!
 //! hyper is driven directly (not `axum::serve`) because only then does it get a timer
 //! and can every connection be told apart: a client gets [`HttpLimits::header_timeout`]
-//! to send each request head (hyper arms that timer whenever a connection waits for a
-//! head, so it is also the keep-alive idle limit), [`HttpLimits::body_timeout`] to send
-//! the body (else 408), at most [`HttpLimits::max_connections`] are served at once
+//! to send a request head (from the connection's start, or from a later head's first
+//! byte), a kept-alive connection may idle [`HttpLimits::idle_timeout`] between requests
+//! (hyper's timer, armed whenever a connection waits for a head), a body must arrive
+//! within [`HttpLimits::body_timeout`] (else 408), at most [`HttpLimits::max_connections`] are served at once
 //! (beyond, connections wait in the kernel's accept backlog), and on shutdown the
 //! connections still open after [`HttpLimits::shutdown_grace`] are cut, so a stalled
 //! client never holds a stopping service up. Every connection the server cuts is
@@ -15,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -51,10 +52,14 @@ pub enum HttpError {
 /// environment variables in every service.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct HttpLimits {
-    /// Seconds a client has to send a request's head (request line and headers); also
-    /// how long an idle keep-alive connection stays open.
+    /// Seconds a client has to send a request's head (request line and headers), from
+    /// the connection's start or from the head's first byte.
     #[arg(long = "http-header-timeout-secs", env = "HTTP_HEADER_TIMEOUT_SECS", value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub header_timeout: Duration,
+    /// Seconds a kept-alive connection may idle between requests (at least the head
+    /// timeout: it bounds waiting for a head too).
+    #[arg(long = "http-idle-timeout-secs", env = "HTTP_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
     /// Seconds a client has to send a request's body once the head arrived; then 408.
     #[arg(long = "http-body-timeout-secs", env = "HTTP_BODY_TIMEOUT_SECS", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     pub body_timeout: Duration,
@@ -72,6 +77,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
@@ -96,9 +102,9 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 /// Why the server closed a connection the client had not finished with.
 #[derive(Debug, Clone, Copy)]
 enum Cut {
-    /// Part of a request head arrived, not all of it in time.
+    /// A request head (or a new connection's first) did not arrive in time.
     HeaderTimeout,
-    /// No request began in time (a new or a keep-alive connection).
+    /// A kept-alive connection idled too long between requests.
     Idle,
     /// The body did not arrive in time; answered 408.
     BodyTimeout,
@@ -353,26 +359,27 @@ async fn serve_connection(
 ) {
     let _open = OpenGuard::new(metrics.open.clone());
     let _ = stream.set_nodelay(true);
-    let began_request = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(HeadState::new());
     let io = TokioIo::new(Tracked {
         stream,
-        began_request: began_request.clone(),
+        state: state.clone(),
+        header_timeout: limits.header_timeout,
+        deadline: None,
     });
     let service = {
-        let (limits, metrics, began_request) =
-            (limits.clone(), metrics.clone(), began_request.clone());
+        let (limits, metrics, state) = (limits.clone(), metrics.clone(), state.clone());
         hyper::service::service_fn(move |request: Request<Incoming>| {
-            let (router, limits, metrics, began_request) = (
+            let (router, limits, metrics, state) = (
                 router.clone(),
                 limits.clone(),
                 metrics.clone(),
-                began_request.clone(),
+                state.clone(),
             );
+            // The head is complete: bytes from here on are this request's body.
+            state.busy(true);
             async move {
-                // The head is complete: bytes from here on are this request's body.
-                began_request.store(false, Ordering::Relaxed);
                 let response = handle(router, request, limits.body_timeout, &metrics, peer).await;
-                began_request.store(false, Ordering::Relaxed);
+                state.busy(false);
                 Ok::<_, Infallible>(response)
             }
         })
@@ -380,7 +387,9 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // hyper's one head timer runs from when a connection starts waiting for a head:
+        // the idle limit. The head limit proper is `Tracked`'s.
+        .header_read_timeout(limits.idle_timeout.max(limits.header_timeout))
         .keep_alive(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -392,9 +401,13 @@ async fn serve_connection(
             connection.await
         }
     };
-    if let Err(error) = outcome {
+    // Our head timeout ends the connection with an error or, when no byte had arrived,
+    // as a plain end of stream: the flag says which cut it was.
+    if state.head_timed_out.load(Ordering::Relaxed) {
+        metrics.cut(Cut::HeaderTimeout, peer);
+    } else if let Err(error) = outcome {
         if error.is_timeout() {
-            let cut = if began_request.load(Ordering::Relaxed) {
+            let cut = if state.head_started().is_some() {
                 Cut::HeaderTimeout
             } else {
                 Cut::Idle
@@ -497,11 +510,58 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
-/// The connection's socket, noting whether a byte arrived since the last request began:
-/// when hyper's head timer fires, that tells a slow head from an idle connection.
+/// Where a connection is between requests, shared by its socket ([`Tracked`]) and its
+/// service (both polled by the connection's one task).
+struct HeadState {
+    epoch: Instant,
+    /// A request is being handled: bytes read now are its body.
+    busy: AtomicBool,
+    /// When the head being received began, in ms after `epoch`, plus 1; 0 when none.
+    head_started: AtomicU64,
+    head_timed_out: AtomicBool,
+}
+
+impl HeadState {
+    /// A new connection: its first head is due from the start.
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            busy: AtomicBool::new(false),
+            head_started: AtomicU64::new(1),
+            head_timed_out: AtomicBool::new(false),
+        }
+    }
+
+    fn busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+        self.head_started.store(0, Ordering::Relaxed);
+    }
+
+    fn head_started(&self) -> Option<Instant> {
+        match self.head_started.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.epoch + Duration::from_millis(ms - 1)),
+        }
+    }
+
+    /// The first byte of a head arrived (bytes while a request is handled are its body).
+    fn received(&self) {
+        if !self.busy.load(Ordering::Relaxed) && self.head_started().is_none() {
+            let ms = self.epoch.elapsed().as_millis() as u64;
+            self.head_started.store(ms + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The connection's socket, timing request heads: a head must be complete
+/// `header_timeout` after its first byte (a new connection's, after the connection
+/// began), however slowly it trickles in. hyper's own timer cannot do this and leave
+/// idle keep-alive connections a longer limit: it is one timer for both.
 struct Tracked {
     stream: TcpStream,
-    began_request: Arc<AtomicBool>,
+    state: Arc<HeadState>,
+    header_timeout: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl AsyncRead for Tracked {
@@ -514,7 +574,25 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.began_request.store(true, Ordering::Relaxed);
+            this.state.received();
+        }
+        if poll.is_pending() && !this.state.busy.load(Ordering::Relaxed) {
+            if let Some(started) = this.state.head_started() {
+                let due = tokio::time::Instant::from_std(started + this.header_timeout);
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if deadline.deadline() != due {
+                    deadline.as_mut().reset(due);
+                }
+                if deadline.as_mut().poll(cx).is_ready() {
+                    this.state.head_timed_out.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request head timeout",
+                    )));
+                }
+            }
         }
         poll
     }

@@ -65,6 +65,7 @@ async fn start(router: Router, limits: HttpLimits) -> Server {
 fn limits(header: u64, body: u64, grace: u64) -> HttpLimits {
     HttpLimits {
         header_timeout: Duration::from_millis(header),
+        idle_timeout: Duration::from_millis(header.max(60_000)),
         body_timeout: Duration::from_millis(body),
         shutdown_grace: Duration::from_millis(grace),
         ..HttpLimits::default()
@@ -137,15 +138,32 @@ async fn get_ok(addr: SocketAddr) {
 
 #[tokio::test]
 async fn slow_heads_and_idle_connections_are_cut_and_counted_while_others_are_served() {
-    let server = start(router(), limits(600, 30_000, 1_000)).await;
+    let limits = HttpLimits {
+        idle_timeout: Duration::from_millis(1_500),
+        ..limits(500, 30_000, 1_000)
+    };
+    let server = start(router(), limits).await;
 
+    // A head trickled in, a byte at a time, never finished: cut after the head timeout
+    // although bytes keep coming.
+    let mut trickle = TcpStream::connect(server.addr).await.expect("connects");
+    let trickling = tokio::spawn(async move {
+        let started = Instant::now();
+        for byte in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ".iter().cycle() {
+            if trickle.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        started.elapsed()
+    });
     // Half a request head, never finished.
     let mut slow_head = TcpStream::connect(server.addr).await.expect("connects");
     slow_head
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
         .await
         .expect("writes");
-    // A connection that never says anything.
+    // A connection that never says anything (its first head is due at once).
     let mut silent = TcpStream::connect(server.addr).await.expect("connects");
     // A keep-alive connection that idles after one request.
     let mut kept_alive = TcpStream::connect(server.addr).await.expect("connects");
@@ -160,14 +178,19 @@ async fn slow_heads_and_idle_connections_are_cut_and_counted_while_others_are_se
     // Meanwhile, others are served.
     get_ok(server.addr).await;
 
+    let trickled = within("the trickle cut", trickling)
+        .await
+        .expect("trickles");
+    assert!(trickled < Duration::from_millis(1_400), "{trickled:?}");
     let slow_head_answer = read_until_closed(&mut slow_head).await;
     assert!(slow_head_answer.is_empty(), "{slow_head_answer}");
     read_until_closed(&mut silent).await;
     read_until_closed(&mut kept_alive).await;
     get_ok(server.addr).await;
 
+    let metrics = &server.metrics;
     until("the cuts counted", || {
-        server.metrics.closed("header_timeout") == 1 && server.metrics.closed("idle") == 2
+        (metrics.closed("header_timeout"), metrics.closed("idle")) == (3, 1)
     })
     .await;
     server.shutdown.cancel();
