@@ -8,7 +8,7 @@
 use std::task::{Context, Poll};
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, Request};
+use axum::http::{header, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use futures::future::{ready, Either, Ready};
 use tower::{Layer, Service};
@@ -70,7 +70,13 @@ where
                     "the body is {length} bytes; at most {} are accepted",
                     self.max
                 ));
-                Either::Left(ready(Ok(problem.into_response())))
+                let mut response = problem.into_response();
+                // The body stays unread, so the connection cannot carry another request:
+                // say so, or the client would reuse it and find it closed.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Either::Left(ready(Ok(response)))
             }
             _ => Either::Right(self.inner.call(request)),
         }

@@ -365,6 +365,7 @@ async fn serve_connection(
         state: state.clone(),
         header_timeout: limits.header_timeout,
         deadline: None,
+        linger: None,
     });
     let service = {
         let (limits, metrics, state) = (limits.clone(), metrics.clone(), state.clone());
@@ -562,6 +563,36 @@ struct Tracked {
     state: Arc<HeadState>,
     header_timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    linger: Option<Linger>,
+}
+
+/// Closing while a client still uploads (a 413 answered before the body was read) would
+/// reset the connection and the client might never read the answer; so, as nginx's
+/// lingering close, the server stops writing, then discards what still comes for a
+/// moment before it closes.
+struct Linger {
+    until: tokio::time::Instant,
+    quiet: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Linger {
+    /// Longest a close lingers, and the silence that ends it sooner.
+    const AT_MOST: Duration = Duration::from_secs(2);
+    const QUIET: Duration = Duration::from_millis(250);
+
+    fn new() -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            until: now + Self::AT_MOST,
+            quiet: Box::pin(tokio::time::sleep_until(now + Self::QUIET)),
+        }
+    }
+
+    /// Data arrived: wait for the next, up to the overall limit.
+    fn heard(&mut self) {
+        let next = (tokio::time::Instant::now() + Self::QUIET).min(self.until);
+        self.quiet.as_mut().reset(next);
+    }
 }
 
 impl AsyncRead for Tracked {
@@ -612,7 +643,31 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            // The answer is complete: FIN after it, whatever happens next.
+            std::task::ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+            this.linger = Some(Linger::new());
+        }
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut discard = [0u8; 8192];
+        loop {
+            let mut buf = ReadBuf::new(&mut discard);
+            match Pin::new(&mut this.stream).poll_read(cx, &mut buf) {
+                // The client closed too (or the connection broke): nothing to wait for.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => linger.heard(),
+                Poll::Pending => {
+                    return match linger.quiet.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(

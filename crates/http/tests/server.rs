@@ -348,6 +348,7 @@ async fn a_declared_length_over_the_limit_gets_413_before_any_100_continue() {
     let response = read_response(&mut stream).await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(!response.contains("100 Continue"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
     assert!(
         response.contains("content-type: application/problem+json"),
         "{response}"
@@ -356,6 +357,22 @@ async fn a_declared_length_over_the_limit_gets_413_before_any_100_continue() {
         response.contains("https://closeloop.dev/problems/body-too-large"),
         "{response}"
     );
+
+    // A client that uploads its body before it reads the answer (as many do) reads the
+    // 413, not a reset: the server lingers, discarding, before it closes.
+    let mut uploader = TcpStream::connect(server.addr).await.expect("connects");
+    let head = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                Content-Length: 8000000\r\n\r\n";
+    uploader.write_all(head.as_bytes()).await.expect("writes");
+    let body = vec![b' '; 8_000_000];
+    within("the upload", uploader.write_all(&body))
+        .await
+        .expect("the server reads the upload away instead of resetting");
+    let mut answer = Vec::new();
+    let read = within("the answer", uploader.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "{read:?}: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
 
     // Without a length, the body is still cut at the limit while it is read.
     let mut chunked = TcpStream::connect(server.addr).await.expect("connects");
