@@ -379,7 +379,8 @@ async fn serve_connection(
             // The head is complete: bytes from here on are this request's body.
             state.busy(true);
             async move {
-                let response = handle(router, request, limits.body_timeout, &metrics, peer).await;
+                let response =
+                    handle(router, request, limits.body_timeout, &metrics, &state, peer).await;
                 state.busy(false);
                 Ok::<_, Infallible>(response)
             }
@@ -431,26 +432,32 @@ async fn handle(
     request: Request<Incoming>,
     body_timeout: Duration,
     metrics: &ServerMetrics,
+    state: &HeadState,
     peer: SocketAddr,
 ) -> Response {
     use tower::Service;
     let (parts, body) = request.into_parts();
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let body = if http_body::Body::is_end_stream(&body) {
-        Body::new(body)
-    } else {
+    let progress = Arc::new(BodyProgress::default());
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let body = if has_body {
         Body::new(DeadlineBody {
             inner: body,
             deadline: Box::pin(tokio::time::sleep(body_timeout)),
-            timed_out: timed_out.clone(),
+            progress: progress.clone(),
         })
+    } else {
+        Body::new(body)
     };
     let mut router = router;
     let response = match router.call(Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    if !timed_out.load(Ordering::Relaxed) {
+    // A body left unread (refused early, or timed out) may still be arriving when the
+    // connection closes: then the close lingers.
+    let unread = has_body && !progress.complete.load(Ordering::Relaxed);
+    state.unread_body.store(unread, Ordering::Relaxed);
+    if !progress.timed_out.load(Ordering::Relaxed) {
         return response;
     }
     metrics.cut(Cut::BodyTimeout, peer);
@@ -473,7 +480,14 @@ async fn handle(
 struct DeadlineBody {
     inner: Incoming,
     deadline: Pin<Box<tokio::time::Sleep>>,
-    timed_out: Arc<AtomicBool>,
+    progress: Arc<BodyProgress>,
+}
+
+/// What became of a request's body.
+#[derive(Default)]
+struct BodyProgress {
+    timed_out: AtomicBool,
+    complete: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -490,10 +504,15 @@ impl http_body::Body for DeadlineBody {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
+            Poll::Ready(frame) => {
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.progress.complete.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
             Poll::Pending => {
                 if this.deadline.as_mut().poll(cx).is_ready() {
-                    this.timed_out.store(true, Ordering::Relaxed);
+                    this.progress.timed_out.store(true, Ordering::Relaxed);
                     Poll::Ready(Some(Err(BodyTimedOut.into())))
                 } else {
                     Poll::Pending
@@ -520,6 +539,8 @@ struct HeadState {
     /// When the head being received began, in ms after `epoch`, plus 1; 0 when none.
     head_started: AtomicU64,
     head_timed_out: AtomicBool,
+    /// The last request's body was not read to its end.
+    unread_body: AtomicBool,
 }
 
 impl HeadState {
@@ -530,6 +551,7 @@ impl HeadState {
             busy: AtomicBool::new(false),
             head_started: AtomicU64::new(1),
             head_timed_out: AtomicBool::new(false),
+            unread_body: AtomicBool::new(false),
         }
     }
 
@@ -566,10 +588,10 @@ struct Tracked {
     linger: Option<Linger>,
 }
 
-/// Closing while a client still uploads (a 413 answered before the body was read) would
-/// reset the connection and the client might never read the answer; so, as nginx's
+/// Closing while a client still uploads (a 413 answered before the body was read, a 408)
+/// would reset the connection and the client might never read the answer; so, as nginx's
 /// lingering close, the server stops writing, then discards what still comes for a
-/// moment before it closes.
+/// moment before it closes. Only when the last request's body was left unread.
 struct Linger {
     until: tokio::time::Instant,
     quiet: Pin<Box<tokio::time::Sleep>>,
@@ -644,6 +666,9 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.state.unread_body.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.stream).poll_shutdown(cx);
+        }
         if this.linger.is_none() {
             // The answer is complete: FIN after it, whatever happens next.
             std::task::ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
