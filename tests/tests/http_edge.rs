@@ -139,3 +139,61 @@ async fn the_same_failure_is_the_same_problem_in_every_service() {
     assert_eq!(body["errors"][0]["pointer"], "/message/a~1b~0c", "{body}");
     stack.stop().await;
 }
+
+/// Every service runs with the HTTP limits: a connection that sends nothing is cut after
+/// the head timeout and counted, while a huge declared body is refused with 413 before
+/// any `100 Continue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_cuts_silent_connections_and_refuses_huge_bodies_early() {
+    use closeloop_testkit::{metric_value, scrape_metrics};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    init_logs();
+    let mut configs = loop_configs();
+    let header_timeout = Duration::from_millis(500);
+    configs.ingest.http.header_timeout = header_timeout;
+    configs.categorise.http.header_timeout = header_timeout;
+    configs.trends.http.header_timeout = header_timeout;
+    configs.notify.http.header_timeout = header_timeout;
+    let (stack, _sink) = start_loop_with(configs).await;
+    let services = [stack.ingest, stack.categorise, stack.trends, stack.notify];
+
+    for addr in services {
+        let mut silent = TcpStream::connect(addr).await.expect("connects");
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest));
+        assert!(
+            read.await.is_ok(),
+            "{addr} never closed a silent connection"
+        );
+        closeloop_tests::eventually(Duration::from_secs(10), "the cut counted", || async move {
+            let metrics = scrape_metrics(addr).await;
+            let cut = metric_value(
+                &metrics,
+                "closeloop_http_connections_closed_total",
+                &[r#"reason="header_timeout""#],
+            );
+            (cut >= 1.0).then_some(())
+        })
+        .await;
+    }
+
+    let mut huge = TcpStream::connect(stack.ingest).await.expect("connects");
+    let head = format!(
+        "POST /v1/feedback HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000000\r\n\
+         Expect: 100-continue\r\n\r\n",
+        dev_key("shopdesk")
+    );
+    huge.write_all(head.as_bytes()).await.expect("writes");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), huge.read_to_end(&mut answer));
+    let _ = read.await.expect("answered and closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    stack.stop().await;
+}

@@ -32,6 +32,8 @@ pub enum ProblemType {
     CrossSiteRequest,
     UnsupportedMediaType,
     BodyTooLarge,
+    /// The body did not arrive within the server's body timeout.
+    RequestTimeout,
     /// The body could not be read (or, for a form, decoded).
     UnreadableBody,
     /// The body is not JSON at all.
@@ -68,6 +70,7 @@ impl ProblemType {
             ProblemType::CrossSiteRequest => "cross-site-request",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
             ProblemType::BodyTooLarge => "body-too-large",
+            ProblemType::RequestTimeout => "request-timeout",
             ProblemType::UnreadableBody => "unreadable-body",
             ProblemType::MalformedJson => "malformed-json",
             ProblemType::InvalidBody => "invalid-body",
@@ -94,6 +97,7 @@ impl ProblemType {
             ProblemType::CrossSiteRequest => "Cross-site request refused",
             ProblemType::UnsupportedMediaType => "Unsupported media type",
             ProblemType::BodyTooLarge => "Body too large",
+            ProblemType::RequestTimeout => "Request timeout",
             ProblemType::UnreadableBody => "Unreadable body",
             ProblemType::MalformedJson => "Malformed JSON",
             ProblemType::InvalidBody => "Invalid request body",
@@ -119,6 +123,7 @@ impl ProblemType {
             ProblemType::FormExpired | ProblemType::CrossSiteRequest => StatusCode::FORBIDDEN,
             ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemType::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemType::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemType::UnreadableBody
             | ProblemType::MalformedJson
             | ProblemType::InvalidParameter
@@ -301,6 +306,7 @@ mod tests {
             ProblemType::CrossSiteRequest,
             ProblemType::UnsupportedMediaType,
             ProblemType::BodyTooLarge,
+            ProblemType::RequestTimeout,
             ProblemType::UnreadableBody,
             ProblemType::MalformedJson,
             ProblemType::InvalidBody,

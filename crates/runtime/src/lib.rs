@@ -21,6 +21,7 @@ use closeloop_bus::{
     PublisherConfig,
 };
 use closeloop_events::Event;
+use closeloop_http::{HttpLimits, ServerMetrics};
 use closeloop_store::{Database, DatabaseArgs, StoreError};
 use closeloop_telemetry::Telemetry;
 use sqlx::migrate::Migrator;
@@ -82,13 +83,16 @@ pub struct Spec<'a> {
     pub database: &'a DatabaseArgs,
     pub kafka: &'a KafkaArgs,
     pub http_addr: SocketAddr,
+    /// Timeouts and the connection bound of the HTTP server.
+    pub http: HttpLimits,
     pub migrations: Migrator,
     /// The publisher's settings (brokers are taken from `kafka`).
     pub publisher: PublisherConfig,
 }
 
 impl<'a> Spec<'a> {
-    /// A service's start with the default publisher (override with struct update syntax).
+    /// A service's start with the default publisher and HTTP limits (override with
+    /// struct update syntax).
     pub fn new(
         name: &'static str,
         database: &'a DatabaseArgs,
@@ -101,25 +105,29 @@ impl<'a> Spec<'a> {
             database,
             kafka,
             http_addr,
+            http: HttpLimits::default(),
             migrations,
             publisher: PublisherConfig::new(&kafka.brokers),
         }
     }
 }
 
-/// The [`Spec`] of service `$name` whose `$config` has the usual `database`, `kafka` and
-/// `http_addr`, with its migrations in the crate's `./migrations`: one convention, one
-/// place.
+/// The [`Spec`] of service `$name` whose `$config` has the usual `database`, `kafka`,
+/// `http_addr` and `http` (limits), with its migrations in the crate's `./migrations`:
+/// one convention, one place.
 #[macro_export]
 macro_rules! spec {
     ($name:literal, $config:expr) => {
-        $crate::Spec::new(
-            $name,
-            &$config.database,
-            &$config.kafka,
-            $config.http_addr,
-            sqlx::migrate!("./migrations"),
-        )
+        $crate::Spec {
+            http: $config.http.clone(),
+            ..$crate::Spec::new(
+                $name,
+                &$config.database,
+                &$config.kafka,
+                $config.http_addr,
+                sqlx::migrate!("./migrations"),
+            )
+        }
     };
 }
 
@@ -174,6 +182,8 @@ pub struct Foundation {
     journal: Option<Journal>,
     listener: TcpListener,
     http_addr: SocketAddr,
+    http_limits: HttpLimits,
+    http_metrics: ServerMetrics,
 }
 
 impl Foundation {
@@ -185,6 +195,7 @@ impl Foundation {
         spec.kafka.prepare_topics().await?;
         let telemetry = Telemetry::new(spec.name);
         let bus_metrics = BusMetrics::register(&telemetry.registry)?;
+        let http_metrics = ServerMetrics::register(&telemetry.registry)?;
         let publisher = Publisher::new(
             &PublisherConfig {
                 brokers: spec.kafka.brokers.clone(),
@@ -204,6 +215,8 @@ impl Foundation {
             journal: spec.kafka.journal.clone(),
             listener,
             http_addr,
+            http_limits: spec.http,
+            http_metrics,
         })
     }
 
@@ -235,10 +248,14 @@ impl Foundation {
         };
         register(&mut tasks);
         let router = self.telemetry.router(routes);
-        let server_stop = stop.clone();
-        tasks.spawn("HTTP server", async move {
-            closeloop_http::serve(self.listener, router, server_stop).await
-        });
+        let server = closeloop_http::serve_with(
+            self.listener,
+            router,
+            stop.clone(),
+            self.http_limits,
+            self.http_metrics,
+        );
+        tasks.spawn("HTTP server", server);
         let Tasks {
             mut set, joined, ..
         } = tasks;

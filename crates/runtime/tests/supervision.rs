@@ -29,6 +29,7 @@ async fn foundation(brokers: &str) -> Foundation {
         database: &DatabaseArgs::new(sqlite_url()),
         kafka: &KafkaArgs::new(brokers),
         http_addr: ([127, 0, 0, 1], 0).into(),
+        http: closeloop_http::HttpLimits::default(),
         migrations: sqlx::migrate!("tests/migrations"),
         publisher: PublisherConfig::new(brokers),
     })

@@ -31,6 +31,9 @@ pub struct Config {
     pub database: DatabaseArgs,
     #[arg(long, env = "CATEGORISE_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
+    /// Timeouts and the connection bound of the HTTP server (`HTTP_*`).
+    #[command(flatten)]
+    pub http: closeloop_http::HttpLimits,
     /// Theme taxonomy (TOML); the built-in one when not given.
     #[arg(long, env = "CATEGORISE_TAXONOMY")]
     pub taxonomy: Option<PathBuf>,

@@ -63,7 +63,7 @@ pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
             post(post_erasure).fallback(method_not_allowed),
         )
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(closeloop_http::BodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 

@@ -17,6 +17,9 @@ pub struct Config {
     pub database: DatabaseArgs,
     #[arg(long, env = "INGEST_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Timeouts and the connection bound of the HTTP server (`HTTP_*`).
+    #[command(flatten)]
+    pub http: closeloop_http::HttpLimits,
     /// API keys per source, `source=key` (repeat the flag, or comma-separate in the env).
     #[arg(long = "api-key", env = "INGEST_API_KEYS", value_delimiter = ',', value_parser = parse_source_key)]
     pub api_keys: Vec<SourceKey>,

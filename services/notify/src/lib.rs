@@ -75,6 +75,9 @@ pub struct Config {
     /// trends' (`closeloop up` gives both the one it is configured with).
     #[arg(long, env = "NOTIFY_OPS_TOKEN", hide_env_values = true)]
     pub ops_token: Option<closeloop_http::OpsToken>,
+    /// Timeouts and the connection bound of the HTTP server (`HTTP_*`).
+    #[command(flatten)]
+    pub http: closeloop_http::HttpLimits,
     /// Per source webhook URL, `source=url`, repeatable / comma-separated in env.
     #[arg(long = "webhook", env = "NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_pair)]
     pub webhooks: Vec<(String, String)>,

@@ -28,6 +28,9 @@ pub struct Config {
     /// Address of the ops API, the /ops page and /metrics, /healthz, /readyz.
     #[arg(long, env = "TRENDS_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
+    /// Timeouts and the connection bound of the HTTP server (`HTTP_*`).
+    #[command(flatten)]
+    pub http: closeloop_http::HttpLimits,
     /// When set, /v1/* requires `Authorization: Bearer <token>` and /ops a sign-in with it.
     #[arg(long, env = "TRENDS_OPS_TOKEN", hide_env_values = true)]
     pub ops_token: Option<closeloop_http::OpsToken>,

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::context::Context;
@@ -16,7 +15,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub(crate) fn router(ctx: Arc<Context>) -> Router {
     api::routes(ctx.clone())
         .merge(ops::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(closeloop_http::BodyLimit::max(MAX_BODY_BYTES))
         .fallback(closeloop_http::not_found)
         .with_state(ctx)
 }
