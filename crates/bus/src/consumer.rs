@@ -34,8 +34,11 @@ pub struct ConsumerConfig {
     pub retry_base: Duration,
     pub retry_max: Duration,
     /// Records taken from the client's queue and handled together: records with one key
-    /// in order, different keys concurrently. 1 handles strictly one at a time.
+    /// in order, different keys concurrently (or as one batch by a batching handler).
+    /// 1 handles strictly one at a time.
     pub max_in_flight: usize,
+    /// ...and at most about this many payload bytes.
+    pub max_batch_bytes: usize,
     /// Set to true once the consumer has joined its group (its first assignment, even
     /// an empty one, arrived): what a service's readiness waits for.
     pub joined: Option<tokio::sync::watch::Sender<bool>>,
@@ -51,6 +54,7 @@ impl ConsumerConfig {
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
             max_in_flight: 256,
+            max_batch_bytes: 4 * 1024 * 1024,
             joined: None,
             journal: None,
         }
@@ -93,11 +97,31 @@ impl HandlerError {
 pub trait Handler: Send + Sync + 'static {
     type Event: Event;
 
+    /// Whether the loop hands fetched records over together, to [`Handler::handle_batch`].
+    const BATCHES: bool = false;
+
     /// Must be idempotent: after a crash the same record may be handled again.
     fn handle(
         &self,
         incoming: &Incoming<Self::Event>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Handles records of many keys at once (each key's records in offset order), for a
+    /// handler with `BATCHES`: `Ok` only when every record's effects are durable. A
+    /// transient error retries the whole batch (so it must be idempotent like `handle`);
+    /// a permanent one hands the records to [`Handler::handle`] one by one, so only the
+    /// poison record goes to the dead-letter topic.
+    fn handle_batch(
+        &self,
+        batch: &[Incoming<Self::Event>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for incoming in batch {
+                self.handle(incoming).await?;
+            }
+            Ok(())
+        }
+    }
 
     /// This consumer was just given `partitions` of the topic (at start or in a
     /// rebalance), before any of their records reaches [`Handler::handle`]. A handler that
@@ -188,11 +212,18 @@ pub async fn run_consumer<H: Handler>(
             }
         }
         // Whatever else is already fetched joins the batch; nothing waits for more.
-        while !batch.is_empty() && batch.len() < config.max_in_flight.max(1) {
+        let mut bytes: usize = batch.iter().map(payload_len).sum();
+        while !batch.is_empty()
+            && batch.len() < config.max_in_flight.max(1)
+            && bytes < config.max_batch_bytes
+        {
             let next = consumer.recv().now_or_never();
             apply_ownership_changes(&consumer, &mut batch, &mut assigned);
             match next {
-                Some(Ok(message)) => batch.push(message),
+                Some(Ok(message)) => {
+                    bytes += payload_len(&message);
+                    batch.push(message);
+                }
                 Some(Err(error)) => {
                     tracing::warn!(topic, %error, "consumer error");
                     metrics.failed.with_label_values(&[topic]).inc();
@@ -210,7 +241,11 @@ pub async fn run_consumer<H: Handler>(
         if batch.is_empty() {
             continue;
         }
-        let handled = handle_batch(&record, &batch).await;
+        let handled = if H::BATCHES {
+            handle_together(&record, &batch).await
+        } else {
+            handle_batch(&record, &batch).await
+        };
         // Offsets are stored only up to the first record of each partition that was not
         // handled, so a commit never passes over unprocessed work.
         let mut blocked: HashSet<i32> = HashSet::new();
@@ -259,6 +294,10 @@ pub async fn run_consumer<H: Handler>(
     }
     tracing::info!(topic, group = %config.group_id, "consumer stopped");
     Ok(())
+}
+
+fn payload_len(message: &BorrowedMessage<'_>) -> usize {
+    message.payload_len() + message.key().map_or(0, <[u8]>::len)
 }
 
 /// A partition assignment or revocation, noted by the rebalance callback.
@@ -361,9 +400,24 @@ async fn handle_batch<H: Handler>(
     record: &Record<'_, H>,
     batch: &[BorrowedMessage<'_>],
 ) -> Vec<bool> {
+    let mut handled = vec![false; batch.len()];
+    for (index, done) in handle_in_lanes(record, batch, 0..batch.len()).await {
+        handled[index] = done;
+    }
+    handled
+}
+
+/// Handles the records of `batch` at `indices` in per-key lanes; gives back, per index
+/// it got to, whether that record was handled (a lane stops at its first failure).
+async fn handle_in_lanes<H: Handler>(
+    record: &Record<'_, H>,
+    batch: &[BorrowedMessage<'_>],
+    indices: impl IntoIterator<Item = usize>,
+) -> Vec<(usize, bool)> {
     let mut lanes: Vec<Vec<usize>> = Vec::new();
     let mut lane_of_key: HashMap<(i32, Option<&[u8]>), usize> = HashMap::new();
-    for (index, message) in batch.iter().enumerate() {
+    for index in indices {
+        let message = &batch[index];
         let lane = *lane_of_key
             .entry((message.partition(), message.key()))
             .or_insert_with(|| {
@@ -384,11 +438,124 @@ async fn handle_batch<H: Handler>(
         outcomes
     }))
     .await;
+    outcomes.into_iter().flatten().collect()
+}
+
+/// Handles a fetched batch with [`Handler::handle_batch`]: records that cannot be decoded
+/// go to the dead-letter topic alone, the rest is handed over at once and retried as a
+/// whole while the failure is transient. A permanent failure falls back to the
+/// per-record lanes, so the poison record is found and dead-lettered alone. Returns, per
+/// record, whether it was handled; all false when shutdown interrupted the retries.
+async fn handle_together<H: Handler>(
+    record: &Record<'_, H>,
+    batch: &[BorrowedMessage<'_>],
+) -> Vec<bool> {
+    let started = Instant::now();
     let mut handled = vec![false; batch.len()];
-    for (index, done) in outcomes.into_iter().flatten() {
-        handled[index] = done;
+    let mut decoded: Vec<Incoming<H::Event>> = Vec::with_capacity(batch.len());
+    let mut decoded_index: Vec<usize> = Vec::with_capacity(batch.len());
+    for (index, message) in batch.iter().enumerate() {
+        match incoming_of::<H::Event>(message) {
+            Ok(incoming) => {
+                decoded.push(incoming);
+                decoded_index.push(index);
+            }
+            Err(reason) => {
+                if !dead_letter_counted(record, message, &reason).await {
+                    return handled;
+                }
+                record
+                    .metrics
+                    .consumed
+                    .with_label_values(&[H::Event::TOPIC])
+                    .inc();
+                handled[index] = true;
+            }
+        }
     }
-    handled
+    if decoded.is_empty() {
+        return handled;
+    }
+    let topic = H::Event::TOPIC;
+    let span = tracing::info_span!("batch", topic, records = decoded.len());
+    let mut attempt = 0u32;
+    let outcome = async {
+        loop {
+            match record.handler.handle_batch(&decoded).await {
+                Ok(()) => return Some(true),
+                Err(HandlerError::Permanent(reason)) => {
+                    tracing::warn!(%reason, "batch refused; handling its records one by one");
+                    return Some(false);
+                }
+                Err(HandlerError::Transient(error)) => {
+                    record.metrics.retries.with_label_values(&[topic]).inc();
+                    let wait =
+                        backoff(attempt, record.config.retry_base, record.config.retry_max);
+                    tracing::warn!(attempt, %error, retry_in_ms = wait.as_millis() as u64, "batch failed, will retry");
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        _ = record.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    match outcome {
+        None => handled,
+        Some(true) => {
+            let seconds = started.elapsed().as_secs_f64();
+            record
+                .metrics
+                .consumed
+                .with_label_values(&[topic])
+                .inc_by(decoded.len() as u64);
+            let histogram = record
+                .metrics
+                .processing_seconds
+                .with_label_values(&[topic]);
+            for index in decoded_index {
+                histogram.observe(seconds);
+                handled[index] = true;
+            }
+            handled
+        }
+        Some(false) => {
+            for (index, done) in handle_in_lanes(record, batch, decoded_index).await {
+                handled[index] = done;
+            }
+            handled
+        }
+    }
+}
+
+/// Dead-letters a record and counts it; false when shutdown came first.
+async fn dead_letter_counted<H: Handler>(
+    record: &Record<'_, H>,
+    message: &BorrowedMessage<'_>,
+    reason: &str,
+) -> bool {
+    let published = dead_letter(
+        record.dead_letters,
+        record.dead_letter_topic,
+        &record.config.group_id,
+        message,
+        reason,
+        record.shutdown,
+        record.config,
+    )
+    .await;
+    if published {
+        let topic = message.topic();
+        record
+            .metrics
+            .dead_lettered
+            .with_label_values(&[topic])
+            .inc();
+    }
+    published
 }
 
 /// Handles one record (retrying transient failures, dead-lettering permanent ones) and
@@ -407,24 +574,9 @@ async fn handle_record<H: Handler>(record: &Record<'_, H>, message: &BorrowedMes
     match outcome {
         Processed::Done => {}
         Processed::DeadLetter(reason) => {
-            let published = dead_letter(
-                record.dead_letters,
-                record.dead_letter_topic,
-                &record.config.group_id,
-                message,
-                &reason,
-                record.shutdown,
-                record.config,
-            )
-            .await;
-            if !published {
+            if !dead_letter_counted(record, message, &reason).await {
                 return false; // shutting down before the dead letter was written
             }
-            record
-                .metrics
-                .dead_lettered
-                .with_label_values(&[topic])
-                .inc();
         }
         Processed::Interrupted => return false,
     }
@@ -452,24 +604,9 @@ async fn process<H: Handler>(
     metrics: &BusMetrics,
 ) -> Processed {
     let topic = message.topic();
-    let envelope = match decode::<H::Event>(message.payload().unwrap_or_default()) {
-        Ok(envelope) => envelope,
-        Err(error) => return Processed::DeadLetter(error.to_string()),
-    };
-    let traceparent = message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|header| header.key == TRACEPARENT_HEADER)
-            .and_then(|header| header.value)
-            .and_then(|value| std::str::from_utf8(value).ok())
-            .map(str::to_owned)
-    });
-    let incoming = Incoming {
-        envelope,
-        topic: topic.to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        traceparent,
+    let incoming = match incoming_of::<H::Event>(message) {
+        Ok(incoming) => incoming,
+        Err(reason) => return Processed::DeadLetter(reason),
     };
     // Every log line of the handler carries the trace id, so one feedback can be
     // followed through all services by grepping for it.
@@ -498,6 +635,27 @@ async fn process<H: Handler>(
     }
     .instrument(span)
     .await
+}
+
+/// The record decoded, with where it came from; the reason when it cannot be decoded.
+fn incoming_of<E: Event>(message: &BorrowedMessage<'_>) -> Result<Incoming<E>, String> {
+    let envelope =
+        decode::<E>(message.payload().unwrap_or_default()).map_err(|error| error.to_string())?;
+    let traceparent = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == TRACEPARENT_HEADER)
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .map(str::to_owned)
+    });
+    Ok(Incoming {
+        envelope,
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        traceparent,
+    })
 }
 
 async fn handle_with_retries<H: Handler>(

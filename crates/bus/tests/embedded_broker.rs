@@ -306,3 +306,138 @@ fn journaled(broker: &EmbeddedBroker) -> Publisher {
     )
     .expect("publisher")
 }
+
+/// A batching handler: takes a fetched batch whole, all or nothing, like a service that
+/// writes a batch in one transaction.
+#[derive(Clone, Default)]
+struct BatchRecorder {
+    seen: Arc<Mutex<Vec<(String, u32)>>>,
+    batch_sizes: Arc<Mutex<Vec<usize>>>,
+    transient_failures: Arc<AtomicU32>,
+}
+
+impl BatchRecorder {
+    fn note(&self, incoming: &Incoming<ErasureRequest>) {
+        let request = &incoming.envelope.data;
+        let sequence: u32 = request.source.parse().expect("sequence in source");
+        self.seen
+            .lock()
+            .unwrap()
+            .push((request.customer_id.clone(), sequence));
+    }
+}
+
+impl Handler for BatchRecorder {
+    type Event = ErasureRequest;
+    const BATCHES: bool = true;
+
+    async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
+        if incoming.envelope.data.customer_id == "poison" {
+            return Err(HandlerError::permanent("customer id is poison"));
+        }
+        self.note(incoming);
+        Ok(())
+    }
+
+    async fn handle_batch(&self, batch: &[Incoming<ErasureRequest>]) -> Result<(), HandlerError> {
+        if batch
+            .iter()
+            .any(|incoming| incoming.envelope.data.customer_id == "poison")
+        {
+            return Err(HandlerError::permanent("a poison record in the batch"));
+        }
+        if self
+            .transient_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(HandlerError::transient("database is down"));
+        }
+        self.batch_sizes.lock().unwrap().push(batch.len());
+        for incoming in batch {
+            self.note(incoming);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batching_handler_gets_fetched_records_together_and_poison_still_goes_alone() {
+    let broker = EmbeddedBroker::start(1, &TopicSpec::all(2)).expect("broker");
+    let brokers = broker.bootstrap_servers().to_owned();
+    let metrics = BusMetrics::unregistered();
+    let publisher = Publisher::new(&PublisherConfig::new(&brokers), metrics.clone()).unwrap();
+    let customers = 10;
+    let per_customer = 30u32;
+    for sequence in 0..per_customer {
+        for customer in 0..customers {
+            let mut event = erasure(&format!("customer-{customer}"));
+            event.data.source = sequence.to_string();
+            publisher.publish(&event, None).await.expect("acked");
+        }
+        if sequence == per_customer / 2 {
+            publisher.publish(&erasure("poison"), None).await.unwrap();
+        }
+    }
+    // Published before the consumer starts, so its first fetches return many records.
+    let recorder = BatchRecorder::default();
+    recorder.transient_failures.store(2, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let mut config = ConsumerConfig::new(&brokers, "batch-group");
+    config.retry_base = Duration::from_millis(10);
+    let consumer = tokio::spawn(run_consumer(
+        config,
+        recorder.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let total = customers * per_customer as usize;
+    wait_for(|| recorder.seen.lock().unwrap().len() >= total).await;
+    wait_for(|| {
+        metrics
+            .dead_lettered
+            .with_label_values(&[topics::PRIVACY_ERASURE])
+            .get()
+            == 1
+    })
+    .await;
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), total, "each good record once, none skipped");
+    for customer in 0..customers {
+        let key = format!("customer-{customer}");
+        let order: Vec<u32> = seen
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, sequence)| *sequence)
+            .collect();
+        assert_eq!(
+            order,
+            (0..per_customer).collect::<Vec<_>>(),
+            "{key} in order"
+        );
+    }
+    let sizes = recorder.batch_sizes.lock().unwrap().clone();
+    assert!(
+        sizes.iter().any(|size| *size > 1),
+        "records were handed over together: {sizes:?}"
+    );
+    assert_eq!(
+        metrics
+            .retries
+            .with_label_values(&[topics::PRIVACY_ERASURE])
+            .get(),
+        2,
+        "a transient failure retried the batch"
+    );
+    assert_eq!(
+        metrics
+            .consumed
+            .with_label_values(&[topics::PRIVACY_ERASURE])
+            .get(),
+        total as u64 + 1
+    );
+}
