@@ -856,16 +856,7 @@ mod tests {
             segment_bytes: 1,
             ..ROLLING
         };
-        let journal = open_with(
-            &dir,
-            None,
-            &[],
-            &BTreeMap::new(),
-            &Consumers::new(),
-            rolling,
-        )
-        .unwrap();
-        journal.consumes("g", "t");
+        let journal = fresh_journal(&dir, rolling);
         for offset in 0..5 {
             journal.append(record("t", 0, offset)).await.unwrap();
         }
@@ -895,16 +886,7 @@ mod tests {
             segment_max_age: Duration::from_millis(50),
             idle_check: Duration::from_millis(10),
         };
-        let journal = open_with(
-            &dir,
-            None,
-            &[],
-            &BTreeMap::new(),
-            &Consumers::new(),
-            rolling,
-        )
-        .unwrap();
-        journal.consumes("g", "t");
+        let journal = fresh_journal(&dir, rolling);
         for offset in 0..3 {
             journal.append(record("t", 0, offset)).await.unwrap();
         }
@@ -932,6 +914,14 @@ mod tests {
         assert_eq!(records_on_disk(), 0, "processed records are still on disk");
         drop(journal);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A new journal in `dir` whose topic "t" group "g" consumes.
+    fn fresh_journal(dir: &Path, rolling: Rolling) -> Journal {
+        let journal =
+            open_with(dir, None, &[], &BTreeMap::new(), &Consumers::new(), rolling).unwrap();
+        journal.consumes("g", "t");
+        journal
     }
 
     /// The writer thread finishes its last batch after the handle is dropped.

@@ -161,6 +161,48 @@ async fn consumes_retries_and_dead_letters() {
     consumer.await.unwrap().unwrap();
 }
 
+/// Publishes `per_customer` erasures for each of `customers` keys, the sequence number
+/// in `source`, round-robin over the keys; a poison record after round `poison_after`.
+async fn publish_sequenced(
+    publisher: &Publisher,
+    customers: usize,
+    per_customer: u32,
+    poison_after: Option<u32>,
+) {
+    for sequence in 0..per_customer {
+        for customer in 0..customers {
+            let mut event = erasure(&format!("customer-{customer}"));
+            event.data.source = sequence.to_string();
+            publisher.publish(&event, None).await.expect("acked");
+        }
+        if poison_after == Some(sequence) {
+            publisher.publish(&erasure("poison"), None).await.unwrap();
+        }
+    }
+}
+
+/// Every record of [`publish_sequenced`] handled once, each key's in order.
+fn assert_each_once_in_order(seen: &[(String, u32)], customers: usize, per_customer: u32) {
+    assert_eq!(
+        seen.len(),
+        customers * per_customer as usize,
+        "each good record once, none skipped"
+    );
+    for customer in 0..customers {
+        let key = format!("customer-{customer}");
+        let order: Vec<u32> = seen
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, sequence)| *sequence)
+            .collect();
+        assert_eq!(
+            order,
+            (0..per_customer).collect::<Vec<_>>(),
+            "{key} in order"
+        );
+    }
+}
+
 /// Records what it handled per key, in order, and how many ran at once.
 #[derive(Clone, Default)]
 struct OrderRecorder {
@@ -195,13 +237,7 @@ async fn records_of_one_key_stay_in_order_while_keys_run_concurrently() {
     let publisher = Publisher::new(&PublisherConfig::new(&brokers), metrics.clone()).unwrap();
     let customers = 12;
     let per_customer = 25u32;
-    for sequence in 0..per_customer {
-        for customer in 0..customers {
-            let mut event = erasure(&format!("customer-{customer}"));
-            event.data.source = sequence.to_string();
-            publisher.publish(&event, None).await.expect("acked");
-        }
-    }
+    publish_sequenced(&publisher, customers, per_customer, None).await;
 
     let recorder = OrderRecorder::default();
     let shutdown = CancellationToken::new();
@@ -218,20 +254,7 @@ async fn records_of_one_key_stay_in_order_while_keys_run_concurrently() {
     consumer.await.unwrap().unwrap();
 
     let seen = recorder.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), total, "each record once");
-    for customer in 0..customers {
-        let key = format!("customer-{customer}");
-        let order: Vec<u32> = seen
-            .iter()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, sequence)| *sequence)
-            .collect();
-        assert_eq!(
-            order,
-            (0..per_customer).collect::<Vec<_>>(),
-            "{key} in order"
-        );
-    }
+    assert_each_once_in_order(&seen, customers, per_customer);
     assert!(
         recorder.most_at_once.load(Ordering::SeqCst) > 1,
         "different keys were handled concurrently"
@@ -369,16 +392,7 @@ async fn a_batching_handler_gets_fetched_records_together_and_poison_still_goes_
     let publisher = Publisher::new(&PublisherConfig::new(&brokers), metrics.clone()).unwrap();
     let customers = 10;
     let per_customer = 30u32;
-    for sequence in 0..per_customer {
-        for customer in 0..customers {
-            let mut event = erasure(&format!("customer-{customer}"));
-            event.data.source = sequence.to_string();
-            publisher.publish(&event, None).await.expect("acked");
-        }
-        if sequence == per_customer / 2 {
-            publisher.publish(&erasure("poison"), None).await.unwrap();
-        }
-    }
+    publish_sequenced(&publisher, customers, per_customer, Some(per_customer / 2)).await;
     // Published before the consumer starts, so its first fetches return many records.
     let recorder = BatchRecorder::default();
     recorder.transient_failures.store(2, Ordering::SeqCst);
@@ -406,20 +420,7 @@ async fn a_batching_handler_gets_fetched_records_together_and_poison_still_goes_
     consumer.await.unwrap().unwrap();
 
     let seen = recorder.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), total, "each good record once, none skipped");
-    for customer in 0..customers {
-        let key = format!("customer-{customer}");
-        let order: Vec<u32> = seen
-            .iter()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, sequence)| *sequence)
-            .collect();
-        assert_eq!(
-            order,
-            (0..per_customer).collect::<Vec<_>>(),
-            "{key} in order"
-        );
-    }
+    assert_each_once_in_order(&seen, customers, per_customer);
     let sizes = recorder.batch_sizes.lock().unwrap().clone();
     assert!(
         sizes.iter().any(|size| *size > 1),
