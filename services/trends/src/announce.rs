@@ -55,47 +55,12 @@ pub async fn publish_or_undo(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
-    use std::time::Duration;
 
-    use closeloop_bus::{BusMetrics, Publisher, PublisherConfig};
-    use closeloop_classify::Taxonomy;
     use closeloop_events::Evidence;
-    use closeloop_trend::DetectorSettings;
     use uuid::Uuid;
 
     use super::*;
-    use crate::auth::OpsAuth;
-    use crate::detection::DetectionState;
-    use crate::metrics::TrendsMetrics;
-    use crate::store::testing;
-
-    /// A context whose publisher points at a port nobody listens on, so every publish
-    /// fails after a short delivery timeout.
-    async fn context_without_broker() -> Context {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let brokers = closed.local_addr().expect("address").to_string();
-        drop(closed);
-        let registry = prometheus::Registry::new();
-        let publisher = Publisher::new(
-            &PublisherConfig {
-                delivery_timeout: Duration::from_millis(200),
-                ..PublisherConfig::new(brokers)
-            },
-            BusMetrics::register(&registry).expect("bus metrics"),
-        )
-        .expect("publisher");
-        Context {
-            store: testing::store().await,
-            publisher,
-            detection: Mutex::new(DetectionState::new(DetectorSettings::default())),
-            transitions: tokio::sync::Mutex::new(()),
-            taxonomy: Taxonomy::builtin(),
-            metrics: TrendsMetrics::register(&registry).expect("metrics"),
-            ops: OpsAuth::new(None, 60, false, &[]),
-            reopen_within_ms: 0,
-        }
-    }
+    use crate::context::testing::context_without_broker;
 
     #[tokio::test]
     async fn an_unpublished_raise_is_withdrawn_and_an_unpublished_change_put_back() {

@@ -6,7 +6,7 @@
 //! A replay still re-checks the theme, though: if the service crashed after storing the
 //! mention but before raising the action, the replay is what raises it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -189,6 +189,9 @@ pub(crate) fn db_error(error: closeloop_store::sqlx::Error) -> HandlerError {
 #[derive(Clone)]
 pub struct ThemesHandler {
     ctx: Arc<Context>,
+    /// Mentions a batch stored but did not count yet (a failure stopped it): its retry
+    /// finds them stored already and must still count them.
+    uncounted: Arc<std::sync::Mutex<HashSet<(String, String)>>>,
 }
 
 /// What made the handler act: the signal and, for a new mention, its event time (for
@@ -201,7 +204,16 @@ struct Firing<'a> {
 
 impl ThemesHandler {
     pub(crate) fn new(ctx: Arc<Context>) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            uncounted: Default::default(),
+        }
+    }
+
+    fn uncounted(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.uncounted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn on_triggered(&self, theme: &str, trigger: Firing<'_>) -> Result<(), HandlerError> {
@@ -552,6 +564,8 @@ impl Handler for ThemesHandler {
             .await
             .map_err(db_error)?;
         self.ctx.detection().take_counts_of(rebuilt);
+        // The rebuilt counts hold every stored mention.
+        self.uncounted().clear();
         tracing::info!(
             ?partitions,
             replayed,
@@ -560,32 +574,98 @@ impl Handler for ThemesHandler {
         Ok(())
     }
 
-    async fn handle(&self, incoming: &Incoming<ThemeMention>) -> Result<(), HandlerError> {
-        let mention = &incoming.envelope.data;
-        check_theme(&mention.theme).map_err(HandlerError::permanent)?;
-        let given_at_ms = mention.given_at.timestamp_millis();
-        let row = MentionRow {
-            feedback_id: mention.feedback_id.to_string(),
-            theme: mention.theme.clone(),
-            customer_id: mention.customer_id.clone(),
-            source: mention.source.clone(),
-            negative: mention.sentiment == SentimentLabel::Negative,
-            excerpt: mention.excerpt.clone(),
-            channel: mention.channel.as_str().to_owned(),
-            touchpoint: mention.touchpoint.map(|t| t.as_str().to_owned()),
-            rating: mention.rating.map(i64::from),
-            nps: mention.nps.map(i64::from),
-            given_at_ms,
-        };
-        let store = &self.ctx.store;
-        let inserted = store.insert_mention(&row).await.map_err(db_error)?;
+    const BATCHES: bool = true;
 
+    async fn handle(&self, incoming: &Incoming<ThemeMention>) -> Result<(), HandlerError> {
+        let row = mention_row(&incoming.envelope.data)?;
+        let inserted = self
+            .ctx
+            .store
+            .insert_mention(&row)
+            .await
+            .map_err(db_error)?;
+        // A batch that failed may have stored it without counting it.
+        let new = inserted
+            || self
+                .uncounted()
+                .contains(&(row.feedback_id.clone(), row.theme.clone()));
+        self.detect(&row, new, incoming.traceparent.as_deref())
+            .await
+    }
+
+    /// The batch's mentions stored in one transaction, then counted in their order, as
+    /// one by one.
+    async fn handle_batch(&self, batch: &[Incoming<ThemeMention>]) -> Result<(), HandlerError> {
+        let rows = batch
+            .iter()
+            .map(|incoming| mention_row(&incoming.envelope.data))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inserted = self
+            .ctx
+            .store
+            .insert_mentions(&rows)
+            .await
+            .map_err(db_error)?;
+        let new: Vec<bool> = {
+            let mut uncounted = self.uncounted();
+            rows.iter()
+                .zip(inserted)
+                .map(|(row, inserted)| {
+                    let key = (row.feedback_id.clone(), row.theme.clone());
+                    if inserted {
+                        uncounted.insert(key);
+                        true
+                    } else {
+                        uncounted.contains(&key)
+                    }
+                })
+                .collect()
+        };
+        for ((row, new), incoming) in rows.iter().zip(new).zip(batch) {
+            self.detect(row, new, incoming.traceparent.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The stored form of a mention; permanent error for a theme id that cannot be one.
+fn mention_row(mention: &ThemeMention) -> Result<MentionRow, HandlerError> {
+    check_theme(&mention.theme).map_err(HandlerError::permanent)?;
+    Ok(MentionRow {
+        feedback_id: mention.feedback_id.to_string(),
+        theme: mention.theme.clone(),
+        customer_id: mention.customer_id.clone(),
+        source: mention.source.clone(),
+        negative: mention.sentiment == SentimentLabel::Negative,
+        excerpt: mention.excerpt.clone(),
+        channel: mention.channel.as_str().to_owned(),
+        touchpoint: mention.touchpoint.map(|t| t.as_str().to_owned()),
+        rating: mention.rating.map(i64::from),
+        nps: mention.nps.map(i64::from),
+        given_at_ms: mention.given_at.timestamp_millis(),
+    })
+}
+
+impl ThemesHandler {
+    /// Counts a stored mention (`inserted`: new, not a replay) and raises or updates its
+    /// theme's action when a detector fires.
+    async fn detect(
+        &self,
+        row: &MentionRow,
+        inserted: bool,
+        traceparent: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let given_at_ms = row.given_at_ms;
+        let store = &self.ctx.store;
         // One action transition at a time: a resolve arriving over HTTP must not
         // interleave with raising or updating (it clears the window this reads).
         let _transition = self.ctx.transitions.lock().await;
         let observation = {
             let mut detection = self.ctx.detection();
             if inserted {
+                self.uncounted()
+                    .remove(&(row.feedback_id.clone(), row.theme.clone()));
                 detection.observe(
                     &row.theme,
                     &Mention {
@@ -623,7 +703,7 @@ impl Handler for ThemesHandler {
         };
         let trigger = Firing {
             signal,
-            traceparent: incoming.traceparent.as_deref(),
+            traceparent,
             mention_at_ms: inserted.then_some(given_at_ms),
         };
         self.on_triggered(&row.theme, trigger).await
@@ -632,7 +712,89 @@ impl Handler for ThemesHandler {
 
 #[cfg(test)]
 mod tests {
+    use closeloop_bus::{BusMetrics, EmbeddedBroker, Publisher, PublisherConfig, TopicSpec};
+    use closeloop_events::{Channel, Language};
+
     use super::*;
+    use crate::context::testing::context_without_broker;
+
+    fn incoming(n: usize, given_at: chrono::DateTime<Utc>) -> Incoming<ThemeMention> {
+        Incoming {
+            envelope: Envelope::new(ThemeMention {
+                feedback_id: Uuid::now_v7(),
+                theme: "delivery_time".into(),
+                customer_id: format!("customer-{n}"),
+                source: "shopdesk".into(),
+                channel: Channel::Review,
+                touchpoint: None,
+                language: Language::En,
+                sentiment: SentimentLabel::Negative,
+                score: -0.8,
+                rating: Some(1),
+                nps: None,
+                excerpt: "three weeks for a parcel".into(),
+                given_at,
+            }),
+            topic: closeloop_events::topics::FEEDBACK_THEMES.into(),
+            partition: 0,
+            offset: n as i64,
+            traceparent: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_failed_halfway_counts_the_rest_when_retried() {
+        let failing = Arc::new(context_without_broker().await);
+        let handler = ThemesHandler::new(failing.clone());
+        let start = Utc::now() - chrono::Duration::minutes(5);
+        let batch: Vec<_> = (0..30)
+            .map(|n| incoming(n, start + chrono::Duration::seconds(n as i64)))
+            .collect();
+        // The detector fires partway through; the raise cannot be announced (no broker),
+        // so the batch fails after every mention was stored, before all were counted.
+        handler.handle_batch(&batch).await.expect_err("no broker");
+        let counted = |ctx: &Context| {
+            ctx.detection()
+                .stats("delivery_time")
+                .map_or(0, |stats| stats.window.negative_mentions)
+        };
+        assert!(counted(&failing) < 30, "stopped before the end");
+
+        // The retry, with the broker back (same store, same counts so far).
+        let broker = EmbeddedBroker::start(1, &TopicSpec::all(1)).expect("broker");
+        let publisher = Publisher::new(
+            &PublisherConfig::new(broker.bootstrap_servers()),
+            BusMetrics::unregistered(),
+        )
+        .expect("publisher");
+        let detection = std::mem::replace(
+            &mut *failing.detection(),
+            DetectionState::new(DetectorSettings::default()),
+        );
+        let working = Arc::new(Context {
+            store: failing.store.clone(),
+            publisher,
+            detection: std::sync::Mutex::new(detection),
+            ..context_without_broker().await
+        });
+        let retried = ThemesHandler {
+            ctx: working.clone(),
+            uncounted: handler.uncounted.clone(),
+        };
+        retried.handle_batch(&batch).await.expect("retried");
+        assert_eq!(counted(&working), 30, "every mention counted once");
+        assert!(
+            working
+                .store
+                .unresolved_action("delivery_time")
+                .await
+                .unwrap()
+                .is_some(),
+            "the action was raised"
+        );
+        retried.handle_batch(&batch).await.expect("a replay");
+        assert_eq!(counted(&working), 30, "a replay counts nothing");
+    }
 
     #[test]
     fn theme_ids_are_checked() {

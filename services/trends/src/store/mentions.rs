@@ -26,9 +26,30 @@ pub struct MentionRow {
 impl TrendsStore {
     /// Stores a mention; `false` when it was already there (a replayed record).
     pub async fn insert_mention(&self, m: &MentionRow) -> Result<bool, sqlx::Error> {
+        let done = self.insert_query(m).execute(self.db.pool()).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores mentions in one transaction (one commit, not one per mention); per mention,
+    /// whether it was new. A mention repeated within `rows` is new only the first time.
+    pub async fn insert_mentions(&self, rows: &[MentionRow]) -> Result<Vec<bool>, sqlx::Error> {
+        let mut tx = self.db.pool().begin().await?;
+        let mut inserted = Vec::with_capacity(rows.len());
+        for m in rows {
+            let done = self.insert_query(m).execute(&mut *tx).await?;
+            inserted.push(done.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    fn insert_query<'q>(
+        &self,
+        m: &'q MentionRow,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
         // A mention given before its customer was erased (in its source's scope) is
         // stored pseudonymised and without its words.
-        let done = sqlx::query(
+        sqlx::query(
             "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
              channel, touchpoint, rating, nps, given_at_ms, source) \
              VALUES ($1, $2, \
@@ -54,9 +75,6 @@ impl TrendsStore {
         .bind(m.given_at_ms)
         .bind(self.pseudonyms.of(&m.customer_id))
         .bind(&m.source)
-        .execute(self.db.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// Notes that the detector did not count a mention (it came too late), so a restart
@@ -166,5 +184,39 @@ mod tests {
             .unwrap();
         assert_eq!(excerpts.len(), 1);
         assert_eq!(excerpts[0].feedback_id, "f2");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_at_once_and_tells_which_mentions_were_new() {
+        let store = store().await;
+        assert!(store
+            .insert_mention(&mention("f1", "a", 100))
+            .await
+            .unwrap());
+        let batch = [
+            mention("f1", "a", 100), // stored before: a replay
+            mention("f2", "b", 200),
+            mention("f3", "c", 300),
+            mention("f2", "b", 200), // twice in one batch: new only the first time
+        ];
+        assert_eq!(
+            store.insert_mentions(&batch).await.unwrap(),
+            [false, true, true, false]
+        );
+        let all = store
+            .theme_mentions("delivery_time", 0, i64::MIN)
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|m| m.feedback_id.as_str())
+                .collect::<Vec<_>>(),
+            ["f1", "f2", "f3"]
+        );
+        assert_eq!(
+            store.insert_mentions(&batch).await.unwrap(),
+            [false; 4],
+            "the whole batch again"
+        );
     }
 }
