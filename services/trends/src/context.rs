@@ -2,8 +2,8 @@
 //! detector state and the locks that keep them consistent. Passed down as one
 //! `Arc<Context>` rather than held in globals.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use closeloop_bus::Publisher;
 use closeloop_classify::{Language, Taxonomy};
@@ -13,6 +13,43 @@ use crate::detection::DetectionState;
 use crate::metrics::TrendsMetrics;
 use crate::store::{self, TrendsStore};
 
+/// Action transitions: one at a time per theme (themes are independent, so mentions of
+/// different themes are counted and acted on concurrently), and what touches every theme
+/// (an erasure rewriting evidence, a rebuild of the counts) alone.
+#[derive(Default)]
+pub(crate) struct Transitions {
+    every_theme: tokio::sync::RwLock<()>,
+    themes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while one theme's action changes.
+pub(crate) struct ThemeTransition<'a> {
+    _theme: tokio::sync::OwnedMutexGuard<()>,
+    _every_theme: tokio::sync::RwLockReadGuard<'a, ()>,
+}
+
+impl Transitions {
+    pub(crate) async fn of_theme(&self, theme: &str) -> ThemeTransition<'_> {
+        let every_theme = self.every_theme.read().await;
+        let lock = self
+            .themes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(theme.to_owned())
+            .or_default()
+            .clone();
+        ThemeTransition {
+            _theme: lock.lock_owned().await,
+            _every_theme: every_theme,
+        }
+    }
+
+    /// Waits until no theme is in a transition and keeps all of them out.
+    pub(crate) async fn of_every_theme(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.every_theme.write().await
+    }
+}
+
 /// The handles shared by the consumer handler and the HTTP handlers.
 pub(crate) struct Context {
     pub(crate) store: TrendsStore,
@@ -21,7 +58,7 @@ pub(crate) struct Context {
     pub(crate) detection: Mutex<DetectionState>,
     /// Held across a whole action transition (raise, update, resolve), awaits included,
     /// so the consumer and the API never interleave on the same action.
-    pub(crate) transitions: tokio::sync::Mutex<()>,
+    pub(crate) transitions: Transitions,
     pub(crate) taxonomy: Taxonomy,
     pub(crate) metrics: TrendsMetrics,
     /// The ops token and the `/ops` sessions.
@@ -104,7 +141,7 @@ pub(crate) mod testing {
             store: testing::store().await,
             publisher,
             detection: Mutex::new(DetectionState::new(DetectorSettings::default())),
-            transitions: tokio::sync::Mutex::new(()),
+            transitions: Default::default(),
             taxonomy: Taxonomy::builtin(),
             metrics: TrendsMetrics::register(&registry).expect("metrics"),
             ops: OpsAuth::new(None, 60, false, &[]),

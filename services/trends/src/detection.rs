@@ -558,7 +558,7 @@ impl Handler for ThemesHandler {
     async fn partitions_assigned(&self, partitions: &[i32]) -> Result<(), HandlerError> {
         // No transition may interleave: a resolve in between would be missed by the
         // rebuilt counts.
-        let _transition = self.ctx.transitions.lock().await;
+        let _transitions = self.ctx.transitions.of_every_theme().await;
         let settings = self.ctx.detection().detector.settings().clone();
         let (rebuilt, replayed) = DetectionState::rebuild(settings, &self.ctx.store)
             .await
@@ -608,24 +608,37 @@ impl Handler for ThemesHandler {
             .map_err(db_error)?;
         let new: Vec<bool> = {
             let mut uncounted = self.uncounted();
+            // A mention twice in one batch is new at most once.
+            let mut in_batch = HashSet::new();
             rows.iter()
                 .zip(inserted)
                 .map(|(row, inserted)| {
                     let key = (row.feedback_id.clone(), row.theme.clone());
+                    let new = inserted || uncounted.contains(&key);
                     if inserted {
-                        uncounted.insert(key);
-                        true
-                    } else {
-                        uncounted.contains(&key)
+                        uncounted.insert(key.clone());
                     }
+                    new && in_batch.insert(key)
                 })
                 .collect()
         };
-        for ((row, new), incoming) in rows.iter().zip(new).zip(batch) {
-            self.detect(row, new, incoming.traceparent.as_deref())
-                .await?;
+        // Themes are independent: each theme's mentions in order, the themes at once.
+        let mut by_theme: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, row) in rows.iter().enumerate() {
+            by_theme.entry(row.theme.as_str()).or_default().push(index);
         }
-        Ok(())
+        let (rows, new) = (&rows, &new);
+        // Every theme runs to its end or its first failure (none is cut off mid-way).
+        futures::future::join_all(by_theme.into_values().map(|indices| async move {
+            for index in indices {
+                let traceparent = batch[index].traceparent.as_deref();
+                self.detect(&rows[index], new[index], traceparent).await?;
+            }
+            Ok::<_, HandlerError>(())
+        }))
+        .await
+        .into_iter()
+        .collect()
     }
 }
 
@@ -658,9 +671,9 @@ impl ThemesHandler {
     ) -> Result<(), HandlerError> {
         let given_at_ms = row.given_at_ms;
         let store = &self.ctx.store;
-        // One action transition at a time: a resolve arriving over HTTP must not
-        // interleave with raising or updating (it clears the window this reads).
-        let _transition = self.ctx.transitions.lock().await;
+        // One action transition per theme at a time: a resolve arriving over HTTP must
+        // not interleave with raising or updating (it clears the window this reads).
+        let _transition = self.ctx.transitions.of_theme(&row.theme).await;
         let observation = {
             let mut detection = self.ctx.detection();
             if inserted {
@@ -794,6 +807,14 @@ mod tests {
         );
         retried.handle_batch(&batch).await.expect("a replay");
         assert_eq!(counted(&working), 30, "a replay counts nothing");
+
+        // A mention twice in one batch (and a new one beside it) counts once.
+        let fresh = incoming(30, start + chrono::Duration::seconds(40));
+        retried
+            .handle_batch(&[fresh.clone(), fresh])
+            .await
+            .expect("handled");
+        assert_eq!(counted(&working), 31, "the repeat counted once");
     }
 
     #[test]

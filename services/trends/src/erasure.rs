@@ -55,7 +55,7 @@ impl Handler for ErasureHandler {
             .map_err(db_error)?;
         // Evidence is rewritten under the transition lock, so a raise or update that read
         // the mentions before they were pseudonymised cannot write its quotes back.
-        let _transition = self.ctx.transitions.lock().await;
+        let _transitions = self.ctx.transitions.of_every_theme().await;
         let (mentions, in_scope) = store
             .pseudonymise_mentions(customer_id, scope)
             .await

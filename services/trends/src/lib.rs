@@ -87,7 +87,7 @@ impl Service {
             store,
             publisher: foundation.publisher.clone(),
             detection: Mutex::new(detection),
-            transitions: tokio::sync::Mutex::new(()),
+            transitions: Default::default(),
             taxonomy,
             metrics,
             ops: OpsAuth::new(

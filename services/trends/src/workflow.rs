@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::action::{time, Action, CorruptAction};
 use crate::announce::{publish_or_undo, Undo};
-use crate::context::Context;
+use crate::context::{Context, ThemeTransition};
 use crate::store::{is_unique_violation, ActionRow, LogRow};
 
 /// What an operator can do to an action. Its name is the last path segment of the step's
@@ -128,6 +128,12 @@ pub fn database_problem(error: &sqlx::Error) -> Problem {
     Problem::from_database_error(error)
 }
 
+/// Takes the transition lock of the action's theme (an action's theme never changes).
+async fn lock_theme_of(ctx: &Context, id: Uuid) -> Result<ThemeTransition<'_>, TransitionError> {
+    let theme = load(ctx, id).await?.theme;
+    Ok(ctx.transitions.of_theme(&theme).await)
+}
+
 async fn load(ctx: &Context, id: Uuid) -> Result<ActionRow, TransitionError> {
     ctx.store
         .action(&id.to_string())
@@ -180,7 +186,7 @@ async fn acknowledge(
     by: &str,
     assignee: Option<&str>,
 ) -> Result<Action, TransitionError> {
-    let _transition = ctx.transitions.lock().await;
+    let _transition = lock_theme_of(ctx, id).await?;
     let row = load(ctx, id).await?;
     if row.status == ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
@@ -227,7 +233,7 @@ async fn resolve(
 ) -> Result<Action, TransitionError> {
     // Serialised with the consumer's raise/update, so the window cleared below cannot be
     // refilled by a handler that read it just before.
-    let _transition = ctx.transitions.lock().await;
+    let _transition = lock_theme_of(ctx, id).await?;
     let row = load(ctx, id).await?;
     if row.status == ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
@@ -277,7 +283,7 @@ async fn reopen(
     reopened_by: &str,
     reason: Option<&str>,
 ) -> Result<Action, TransitionError> {
-    let _transition = ctx.transitions.lock().await;
+    let _transition = lock_theme_of(ctx, id).await?;
     let row = load(ctx, id).await?;
     if row.status != ActionStatus::Resolved {
         return Err(TransitionError::Conflict(format!(
