@@ -1,7 +1,9 @@
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::Utc;
-use closeloop_bus::{Handler, HandlerError, Incoming, Publisher};
+use closeloop_bus::{BusError, Handler, HandlerError, Incoming, Publisher};
 use closeloop_classify::{Classification, Classifier, Input};
 use closeloop_events::text::excerpt;
 use closeloop_events::{
@@ -10,9 +12,19 @@ use closeloop_events::{
 };
 use closeloop_runtime::Pseudonyms;
 use closeloop_store::{sqlx, Database};
-use futures::future::try_join_all;
+use futures::future::{try_join, try_join_all};
 
 use crate::metrics::CategoriseMetrics;
+
+/// Rows per INSERT (18 bind parameters each) and ids per lookup: far below the bind
+/// parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Up to this much text a batch is classified right on the async worker (a few tenths of
+/// a millisecond at the classifier's ~250k short texts/s); more goes to the blocking pool,
+/// so a big batch does not hold up the other tasks of the runtime (in `closeloop up`,
+/// every service's).
+const INLINE_CLASSIFY_BYTES: usize = 4 * 1024;
 
 /// Classifies one feedback into the categorised event (pure; the handler adds I/O).
 pub fn categorise(classifier: &dyn Classifier, feedback: Feedback) -> FeedbackCategorised {
@@ -53,6 +65,223 @@ fn db_error(error: sqlx::Error) -> HandlerError {
     }
 }
 
+/// A feedback categorised and ready to store and publish.
+struct Prepared {
+    feedback_id: String,
+    content_hash: String,
+    /// The customer's pseudonym: feedback received before its customer was erased is
+    /// stored under it.
+    pseudonym: String,
+    /// The theme ids as a JSON array, as stored.
+    theme_ids: String,
+    categorised: Envelope<FeedbackCategorised>,
+    mentions: Vec<Envelope<ThemeMention>>,
+}
+
+impl Prepared {
+    fn new(classifier: &dyn Classifier, pseudonyms: &Pseudonyms, feedback: Feedback) -> Self {
+        let content_hash = feedback.content_hash();
+        let pseudonym = pseudonyms.of(&feedback.customer.id);
+        let categorised = categorise(classifier, feedback);
+        let theme_ids: Vec<&str> = categorised.themes.iter().map(|t| t.id.as_str()).collect();
+        let theme_ids = serde_json::to_string(&theme_ids).unwrap_or_default();
+        let mentions = mentions_of(&categorised);
+        Self {
+            feedback_id: categorised.feedback.feedback_id.to_string(),
+            content_hash,
+            pseudonym,
+            theme_ids,
+            categorised: Envelope::new(categorised),
+            mentions,
+        }
+    }
+
+    /// Binds this feedback's row, in the order of [`insert_sql`].
+    fn bind<'q>(&'q self, insert: Insert<'q>, categorised_at_ms: i64) -> Insert<'q> {
+        let categorised = &self.categorised.data;
+        let feedback = &categorised.feedback;
+        insert
+            .bind(self.feedback_id.as_str())
+            .bind(feedback.source.as_str())
+            .bind(self.pseudonym.as_str())
+            .bind(feedback.received_at.timestamp_millis())
+            .bind(feedback.customer.id.as_str())
+            .bind(feedback.channel.as_str())
+            .bind(feedback.touchpoint.map(|t| t.as_str()))
+            .bind(categorised.language.as_str())
+            .bind(categorised.sentiment.label.as_str())
+            .bind(f64::from(categorised.sentiment.score))
+            .bind(f64::from(categorised.sentiment.confidence))
+            .bind(self.theme_ids.as_str())
+            .bind(feedback.rating.map(i64::from))
+            .bind(feedback.nps.map(i64::from))
+            .bind(categorised.classifier_version.as_str())
+            .bind(feedback.given_at.timestamp_millis())
+            .bind(categorised_at_ms)
+            .bind(self.content_hash.as_str())
+    }
+}
+
+/// One `feedback.themes.v1` record per theme of `categorised`.
+fn mentions_of(categorised: &FeedbackCategorised) -> Vec<Envelope<ThemeMention>> {
+    let feedback = &categorised.feedback;
+    categorised
+        .themes
+        .iter()
+        .map(|theme| {
+            Envelope::new(ThemeMention {
+                feedback_id: feedback.feedback_id,
+                theme: theme.id.clone(),
+                customer_id: feedback.customer.id.clone(),
+                source: feedback.source.clone(),
+                channel: feedback.channel,
+                touchpoint: feedback.touchpoint,
+                language: categorised.language,
+                sentiment: theme.sentiment,
+                score: categorised.sentiment.score,
+                rating: feedback.rating,
+                nps: feedback.nps,
+                excerpt: excerpt(&feedback.text, 160),
+                given_at: feedback.given_at,
+            })
+        })
+        .collect()
+}
+
+type Insert<'q> = sqlx::query::QueryScalar<'q, sqlx::Any, String, sqlx::any::AnyArguments<'q>>;
+
+const BINDS_PER_ROW: usize = 18;
+
+/// An INSERT of `rows` feedback rows that returns the ids it stored.
+///
+/// Numbered placeholders written here rather than `QueryBuilder<Any>`, which writes `?`:
+/// PostgreSQL does not take those.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO categorise_feedback (feedback_id, source, customer_id, channel, \
+         touchpoint, language, sentiment, score, confidence, themes, rating, nps, \
+         classifier_version, given_at_ms, categorised_at_ms, content_hash) VALUES ",
+    );
+    for row in 0..rows {
+        let at = |column: usize| row * BINDS_PER_ROW + column;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        // Feedback received before its customer was erased (in its source's scope) is
+        // stored under the pseudonym.
+        let _ = write!(
+            sql,
+            "(${}, ${}, COALESCE((SELECT customer_id FROM categorise_erasures \
+             WHERE customer_id = ${} AND source IN (${}, '*') AND erased_at_ms >= ${} \
+             LIMIT 1), ${})",
+            at(1),
+            at(2),
+            at(3),
+            at(2),
+            at(4),
+            at(5)
+        );
+        for column in 6..=BINDS_PER_ROW {
+            let _ = write!(sql, ", ${}", at(column));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING feedback_id");
+    sql
+}
+
+/// `$1, $2, ...` for `count` values.
+fn placeholders(count: usize) -> String {
+    let mut list = String::new();
+    for n in 1..=count {
+        let _ = write!(list, "{}${n}", if n > 1 { ", " } else { "" });
+    }
+    list
+}
+
+/// What storing a feedback found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Stored just now: published and counted.
+    New,
+    /// Stored before with the same content: published again (the first attempt may have
+    /// crashed between the insert and the publish; downstream dedupes by feedback id).
+    Again,
+    /// Stored before with other content: the first body stays the feedback and nothing of
+    /// this one goes downstream, so trends and notify never hold two bodies for one id.
+    Conflict,
+}
+
+/// Stores a batch of feedback in one transaction and says, per record, what it found;
+/// the same as storing the records one after another would.
+async fn store(
+    db: &Database,
+    batch: &[Prepared],
+    rows_per_statement: usize,
+) -> Result<Vec<Stored>, sqlx::Error> {
+    // Only the first of several records with one id can be new; the others compare with
+    // what is stored, as they would coming after it.
+    let mut seen = HashSet::with_capacity(batch.len());
+    let firsts: Vec<&Prepared> = batch
+        .iter()
+        .filter(|prepared| seen.insert(prepared.feedback_id.as_str()))
+        .collect();
+    let categorised_at_ms = Utc::now().timestamp_millis();
+    let mut inserted: HashSet<String> = HashSet::with_capacity(firsts.len());
+    let mut transaction = db.pool().begin().await?;
+    for rows in firsts.chunks(rows_per_statement.max(1)) {
+        let sql = insert_sql(rows.len());
+        let insert = rows.iter().fold(sqlx::query_scalar(&sql), |insert, row| {
+            row.bind(insert, categorised_at_ms)
+        });
+        inserted.extend(insert.fetch_all(&mut *transaction).await?);
+    }
+    transaction.commit().await?;
+
+    // `remove`: of several records with one id, only the first is new.
+    let new: Vec<bool> = batch
+        .iter()
+        .map(|prepared| inserted.remove(&prepared.feedback_id))
+        .collect();
+    let mut seen = HashSet::new();
+    let known: Vec<&str> = batch
+        .iter()
+        .zip(&new)
+        .filter(|(prepared, new)| !**new && seen.insert(prepared.feedback_id.as_str()))
+        .map(|(prepared, _)| prepared.feedback_id.as_str())
+        .collect();
+    // Looked up after the commit: a stored row's content never changes, and the
+    // transaction (which an erasure's update cannot see into) stays as short as it can.
+    let mut stored_hash: HashMap<String, Option<String>> = HashMap::with_capacity(known.len());
+    for ids in known.chunks(rows_per_statement.max(1)) {
+        let sql = format!(
+            "SELECT feedback_id, content_hash FROM categorise_feedback \
+             WHERE feedback_id IN ({})",
+            placeholders(ids.len())
+        );
+        let select = ids
+            .iter()
+            .fold(sqlx::query_as(&sql), |select, id| select.bind(*id));
+        stored_hash.extend(select.fetch_all(db.pool()).await?);
+    }
+    Ok(batch
+        .iter()
+        .zip(new)
+        .map(|(prepared, new)| {
+            let stored = stored_hash
+                .get(&prepared.feedback_id)
+                .and_then(Option::as_deref);
+            if new {
+                Stored::New
+            } else if stored == Some(prepared.content_hash.as_str()) {
+                Stored::Again
+            } else {
+                Stored::Conflict
+            }
+        })
+        .collect())
+}
+
 pub struct CategoriseHandler {
     pub classifier: Arc<dyn Classifier>,
     pub db: Database,
@@ -63,142 +292,136 @@ pub struct CategoriseHandler {
 
 impl Handler for CategoriseHandler {
     type Event = Feedback;
+    const BATCHES: bool = true;
 
+    /// A batch of one: the same path as a batch, which is what it falls back to.
     async fn handle(&self, incoming: &Incoming<Feedback>) -> Result<(), HandlerError> {
-        let categorised = categorise(self.classifier.as_ref(), incoming.envelope.data.clone());
-        let feedback = &categorised.feedback;
-        let theme_ids: Vec<&str> = categorised.themes.iter().map(|t| t.id.as_str()).collect();
-        let content_hash = feedback.content_hash();
-        let inserted = sqlx::query(
-            "INSERT INTO categorise_feedback (feedback_id, source, customer_id, channel, touchpoint, \
-             language, sentiment, score, confidence, themes, rating, nps, classifier_version, \
-             given_at_ms, categorised_at_ms, content_hash) \
-             VALUES ($1, $2, \
-                     COALESCE((SELECT customer_id FROM categorise_erasures \
-                               WHERE customer_id = $16 AND source IN ($2, '*') \
-                                 AND erased_at_ms >= $17 LIMIT 1), $3), \
-                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(feedback.feedback_id.to_string())
-        .bind(&feedback.source)
-        .bind(&feedback.customer.id)
-        .bind(feedback.channel.as_str())
-        .bind(feedback.touchpoint.map(|t| t.as_str()))
-        .bind(categorised.language.as_str())
-        .bind(categorised.sentiment.label.as_str())
-        .bind(f64::from(categorised.sentiment.score))
-        .bind(f64::from(categorised.sentiment.confidence))
-        .bind(serde_json::to_string(&theme_ids).unwrap_or_default())
-        .bind(feedback.rating.map(i64::from))
-        .bind(feedback.nps.map(i64::from))
-        .bind(&categorised.classifier_version)
-        .bind(feedback.given_at.timestamp_millis())
-        .bind(Utc::now().timestamp_millis())
-        // Feedback received before its customer was erased is stored under the pseudonym.
-        .bind(self.pseudonyms.of(&feedback.customer.id))
-        .bind(feedback.received_at.timestamp_millis())
-        .bind(&content_hash)
-        .execute(self.db.pool())
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        let first_time = inserted == 1;
-        if !first_time && !self.stored_as(feedback.feedback_id, &content_hash).await? {
-            // Another body under a known id (ingest refuses it; a producer that bypasses
-            // ingest may not): the first one stays the feedback, nothing of this one goes
-            // downstream, so trends and notify never hold two bodies for one id.
-            self.metrics.id_conflicts.inc();
-            tracing::warn!(
-                feedback_id = %feedback.feedback_id,
-                "feedback id stored before with other content; not published"
-            );
+        self.categorise_batch(std::slice::from_ref(incoming)).await
+    }
+
+    async fn handle_batch(&self, batch: &[Incoming<Feedback>]) -> Result<(), HandlerError> {
+        self.categorise_batch(batch).await
+    }
+}
+
+impl CategoriseHandler {
+    /// Classifies the batch, stores it in one transaction, publishes what it causes
+    /// without waiting for each record in turn, and only then counts it.
+    async fn categorise_batch(&self, batch: &[Incoming<Feedback>]) -> Result<(), HandlerError> {
+        if batch.is_empty() {
             return Ok(());
         }
-
-        // Published even on a replay of the same feedback: the first attempt may have
-        // crashed between the insert and the publish. Downstream dedupes by feedback id.
-        let traceparent = incoming.traceparent.as_deref();
-        let mentions: Vec<Envelope<ThemeMention>> = categorised
-            .themes
-            .iter()
-            .map(|theme| {
-                Envelope::new(ThemeMention {
-                    feedback_id: feedback.feedback_id,
-                    theme: theme.id.clone(),
-                    customer_id: feedback.customer.id.clone(),
-                    source: feedback.source.clone(),
-                    channel: feedback.channel,
-                    touchpoint: feedback.touchpoint,
-                    language: categorised.language,
-                    sentiment: theme.sentiment,
-                    score: categorised.sentiment.score,
-                    rating: feedback.rating,
-                    nps: feedback.nps,
-                    excerpt: excerpt(&feedback.text, 160),
-                    given_at: feedback.given_at,
-                })
-            })
-            .collect();
-        let envelope = Envelope::new(categorised);
-        let categorised = &envelope.data;
-        let published = async {
-            self.publisher.publish(&envelope, traceparent).await?;
-            try_join_all(
-                mentions
-                    .iter()
-                    .map(|mention| self.publisher.publish(mention, traceparent)),
-            )
+        let prepared = self.prepare(batch).await?;
+        let stored = store(&self.db, &prepared, ROWS_PER_STATEMENT)
             .await
-        };
-        published.await.map_err(HandlerError::transient)?;
-
-        if first_time {
-            self.metrics
-                .categorised
-                .with_label_values(&[
-                    categorised.language.as_str(),
-                    categorised.sentiment.label.as_str(),
-                ])
-                .inc();
-            for theme in &categorised.themes {
-                self.metrics
-                    .theme_mentions
-                    .with_label_values(&[&theme.id, theme.sentiment.as_str()])
-                    .inc();
-            }
-            let latency = Utc::now() - categorised.feedback.received_at;
-            self.metrics
-                .latency
-                .with_label_values(&["categorised"])
-                .observe(latency.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+            .map_err(db_error)?;
+        self.publish(batch, &prepared, &stored)
+            .await
+            .map_err(HandlerError::transient)?;
+        // Counted once the whole batch went out: a retried batch counts nothing twice.
+        for ((incoming, prepared), stored) in batch.iter().zip(&prepared).zip(&stored) {
+            self.account(incoming, prepared, *stored);
         }
+        Ok(())
+    }
+
+    /// Classifies the batch (pure CPU), off the async workers when it is large.
+    async fn prepare(&self, batch: &[Incoming<Feedback>]) -> Result<Vec<Prepared>, HandlerError> {
+        let text: usize = batch.iter().map(|i| i.envelope.data.text.len()).sum();
+        let feedback: Vec<Feedback> = batch.iter().map(|i| i.envelope.data.clone()).collect();
+        let classifier = Arc::clone(&self.classifier);
+        let pseudonyms = self.pseudonyms.clone();
+        let prepare = move || {
+            feedback
+                .into_iter()
+                .map(|feedback| Prepared::new(classifier.as_ref(), &pseudonyms, feedback))
+                .collect()
+        };
+        if text <= INLINE_CLASSIFY_BYTES {
+            return Ok(prepare());
+        }
+        match tokio::task::spawn_blocking(prepare).await {
+            Ok(prepared) => Ok(prepared),
+            // A panicking classifier panics here, as it would on the worker.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down.
+            Err(error) => Err(HandlerError::transient(error)),
+        }
+    }
+
+    /// Publishes the categorised event and theme mentions of every record not in
+    /// conflict: all produced at once, then awaited together.
+    async fn publish(
+        &self,
+        batch: &[Incoming<Feedback>],
+        prepared: &[Prepared],
+        stored: &[Stored],
+    ) -> Result<(), BusError> {
+        let outgoing = || {
+            batch
+                .iter()
+                .zip(prepared)
+                .zip(stored)
+                .filter(|(_, stored)| **stored != Stored::Conflict)
+                .map(|((incoming, prepared), _)| (incoming.traceparent.as_deref(), prepared))
+        };
+        let categorised = try_join_all(outgoing().map(|(traceparent, prepared)| {
+            self.publisher.publish(&prepared.categorised, traceparent)
+        }));
+        let mentions = try_join_all(outgoing().flat_map(|(traceparent, prepared)| {
+            prepared
+                .mentions
+                .iter()
+                .map(move |mention| self.publisher.publish(mention, traceparent))
+        }));
+        try_join(categorised, mentions).await?;
+        Ok(())
+    }
+
+    /// Metrics and the log line of one record of a batch that is stored and published.
+    fn account(&self, incoming: &Incoming<Feedback>, prepared: &Prepared, stored: Stored) {
+        let categorised = &prepared.categorised.data;
+        match stored {
+            Stored::Conflict => {
+                // Ingest refuses another body under a known id; a producer that bypasses
+                // ingest may not.
+                self.metrics.id_conflicts.inc();
+                tracing::warn!(
+                    feedback_id = %prepared.feedback_id,
+                    "feedback id stored before with other content; not published"
+                );
+                return;
+            }
+            Stored::Again => {}
+            Stored::New => {
+                self.metrics
+                    .categorised
+                    .with_label_values(&[
+                        categorised.language.as_str(),
+                        categorised.sentiment.label.as_str(),
+                    ])
+                    .inc();
+                for theme in &categorised.themes {
+                    self.metrics
+                        .theme_mentions
+                        .with_label_values(&[&theme.id, theme.sentiment.as_str()])
+                        .inc();
+                }
+                let latency = Utc::now() - categorised.feedback.received_at;
+                self.metrics
+                    .latency
+                    .with_label_values(&["categorised"])
+                    .observe(latency.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+            }
+        }
+        let traceparent = incoming.traceparent.as_deref();
         tracing::debug!(
-            feedback_id = %categorised.feedback.feedback_id,
+            feedback_id = %prepared.feedback_id,
             sentiment = categorised.sentiment.label.as_str(),
             themes = categorised.themes.len(),
             trace_id = traceparent.map(closeloop_bus::trace_id).unwrap_or_default(),
             "categorised"
         );
-        Ok(())
-    }
-}
-
-impl CategoriseHandler {
-    /// Whether the feedback stored under `feedback_id` has this content hash.
-    async fn stored_as(
-        &self,
-        feedback_id: uuid::Uuid,
-        content_hash: &str,
-    ) -> Result<bool, HandlerError> {
-        let stored: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT content_hash FROM categorise_feedback WHERE feedback_id = $1",
-        )
-        .bind(feedback_id.to_string())
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(db_error)?;
-        Ok(stored.flatten().as_deref() == Some(content_hash))
     }
 }
 
@@ -308,5 +531,93 @@ mod tests {
             result.themes
         );
         assert!(result.classifier_version.starts_with("lexicon"));
+    }
+
+    /// categorise's store, fresh: PostgreSQL when `DATABASE_URL` says so, else SQLite.
+    async fn migrated_store() -> Database {
+        let args = closeloop_store::testing::database_args("categorise");
+        let db = Database::connect(&args.config("categorise"))
+            .await
+            .expect("a database");
+        db.migrate(sqlx::migrate!("./migrations"))
+            .await
+            .expect("categorise's migrations");
+        db
+    }
+
+    #[tokio::test]
+    async fn a_batch_stored_in_small_statements_finds_what_one_by_one_would() {
+        let db = migrated_store().await;
+        let classifier = LexiconClassifier::default();
+        let pseudonyms = Pseudonyms::development();
+        let prepare =
+            |feedback: &Feedback| Prepared::new(&classifier, &pseudonyms, feedback.clone());
+        let other_body = |feedback: &Feedback| {
+            let mut other = feedback.clone();
+            other.text = "Something else entirely.".into();
+            other
+        };
+        let known = feedback("The delivery was late again.", "en-GB");
+        let stored = store(&db, &[prepare(&known)], 2).await.expect("stored");
+        assert_eq!(stored, [Stored::New]);
+        // Erased (every source) after this feedback was received: stored under the
+        // pseudonym.
+        let mut erased = feedback("Tolles Produkt, gerne wieder.", "de-DE");
+        erased.customer.id = "erased-customer".into();
+        sqlx::query(
+            "INSERT INTO categorise_erasures (customer_id, source, erased_at_ms) \
+             VALUES ($1, '*', $2)",
+        )
+        .bind(pseudonyms.of("erased-customer"))
+        .bind(erased.received_at.timestamp_millis() + 1)
+        .execute(db.pool())
+        .await
+        .expect("an erasure");
+        let (a, b, c) = (
+            feedback("Great support, thank you!", "en-GB"),
+            feedback("The app crashes at checkout.", "en-US"),
+            feedback("Die Rechnung war falsch.", "de-DE"),
+        );
+        // Two rows per statement: a repeated id falls into another statement than its
+        // first occurrence.
+        let batch = [
+            prepare(&a),
+            prepare(&known),
+            prepare(&b),
+            prepare(&a),
+            prepare(&other_body(&known)),
+            prepare(&other_body(&b)),
+            prepare(&erased),
+            prepare(&c),
+        ];
+        let stored = store(&db, &batch, 2).await.expect("stored");
+        use Stored::{Again, Conflict, New};
+        assert_eq!(
+            stored,
+            [New, Again, New, Again, Conflict, Conflict, New, New]
+        );
+
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT feedback_id, customer_id, content_hash FROM categorise_feedback",
+        )
+        .fetch_all(db.pool())
+        .await
+        .expect("the rows");
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        for feedback in [&known, &a, &b, &erased, &c] {
+            let id = feedback.feedback_id.to_string();
+            let (_, customer, hash) = rows
+                .iter()
+                .find(|(stored, _, _)| *stored == id)
+                .unwrap_or_else(|| panic!("{id} stored"));
+            assert_eq!(hash.as_deref(), Some(feedback.content_hash().as_str()));
+            let expected = if feedback.customer.id == "erased-customer" {
+                pseudonyms.of("erased-customer")
+            } else {
+                feedback.customer.id.clone()
+            };
+            assert_eq!(*customer, expected);
+        }
+        db.close().await;
     }
 }

@@ -95,6 +95,15 @@ impl Service {
         })
     }
 
+    /// The handler of `feedback.raw.v1`, for tests that hand it a batch themselves (the
+    /// consumer batches only what happens to be fetched together).
+    #[doc(hidden)]
+    pub fn feedback_handler(
+        &self,
+    ) -> &impl closeloop_bus::Handler<Event = closeloop_events::Feedback> {
+        &self.handler
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.foundation.http_addr()
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
-use closeloop_bus::{BusMetrics, EmbeddedBroker, KafkaArgs, Publisher, PublisherConfig, TopicSpec};
+use closeloop_bus::{
+    BusMetrics, EmbeddedBroker, Incoming, KafkaArgs, Publisher, PublisherConfig, TopicSpec,
+};
 use closeloop_categorise::{Config, Service};
 use closeloop_events::{topics, Channel, CustomerRef, Envelope, Event, Feedback};
 use closeloop_store::{sqlx, Database};
@@ -185,6 +187,18 @@ pub fn feedback(customer: &str, locale: &str, text: &str, rating: u8) -> Envelop
         received_at: Utc::now(),
         metadata: serde_json::Map::new(),
     })
+}
+
+/// `envelope` as the consumer hands it to a handler: from `feedback.raw.v1` at `offset`,
+/// with a trace context.
+pub fn incoming(envelope: &Envelope<Feedback>, offset: i64) -> Incoming<Feedback> {
+    Incoming {
+        envelope: envelope.clone(),
+        topic: topics::FEEDBACK_RAW.to_owned(),
+        partition: 0,
+        offset,
+        traceparent: Some(closeloop_bus::new_traceparent()),
+    }
 }
 
 /// An event as it was read from its topic, with the record's key.

@@ -5,6 +5,7 @@
 //! One binary (as zero2prod's `tests/api`), one module per concern; what they share is in
 //! `helpers`.
 
+mod batches;
 mod classification;
 mod dead_letters;
 mod helpers;
