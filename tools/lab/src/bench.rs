@@ -895,7 +895,7 @@ fn missing_detail(
     for (topic, count) in dropped {
         if *count > 0 {
             parts.push(format!(
-                "broker dropped the first {} records of {topic}",
+                "the broker no longer holds the first {} records of {topic}",
                 thousands(*count)
             ));
         }

@@ -156,6 +156,56 @@ mod tests {
         assert_eq!(end(99, 1, 300), Some(DrainEnd::TimedOut));
     }
 
+    /// Why the watcher must expect jumps: the embedded broker keeps about 5 MiB per
+    /// partition and drops the oldest records beyond that, whether anyone read them or
+    /// not (librdkafka's mock cluster, `rd_kafka_mock_msgset_new`).
+    #[tokio::test]
+    async fn the_embedded_broker_drops_unread_records_beyond_a_few_mebibytes() {
+        use closeloop_bus::{EmbeddedBroker, TopicSpec};
+        use rdkafka::config::ClientConfig;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+
+        let topic = TopicSpec {
+            name: "retention.v1".into(),
+            partitions: 1,
+        };
+        let broker = EmbeddedBroker::start(1, &[topic]).expect("broker");
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let payload = vec![b'x'; 1024];
+        let records = 8 * 1024; // 8 MiB, uncompressed
+        let sends: Vec<_> = (0..records)
+            .map(|_| {
+                producer.send(
+                    FutureRecord::<(), _>::to("retention.v1").payload(&payload),
+                    Duration::from_secs(30),
+                )
+            })
+            .collect();
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("acknowledged");
+        }
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .create()
+            .expect("consumer");
+        let (low, high) = tokio::task::spawn_blocking(move || {
+            consumer.fetch_watermarks("retention.v1", 0, Duration::from_secs(10))
+        })
+        .await
+        .expect("joined")
+        .expect("watermarks");
+        assert_eq!(high, records);
+        assert!(
+            low > 0 && low < records,
+            "nothing read, yet the broker starts at {low} of {high}"
+        );
+    }
+
     #[test]
     fn consumed_is_read_from_the_metrics_text() {
         let metrics = "\
