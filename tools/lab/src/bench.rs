@@ -4,6 +4,10 @@
 //! the same machine as what it measures, so read the figures with the machine's size in
 //! mind (the table's first line names it).
 
+mod cpu;
+mod progress;
+mod watch;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -20,7 +24,7 @@ use closeloop_ingest::SourceKey;
 use closeloop_store::DatabaseArgs;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -33,6 +37,10 @@ use closeloop::demo::remove_sqlite_files;
 use closeloop::demo_corpus::{self, DemoFeedback};
 use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
 use closeloop_sinks::WebhookSink;
+
+use cpu::CpuSample;
+use progress::{Frame, Progress};
+use watch::{drain_end, Categorised, DrainEnd};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -96,26 +104,36 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
     let wants = |part| args.only.is_empty() || args.only.contains(&part);
     let corpus = demo_corpus::generate(11, 2000, chrono::Utc::now())?;
     let mut rows = Vec::new();
+    let mut baselines = Baselines::default();
     println!("closeloop bench on {}\n", machine());
 
     if wants(Part::Producer) || wants(Part::Ingest) {
         let broker = EmbeddedBroker::start(1, &TopicSpec::all(6))?;
-        let raw = raw_producer(broker.bootstrap_servers(), &corpus, args.seconds).await?;
+        let (raw, raw_cpu) =
+            raw_producer(broker.bootstrap_servers(), &corpus, args.seconds).await?;
+        baselines.producer_cpu_us = raw_cpu;
         rows.push(Row::new(
             "raw rdkafka producer",
             format!("{} events/s", thousands(raw)),
-            "idempotent, acks=all, embedded broker, 10k in flight",
+            format!(
+                "idempotent, acks=all, embedded broker, 10k in flight{}",
+                raw_cpu.map_or(String::new(), |us| format!(
+                    "  {us:.1} µs CPU per event (producer + broker)"
+                ))
+            ),
         ));
         if wants(Part::Ingest) {
             rows.extend(ingest(&args, &broker, &corpus, raw).await?);
         }
     }
     if wants(Part::Classify) {
-        rows.push(classify(&corpus, args.seconds));
+        let (row, cpu) = classify(&corpus, args.seconds);
+        baselines.classify_cpu_us = cpu;
+        rows.push(row);
     }
     if wants(Part::EndToEnd) {
         tokio::select! {
-            result = end_to_end(&args, &corpus) => rows.extend(result?),
+            result = end_to_end(&args, &corpus, &baselines) => rows.extend(result?),
             _ = shutdown.cancelled() => anyhow::bail!("interrupted"),
         }
     }
@@ -138,6 +156,16 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// CPU time per event of the parts measured before the end-to-end run, which it is
+/// compared with: a ratio of two CPU times holds across machines better than either.
+#[derive(Debug, Default)]
+struct Baselines {
+    /// Microseconds of CPU per event of the raw producer (with the broker it writes to).
+    producer_cpu_us: Option<f64>,
+    /// Microseconds of CPU per text of the classifier alone.
+    classify_cpu_us: Option<f64>,
 }
 
 /// CPU model, cores and memory, so a figure is never read without its machine.
@@ -208,8 +236,15 @@ fn raw_payloads(corpus: &[DemoFeedback]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-async fn raw_producer(brokers: &str, corpus: &[DemoFeedback], seconds: u64) -> anyhow::Result<u64> {
+/// Acknowledged events per second, and CPU microseconds per event of this process (the
+/// producer and the embedded broker it writes to, as in `closeloop up`).
+async fn raw_producer(
+    brokers: &str,
+    corpus: &[DemoFeedback],
+    seconds: u64,
+) -> anyhow::Result<(u64, Option<f64>)> {
     print!("  raw producer …");
+    let cpu_before = CpuSample::of_self();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
@@ -244,8 +279,11 @@ async fn raw_producer(brokers: &str, corpus: &[DemoFeedback], seconds: u64) -> a
         }
     }
     let rate = (acked as f64 / started.elapsed().as_secs_f64()) as u64;
+    let cpu = cpu_before
+        .zip(CpuSample::of_self())
+        .and_then(|(before, after)| cpu::micros_per_event(after.since(&before).0, acked));
     println!(" {} events/s", thousands(rate));
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
 async fn ingest(
@@ -409,7 +447,8 @@ async fn http_load(
     load
 }
 
-fn classify(corpus: &[DemoFeedback], seconds: u64) -> Row {
+/// The row, and CPU microseconds per text.
+fn classify(corpus: &[DemoFeedback], seconds: u64) -> (Row, Option<f64>) {
     print!("  classify, one core …");
     let classifier = LexiconClassifier::default();
     let texts: Vec<(String, Option<String>)> = corpus
@@ -421,6 +460,9 @@ fn classify(corpus: &[DemoFeedback], seconds: u64) -> Row {
             )
         })
         .collect();
+    // This thread's CPU time, not the wall clock: on a busy machine the thread waits for
+    // a core, and that wait is not the classifier's cost.
+    let cpu_before = cpu::this_thread();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut done = 0u64;
@@ -438,18 +480,23 @@ fn classify(corpus: &[DemoFeedback], seconds: u64) -> Row {
         done += texts.len() as u64;
     }
     let rate = (done as f64 / started.elapsed().as_secs_f64()) as u64;
+    let cpu = cpu_before
+        .zip(cpu::this_thread())
+        .and_then(|(before, after)| cpu::micros_per_event(after.saturating_sub(before), done));
     println!(" {} texts/s", thousands(rate));
     let average_chars =
         texts.iter().map(|(t, _)| t.chars().count()).sum::<usize>() / texts.len().max(1);
-    Row::new(
+    let row = Row::new(
         "classify (one core)",
         format!("{} texts/s", thousands(rate)),
         format!(
-            "demo corpus, {} distinct texts, {average_chars} chars on average, {:.2} themes per text",
+            "demo corpus, {} distinct texts, {average_chars} chars on average, {:.2} themes per text{}",
             texts.len(),
-            themes as f64 / done.max(1) as f64
+            themes as f64 / done.max(1) as f64,
+            cpu.map_or(String::new(), |us| format!("  {us:.1} µs CPU per text")),
         ),
-    )
+    );
+    (row, cpu)
 }
 
 /// Addresses `closeloop up` printed at start.
@@ -457,10 +504,16 @@ fn classify(corpus: &[DemoFeedback], seconds: u64) -> Row {
 struct UpAddresses {
     bootstrap: Option<String>,
     ingest: Option<String>,
+    /// categorise's `/metrics`: how many records it consumed, to tell where events went.
+    categorise_metrics: Option<String>,
     trends: Option<String>,
 }
 
-async fn end_to_end(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Vec<Row>> {
+async fn end_to_end(
+    args: &BenchArgs,
+    corpus: &[DemoFeedback],
+    baselines: &Baselines,
+) -> anyhow::Result<Vec<Row>> {
     remove_sqlite_files(&args.database_url);
     let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
     let sink_addr = sink_listener.local_addr()?;
@@ -474,7 +527,7 @@ async fn end_to_end(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result
 
     let (mut child, addresses) = start_up(args, sink_addr, &secrets).await?;
     let pid = child.id();
-    let result = drive(args, corpus, &addresses, &sink, pid).await;
+    let result = drive(args, corpus, &addresses, &sink, pid, baselines).await;
     let _ = child.kill().await;
     sink_stop.cancel();
     result
@@ -528,6 +581,9 @@ async fn start_up(
                 (Some("ingest"), Some(url), _) => {
                     addresses.ingest = url.strip_suffix("/v1/feedback").map(str::to_owned)
                 }
+                (Some("categorise"), Some(url), _) => {
+                    addresses.categorise_metrics = Some(url.to_owned())
+                }
                 (Some("trends"), Some("(ops"), Some("API)")) => {
                     addresses.trends = words
                         .next()
@@ -548,12 +604,18 @@ async fn start_up(
     Ok((child, addresses))
 }
 
+/// How long the drain waits with nothing new arriving before it calls the loop stalled.
+const STALL_AFTER: Duration = Duration::from_secs(30);
+/// How long the drain waits in all.
+const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+
 async fn drive(
     args: &BenchArgs,
     corpus: &[DemoFeedback],
     addresses: &UpAddresses,
     sink: &WebhookSink,
     pid: Option<u32>,
+    baselines: &Baselines,
 ) -> anyhow::Result<Vec<Row>> {
     let (Some(bootstrap), Some(ingest), Some(trends)) = (
         addresses.bootstrap.clone(),
@@ -564,19 +626,22 @@ async fn drive(
     };
 
     // Accept → categorised, as a downstream consumer sees it.
-    let categorised = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let categorised = Arc::new(Mutex::new(Categorised::default()));
     let watcher_stop = CancellationToken::new();
     let watcher = tokio::spawn(watch_categorised(
-        bootstrap,
+        bootstrap.clone(),
         categorised.clone(),
         watcher_stop.clone(),
     ));
+    let seen = || categorised.lock().map_or(0, |c| c.distinct());
 
     let client = reqwest::Client::new();
     let url = format!("{ingest}/v1/feedback");
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let accept_latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let mut progress = Progress::for_stdout();
+    let cpu_before = pid.and_then(CpuSample::of);
     // Open loop: requests leave on schedule whether or not earlier ones were answered,
     // up to a bound on requests in flight (hitting it is reported as not offered).
     let in_flight = Arc::new(Semaphore::new(4096));
@@ -619,12 +684,13 @@ async fn drive(
             });
         }
         if n % ticks_per_second == ticks_per_second - 1 {
-            progress(
-                (n + 1) / ticks_per_second,
-                args.e2e_seconds,
-                accepted.load(Ordering::Relaxed),
-                categorised.lock().map_or(0, |c| c.len()),
-            );
+            progress.show(&Frame {
+                second: (n + 1) / ticks_per_second,
+                of: args.e2e_seconds,
+                accepted: accepted.load(Ordering::Relaxed),
+                categorised: seen(),
+                draining: None,
+            });
         }
     }
     // Everything sent has been answered once all permits are back.
@@ -632,24 +698,49 @@ async fn drive(
     let offered_seconds = started.elapsed().as_secs_f64();
     let accepted_total = accepted.load(Ordering::Relaxed);
 
-    // Drain: wait until every accepted event was categorised.
+    // Drain: wait until every accepted event was categorised, or nothing more comes.
     let drain_started = Instant::now();
-    loop {
-        let seen = categorised.lock().map_or(0, |c| c.len()) as u64;
-        progress(
-            args.e2e_seconds,
-            args.e2e_seconds,
-            accepted_total,
-            seen as usize,
-        );
-        if seen >= accepted_total || drain_started.elapsed() > Duration::from_secs(300) {
-            break;
+    let (mut last_seen, mut last_change) = (seen(), Instant::now());
+    // The loop's CPU time as of the last categorised event seen: the quiet wait of a
+    // stalled drain is not its cost.
+    let mut cpu_after = None;
+    let drain = loop {
+        let now_seen = seen();
+        if now_seen != last_seen {
+            (last_seen, last_change) = (now_seen, Instant::now());
+            cpu_after = pid.and_then(CpuSample::of);
         }
+        let frame = Frame {
+            second: args.e2e_seconds,
+            of: args.e2e_seconds,
+            accepted: accepted_total,
+            categorised: now_seen,
+            draining: Some(drain_started.elapsed().as_secs()),
+        };
+        if let Some(end) = drain_end(
+            accepted_total,
+            now_seen,
+            last_change.elapsed(),
+            drain_started.elapsed(),
+            STALL_AFTER,
+            DRAIN_LIMIT,
+        ) {
+            progress.finish(&frame);
+            break end;
+        }
+        progress.show(&frame);
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    println!();
+    };
+    let cpu_after = cpu_after.or_else(|| pid.and_then(CpuSample::of));
     watcher_stop.cancel();
     let _ = watcher.await;
+
+    // Where the missing events went: what categorise consumed, what the broker dropped.
+    let categorise_consumed = match &addresses.categorise_metrics {
+        Some(url) => categorise_consumed(&client, url).await,
+        None => None,
+    };
+    let dropped = dropped_by_broker(&bootstrap).await;
 
     let notified = notify_round(&client, &trends, sink).await?;
     let peak_rss = pid.and_then(peak_rss_kib);
@@ -659,7 +750,6 @@ async fn drive(
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?,
     );
-    let seen = categorised.len();
     let accept = std::mem::take(
         &mut *accept_latencies
             .lock()
@@ -693,13 +783,31 @@ async fn drive(
             "  accepted → categorised",
             "",
             format!(
-                "{}  ({} of {} seen by a consumer)",
-                Latencies(categorised).summary(),
-                thousands(seen as u64),
-                thousands(accepted_total)
+                "{}  ({} of {} seen by a consumer{})",
+                Latencies(categorised.latencies.clone()).summary(),
+                thousands(categorised.distinct()),
+                thousands(accepted_total),
+                match drain {
+                    DrainEnd::AllSeen => String::new(),
+                    DrainEnd::Stalled => format!(
+                        "; nothing new for {} s, stopped waiting",
+                        STALL_AFTER.as_secs()
+                    ),
+                    DrainEnd::TimedOut => format!(
+                        "; still arriving after {} s, stopped waiting",
+                        DRAIN_LIMIT.as_secs()
+                    ),
+                }
             ),
         ),
     ];
+    if categorised.distinct() < accepted_total || dropped.iter().any(|(_, n)| *n > 0) {
+        rows.push(Row::new(
+            "  missing events",
+            "",
+            missing_detail(accepted_total, categorise_consumed, &categorised, &dropped),
+        ));
+    }
     rows.push(match notified {
         Some((count, latencies)) => Row::new(
             "  resolved → notified",
@@ -711,6 +819,9 @@ async fn drive(
         ),
         None => Row::new("  resolved → notified", "", "no action was raised"),
     });
+    if let (Some(before), Some(after)) = (&cpu_before, &cpu_after) {
+        rows.extend(cpu_rows(before, after, accepted_total, baselines));
+    }
     rows.push(Row::new(
         "peak RSS of closeloop up",
         peak_rss.map_or("unknown".into(), |kib| {
@@ -724,23 +835,128 @@ async fn drive(
     Ok(rows)
 }
 
-fn progress(second: u64, of: u64, accepted: u64, categorised: usize) {
-    let width = 30usize;
-    let done = (second as usize * width / of.max(1) as usize).min(width);
-    print!(
-        "\r  end-to-end [{}{}] {second:>3}/{of} s  accepted {:>9}  categorised {:>9}",
-        "#".repeat(done),
-        " ".repeat(width - done),
-        thousands(accepted),
-        thousands(categorised as u64)
-    );
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+/// CPU time of `closeloop up` per accepted event, by kind of thread, and compared with
+/// the raw producer and the classifier measured in the same run.
+fn cpu_rows(before: &CpuSample, after: &CpuSample, events: u64, baselines: &Baselines) -> Vec<Row> {
+    let (total, groups) = after.since(before);
+    let Some(per_event) = cpu::micros_per_event(total, events) else {
+        return Vec::new();
+    };
+    let mut compared = Vec::new();
+    if let Some(producer) = baselines.producer_cpu_us.filter(|us| *us > 0.0) {
+        compared.push(format!("{:.1}× the raw producer's", per_event / producer));
+    }
+    if let Some(classify) = baselines.classify_cpu_us.filter(|us| *us > 0.0) {
+        compared.push(format!(
+            "{:.1}× the classifier's alone",
+            per_event / classify
+        ));
+    }
+    let mut rows = vec![Row::new(
+        "  CPU per event",
+        format!("{per_event:.0} µs"),
+        format!(
+            "closeloop up, all services and broker: {:.1} CPU s for {} events{}",
+            total.as_secs_f64(),
+            thousands(events),
+            if compared.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", compared.join(", "))
+            }
+        ),
+    )];
+    let shares = cpu::shares(total, &groups, 5);
+    if !shares.is_empty() {
+        // The services share one runtime, so threads tell kinds of work, not services.
+        rows.push(Row::new("    by thread", "", shares));
+    }
+    rows
+}
+
+/// Where the events that were never seen categorised went, as far as the bench can tell.
+fn missing_detail(
+    accepted: u64,
+    categorise_consumed: Option<u64>,
+    seen: &Categorised,
+    dropped: &[(&str, u64)],
+) -> String {
+    let mut parts = vec![format!(
+        "{} not seen categorised",
+        thousands(accepted.saturating_sub(seen.distinct()))
+    )];
+    if let Some(consumed) = categorise_consumed {
+        parts.push(format!(
+            "categorise consumed {} of {}",
+            thousands(consumed),
+            topics::FEEDBACK_RAW
+        ));
+    }
+    for (topic, count) in dropped {
+        if *count > 0 {
+            parts.push(format!(
+                "the broker no longer holds the first {} records of {topic}",
+                thousands(*count)
+            ));
+        }
+    }
+    if seen.skipped > 0 {
+        parts.push(format!(
+            "the bench's consumer jumped over {} records",
+            thousands(seen.skipped)
+        ));
+    }
+    parts.join("; ")
+}
+
+/// How many records of `feedback.raw.v1` categorise consumed, from its `/metrics`.
+async fn categorise_consumed(client: &reqwest::Client, metrics_url: &str) -> Option<u64> {
+    let text = client
+        .get(metrics_url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    watch::consumed_of(&text, topics::FEEDBACK_RAW)
+}
+
+/// Records the broker no longer holds at the start of the loop's two topics (the low
+/// watermarks summed over partitions): on fresh topics, records deleted whether or not
+/// anyone had read them. Empty when the broker cannot be asked.
+async fn dropped_by_broker(bootstrap: &str) -> Vec<(&'static str, u64)> {
+    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create();
+    let Ok(consumer) = consumer else {
+        return Vec::new();
+    };
+    // Metadata and watermark requests block: off the runtime.
+    tokio::task::spawn_blocking(move || {
+        let timeout = Duration::from_secs(5);
+        [topics::FEEDBACK_RAW, topics::FEEDBACK_CATEGORISED]
+            .into_iter()
+            .filter_map(|topic| {
+                let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+                let partitions = metadata.topics().first()?.partitions().len() as i32;
+                let mut low_total = 0u64;
+                for partition in 0..partitions {
+                    let (low, _high) = consumer.fetch_watermarks(topic, partition, timeout).ok()?;
+                    low_total += low.max(0) as u64;
+                }
+                Some((topic, low_total))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 async fn watch_categorised(
     bootstrap: String,
-    latencies: Arc<Mutex<Vec<Duration>>>,
+    seen: Arc<Mutex<Categorised>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -757,14 +973,16 @@ async fn watch_categorised(
             message = consumer.recv() => message,
         };
         let Ok(message) = message else { continue };
-        let Ok(event) = decode::<FeedbackCategorised>(message.payload().unwrap_or_default()) else {
-            continue;
-        };
-        let latency = (chrono::Utc::now() - event.data.feedback.received_at)
-            .to_std()
-            .unwrap_or_default();
-        if let Ok(mut l) = latencies.lock() {
-            l.push(latency);
+        let feedback = decode::<FeedbackCategorised>(message.payload().unwrap_or_default())
+            .ok()
+            .map(|event| {
+                let latency = (chrono::Utc::now() - event.data.feedback.received_at)
+                    .to_std()
+                    .unwrap_or_default();
+                (event.data.feedback.feedback_id, latency)
+            });
+        if let Ok(mut seen) = seen.lock() {
+            seen.note(message.partition(), message.offset(), feedback);
         }
     }
 }
