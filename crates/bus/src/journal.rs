@@ -21,11 +21,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::room::{self, Room};
 use crate::BusError;
 
 /// When the writer closes a segment and looks for segments to delete.
@@ -63,6 +65,13 @@ pub(crate) struct JournalRecord {
     pub traceparent: Option<String>,
 }
 
+impl JournalRecord {
+    /// What it weighs in the broker: key, payload and trace header.
+    fn size(&self) -> usize {
+        self.key.len() + self.payload.len() + self.traceparent.as_ref().map_or(0, String::len)
+    }
+}
+
 /// Consumer group `group` has processed `topic`/`partition` up to (excluding) `next_offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Position {
@@ -95,6 +104,8 @@ type Consumers = HashMap<String, HashSet<String>>;
 pub struct Journal {
     ops: mpsc::Sender<Op>,
     dir: PathBuf,
+    /// What the broker holds unprocessed, so publishers never outrun what it keeps.
+    room: Arc<Room>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -104,8 +115,22 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
+    /// Returns once every partition of `topic` has room for another record (see
+    /// [`crate::room`]), or false after `timeout`.
+    pub(crate) async fn wait_for_room(&self, topic: &str, timeout: std::time::Duration) -> bool {
+        tokio::time::timeout(timeout, self.room.wait_for_room(topic))
+            .await
+            .is_ok()
+    }
+
     /// Appends an acknowledged record; returns once it is on disk.
     pub(crate) async fn append(&self, record: JournalRecord) -> Result<(), BusError> {
+        self.room.appended(
+            &record.topic,
+            record.partition,
+            record.offset,
+            record.size(),
+        );
         let (done, written) = oneshot::channel();
         let failed = |reason: String| BusError::Journal {
             dir: self.dir.clone(),
@@ -122,6 +147,7 @@ impl Journal {
 
     /// Notes that `group` consumes `topic`, before it processes anything.
     pub(crate) fn consumes(&self, group: &str, topic: &str) {
+        self.room.consumes(group, topic);
         let _ = self
             .ops
             .send(Op::Consumes(group.to_owned(), topic.to_owned()));
@@ -135,6 +161,7 @@ impl Journal {
             topic: topic.to_owned(),
             partition,
         };
+        self.room.processed(group, topic, partition, next_offset);
         // A stopped writer has already reported its failure through `append`.
         let _ = self.ops.send(Op::Processed(position, next_offset));
     }
@@ -342,6 +369,26 @@ fn open_with(
     }
     sync_dir(dir)?;
 
+    let room = Arc::new(Room::new(room::LIMITS));
+    for (topic, groups) in consumers {
+        for group in groups {
+            room.consumes(group, topic);
+        }
+    }
+    for (group, list) in positions {
+        for (topic, partition, next) in list {
+            room.processed(group, topic, *partition, *next);
+        }
+    }
+    for record in records {
+        room.appended(
+            &record.topic,
+            record.partition,
+            record.offset,
+            record.size(),
+        );
+    }
+
     let (ops, receiver) = mpsc::channel();
     thread::Builder::new()
         .name("broker-journal".into())
@@ -349,6 +396,7 @@ fn open_with(
     Ok(Journal {
         ops,
         dir: dir.to_owned(),
+        room,
     })
 }
 

@@ -13,6 +13,7 @@ mod embedded;
 mod journal;
 mod metrics;
 mod producer;
+mod room;
 pub mod testing;
 mod topics;
 

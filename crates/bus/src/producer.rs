@@ -44,6 +44,7 @@ pub struct Publisher {
     producer: FutureProducer,
     metrics: BusMetrics,
     journal: Option<Journal>,
+    delivery_timeout: Duration,
 }
 
 impl Publisher {
@@ -63,6 +64,7 @@ impl Publisher {
             producer,
             metrics,
             journal: config.journal.clone(),
+            delivery_timeout: config.delivery_timeout,
         })
     }
 
@@ -88,6 +90,19 @@ impl Publisher {
         payload: &[u8],
         traceparent: Option<&str>,
     ) -> Result<Delivered, BusError> {
+        if let Some(journal) = &self.journal {
+            // The embedded broker would delete unprocessed records beyond its limit: a
+            // record it cannot keep is refused here instead of lost later.
+            if !journal.wait_for_room(topic, self.delivery_timeout).await {
+                self.metrics.failed.with_label_values(&[topic]).inc();
+                return Err(BusError::NotAcknowledged {
+                    topic: topic.to_owned(),
+                    reason: "the embedded broker holds as many unprocessed records as it can \
+                             keep; its consumers are behind"
+                        .into(),
+                });
+            }
+        }
         let mut record = FutureRecord::to(topic).key(key).payload(payload);
         if let Some(traceparent) = traceparent {
             record = record.headers(OwnedHeaders::new().insert(Header {

@@ -442,3 +442,91 @@ async fn a_batching_handler_gets_fetched_records_together_and_poison_still_goes_
         total as u64 + 1
     );
 }
+
+/// Handles nothing until the gate opens, then records like [`Recorder`].
+#[derive(Clone)]
+struct Gated {
+    open: Arc<tokio::sync::Semaphore>,
+    recorder: Recorder,
+}
+
+impl Handler for Gated {
+    type Event = ErasureRequest;
+    async fn handle(&self, incoming: &Incoming<ErasureRequest>) -> Result<(), HandlerError> {
+        let _pass = self.open.acquire().await.map_err(HandlerError::transient)?;
+        self.recorder.handle(incoming).await
+    }
+}
+
+/// librdkafka's mock cluster deletes a partition's oldest records beyond ~5 MiB, read or
+/// not: with a journal, publishers are held back before that, and nothing is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_wait_for_slow_consumers_instead_of_the_broker_dropping_records() {
+    let dir = std::env::temp_dir().join(format!("closeloop-room-{}", uuid::Uuid::now_v7()));
+    let (broker, _) = EmbeddedBroker::start_durable(1, &TopicSpec::all(1), &dir)
+        .await
+        .expect("broker");
+    let gated = Gated {
+        open: Arc::new(tokio::sync::Semaphore::new(0)),
+        recorder: Recorder::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        ConsumerConfig {
+            journal: broker.journal(),
+            ..ConsumerConfig::new(broker.bootstrap_servers(), "slow-group")
+        },
+        gated.clone(),
+        journaled(&broker),
+        BusMetrics::unregistered(),
+        shutdown.clone(),
+    ));
+    let publisher = Publisher::new(
+        &PublisherConfig {
+            journal: broker.journal(),
+            delivery_timeout: Duration::from_secs(2),
+            ..PublisherConfig::new(broker.bootstrap_servers())
+        },
+        BusMetrics::unregistered(),
+    )
+    .expect("publisher");
+    // 20 KiB records: the mock would start deleting after about 260 of them.
+    let big = |n: usize| {
+        let mut event = erasure(&format!("customer-{n}"));
+        event.data.source = format!("{n}-{}", "x".repeat(20 * 1024));
+        event
+    };
+    let mut published = 0;
+    let refusal = loop {
+        match publisher.publish(&big(published), None).await {
+            Ok(_) => published += 1,
+            Err(error) => break error.to_string(),
+        }
+        assert!(published < 1000, "never held back");
+    };
+    assert!(refusal.contains("consumers are behind"), "{refusal}");
+    let client: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .expect("client");
+    let (low, high) = client
+        .fetch_watermarks(topics::PRIVACY_ERASURE, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!(
+        (low, high),
+        (0, published as i64),
+        "the broker kept every record"
+    );
+
+    // The consumer catches up: every record handled, none skipped, and there is room again.
+    gated.open.add_permits(1 << 20);
+    wait_for(|| gated.recorder.seen.lock().unwrap().len() == published).await;
+    publisher
+        .publish(&big(published), None)
+        .await
+        .expect("room again");
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
