@@ -356,7 +356,9 @@ async fn release(state: &ApiState, source: &str, key: Option<&str>) {
     }
 }
 
-/// Publishes every event and waits for all acknowledgements.
+/// Publishes every event and waits for all acknowledgements. All produce calls are in
+/// flight together (librdkafka batches them on the wire), so a batch of n items costs
+/// about one broker round trip, not n; the caller answers 202 only if every one was acked.
 async fn publish_all(
     publisher: &Publisher,
     feedback: &[Feedback],

@@ -106,14 +106,31 @@ pub struct FeedbackHandler {
     pub ctx: Context,
 }
 
-impl Handler for FeedbackHandler {
-    type Event = FeedbackCategorised;
-
-    async fn handle(&self, incoming: &Incoming<FeedbackCategorised>) -> Result<(), HandlerError> {
-        projection::record(&self.ctx.db, &self.ctx.pseudonyms, &incoming.envelope.data)
+impl FeedbackHandler {
+    /// One record or a whole batch: one transaction either way, so the per-record
+    /// fallback and the batch path write exactly the same rows.
+    async fn project(&self, records: &[Incoming<FeedbackCategorised>]) -> Result<(), HandlerError> {
+        let batch = records.iter().map(|incoming| &incoming.envelope.data);
+        projection::record_all(&self.ctx.db, &self.ctx.pseudonyms, batch)
             .await
             .map(|_| ())
             .map_err(db_error)
+    }
+}
+
+impl Handler for FeedbackHandler {
+    type Event = FeedbackCategorised;
+    const BATCHES: bool = true;
+
+    async fn handle(&self, incoming: &Incoming<FeedbackCategorised>) -> Result<(), HandlerError> {
+        self.project(std::slice::from_ref(incoming)).await
+    }
+
+    async fn handle_batch(
+        &self,
+        batch: &[Incoming<FeedbackCategorised>],
+    ) -> Result<(), HandlerError> {
+        self.project(batch).await
     }
 }
 

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod projection;
 pub mod signature;
 pub mod template;
+mod values;
 pub mod webhook;
 pub mod worker;
 

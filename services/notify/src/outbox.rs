@@ -4,7 +4,11 @@
 //! key is unique, a replayed `actions.v1` record or a crash between "decided" and
 //! "sent" can neither lose a message nor create a second one.
 
+use std::collections::HashSet;
+
 use closeloop_store::Database;
+
+use crate::values;
 
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
@@ -43,55 +47,77 @@ pub struct Skip {
     pub source: Option<String>,
 }
 
-/// Writes the deliveries and skips of one action in one transaction. Returns how many
-/// deliveries were new and which skips were (a delivery or skip that already exists
-/// for its (action, customer) is left untouched, so a replay adds nothing).
+/// Writes the deliveries and skips of one action in one transaction, many rows per
+/// statement. Returns how many deliveries were new and which skips were (a delivery or
+/// skip that already exists for its (action, customer) is left untouched, so a replay
+/// adds nothing).
 pub async fn enqueue(
     db: &Database,
     deliveries: &[NewDelivery],
     skips: &[Skip],
 ) -> Result<(u64, Vec<Skip>), sqlx::Error> {
+    if deliveries.is_empty() && skips.is_empty() {
+        return Ok((0, Vec::new()));
+    }
     let mut tx = db.pool().begin().await?;
     let mut inserted = 0;
-    for delivery in deliveries {
-        let result = sqlx::query(
-            "INSERT INTO notify_deliveries (delivery_id, action_id, customer_id, source, channel, \
-             language, payload, status, attempts, next_attempt_at_ms, created_at_ms, said_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10) ON CONFLICT DO NOTHING",
-        )
-        .bind(&delivery.delivery_id)
-        .bind(&delivery.action_id)
-        .bind(&delivery.customer_id)
-        .bind(&delivery.source)
-        .bind(delivery.channel)
-        .bind(&delivery.language)
-        .bind(&delivery.payload)
-        .bind(PENDING)
-        .bind(delivery.created_at_ms)
-        .bind(delivery.said_at_ms)
-        .execute(&mut *tx)
-        .await?;
-        inserted += result.rows_affected();
-    }
-    let mut new_skips = Vec::new();
-    for skip in skips {
-        let result = sqlx::query(
-            "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms, \
-             source) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(&skip.skip_id)
-        .bind(&skip.action_id)
-        .bind(&skip.customer_id)
-        .bind(&skip.reason)
-        .bind(skip.created_at_ms)
-        .bind(skip.source.clone())
-        .execute(&mut *tx)
-        .await?;
-        if result.rows_affected() == 1 {
-            new_skips.push(skip.clone());
+    // attempts, next_attempt_at_ms and status are bound per row too, so every row is one
+    // plain tuple of placeholders.
+    const DELIVERY_COLUMNS: usize = 12;
+    for chunk in deliveries.chunks(values::rows_per_statement(DELIVERY_COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO notify_deliveries (delivery_id, action_id, customer_id, source, \
+             channel, language, payload, status, attempts, next_attempt_at_ms, created_at_ms, \
+             said_at_ms) VALUES {} ON CONFLICT DO NOTHING",
+            values::placeholders(chunk.len(), DELIVERY_COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for delivery in chunk {
+            query = query
+                .bind(&delivery.delivery_id)
+                .bind(&delivery.action_id)
+                .bind(&delivery.customer_id)
+                .bind(&delivery.source)
+                .bind(delivery.channel)
+                .bind(&delivery.language)
+                .bind(&delivery.payload)
+                .bind(PENDING)
+                .bind(0_i64)
+                // Due at once.
+                .bind(delivery.created_at_ms)
+                .bind(delivery.created_at_ms)
+                .bind(delivery.said_at_ms);
         }
+        inserted += query.execute(&mut *tx).await?.rows_affected();
+    }
+    // RETURNING names the skips that were new (a conflicting row returns nothing), which
+    // is what is counted and published.
+    const SKIP_COLUMNS: usize = 6;
+    let mut new_ids = HashSet::new();
+    for chunk in skips.chunks(values::rows_per_statement(SKIP_COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms, \
+             source) VALUES {} ON CONFLICT DO NOTHING RETURNING skip_id",
+            values::placeholders(chunk.len(), SKIP_COLUMNS)
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for skip in chunk {
+            query = query
+                .bind(&skip.skip_id)
+                .bind(&skip.action_id)
+                .bind(&skip.customer_id)
+                .bind(&skip.reason)
+                .bind(skip.created_at_ms)
+                .bind(skip.source.clone());
+        }
+        new_ids.extend(query.fetch_all(&mut *tx).await?);
     }
     tx.commit().await?;
+    let new_skips = skips
+        .iter()
+        .filter(|skip| new_ids.contains(&skip.skip_id))
+        .cloned()
+        .collect();
     Ok((inserted, new_skips))
 }
 
@@ -363,6 +389,57 @@ mod tests {
         assert_eq!(skips_for_action(&db, "a1").await.unwrap().len(), 1);
         let (new, _) = enqueue(&db, &[delivery("a2", "c1")], &[]).await.unwrap();
         assert_eq!(new, 1, "another action is another message");
+    }
+
+    #[tokio::test]
+    async fn many_rows_are_enqueued_at_once_and_a_replay_adds_none() {
+        let mut configs = vec![closeloop_store::testing::sqlite_config()];
+        configs.extend(closeloop_store::testing::postgres_config(
+            "many_rows_are_enqueued_at_once_and_a_replay_adds_none",
+        ));
+        for config in configs {
+            let db = Database::connect(&config).await.expect("database");
+            db.migrate(sqlx::migrate!("./migrations"))
+                .await
+                .expect("migrations");
+            // More rows than one statement takes, for both tables.
+            let customers = values::rows_per_statement(6) + 3;
+            let deliveries: Vec<NewDelivery> = (0..customers)
+                .map(|i| delivery("a1", &format!("d{i}")))
+                .collect();
+            let skips: Vec<Skip> = (0..customers)
+                .map(|i| skip("a1", &format!("s{i}")))
+                .collect();
+            let (new, new_skips) = enqueue(&db, &deliveries, &skips).await.unwrap();
+            assert_eq!((new, new_skips.len()), (customers as u64, customers));
+            assert_eq!(for_action(&db, "a1").await.unwrap().len(), customers);
+            let due_now = due(&db, 1, i64::MAX).await.unwrap();
+            assert_eq!(
+                due_now.len(),
+                customers,
+                "every new delivery is due at once"
+            );
+            assert!(due_now
+                .iter()
+                .all(|d| d.attempts == 0 && d.said_at_ms == Some(0)));
+
+            // A replay decided afresh (new ids), plus one customer new to the action:
+            // only that one is written, and only its skip is reported as new.
+            let mut replay: Vec<Skip> = (0..customers)
+                .map(|i| skip("a1", &format!("s{i}")))
+                .collect();
+            replay.insert(7, skip("a1", "late"));
+            let again: Vec<NewDelivery> = (0..customers)
+                .map(|i| delivery("a1", &format!("d{i}")))
+                .collect();
+            let (new, new_skips) = enqueue(&db, &again, &replay).await.unwrap();
+            assert_eq!(new, 0);
+            assert_eq!(new_skips, vec![replay[7].clone()]);
+            assert_eq!(
+                skips_for_action(&db, "a1").await.unwrap().len(),
+                customers + 1
+            );
+        }
     }
 
     #[tokio::test]

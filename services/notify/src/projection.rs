@@ -11,6 +11,7 @@ use closeloop_store::Database;
 use uuid::Uuid;
 
 use crate::message;
+use crate::values;
 
 /// How many ids go into one `IN (...)` list; well under SQLite's bound-parameter limit.
 const IN_CHUNK: usize = 500;
@@ -23,8 +24,68 @@ pub async fn record(
     pseudonyms: &Pseudonyms,
     categorised: &FeedbackCategorised,
 ) -> Result<u64, sqlx::Error> {
-    if categorised.themes.is_empty() {
+    record_all(db, pseudonyms, [categorised]).await
+}
+
+/// Stores the rows of every feedback in `batch` in one transaction, with multi-row
+/// statements. The result is the one of [`record`] called for each in order: a row
+/// whose (feedback, theme) is already stored, or came earlier in the batch, is left
+/// alone (the first one wins, as `ON CONFLICT DO NOTHING` has it one by one), and the
+/// erasure ledger is checked row by row. Returns how many rows were new.
+pub async fn record_all<'a>(
+    db: &Database,
+    pseudonyms: &Pseudonyms,
+    batch: impl IntoIterator<Item = &'a FeedbackCategorised>,
+) -> Result<u64, sqlx::Error> {
+    let mut seen = HashSet::new();
+    let rows: Vec<Row> = batch
+        .into_iter()
+        .flat_map(|categorised| rows_of(pseudonyms, categorised))
+        // Deduplicated here, not left to ON CONFLICT: which of two equal keys in one
+        // statement wins is the database's business, and "the first" is what one by
+        // one would keep.
+        .filter(|row| seen.insert((row.feedback_id.clone(), row.theme.clone())))
+        .collect();
+    if rows.is_empty() {
         return Ok(0);
+    }
+    let mut tx = db.pool().begin().await?;
+    let mut inserted = 0;
+    for chunk in rows.chunks(values::rows_per_statement(Row::COLUMNS)) {
+        inserted += insert(&mut tx, chunk).await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// One `notify_mentions` row to insert, with what its erasure check needs.
+#[derive(Debug)]
+struct Row {
+    feedback_id: String,
+    theme: String,
+    customer_id: String,
+    source: String,
+    language: String,
+    consent: i64,
+    email: Option<String>,
+    reference: Option<String>,
+    sentiment: &'static str,
+    excerpt: Option<String>,
+    given_at_ms: i64,
+    text_language: Option<&'static str>,
+    received_at_ms: i64,
+    /// The customer's pseudonym, as the erasure ledger keys them.
+    pseudonym: String,
+}
+
+impl Row {
+    const COLUMNS: usize = 14;
+}
+
+/// The rows of one feedback: one per theme.
+fn rows_of(pseudonyms: &Pseudonyms, categorised: &FeedbackCategorised) -> Vec<Row> {
+    if categorised.themes.is_empty() {
+        return Vec::new();
     }
     let feedback = &categorised.feedback;
     let customer = &feedback.customer;
@@ -45,43 +106,67 @@ pub async fn record(
     } else {
         (None, None, None)
     };
-    let given_at_ms = feedback.given_at.timestamp_millis();
-    let erased = pseudonyms.of(&customer.id);
-    let mut tx = db.pool().begin().await?;
-    let mut inserted = 0;
-    for theme in &categorised.themes {
-        // Feedback received before its customer asked to be forgotten stays forgotten.
-        // The check is part of the insert so the transaction only ever writes (a
-        // read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT under contention).
-        let result = sqlx::query(
-            "INSERT INTO notify_mentions (feedback_id, theme, customer_id, source, language, \
-             consent, email, reference, sentiment, excerpt, given_at_ms, text_language) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
-             WHERE NOT EXISTS (SELECT 1 FROM notify_erasures \
-                               WHERE customer_id = $14 AND source IN ($4, '*') \
-                                 AND erased_at_ms >= $13) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(feedback.feedback_id.to_string())
-        .bind(&theme.id)
-        .bind(&customer.id)
-        .bind(&feedback.source)
-        .bind(&language)
-        .bind(i64::from(customer.consent))
-        .bind(email.clone())
-        .bind(reference.clone())
-        .bind(theme.sentiment.as_str())
-        .bind(excerpt.clone())
-        .bind(given_at_ms)
-        .bind(text_language)
-        .bind(feedback.received_at.timestamp_millis())
-        .bind(&erased)
-        .execute(&mut *tx)
-        .await?;
-        inserted += result.rows_affected();
+    let feedback_id = feedback.feedback_id.to_string();
+    let pseudonym = pseudonyms.of(&customer.id);
+    categorised
+        .themes
+        .iter()
+        .map(|theme| Row {
+            feedback_id: feedback_id.clone(),
+            theme: theme.id.clone(),
+            customer_id: customer.id.clone(),
+            source: feedback.source.clone(),
+            language: language.clone(),
+            consent: i64::from(customer.consent),
+            email: email.clone(),
+            reference: reference.clone(),
+            sentiment: theme.sentiment.as_str(),
+            excerpt: excerpt.clone(),
+            given_at_ms: feedback.given_at.timestamp_millis(),
+            text_language,
+            received_at_ms: feedback.received_at.timestamp_millis(),
+            pseudonym: pseudonym.clone(),
+        })
+        .collect()
+}
+
+/// Inserts `rows` in one statement; returns how many were new.
+async fn insert(conn: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<u64, sqlx::Error> {
+    // Feedback received before its customer asked to be forgotten stays forgotten. The
+    // check is part of the insert so the transaction only ever writes (a read-then-write
+    // transaction fails with SQLITE_BUSY_SNAPSHOT under contention). A VALUES list names
+    // its columns column1… on both SQLite and PostgreSQL.
+    let sql = format!(
+        "INSERT INTO notify_mentions (feedback_id, theme, customer_id, source, language, \
+         consent, email, reference, sentiment, excerpt, given_at_ms, text_language) \
+         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, \
+         v.column7, v.column8, v.column9, v.column10, v.column11, v.column12 \
+         FROM (VALUES {}) AS v \
+         WHERE NOT EXISTS (SELECT 1 FROM notify_erasures e \
+                           WHERE e.customer_id = v.column14 AND e.source IN (v.column4, '*') \
+                             AND e.erased_at_ms >= v.column13) \
+         ON CONFLICT DO NOTHING",
+        values::placeholders(rows.len(), Row::COLUMNS)
+    );
+    let mut query = sqlx::query(&sql);
+    for row in rows {
+        query = query
+            .bind(&row.feedback_id)
+            .bind(&row.theme)
+            .bind(&row.customer_id)
+            .bind(&row.source)
+            .bind(&row.language)
+            .bind(row.consent)
+            .bind(row.email.clone())
+            .bind(row.reference.clone())
+            .bind(row.sentiment)
+            .bind(row.excerpt.clone())
+            .bind(row.given_at_ms)
+            .bind(row.text_language)
+            .bind(row.received_at_ms)
+            .bind(&row.pseudonym);
     }
-    tx.commit().await?;
-    Ok(inserted)
+    Ok(query.execute(&mut *conn).await?.rows_affected())
 }
 
 /// A mention of a theme, as stored.
@@ -396,5 +481,180 @@ mod tests {
             .unwrap();
         assert_eq!(record(&db, &pseudonyms, &surveyhub).await.unwrap(), 0);
         assert_eq!(record(&db, &pseudonyms, &shopdesk).await.unwrap(), 1);
+    }
+
+    /// A fresh, migrated database on SQLite and, when `DATABASE_URL` names one, on
+    /// PostgreSQL: the batch SQL must mean the same on both.
+    async fn databases(test: &str) -> Vec<Database> {
+        let mut configs = vec![closeloop_store::testing::sqlite_config()];
+        configs.extend(closeloop_store::testing::postgres_config(test));
+        let mut databases = Vec::new();
+        for config in configs {
+            let db = Database::connect(&config).await.expect("database");
+            db.migrate(sqlx::migrate!("./migrations"))
+                .await
+                .expect("migrations");
+            databases.push(db);
+        }
+        databases
+    }
+
+    type Stored = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+        Option<String>,
+    );
+
+    async fn stored(db: &Database) -> Vec<Stored> {
+        sqlx::query_as(
+            "SELECT feedback_id, theme, customer_id, source, language, consent, email, \
+             reference, sentiment, excerpt, given_at_ms, text_language FROM notify_mentions \
+             ORDER BY feedback_id, theme",
+        )
+        .fetch_all(db.pool())
+        .await
+        .expect("rows")
+    }
+
+    fn with_theme(mut categorised: FeedbackCategorised, id: &str) -> FeedbackCategorised {
+        let sentiment = categorised.themes[0].sentiment;
+        categorised.themes.push(ThemeMatch {
+            id: id.into(),
+            score: 0.5,
+            sentiment,
+            matched_terms: vec![],
+        });
+        categorised
+    }
+
+    /// Feedback of several customers: more rows than one statement takes, two themes,
+    /// with and without consent, a replay inside the batch, a second record of one
+    /// feedback id with other content (the first one wins), one without themes.
+    fn mixed_batch() -> Vec<FeedbackCategorised> {
+        let mut batch = Vec::new();
+        for i in 0..values::rows_per_statement(Row::COLUMNS) + 7 {
+            let customer = format!("c{}", i % 13);
+            let sentiment = if i % 3 == 0 {
+                SentimentLabel::Positive
+            } else {
+                SentimentLabel::Negative
+            };
+            let feedback = mention(&customer, i % 2 == 0, sentiment, 1, &format!("text {i}"));
+            batch.push(if i % 5 == 0 {
+                with_theme(feedback, "packaging")
+            } else {
+                feedback
+            });
+        }
+        batch.push(batch[3].clone());
+        let mut changed = batch[4].clone();
+        changed.feedback.text = "edited later".into();
+        changed.feedback.customer.consent = !changed.feedback.customer.consent;
+        batch.push(changed);
+        let mut no_themes = mention("c1", true, SentimentLabel::Negative, 0, "nothing");
+        no_themes.themes.clear();
+        batch.push(no_themes);
+        batch
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_what_one_by_one_stores() {
+        let pseudonyms = Pseudonyms::development();
+        let batch = mixed_batch();
+        let expected_rows = batch.iter().map(|f| f.themes.len() as u64).sum::<u64>() - 2;
+        let one_by_one = databases("a_batch_stores_what_one_by_one_stores").await;
+        let together = databases("a_batch_stores_what_one_by_one_stores").await;
+        for (single, batched) in one_by_one.iter().zip(&together) {
+            let mut inserted = 0;
+            for categorised in &batch {
+                inserted += record(single, &pseudonyms, categorised).await.unwrap();
+            }
+            assert_eq!(inserted, expected_rows);
+            assert_eq!(
+                record_all(batched, &pseudonyms, &batch).await.unwrap(),
+                expected_rows
+            );
+            let rows = stored(batched).await;
+            assert_eq!(rows, stored(single).await);
+            // The first record of a feedback id is the one kept.
+            let kept: Vec<&Stored> = rows
+                .iter()
+                .filter(|row| row.0 == batch[4].feedback.feedback_id.to_string())
+                .collect();
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].9.as_deref(), Some("text 4"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_batch_stores_nothing_twice() {
+        let pseudonyms = Pseudonyms::development();
+        let batch = mixed_batch();
+        for db in databases("a_replayed_batch_stores_nothing_twice").await {
+            let first = record_all(&db, &pseudonyms, &batch).await.unwrap();
+            let rows = stored(&db).await;
+            assert_eq!(rows.len() as u64, first);
+            assert_eq!(record_all(&db, &pseudonyms, &batch).await.unwrap(), 0);
+            // A batch overlapping what is stored adds only what is new.
+            let fresh = mention("z", true, SentimentLabel::Negative, 0, "new");
+            let overlapping = [batch[0].clone(), fresh, batch[1].clone()];
+            assert_eq!(record_all(&db, &pseudonyms, &overlapping).await.unwrap(), 1);
+            assert_eq!(stored(&db).await.len(), rows.len() + 1);
+            // The per-record path sees the batch's rows as its own.
+            assert_eq!(record(&db, &pseudonyms, &batch[2]).await.unwrap(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn erased_customers_records_in_a_batch_are_handled_as_one_by_one() {
+        let pseudonyms = Pseudonyms::development();
+        let erased_at = Utc::now();
+        let before = |customer: &str, source: &str, text: &str| {
+            let mut m = mention(customer, true, SentimentLabel::Negative, 1, text);
+            m.feedback.source = source.into();
+            m.feedback.received_at = erased_at - Duration::seconds(10);
+            m
+        };
+        let mut after = mention("a", true, SentimentLabel::Negative, 0, "a after");
+        after.feedback.received_at = erased_at + Duration::seconds(1);
+        let batch = vec![
+            before("a", "shopdesk", "a before"),
+            before("b", "surveyhub", "b via the erased source"),
+            after,
+            before("b", "shopdesk", "b via another source"),
+            before("c", "shopdesk", "c never erased"),
+        ];
+        let one_by_one = databases("erased_customers_records_in_a_batch").await;
+        let together = databases("erased_customers_records_in_a_batch").await;
+        for (single, batched) in one_by_one.iter().zip(&together) {
+            for db in [single, batched] {
+                let at = erased_at.timestamp_millis();
+                erase(db, &pseudonyms.of("a"), "a", "*", at).await.unwrap();
+                erase(db, &pseudonyms.of("b"), "b", "surveyhub", at)
+                    .await
+                    .unwrap();
+            }
+            for categorised in &batch {
+                record(single, &pseudonyms, categorised).await.unwrap();
+            }
+            assert_eq!(record_all(batched, &pseudonyms, &batch).await.unwrap(), 3);
+            let rows = stored(batched).await;
+            assert_eq!(rows, stored(single).await);
+            let mut excerpts: Vec<&str> = rows.iter().filter_map(|r| r.9.as_deref()).collect();
+            excerpts.sort_unstable();
+            assert_eq!(
+                excerpts,
+                ["a after", "b via another source", "c never erased"]
+            );
+        }
     }
 }
