@@ -6,6 +6,8 @@
 //! `TEXT`, `BIGINT` and `DOUBLE PRECISION` columns: ids are UUID text, times are Unix
 //! milliseconds, flags are 0/1.
 
+pub mod values;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

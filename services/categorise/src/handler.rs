@@ -11,7 +11,7 @@ use closeloop_events::{
     ThemeMention,
 };
 use closeloop_runtime::Pseudonyms;
-use closeloop_store::{sqlx, Database};
+use closeloop_store::{sqlx, values, Database};
 use futures::future::{try_join, try_join_all};
 
 use crate::metrics::CategoriseMetrics;
@@ -191,14 +191,6 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// `$1, $2, ...` for `count` values.
-fn placeholders(count: usize) -> String {
-    let mut list = String::new();
-    for n in 1..=count {
-        let _ = write!(list, "{}${n}", if n > 1 { ", " } else { "" });
-    }
-    list
-}
-
 /// What storing a feedback found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
@@ -256,8 +248,8 @@ async fn store(
     for ids in known.chunks(rows_per_statement.max(1)) {
         let sql = format!(
             "SELECT feedback_id, content_hash FROM categorise_feedback \
-             WHERE feedback_id IN ({})",
-            placeholders(ids.len())
+             WHERE feedback_id IN {}",
+            values::placeholders(1, ids.len())
         );
         let select = ids
             .iter()

@@ -5,7 +5,7 @@
 //! both).
 
 use closeloop_events::Feedback;
-use closeloop_store::{sqlx, Database};
+use closeloop_store::{sqlx, values, Database};
 
 pub struct EventIds {
     db: Database,
@@ -80,45 +80,35 @@ async fn insert_and_check(
     rows: &[Row],
     now_ms: i64,
 ) -> Result<Vec<usize>, sqlx::Error> {
-    let values: Vec<String> = (0..rows.len())
-        .map(|row| {
-            let p = row * 3;
-            format!(
-                "(${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                rows.len() * 3 + 1
-            )
-        })
-        .collect();
-    let insert = format!(
-        "INSERT INTO ingest_event_ids (event_id, content_hash, given_at_ms, accepted_at_ms) \
-         VALUES {} ON CONFLICT DO NOTHING",
-        values.join(", ")
-    );
-    let mut query = sqlx::query(&insert);
-    for (_, id, hash, given_at_ms) in rows {
-        query = query.bind(id).bind(hash).bind(*given_at_ms);
+    let mut inserted = 0;
+    for chunk in rows.chunks(values::rows_per_statement(4)) {
+        let insert = format!(
+            "INSERT INTO ingest_event_ids (event_id, content_hash, given_at_ms, accepted_at_ms) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            values::placeholders(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&insert);
+        for (_, id, hash, given_at_ms) in chunk {
+            query = query.bind(id).bind(hash).bind(*given_at_ms).bind(now_ms);
+        }
+        inserted += query.execute(&mut *conn).await?.rows_affected();
     }
-    let inserted = query
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
     if inserted == rows.len() as u64 {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=rows.len()).map(|p| format!("${p}")).collect();
-    let select = format!(
-        "SELECT event_id, content_hash FROM ingest_event_ids WHERE event_id IN ({})",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query_as::<_, (String, String)>(&select);
-    for (_, id, _, _) in rows {
-        query = query.bind(id);
+    let mut stored: Vec<(String, String)> = Vec::new();
+    for chunk in rows.chunks(values::rows_per_statement(1)) {
+        // One "row" of placeholders is the parenthesised IN list.
+        let select = format!(
+            "SELECT event_id, content_hash FROM ingest_event_ids WHERE event_id IN {}",
+            values::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&select);
+        for (_, id, _, _) in chunk {
+            query = query.bind(id);
+        }
+        stored.extend(query.fetch_all(&mut *conn).await?);
     }
-    let stored = query.fetch_all(&mut *conn).await?;
     let mut conflicts: Vec<usize> = rows
         .iter()
         .filter(|(_, id, hash, _)| {

@@ -25,7 +25,6 @@ pub mod outbox;
 pub mod projection;
 pub mod signature;
 pub mod template;
-mod values;
 pub mod webhook;
 pub mod worker;
 

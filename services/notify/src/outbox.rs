@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use closeloop_store::Database;
 
-use crate::values;
+use closeloop_store::values;
 
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";

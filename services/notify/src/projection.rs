@@ -11,7 +11,7 @@ use closeloop_store::Database;
 use uuid::Uuid;
 
 use crate::message;
-use crate::values;
+use closeloop_store::values;
 
 /// How many ids go into one `IN (...)` list; well under SQLite's bound-parameter limit.
 const IN_CHUNK: usize = 500;
