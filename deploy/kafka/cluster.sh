@@ -239,7 +239,14 @@ launch() {
     -Dlog4j2.configurationFile="$here/log4j2.properties" \
     -cp "$lib/*" kafka.Kafka "$(config_file "$n")" \
     >>"$(log_file "$n")" 2>&1 </dev/null 9>&- &
-  echo $! >"$(pid_file "$n")"
+  local pid=$! deadline=$((SECONDS + 30))
+  echo "$pid" >"$(pid_file "$n")"
+  # Until the background job has exec'd java, its command line is still this script's and
+  # node_pid would take the node for gone: wait for the exec (or for the process to end).
+  while pid_alive "$pid" && ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka"; do
+    ((SECONDS < deadline)) || break
+    sleep 0.05
+  done
 }
 
 # Fails naming node N's log, after its last lines since it was last started.
