@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use closeloop_events::{decode, topics, DeadLetter, Envelope, Event};
+use closeloop_telemetry::cpu::cpu_timed;
 use futures::future::join_all;
 use futures::FutureExt;
 use rdkafka::client::ClientContext;
@@ -241,10 +242,13 @@ pub async fn run_consumer<H: Handler>(
         if batch.is_empty() {
             continue;
         }
+        let cpu = metrics
+            .handler_cpu_seconds
+            .with_label_values(&[H::Event::TOPIC]);
         let handled = if H::BATCHES {
-            handle_together(&record, &batch).await
+            cpu_timed(handle_together(&record, &batch), cpu).await
         } else {
-            handle_batch(&record, &batch).await
+            cpu_timed(handle_batch(&record, &batch), cpu).await
         };
         // Offsets are stored only up to the first record of each partition that was not
         // handled, so a commit never passes over unprocessed work.

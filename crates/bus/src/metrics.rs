@@ -1,4 +1,6 @@
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Counters and histograms of everything that crosses the bus, labelled by topic only
 /// (bounded cardinality).
@@ -13,6 +15,9 @@ pub struct BusMetrics {
     /// Records behind the partition's end, per consumed partition (from librdkafka's
     /// statistics, so it costs no extra broker round trips).
     pub consumer_lag: IntGaugeVec,
+    /// CPU time of the polls that handle consumed records, by topic: a service's CPU
+    /// per record even when it shares a process with others.
+    pub handler_cpu_seconds: CounterVec,
 }
 
 impl BusMetrics {
@@ -41,6 +46,14 @@ impl BusMetrics {
             &["topic", "partition", "group"],
         )?;
         registry.register(Box::new(consumer_lag.clone()))?;
+        let handler_cpu_seconds = CounterVec::new(
+            Opts::new(
+                "closeloop_consumer_cpu_seconds_total",
+                "CPU time spent handling consumed records (the handler's polls, on any thread), by topic.",
+            ),
+            &["topic"],
+        )?;
+        registry.register(Box::new(handler_cpu_seconds.clone()))?;
         Ok(Self {
             consumed: counter(
                 "closeloop_events_consumed_total",
@@ -64,6 +77,7 @@ impl BusMetrics {
             )?,
             processing_seconds,
             consumer_lag,
+            handler_cpu_seconds,
         })
     }
 

@@ -319,6 +319,10 @@ pub struct ThemeMention {
     pub excerpt: String,
     /// Event time of the feedback.
     pub given_at: DateTime<Utc>,
+    /// When ingest accepted the feedback: where the loop's latency to trends starts.
+    /// Absent in mentions published before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 impl Event for ThemeMention {
@@ -448,6 +452,7 @@ mod tests {
             nps: None,
             excerpt: "late again".into(),
             given_at: Utc::now(),
+            received_at: Some(Utc::now()),
         };
         assert_eq!(mention.key(), "delivery_time");
         round_trip(mention);
@@ -479,6 +484,7 @@ mod tests {
             nps: None,
             excerpt: "late".into(),
             given_at: Utc::now(),
+            received_at: None,
         };
         let envelope = crate::Envelope::new(mention);
         let bytes = serde_json::to_vec(&envelope).unwrap();

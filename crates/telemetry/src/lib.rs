@@ -1,6 +1,7 @@
 //! What every service mounts to be observable: structured logs (`tracing`), a
 //! Prometheus registry with HTTP metrics, `/metrics`, `/healthz` and `/readyz`.
 
+pub mod cpu;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod secret;
@@ -17,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use closeloop_http::{Problem, ProblemType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -110,6 +111,7 @@ pub struct Telemetry {
     pub readiness: Readiness,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    http_cpu: Counter,
 }
 
 impl Telemetry {
@@ -136,8 +138,16 @@ impl Telemetry {
             &["route", "method"],
         )
         .expect("valid metric");
+        let http_cpu = Counter::new(
+            "closeloop_http_cpu_seconds_total",
+            "CPU time spent handling HTTP requests (the polls of the handlers, on any thread).",
+        )
+        .expect("valid metric");
         registry
             .register(Box::new(http_requests.clone()))
+            .expect("fresh registry");
+        registry
+            .register(Box::new(http_cpu.clone()))
             .expect("fresh registry");
         registry
             .register(Box::new(http_seconds.clone()))
@@ -148,6 +158,7 @@ impl Telemetry {
             readiness: Readiness::default(),
             http_requests,
             http_seconds,
+            http_cpu,
         }
     }
 
@@ -192,7 +203,7 @@ async fn record_http(State(telemetry): State<Telemetry>, request: Request, next:
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = cpu::cpu_timed(next.run(request), telemetry.http_cpu.clone()).await;
     telemetry
         .http_seconds
         .with_label_values(&[&route, &method])

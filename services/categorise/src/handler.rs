@@ -143,6 +143,7 @@ fn mentions_of(categorised: &FeedbackCategorised) -> Vec<Envelope<ThemeMention>>
                 nps: feedback.nps,
                 excerpt: excerpt(&feedback.text, 160),
                 given_at: feedback.given_at,
+                received_at: Some(feedback.received_at),
             })
         })
         .collect()

@@ -208,6 +208,7 @@ fn mention(theme: &str, n: usize) -> Envelope<ThemeMention> {
         nps: None,
         excerpt: format!("complaint {n} about {theme}"),
         given_at: Utc::now(),
+        received_at: Some(Utc::now()),
     })
 }
 

@@ -590,7 +590,11 @@ impl Handler for ThemesHandler {
                 .uncounted()
                 .contains(&(row.feedback_id.clone(), row.theme.clone()));
         self.detect(&row, new, incoming.traceparent.as_deref())
-            .await
+            .await?;
+        if new {
+            self.ctx.metrics.counted(incoming.envelope.data.received_at);
+        }
+        Ok(())
     }
 
     /// The batch's mentions stored in one transaction, then counted in their order, as
@@ -633,6 +637,11 @@ impl Handler for ThemesHandler {
             for index in indices {
                 let traceparent = batch[index].traceparent.as_deref();
                 self.detect(&rows[index], new[index], traceparent).await?;
+                if new[index] {
+                    self.ctx
+                        .metrics
+                        .counted(batch[index].envelope.data.received_at);
+                }
             }
             Ok::<_, HandlerError>(())
         }))
@@ -747,6 +756,7 @@ mod tests {
                 nps: None,
                 excerpt: "three weeks for a parcel".into(),
                 given_at,
+                received_at: Some(Utc::now()),
             }),
             topic: closeloop_events::topics::FEEDBACK_THEMES.into(),
             partition: 0,

@@ -2,6 +2,7 @@
 //! HTTP metrics. Labels are bounded: themes come from the taxonomy, events and reasons
 //! are fixed sets.
 
+use chrono::{DateTime, Utc};
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
@@ -30,7 +31,8 @@ pub struct TrendsMetrics {
     /// When each theme's unresolved action was raised or last reopened, as a Unix
     /// time, so an alert can say how long it has been waiting. Absent when resolved.
     pub opened_timestamp: GaugeVec,
-    /// Feedback event time → action (`stage="action"`), shared with the other services.
+    /// Feedback event time → action (`stage="action"`), accepted → counted
+    /// (`stage="counted"`); shared with the other services.
     pub pipeline_latency: HistogramVec,
 }
 
@@ -122,6 +124,17 @@ impl TrendsMetrics {
         self.pipeline_latency
             .with_label_values(&["action"])
             .observe(seconds);
+    }
+
+    /// Accepted by ingest → counted here (`stage="counted"`): how far behind the live
+    /// stream the detector is. Mentions without `received_at` are not observed.
+    pub fn counted(&self, received_at: Option<DateTime<Utc>>) {
+        if let Some(received_at) = received_at {
+            let seconds = (Utc::now() - received_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.pipeline_latency
+                .with_label_values(&["counted"])
+                .observe(seconds);
+        }
     }
 
     pub fn dropped(&self, reason: &str) {

@@ -6,6 +6,7 @@
 
 mod cpu;
 mod progress;
+mod scrape;
 mod watch;
 
 use std::collections::HashMap;
@@ -59,6 +60,21 @@ pub struct BenchArgs {
     /// Length of the end-to-end run, seconds.
     #[arg(long, default_value_t = 60)]
     pub e2e_seconds: u64,
+    /// Events per request of the end-to-end and sustained parts: 1 posts single events,
+    /// more posts batches (as a support tool's export would).
+    #[arg(long, default_value_t = 1)]
+    pub e2e_batch: usize,
+    /// Offered rates of the sustained-rate search, events per second, tried in order
+    /// until one falls behind.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2500,5000,7500,10000,12500,15000,20000"
+    )]
+    pub steps: Vec<u64>,
+    /// Length of each step of the sustained-rate search, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub step_seconds: u64,
     /// Database of the end-to-end run's `closeloop up` (recreated when SQLite).
     #[arg(long, default_value = "sqlite://data/bench.db")]
     pub database_url: String,
@@ -81,6 +97,8 @@ pub enum Part {
     Classify,
     /// `closeloop up` as a child process under a fixed offered load.
     EndToEnd,
+    /// The highest offered rate `closeloop up` sustains, stepping the rate.
+    Sustained,
 }
 
 /// One line of the result table.
@@ -134,6 +152,12 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
     if wants(Part::EndToEnd) {
         tokio::select! {
             result = end_to_end(&args, &corpus, &baselines) => rows.extend(result?),
+            _ = shutdown.cancelled() => anyhow::bail!("interrupted"),
+        }
+    }
+    if wants(Part::Sustained) {
+        tokio::select! {
+            result = sustained(&args, &corpus) => rows.extend(result?),
             _ = shutdown.cancelled() => anyhow::bail!("interrupted"),
         }
     }
@@ -499,14 +523,68 @@ fn classify(corpus: &[DemoFeedback], seconds: u64) -> (Row, Option<f64>) {
     (row, cpu)
 }
 
-/// Addresses `closeloop up` printed at start.
+/// Base URLs (`http://host:port`) of what `closeloop up` started, from what it printed.
 #[derive(Default)]
 struct UpAddresses {
     bootstrap: Option<String>,
     ingest: Option<String>,
-    /// categorise's `/metrics`: how many records it consumed, to tell where events went.
-    categorise_metrics: Option<String>,
+    categorise: Option<String>,
     trends: Option<String>,
+    notify: Option<String>,
+}
+
+impl UpAddresses {
+    /// The services whose `/metrics` tell their CPU, by name.
+    fn services(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("ingest", &self.ingest),
+            ("categorise", &self.categorise),
+            ("trends", &self.trends),
+            ("notify", &self.notify),
+        ]
+        .into_iter()
+        .filter_map(|(name, url)| Some((name, url.as_deref()?)))
+        .collect()
+    }
+}
+
+/// `closeloop up` as a child process, with the webhook sink its notifications go to.
+struct UpRun {
+    child: tokio::process::Child,
+    addresses: UpAddresses,
+    sink: WebhookSink,
+    sink_stop: CancellationToken,
+}
+
+impl UpRun {
+    async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
+        remove_sqlite_files(&args.database_url);
+        let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let sink_addr = sink_listener.local_addr()?;
+        let secrets: HashMap<String, String> = DEV_SOURCES
+            .iter()
+            .map(|source| (source.to_string(), dev_webhook_secret(source)))
+            .collect();
+        let sink = WebhookSink::new(secrets.clone(), false);
+        let sink_stop = CancellationToken::new();
+        sink.spawn(sink_listener, sink_stop.clone())?;
+        let (child, addresses) = start_up(args, sink_addr, &secrets).await?;
+        Ok(Self {
+            child,
+            addresses,
+            sink,
+            sink_stop,
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        self.sink_stop.cancel();
+    }
 }
 
 async fn end_to_end(
@@ -514,22 +592,9 @@ async fn end_to_end(
     corpus: &[DemoFeedback],
     baselines: &Baselines,
 ) -> anyhow::Result<Vec<Row>> {
-    remove_sqlite_files(&args.database_url);
-    let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = sink_listener.local_addr()?;
-    let secrets: HashMap<String, String> = DEV_SOURCES
-        .iter()
-        .map(|source| (source.to_string(), dev_webhook_secret(source)))
-        .collect();
-    let sink = WebhookSink::new(secrets.clone(), false);
-    let sink_stop = CancellationToken::new();
-    sink.spawn(sink_listener, sink_stop.clone())?;
-
-    let (mut child, addresses) = start_up(args, sink_addr, &secrets).await?;
-    let pid = child.id();
-    let result = drive(args, corpus, &addresses, &sink, pid, baselines).await;
-    let _ = child.kill().await;
-    sink_stop.cancel();
+    let up = UpRun::start(args).await?;
+    let result = drive(args, corpus, &up, baselines).await;
+    up.stop().await;
     result
 }
 
@@ -571,26 +636,17 @@ async fn start_up(
     let stdout = child.stdout.take().context("no stdout of `closeloop up`")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut addresses = UpAddresses::default();
+    let base = |url: &str, suffix: &str| url.split_once(suffix).map(|(base, _)| base.to_owned());
     let read = async {
         while let Some(line) = lines.next_line().await? {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some("Kafka"), Some("bootstrap"), Some(addr)) => {
-                    addresses.bootstrap = Some(addr.to_owned())
-                }
-                (Some("ingest"), Some(url), _) => {
-                    addresses.ingest = url.strip_suffix("/v1/feedback").map(str::to_owned)
-                }
-                (Some("categorise"), Some(url), _) => {
-                    addresses.categorise_metrics = Some(url.to_owned())
-                }
-                (Some("trends"), Some("(ops"), Some("API)")) => {
-                    addresses.trends = words
-                        .next()
-                        .and_then(|url| url.strip_suffix("/v1/actions"))
-                        .map(str::to_owned)
-                }
-                (Some("Ctrl-C"), _, _) => return Ok::<_, anyhow::Error>(()),
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["Kafka", "bootstrap", addr, ..] => addresses.bootstrap = Some(addr.to_string()),
+                ["ingest", url, ..] => addresses.ingest = base(url, "/v1/feedback"),
+                ["categorise", url, ..] => addresses.categorise = base(url, "/metrics"),
+                ["trends", "(ops", "API)", url, ..] => addresses.trends = base(url, "/v1/actions"),
+                ["notify", url, ..] => addresses.notify = base(url, "/v1/notifications"),
+                ["Ctrl-C", ..] => return Ok::<_, anyhow::Error>(()),
                 _ => {}
             }
         }
@@ -608,15 +664,206 @@ async fn start_up(
 const STALL_AFTER: Duration = Duration::from_secs(30);
 /// How long the drain waits in all.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+/// Requests the load generator keeps in flight at most.
+const IN_FLIGHT: u32 = 4096;
+
+/// The end-to-end runs' open-loop load: requests leave on schedule whether or not
+/// earlier ones were answered, up to [`IN_FLIGHT`] (events beyond it are not offered).
+struct Load<'a> {
+    client: reqwest::Client,
+    single_url: String,
+    batch_url: String,
+    corpus: &'a [DemoFeedback],
+    /// Events per request: 1 posts to `/v1/feedback`, more to `/v1/feedback/batch`.
+    batch: usize,
+    /// Events sent so far.
+    sent: u64,
+    /// Events not sent because every request slot was waiting.
+    not_offered: u64,
+    accepted: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    /// Request → 202, per request.
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<'a> Load<'a> {
+    fn new(ingest: &str, corpus: &'a [DemoFeedback], batch: usize) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            single_url: format!("{ingest}/v1/feedback"),
+            batch_url: format!("{ingest}/v1/feedback/batch"),
+            corpus,
+            batch: batch.max(1),
+            sent: 0,
+            not_offered: 0,
+            accepted: Arc::default(),
+            failed: Arc::default(),
+            latencies: Arc::default(),
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT as usize)),
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Offers `rate` events per second for `seconds`, in 10 ms ticks; `each_second` is
+    /// called with the seconds done and the events accepted so far.
+    async fn offer(&mut self, rate: u64, seconds: u64, mut each_second: impl FnMut(u64, u64)) {
+        let ticks_per_second = 100u64;
+        let per_tick = rate as f64 / ticks_per_second as f64;
+        let mut due = 0.0;
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / ticks_per_second));
+        for n in 0..seconds * ticks_per_second {
+            tick.tick().await;
+            due += per_tick;
+            while due >= self.batch as f64 {
+                due -= self.batch as f64;
+                self.send();
+            }
+            if n % ticks_per_second == ticks_per_second - 1 {
+                each_second((n + 1) / ticks_per_second, self.accepted());
+            }
+        }
+    }
+
+    /// One request of `batch` events, answered in the background.
+    fn send(&mut self) {
+        let events = self.batch as u64;
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            self.not_offered += events;
+            return;
+        };
+        let first = self.sent as usize;
+        self.sent += events;
+        let item = |i: usize| &self.corpus[(first + i) % self.corpus.len()];
+        // A batch is one source's: it goes under the first item's key.
+        let request = if self.batch == 1 {
+            self.client.post(&self.single_url).json(&item(0).body)
+        } else {
+            let items: Vec<&Value> = (0..self.batch).map(|i| &item(i).body).collect();
+            self.client
+                .post(&self.batch_url)
+                .json(&serde_json::json!({ "items": items }))
+        }
+        .bearer_auth(dev_key(item(0).source));
+        let (accepted, failed, latencies) = (
+            self.accepted.clone(),
+            self.failed.clone(),
+            self.latencies.clone(),
+        );
+        tokio::spawn(async move {
+            let posted = Instant::now();
+            match request.send().await {
+                Ok(r) if r.status().as_u16() == 202 => {
+                    accepted.fetch_add(events, Ordering::Relaxed);
+                    if let Ok(mut l) = latencies.lock() {
+                        l.push(posted.elapsed());
+                    }
+                }
+                _ => {
+                    failed.fetch_add(events, Ordering::Relaxed);
+                }
+            }
+            drop(permit);
+        });
+    }
+
+    /// Waits until every request sent has been answered.
+    async fn settle(&self) {
+        let _all = self.in_flight.acquire_many(IN_FLIGHT).await;
+    }
+}
+
+/// Waits until `seen()` reaches `accepted`, nothing new arrives for [`STALL_AFTER`], or
+/// [`DRAIN_LIMIT`] passes; `on_change` runs whenever more were seen.
+async fn drain(
+    accepted: u64,
+    seen: impl Fn() -> u64,
+    mut on_change: impl FnMut(),
+    progress: &mut Progress,
+    offered_seconds: u64,
+) -> DrainEnd {
+    let started = Instant::now();
+    let (mut last_seen, mut last_change) = (seen(), Instant::now());
+    loop {
+        let now_seen = seen();
+        if now_seen != last_seen {
+            (last_seen, last_change) = (now_seen, Instant::now());
+            on_change();
+        }
+        let frame = Frame {
+            second: offered_seconds,
+            of: offered_seconds,
+            accepted,
+            categorised: now_seen,
+            draining: Some(started.elapsed().as_secs()),
+        };
+        if let Some(end) = drain_end(
+            accepted,
+            now_seen,
+            last_change.elapsed(),
+            started.elapsed(),
+            STALL_AFTER,
+            DRAIN_LIMIT,
+        ) {
+            progress.finish(&frame);
+            return end;
+        }
+        progress.show(&frame);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A consumer of `feedback.categorised.v1` beside the loop: what a downstream service sees.
+struct Watcher {
+    categorised: Arc<Mutex<Categorised>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Watcher {
+    fn start(bootstrap: &str) -> Self {
+        let categorised = Arc::new(Mutex::new(Categorised::default()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch_categorised(
+            bootstrap.to_owned(),
+            categorised.clone(),
+            stop.clone(),
+        ));
+        Self {
+            categorised,
+            stop,
+            task,
+        }
+    }
+
+    fn seen(&self) -> u64 {
+        self.categorised.lock().map_or(0, |c| c.distinct())
+    }
+
+    async fn finish(self) -> Categorised {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.categorised
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}
 
 async fn drive(
     args: &BenchArgs,
     corpus: &[DemoFeedback],
-    addresses: &UpAddresses,
-    sink: &WebhookSink,
-    pid: Option<u32>,
+    up: &UpRun,
     baselines: &Baselines,
 ) -> anyhow::Result<Vec<Row>> {
+    let addresses = &up.addresses;
     let (Some(bootstrap), Some(ingest), Some(trends)) = (
         addresses.bootstrap.clone(),
         addresses.ingest.clone(),
@@ -624,137 +871,59 @@ async fn drive(
     ) else {
         anyhow::bail!("could not read the addresses `closeloop up` printed");
     };
-
-    // Accept → categorised, as a downstream consumer sees it.
-    let categorised = Arc::new(Mutex::new(Categorised::default()));
-    let watcher_stop = CancellationToken::new();
-    let watcher = tokio::spawn(watch_categorised(
-        bootstrap.clone(),
-        categorised.clone(),
-        watcher_stop.clone(),
-    ));
-    let seen = || categorised.lock().map_or(0, |c| c.distinct());
-
+    let pid = up.pid();
+    let watcher = Watcher::start(&bootstrap);
     let client = reqwest::Client::new();
-    let url = format!("{ingest}/v1/feedback");
-    let accepted = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let accept_latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let mut load = Load::new(&ingest, corpus, args.e2e_batch);
     let mut progress = Progress::for_stdout();
     let cpu_before = pid.and_then(CpuSample::of);
-    // Open loop: requests leave on schedule whether or not earlier ones were answered,
-    // up to a bound on requests in flight (hitting it is reported as not offered).
-    let in_flight = Arc::new(Semaphore::new(4096));
-    let mut not_offered = 0u64;
-    let ticks_per_second = 100u64;
-    let per_tick = (args.rate / ticks_per_second).max(1);
+    let services_before = ServiceCpu::read(&client, addresses).await;
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / ticks_per_second));
-    let mut sent = 0usize;
-    let total_ticks = args.e2e_seconds * ticks_per_second;
-    for n in 0..total_ticks {
-        tick.tick().await;
-        for _ in 0..per_tick {
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                not_offered += 1;
-                continue;
-            };
-            let item = &corpus[sent % corpus.len()];
-            sent += 1;
-            let request = client
-                .post(&url)
-                .bearer_auth(dev_key(item.source))
-                .json(&item.body);
-            let (accepted, failed, latencies) =
-                (accepted.clone(), failed.clone(), accept_latencies.clone());
-            tokio::spawn(async move {
-                let posted = Instant::now();
-                match request.send().await {
-                    Ok(r) if r.status().as_u16() == 202 => {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut l) = latencies.lock() {
-                            l.push(posted.elapsed());
-                        }
-                    }
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                drop(permit);
-            });
-        }
-        if n % ticks_per_second == ticks_per_second - 1 {
-            progress.show(&Frame {
-                second: (n + 1) / ticks_per_second,
-                of: args.e2e_seconds,
-                accepted: accepted.load(Ordering::Relaxed),
-                categorised: seen(),
-                draining: None,
-            });
-        }
-    }
-    // Everything sent has been answered once all permits are back.
-    let _all = in_flight.acquire_many(4096).await;
+    load.offer(args.rate, args.e2e_seconds, |second, accepted| {
+        progress.show(&Frame {
+            second,
+            of: args.e2e_seconds,
+            accepted,
+            categorised: watcher.seen(),
+            draining: None,
+        })
+    })
+    .await;
+    load.settle().await;
     let offered_seconds = started.elapsed().as_secs_f64();
-    let accepted_total = accepted.load(Ordering::Relaxed);
+    let accepted_total = load.accepted();
 
-    // Drain: wait until every accepted event was categorised, or nothing more comes.
-    let drain_started = Instant::now();
-    let (mut last_seen, mut last_change) = (seen(), Instant::now());
     // The loop's CPU time as of the last categorised event seen: the quiet wait of a
     // stalled drain is not its cost.
     let mut cpu_after = None;
-    let drain = loop {
-        let now_seen = seen();
-        if now_seen != last_seen {
-            (last_seen, last_change) = (now_seen, Instant::now());
-            cpu_after = pid.and_then(CpuSample::of);
-        }
-        let frame = Frame {
-            second: args.e2e_seconds,
-            of: args.e2e_seconds,
-            accepted: accepted_total,
-            categorised: now_seen,
-            draining: Some(drain_started.elapsed().as_secs()),
-        };
-        if let Some(end) = drain_end(
-            accepted_total,
-            now_seen,
-            last_change.elapsed(),
-            drain_started.elapsed(),
-            STALL_AFTER,
-            DRAIN_LIMIT,
-        ) {
-            progress.finish(&frame);
-            break end;
-        }
-        progress.show(&frame);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let drain = drain(
+        accepted_total,
+        || watcher.seen(),
+        || cpu_after = pid.and_then(CpuSample::of),
+        &mut progress,
+        args.e2e_seconds,
+    )
+    .await;
     let cpu_after = cpu_after.or_else(|| pid.and_then(CpuSample::of));
-    watcher_stop.cancel();
-    let _ = watcher.await;
+    let categorised = watcher.finish().await;
+    let counted = trends_counted(&client, &trends).await;
+    let services_after = ServiceCpu::read(&client, addresses).await;
 
     // Where the missing events went: what categorise consumed, what the broker dropped.
-    let categorise_consumed = match &addresses.categorise_metrics {
+    let categorise_consumed = match &addresses.categorise {
         Some(url) => categorise_consumed(&client, url).await,
         None => None,
     };
     let dropped = dropped_by_broker(&bootstrap).await;
 
-    let notified = notify_round(&client, &trends, sink).await?;
+    let notified = notify_round(&client, &trends, &up.sink).await?;
     let peak_rss = pid.and_then(peak_rss_kib);
 
-    let categorised = std::mem::take(
-        &mut *categorised
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?,
-    );
-    let accept = std::mem::take(
-        &mut *accept_latencies
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?,
-    );
+    let accept = load
+        .latencies
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
     let mut rows = vec![
         Row::new(
             format!(
@@ -769,13 +938,14 @@ async fn drive(
             ),
             format!(
                 "{} events/s offered",
-                thousands((sent as f64 / offered_seconds) as u64)
+                thousands((load.sent as f64 / offered_seconds) as u64)
             ),
             format!(
-                "{} accepted, {} failed, {} not offered (4096 in flight)",
+                "{} accepted, {} failed, {} not offered ({IN_FLIGHT} requests in flight){}",
                 thousands(accepted_total),
-                failed.load(Ordering::Relaxed),
-                not_offered
+                load.failed(),
+                load.not_offered,
+                requests_of(load.batch)
             ),
         ),
         Row::new("  request → 202", "", Latencies(accept).summary()),
@@ -800,6 +970,11 @@ async fn drive(
                 }
             ),
         ),
+        Row::new(
+            "  accepted → counted by trends",
+            "",
+            counted.unwrap_or_else(|| "no mention counted".into()),
+        ),
     ];
     if categorised.distinct() < accepted_total || dropped.iter().any(|(_, n)| *n > 0) {
         rows.push(Row::new(
@@ -822,6 +997,9 @@ async fn drive(
     if let (Some(before), Some(after)) = (&cpu_before, &cpu_after) {
         rows.extend(cpu_rows(before, after, accepted_total, baselines));
     }
+    if let Some(row) = ServiceCpu::row(&services_before, &services_after, accepted_total) {
+        rows.push(row);
+    }
     rows.push(Row::new(
         "peak RSS of closeloop up",
         peak_rss.map_or("unknown".into(), |kib| {
@@ -833,6 +1011,264 @@ async fn drive(
         },
     ));
     Ok(rows)
+}
+
+/// ", in batches of N" when the load posts batches.
+fn requests_of(batch: usize) -> String {
+    if batch > 1 {
+        format!(", posted in batches of {batch}")
+    } else {
+        String::new()
+    }
+}
+
+/// The highest offered rate the loop sustains: each step offers its rate for
+/// `--step-seconds` on one `closeloop up`, starting with an empty backlog; a step is
+/// sustained when ingest took every event and the backlog (accepted, not yet categorised)
+/// did not grow over the step's second half by more than one second of load.
+async fn sustained(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Vec<Row>> {
+    let up = UpRun::start(args).await?;
+    let result = step_rates(args, corpus, &up).await;
+    up.stop().await;
+    result
+}
+
+async fn step_rates(
+    args: &BenchArgs,
+    corpus: &[DemoFeedback],
+    up: &UpRun,
+) -> anyhow::Result<Vec<Row>> {
+    let (Some(bootstrap), Some(ingest)) = (&up.addresses.bootstrap, &up.addresses.ingest) else {
+        anyhow::bail!("could not read the addresses `closeloop up` printed");
+    };
+    let watcher = Watcher::start(bootstrap);
+    let mut load = Load::new(ingest, corpus, args.e2e_batch);
+    let mut progress = Progress::for_stdout();
+    let mut steps = Vec::new();
+    let mut best = None;
+    for &rate in &args.steps {
+        let (failed_before, not_offered_before) = (load.failed(), load.not_offered);
+        // (accepted, categorised) at the end of each second of the step.
+        let mut samples = Vec::new();
+        load.offer(rate, args.step_seconds, |_, accepted| {
+            samples.push((accepted, watcher.seen()))
+        })
+        .await;
+        let step = Step::judge(
+            rate,
+            args.step_seconds,
+            &samples,
+            load.failed() - failed_before + load.not_offered - not_offered_before,
+        );
+        println!("  {}", step.detail());
+        load.settle().await;
+        // The next step starts with the backlog gone (or as far as it goes).
+        drain(
+            load.accepted(),
+            || watcher.seen(),
+            || {},
+            &mut progress,
+            args.step_seconds,
+        )
+        .await;
+        let sustained = step.sustained;
+        steps.push(step);
+        if !sustained {
+            break;
+        }
+        best = Some(rate);
+    }
+    let _ = watcher.finish().await;
+    let mut rows = vec![Row::new(
+        format!("sustained rate, {} s steps", args.step_seconds),
+        best.map_or("none".into(), |rate| {
+            format!("{} events/s", thousands(rate))
+        }),
+        format!(
+            "highest offered rate without a growing backlog{}; {}",
+            requests_of(load.batch),
+            args.database_url
+        ),
+    )];
+    rows.extend(steps.iter().map(|step| {
+        Row::new(
+            format!("  step {}/s", thousands(step.rate)),
+            "",
+            step.detail(),
+        )
+    }));
+    Ok(rows)
+}
+
+/// One step of the sustained-rate search.
+#[derive(Debug, PartialEq)]
+struct Step {
+    rate: u64,
+    /// Over the step's second half, per second.
+    accepted_per_second: u64,
+    categorised_per_second: u64,
+    /// Accepted and not yet categorised at the half and at the end.
+    backlog: (u64, u64),
+    /// Events ingest refused or the generator could not send.
+    refused: u64,
+    sustained: bool,
+}
+
+impl Step {
+    /// `samples`: (accepted, categorised) at the end of each second.
+    fn judge(rate: u64, seconds: u64, samples: &[(u64, u64)], refused: u64) -> Self {
+        let last = samples.len().saturating_sub(1);
+        let (half, end) = match samples {
+            [] => ((0, 0), (0, 0)),
+            _ => (samples[last / 2], samples[last]),
+        };
+        // Seconds between the half-way sample and the last one.
+        let span = (last - last / 2).max(1) as u64;
+        let backlog = |(accepted, seen): (u64, u64)| accepted.saturating_sub(seen);
+        let backlog = (backlog(half), backlog(end));
+        let accepted_per_second = (end.0 - half.0) / span;
+        let growth = backlog.1.saturating_sub(backlog.0);
+        let sustained = samples.len() as u64 == seconds
+            && refused == 0
+            && accepted_per_second * 100 >= rate * 95
+            && growth <= rate;
+        Self {
+            rate,
+            accepted_per_second,
+            categorised_per_second: (end.1 - half.1) / span,
+            backlog,
+            refused,
+            sustained,
+        }
+    }
+
+    fn detail(&self) -> String {
+        format!(
+            "{}/s offered: {} — second half accepted {}/s, categorised {}/s, backlog {} → {}{}",
+            thousands(self.rate),
+            if self.sustained {
+                "sustained"
+            } else {
+                "falls behind"
+            },
+            thousands(self.accepted_per_second),
+            thousands(self.categorised_per_second),
+            thousands(self.backlog.0),
+            thousands(self.backlog.1),
+            if self.refused > 0 {
+                format!(", {} refused or not offered", thousands(self.refused))
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// Accepted → counted by trends, from trends' `closeloop_pipeline_latency_seconds`
+/// (`stage="counted"`), once trends stopped counting (or after a minute): p50 and p99 as
+/// the histogram's bucket bounds.
+async fn trends_counted(client: &reqwest::Client, trends: &str) -> Option<String> {
+    let scrape = || async {
+        let text = metrics_text(client, trends).await?;
+        let count = scrape::sum_of(
+            &text,
+            "closeloop_pipeline_latency_seconds_count",
+            Some(("stage", "counted")),
+        );
+        Some((text, count))
+    };
+    let started = Instant::now();
+    let (mut text, mut count) = scrape().await?;
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < Duration::from_secs(3) && started.elapsed() < DRAIN_LIMIT {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (now_text, now_count) = scrape().await?;
+        if now_count != count {
+            last_change = Instant::now();
+        }
+        (text, count) = (now_text, now_count);
+    }
+    let bounds = scrape::quantile_bounds(
+        &text,
+        "closeloop_pipeline_latency_seconds",
+        ("stage", "counted"),
+        &[0.5, 0.99],
+    )?;
+    let show = |seconds: f64| {
+        if seconds.is_finite() {
+            format!("≤ {seconds} s")
+        } else {
+            "beyond the largest bucket".into()
+        }
+    };
+    Some(format!(
+        "p50 {}  p99 {}  ({} mentions counted; trends' histogram buckets)",
+        show(bounds[0]),
+        show(bounds[1]),
+        thousands(count.unwrap_or(0.0) as u64)
+    ))
+}
+
+async fn metrics_text(client: &reqwest::Client, base: &str) -> Option<String> {
+    client
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// CPU seconds each service's handlers used so far, from its `/metrics`: HTTP requests
+/// and consumed records, polled on any thread (work handed to librdkafka's threads, the
+/// blocking pool or SQLite's workers is not in it).
+#[derive(Debug, Default)]
+struct ServiceCpu(Vec<(&'static str, f64)>);
+
+impl ServiceCpu {
+    async fn read(client: &reqwest::Client, addresses: &UpAddresses) -> Self {
+        let mut services = Vec::new();
+        for (name, url) in addresses.services() {
+            if let Some(text) = metrics_text(client, url).await {
+                let seconds = [
+                    "closeloop_http_cpu_seconds_total",
+                    "closeloop_consumer_cpu_seconds_total",
+                ]
+                .iter()
+                .filter_map(|metric| scrape::sum_of(&text, metric, None))
+                .sum();
+                services.push((name, seconds));
+            }
+        }
+        Self(services)
+    }
+
+    fn row(before: &Self, after: &Self, events: u64) -> Option<Row> {
+        if events == 0 || after.0.is_empty() {
+            return None;
+        }
+        let per_event = after
+            .0
+            .iter()
+            .map(|(name, seconds)| {
+                let earlier = before
+                    .0
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0.0, |(_, s)| *s);
+                let micros = (seconds - earlier).max(0.0) * 1e6 / events as f64;
+                format!("{name} {micros:.1} µs")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(Row::new(
+            "    by service",
+            "",
+            format!("{per_event} (handlers' own polls, per accepted event)"),
+        ))
+    }
 }
 
 /// CPU time of `closeloop up` per accepted event, by kind of thread, and compared with
@@ -910,17 +1346,14 @@ fn missing_detail(
 }
 
 /// How many records of `feedback.raw.v1` categorise consumed, from its `/metrics`.
-async fn categorise_consumed(client: &reqwest::Client, metrics_url: &str) -> Option<u64> {
-    let text = client
-        .get(metrics_url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    watch::consumed_of(&text, topics::FEEDBACK_RAW)
+async fn categorise_consumed(client: &reqwest::Client, categorise: &str) -> Option<u64> {
+    let text = metrics_text(client, categorise).await?;
+    let consumed = scrape::sum_of(
+        &text,
+        "closeloop_events_consumed_total",
+        Some(("topic", topics::FEEDBACK_RAW)),
+    );
+    consumed.map(|n| n as u64)
 }
 
 /// Records the broker no longer holds at the start of the loop's two topics (the low
@@ -1053,6 +1486,29 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_is_sustained_while_the_backlog_holds_and_ingest_takes_everything() {
+        // 1,000/s offered for 4 s; the loop keeps up one second behind.
+        let keeping_up = [(1000, 0), (2000, 1000), (3000, 2000), (4000, 3000)];
+        let step = Step::judge(1000, 4, &keeping_up, 0);
+        assert!(step.sustained, "{step:?}");
+        assert_eq!(step.accepted_per_second, 1000);
+        assert_eq!(step.categorised_per_second, 1000);
+        assert_eq!(step.backlog, (1000, 1000));
+
+        // Categorised at a quarter of the rate: the backlog grows by 1,500 over 2 s.
+        let behind = [(1000, 250), (2000, 500), (3000, 750), (4000, 1000)];
+        let step = Step::judge(1000, 4, &behind, 0);
+        assert!(!step.sustained, "{step:?}");
+        assert_eq!(step.backlog, (1500, 3000));
+
+        // Keeping up, but only because ingest refused part of the load.
+        assert!(!Step::judge(1000, 4, &keeping_up, 3).sustained);
+        // Cut short (interrupted): not a judgement of the rate.
+        assert!(!Step::judge(1000, 4, &keeping_up[..2], 0).sustained);
+        assert!(!Step::judge(1000, 4, &[], 0).sustained);
+    }
 
     #[test]
     fn thousands_are_grouped() {

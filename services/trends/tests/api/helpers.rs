@@ -79,6 +79,7 @@ pub fn mention(
         nps: None,
         excerpt: format!("{customer}: the parcel took three weeks"),
         given_at,
+        received_at: Some(Utc::now()),
     })
 }
 

@@ -84,28 +84,6 @@ pub fn drain_end(
     }
 }
 
-/// The value of `closeloop_events_consumed_total{topic="<topic>"}` in a Prometheus text
-/// exposition, summed over its series.
-pub fn consumed_of(metrics: &str, topic: &str) -> Option<u64> {
-    let label = format!("topic=\"{topic}\"");
-    let mut found = None;
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("closeloop_events_consumed_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once('}') else {
-            continue;
-        };
-        if !labels.split(',').any(|l| l == label) {
-            continue;
-        }
-        if let Ok(value) = value.trim().parse::<f64>() {
-            *found.get_or_insert(0) += value as u64;
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,19 +182,5 @@ mod tests {
             low > 0 && low < records,
             "nothing read, yet the broker starts at {low} of {high}"
         );
-    }
-
-    #[test]
-    fn consumed_is_read_from_the_metrics_text() {
-        let metrics = "\
-# HELP closeloop_events_consumed_total Records consumed and processed, by topic.
-# TYPE closeloop_events_consumed_total counter
-closeloop_events_consumed_total{topic=\"feedback.raw.v1\"} 261406
-closeloop_events_consumed_total{topic=\"feedback.raw.v1.dlq\"} 0
-closeloop_events_consumed_total{topic=\"privacy.erasure.v1\"} 3
-";
-        assert_eq!(consumed_of(metrics, "feedback.raw.v1"), Some(261_406));
-        assert_eq!(consumed_of(metrics, "privacy.erasure.v1"), Some(3));
-        assert_eq!(consumed_of(metrics, "actions.v1"), None);
     }
 }
