@@ -16,10 +16,6 @@ use futures::future::{try_join, try_join_all};
 
 use crate::metrics::CategoriseMetrics;
 
-/// Rows per INSERT (18 bind parameters each) and ids per lookup: far below the bind
-/// parameter limits of SQLite (32,766) and PostgreSQL (65,535).
-const ROWS_PER_STATEMENT: usize = 1000;
-
 /// Up to this much text a batch is classified right on the async worker (a few tenths of
 /// a millisecond at the classifier's ~250k short texts/s); more goes to the blocking pool,
 /// so a big batch does not hold up the other tasks of the runtime (in `closeloop up`,
@@ -305,9 +301,13 @@ impl CategoriseHandler {
             return Ok(());
         }
         let prepared = self.prepare(batch).await?;
-        let stored = store(&self.db, &prepared, ROWS_PER_STATEMENT)
-            .await
-            .map_err(db_error)?;
+        let stored = store(
+            &self.db,
+            &prepared,
+            values::rows_per_statement(self.db.backend(), BINDS_PER_ROW),
+        )
+        .await
+        .map_err(db_error)?;
         self.publish(batch, &prepared, &stored)
             .await
             .map_err(HandlerError::transient)?;

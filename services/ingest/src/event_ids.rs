@@ -5,7 +5,7 @@
 //! both).
 
 use closeloop_events::Feedback;
-use closeloop_store::{sqlx, values, Database};
+use closeloop_store::{sqlx, values, Backend, Database};
 
 pub struct EventIds {
     db: Database,
@@ -43,12 +43,12 @@ impl EventIds {
             // One statement is atomic on its own: no transaction to pay for on the hot
             // path of single-event requests.
             let mut conn = self.db.pool().acquire().await?;
-            return insert_and_check(&mut conn, &rows, now_ms).await;
+            return insert_and_check(&mut conn, self.db.backend(), &rows, now_ms).await;
         }
         // Write first, then read, in one transaction: a read-then-write transaction fails
         // with SQLITE_BUSY_SNAPSHOT under contention.
         let mut tx = self.db.pool().begin().await?;
-        let conflicts = insert_and_check(&mut tx, &rows, now_ms).await?;
+        let conflicts = insert_and_check(&mut tx, self.db.backend(), &rows, now_ms).await?;
         if conflicts.is_empty() {
             tx.commit().await?;
         } else {
@@ -77,11 +77,12 @@ type Row = (usize, String, String, i64);
 /// with another hash (sorted).
 async fn insert_and_check(
     conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     rows: &[Row],
     now_ms: i64,
 ) -> Result<Vec<usize>, sqlx::Error> {
     let mut inserted = 0;
-    for chunk in rows.chunks(values::rows_per_statement(4)) {
+    for chunk in rows.chunks(values::rows_per_statement(backend, 4)) {
         let insert = format!(
             "INSERT INTO ingest_event_ids (event_id, content_hash, given_at_ms, accepted_at_ms) \
              VALUES {} ON CONFLICT DO NOTHING",
@@ -97,7 +98,7 @@ async fn insert_and_check(
         return Ok(Vec::new());
     }
     let mut stored: Vec<(String, String)> = Vec::new();
-    for chunk in rows.chunks(values::rows_per_statement(1)) {
+    for chunk in rows.chunks(values::rows_per_statement(backend, 1)) {
         // One "row" of placeholders is the parenthesised IN list.
         let select = format!(
             "SELECT event_id, content_hash FROM ingest_event_ids WHERE event_id IN {}",

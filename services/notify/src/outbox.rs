@@ -64,7 +64,7 @@ pub async fn enqueue(
     // attempts, next_attempt_at_ms and status are bound per row too, so every row is one
     // plain tuple of placeholders.
     const DELIVERY_COLUMNS: usize = 12;
-    for chunk in deliveries.chunks(values::rows_per_statement(DELIVERY_COLUMNS)) {
+    for chunk in deliveries.chunks(values::rows_per_statement(db.backend(), DELIVERY_COLUMNS)) {
         let sql = format!(
             "INSERT INTO notify_deliveries (delivery_id, action_id, customer_id, source, \
              channel, language, payload, status, attempts, next_attempt_at_ms, created_at_ms, \
@@ -94,7 +94,7 @@ pub async fn enqueue(
     // is what is counted and published.
     const SKIP_COLUMNS: usize = 6;
     let mut new_ids = HashSet::new();
-    for chunk in skips.chunks(values::rows_per_statement(SKIP_COLUMNS)) {
+    for chunk in skips.chunks(values::rows_per_statement(db.backend(), SKIP_COLUMNS)) {
         let sql = format!(
             "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms, \
              source) VALUES {} ON CONFLICT DO NOTHING RETURNING skip_id",
@@ -403,7 +403,7 @@ mod tests {
                 .await
                 .expect("migrations");
             // More rows than one statement takes, for both tables.
-            let customers = values::rows_per_statement(6) + 3;
+            let customers = values::rows_per_statement(db.backend(), 6) + 3;
             let deliveries: Vec<NewDelivery> = (0..customers)
                 .map(|i| delivery("a1", &format!("d{i}")))
                 .collect();

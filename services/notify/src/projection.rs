@@ -13,9 +13,6 @@ use uuid::Uuid;
 use crate::message;
 use closeloop_store::values;
 
-/// How many ids go into one `IN (...)` list; well under SQLite's bound-parameter limit.
-const IN_CHUNK: usize = 500;
-
 /// Stores one row per theme of `categorised`; a replay changes nothing. Returns how
 /// many rows were new (none for a replay, or for feedback older than its customer's
 /// erasure).
@@ -51,7 +48,7 @@ pub async fn record_all<'a>(
     }
     let mut tx = db.pool().begin().await?;
     let mut inserted = 0;
-    for chunk in rows.chunks(values::rows_per_statement(Row::COLUMNS)) {
+    for chunk in rows.chunks(values::rows_per_statement(db.backend(), Row::COLUMNS)) {
         inserted += insert(&mut tx, chunk).await?;
     }
     tx.commit().await?;
@@ -221,7 +218,7 @@ pub async fn recipients(
     // Evidence may be older than the lookback window; fetch it by id, in chunks.
     let evidence: Vec<String> = evidence.iter().map(Uuid::to_string).collect();
     let mut found = HashSet::new();
-    for chunk in evidence.chunks(IN_CHUNK) {
+    for chunk in evidence.chunks(values::rows_per_statement(db.backend(), 1)) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT {MENTION_COLUMNS} FROM notify_mentions \
@@ -536,12 +533,14 @@ mod tests {
         categorised
     }
 
-    /// Feedback of several customers: more rows than one statement takes, two themes,
+    /// Feedback of several customers: more rows than one statement takes (on either
+    /// backend), two themes,
     /// with and without consent, a replay inside the batch, a second record of one
     /// feedback id with other content (the first one wins), one without themes.
     fn mixed_batch() -> Vec<FeedbackCategorised> {
         let mut batch = Vec::new();
-        for i in 0..values::rows_per_statement(Row::COLUMNS) + 7 {
+        for i in 0..values::rows_per_statement(closeloop_store::Backend::Postgres, Row::COLUMNS) + 7
+        {
             let customer = format!("c{}", i % 13);
             let sentiment = if i % 3 == 0 {
                 SentimentLabel::Positive
