@@ -6,14 +6,33 @@
 
 use closeloop_events::Feedback;
 use closeloop_store::{sqlx, values, Backend, Database};
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many requests share one SQLite transaction.
+const MAX_GROUP: usize = 256;
 
 pub struct EventIds {
     db: Database,
+    /// SQLite only: the queue of the group committer (see [`commit_groups`]).
+    group: Option<mpsc::UnboundedSender<Pending>>,
+}
+
+/// A request waiting for the next group commit.
+struct Pending {
+    rows: Vec<Row>,
+    now_ms: i64,
+    done: oneshot::Sender<Result<Vec<usize>, sqlx::Error>>,
 }
 
 impl EventIds {
+    /// On SQLite, spawns the group committer on the current tokio runtime.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let group = (db.backend() == Backend::Sqlite).then(|| {
+            let (queue, waiting) = mpsc::unbounded_channel();
+            tokio::spawn(commit_groups(db.clone(), waiting));
+            queue
+        });
+        Self { db, group }
     }
 
     /// Records the ids of `feedback` with their content hashes, all or none. Returns the
@@ -39,22 +58,24 @@ impl EventIds {
         // One order for every request, so two transactions inserting overlapping ids
         // wait for each other instead of deadlocking (PostgreSQL).
         rows.sort_by(|a, b| a.1.cmp(&b.1));
-        if rows.len() == 1 {
-            // One statement is atomic on its own: no transaction to pay for on the hot
-            // path of single-event requests.
-            let mut conn = self.db.pool().acquire().await?;
-            return insert_and_check(&mut conn, self.db.backend(), &rows, now_ms).await;
+        if let Some(group) = &self.group {
+            let (done, result) = oneshot::channel();
+            let pending = Pending { rows, now_ms, done };
+            // The committer lives as long as any sender: it cannot be gone while `self`
+            // is here, but if it were, the request is recorded on its own.
+            match group.send(pending) {
+                Ok(()) => {
+                    if let Ok(result) = result.await {
+                        return result;
+                    }
+                    return Err(sqlx::Error::WorkerCrashed);
+                }
+                Err(mpsc::error::SendError(pending)) => {
+                    return record_alone(&self.db, &pending.rows, now_ms).await;
+                }
+            }
         }
-        // Write first, then read, in one transaction: a read-then-write transaction fails
-        // with SQLITE_BUSY_SNAPSHOT under contention.
-        let mut tx = self.db.pool().begin().await?;
-        let conflicts = insert_and_check(&mut tx, self.db.backend(), &rows, now_ms).await?;
-        if conflicts.is_empty() {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(conflicts)
+        record_alone(&self.db, &rows, now_ms).await
     }
 
     /// Forgets ids of feedback given before `cutoff_ms`: feedback that old is refused, so
@@ -72,6 +93,81 @@ impl EventIds {
 
 /// (index, event id, content hash, given_at_ms) of one item.
 type Row = (usize, String, String, i64);
+
+/// One request's rows in a transaction of its own (all or none).
+async fn record_alone(db: &Database, rows: &[Row], now_ms: i64) -> Result<Vec<usize>, sqlx::Error> {
+    if rows.len() == 1 {
+        // One statement is atomic on its own: no transaction to pay for on the hot
+        // path of single-event requests.
+        let mut conn = db.pool().acquire().await?;
+        return insert_and_check(&mut conn, db.backend(), rows, now_ms).await;
+    }
+    // Write first, then read, in one transaction: a read-then-write transaction fails
+    // with SQLITE_BUSY_SNAPSHOT under contention.
+    let mut tx = db.pool().begin().await?;
+    let conflicts = insert_and_check(&mut tx, db.backend(), rows, now_ms).await?;
+    if conflicts.is_empty() {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(conflicts)
+}
+
+/// SQLite's group commit. SQLite has one writer at a time, and a commit per request
+/// (its lock, its write to the log) capped single-event requests at a few thousand per
+/// second, with connections sleeping in SQLite's busy handler while another wrote. So
+/// the requests waiting meanwhile are recorded together, in one transaction: each one's
+/// rows in a savepoint of its own, so a request refused for a conflict leaves the others
+/// recorded. If the transaction fails, each request is tried alone and gets its own
+/// answer.
+async fn commit_groups(db: Database, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while waiting.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match commit_group(&db, &group).await {
+            Ok(results) => {
+                for (pending, conflicts) in group.drain(..).zip(results) {
+                    // A request that gave up waiting needs no answer.
+                    let _ = pending.done.send(Ok(conflicts));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, requests = group.len(), "group commit failed; recording each request alone");
+                for pending in group.drain(..) {
+                    let result = record_alone(&db, &pending.rows, pending.now_ms).await;
+                    let _ = pending.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn commit_group(db: &Database, group: &[Pending]) -> Result<Vec<Vec<usize>>, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let mut results = Vec::with_capacity(group.len());
+    for pending in group {
+        // A single row that conflicts was not inserted: nothing to undo, no savepoint.
+        let savepoint = pending.rows.len() > 1;
+        if savepoint {
+            sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
+        }
+        let conflicts =
+            insert_and_check(&mut tx, db.backend(), &pending.rows, pending.now_ms).await?;
+        if savepoint {
+            if !conflicts.is_empty() {
+                sqlx::query("ROLLBACK TO SAVEPOINT request")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("RELEASE SAVEPOINT request")
+                .execute(&mut *tx)
+                .await?;
+        }
+        results.push(conflicts);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
 
 /// Inserts the rows that are new and returns the indexes of those whose id is stored
 /// with another hash (sorted).
@@ -211,5 +307,43 @@ mod tests {
         {
             one_id_one_content(ledger(config).await).await;
         }
+    }
+
+    /// Many requests at once share SQLite transactions: each still gets its own answer,
+    /// and a refused batch leaves the requests committed with it recorded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_are_answered_one_by_one() {
+        let ledger = std::sync::Arc::new(ledger(testing::sqlite_config()).await);
+        let originals: Vec<Feedback> = (0..150).map(|i| feedback(&format!("text {i}"))).collect();
+        let mut requests: Vec<Vec<Feedback>> = Vec::new();
+        for original in &originals {
+            requests.push(vec![original.clone()]);
+            let mut changed = original.clone();
+            changed.text.push_str(" changed");
+            requests.push(vec![changed]);
+        }
+        // A batch whose second item conflicts with whichever version of #0 wins.
+        let batch_fresh = feedback("batch fresh");
+        let mut batch_conflict = originals[0].clone();
+        batch_conflict.text = "neither version".into();
+        requests.push(vec![batch_fresh.clone(), batch_conflict]);
+
+        let answers = futures::future::join_all(requests.iter().map(|request| {
+            let ledger = ledger.clone();
+            async move { ledger.record(request, 1).await.expect("recorded") }
+        }))
+        .await;
+        for (i, pair) in answers[..300].chunks(2).enumerate() {
+            let accepted = pair.iter().filter(|conflicts| conflicts.is_empty()).count();
+            assert_eq!(
+                accepted, 1,
+                "exactly one content per id, pair {i}: {pair:?}"
+            );
+        }
+        assert_eq!(answers[300], [1]);
+        // The refused batch recorded nothing: its fresh item may still take other content.
+        let mut fresh_changed = batch_fresh;
+        fresh_changed.text = "changed".into();
+        assert!(ledger.record(&[fresh_changed], 2).await.unwrap().is_empty());
     }
 }
