@@ -402,7 +402,7 @@ pub struct SimulatedAction {
 pub struct ScenarioResult {
     pub name: &'static str,
     pub mentions: usize,
-    pub dropped_late: usize,
+    pub dropped_beyond_horizon: usize,
     pub warmup_actions: Vec<SimulatedAction>,
     pub actions: Vec<SimulatedAction>,
     pub true_positives: usize,
@@ -434,7 +434,7 @@ pub fn evaluate(scenario: &Scenario, settings: &DetectorSettings) -> ScenarioRes
     let mut last_resolved: BTreeMap<String, i64> = BTreeMap::new();
     let mut clock = i64::MIN;
     let mut all_actions = Vec::new();
-    let mut dropped_late = 0;
+    let mut dropped_beyond_horizon = 0;
     for arrival in &scenario.arrivals {
         clock = clock.max(arrival.arrival_ms);
         // The operator resolves what is due by now.
@@ -449,8 +449,8 @@ pub fn evaluate(scenario: &Scenario, settings: &DetectorSettings) -> ScenarioRes
             last_resolved.insert(theme, at);
         }
         let observation = detector.observe(&arrival.theme, &arrival.mention);
-        if observation == Observation::TooLate {
-            dropped_late += 1;
+        if observation == Observation::BeyondHorizon {
+            dropped_beyond_horizon += 1;
         }
         let Some(signal) = observation.signal() else {
             continue;
@@ -496,7 +496,7 @@ pub fn evaluate(scenario: &Scenario, settings: &DetectorSettings) -> ScenarioRes
     ScenarioResult {
         name: scenario.name,
         mentions: scenario.arrivals.len(),
-        dropped_late,
+        dropped_beyond_horizon,
         warmup_actions,
         true_positives,
         false_positives: actions.len() - true_positives,
@@ -629,10 +629,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 action.at_ms as f64 / DAY as f64
             );
         }
-        if result.dropped_late > 0 {
+        if result.dropped_beyond_horizon > 0 {
             println!(
                 "    {} mentions dropped as later than the allowed lateness",
-                result.dropped_late
+                result.dropped_beyond_horizon
             );
         }
     }
@@ -750,7 +750,10 @@ mod tests {
             .count();
         assert!(out_of_order > 30, "{out_of_order}");
         let result = evaluate(late, &settings());
-        assert!(result.dropped_late > 0, "some beyond the allowed lateness");
+        assert!(
+            result.dropped_beyond_horizon > 0,
+            "some beyond the allowed lateness"
+        );
     }
 
     #[test]
