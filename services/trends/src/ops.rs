@@ -724,6 +724,23 @@ mod tests {
     }
 
     #[test]
+    fn an_action_found_late_says_when_it_was_triggered() {
+        let mut action = hostile_action(ActionStatus::Open);
+        let mut shown = |triggered_before: Option<chrono::TimeDelta>| {
+            action.evidence.triggered_at = triggered_before.map(|t| action.raised_at - t);
+            let mut out = String::new();
+            evidence(&mut out, &action);
+            out.contains("found late: triggered")
+        };
+        assert!(!shown(None), "older events have no trigger time");
+        assert!(!shown(Some(chrono::TimeDelta::minutes(3))), "found live");
+        assert!(
+            shown(Some(chrono::TimeDelta::hours(30))),
+            "found a day late"
+        );
+    }
+
+    #[test]
     fn notices_are_fixed_texts() {
         assert_eq!(
             notice_text("resolved").map(|t| t.starts_with("Action resolved")),
