@@ -144,14 +144,19 @@ struct Logged(Mention);
 
 impl Ord for Logged {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (a, b) = (&self.0, &other.0);
-        (a.at_ms, &a.feedback_id, &a.customer_id, a.negative).cmp(&(
-            b.at_ms,
-            &b.feedback_id,
-            &b.customer_id,
-            b.negative,
-        ))
+        counting_order(&self.0, &other.0)
     }
+}
+
+/// The total order mentions are counted in: event time, then feedback, customer and
+/// sentiment, so that ties at one instant do not depend on arrival order.
+fn counting_order(a: &Mention, b: &Mention) -> Ordering {
+    (a.at_ms, &a.feedback_id, &a.customer_id, a.negative).cmp(&(
+        b.at_ms,
+        &b.feedback_id,
+        &b.customer_id,
+        b.negative,
+    ))
 }
 
 impl PartialOrd for Logged {
@@ -241,7 +246,7 @@ impl ThemeState {
         let mut order: Vec<usize> = (0..mentions.len()).collect();
         // In event-time order, so a batch holding old and new mentions counts the old
         // ones before the new ones move the horizon past them.
-        order.sort_by(|&a, &b| Logged(mentions[a].clone()).cmp(&Logged(mentions[b].clone())));
+        order.sort_by(|&a, &b| counting_order(&mentions[a], &mentions[b]));
         let mut intakes = vec![Intake::Counted; mentions.len()];
         let mut replay = false;
         for index in order {
