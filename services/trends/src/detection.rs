@@ -13,8 +13,7 @@ use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming};
 use closeloop_events::{ActionEventKind, Envelope, Evidence, SentimentLabel, ThemeMention};
 use closeloop_trend::{
-    Detector, DetectorConfig, DetectorSettings, Intake, Mention, Observation, Signal, ThemeStats,
-    Trigger,
+    Detector, DetectorConfig, DetectorSettings, Mention, Observation, Signal, ThemeStats, Trigger,
 };
 use uuid::Uuid;
 
@@ -35,11 +34,10 @@ pub struct DetectionState {
     reported: HashMap<String, (String, u32)>,
 }
 
-/// Customers a signal is about: the episode's peak window for a surge (the same for any
-/// arrival order of its mentions), all periods' for a recurrence.
+/// Customers a signal is about: the window's for a surge, all periods' for a recurrence.
 pub fn signal_customers(signal: &Signal) -> u32 {
     match signal.trigger {
-        Trigger::Surge { .. } => signal.customers(),
+        Trigger::Surge { .. } => signal.window.distinct_customers,
         Trigger::Recurrence {
             distinct_customers, ..
         } => distinct_customers,
@@ -58,13 +56,8 @@ impl DetectionState {
         self.detector.config(theme)
     }
 
-    /// See [`Detector::observe_batch`].
-    pub fn observe_batch(
-        &mut self,
-        theme: &str,
-        mentions: &[Mention],
-    ) -> (Vec<Intake>, Observation) {
-        self.detector.observe_batch(theme, mentions)
+    pub fn observe(&mut self, theme: &str, mention: &Mention) -> Observation {
+        self.detector.observe(theme, mention)
     }
 
     /// The theme's signal if it is active right now (without new input).
@@ -108,10 +101,11 @@ impl DetectionState {
         self.detector = rebuilt.detector;
     }
 
-    /// Feeds stored mentions, as on start-up: one batch, in event-time order (the
-    /// detector sorts it), so mentions that arrived late count where they belong.
+    /// Feeds stored mentions (oldest first), as on start-up.
     pub fn replay(&mut self, theme: &str, mentions: &[Mention]) {
-        self.detector.observe_batch(theme, mentions);
+        for mention in mentions {
+            self.detector.observe(theme, mention);
+        }
     }
 
     pub fn resolved_at(&self, theme: &str) -> Option<i64> {
@@ -200,12 +194,12 @@ pub struct ThemesHandler {
     uncounted: Arc<std::sync::Mutex<HashSet<(String, String)>>>,
 }
 
-/// What made the handler act: the signal and, for a new mention, the event time of the
-/// trigger (for the detection delay; late mentions can put it well in the past).
+/// What made the handler act: the signal and, for a new mention, its event time (for
+/// the detection delay).
 struct Firing<'a> {
     signal: Signal,
     traceparent: Option<&'a str>,
-    triggered_at_ms: Option<i64>,
+    mention_at_ms: Option<i64>,
 }
 
 impl ThemesHandler {
@@ -454,7 +448,7 @@ impl ThemesHandler {
         };
         metrics.opened(&row.theme, since_ms);
         metrics.event(kind.as_str());
-        if let Some(at_ms) = trigger.triggered_at_ms {
+        if let Some(at_ms) = trigger.mention_at_ms {
             metrics.detection_delay(now_ms - at_ms);
         }
         self.ctx.detection().reported(
@@ -595,7 +589,7 @@ impl Handler for ThemesHandler {
             || self
                 .uncounted()
                 .contains(&(row.feedback_id.clone(), row.theme.clone()));
-        self.detect(&row.theme, &[(&row, new)], incoming.traceparent.as_deref())
+        self.detect(&row, new, incoming.traceparent.as_deref())
             .await?;
         if new {
             self.ctx.metrics.counted(incoming.envelope.data.received_at);
@@ -603,8 +597,8 @@ impl Handler for ThemesHandler {
         Ok(())
     }
 
-    /// The batch's mentions stored in one transaction, then counted per theme as one
-    /// detector batch (any order; late ones land in their event-time buckets).
+    /// The batch's mentions stored in one transaction, then counted in their order, as
+    /// one by one.
     async fn handle_batch(&self, batch: &[Incoming<ThemeMention>]) -> Result<(), HandlerError> {
         let rows = batch
             .iter()
@@ -632,25 +626,22 @@ impl Handler for ThemesHandler {
                 })
                 .collect()
         };
-        // Themes are independent: each theme's mentions as one batch, the themes at once.
+        // Themes are independent: each theme's mentions in order, the themes at once.
         let mut by_theme: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, row) in rows.iter().enumerate() {
             by_theme.entry(row.theme.as_str()).or_default().push(index);
         }
         let (rows, new) = (&rows, &new);
         // Every theme runs to its end or its first failure (none is cut off mid-way).
-        futures::future::join_all(by_theme.into_iter().map(|(theme, indices)| async move {
-            let theme_rows: Vec<(&MentionRow, bool)> =
-                indices.iter().map(|&i| (&rows[i], new[i])).collect();
-            // The newest record's trace carries the action it may raise.
-            let traceparent = indices
-                .last()
-                .and_then(|&i| batch[i].traceparent.as_deref());
-            self.detect(theme, &theme_rows, traceparent).await?;
-            for &index in indices.iter().filter(|&&i| new[i]) {
-                self.ctx
-                    .metrics
-                    .counted(batch[index].envelope.data.received_at);
+        futures::future::join_all(by_theme.into_values().map(|indices| async move {
+            for index in indices {
+                let traceparent = batch[index].traceparent.as_deref();
+                self.detect(&rows[index], new[index], traceparent).await?;
+                if new[index] {
+                    self.ctx
+                        .metrics
+                        .counted(batch[index].envelope.data.received_at);
+                }
             }
             Ok::<_, HandlerError>(())
         }))
@@ -679,75 +670,65 @@ fn mention_row(mention: &ThemeMention) -> Result<MentionRow, HandlerError> {
 }
 
 impl ThemesHandler {
-    /// Counts stored mentions of one theme (`inserted`: new, not a replay) as one batch —
-    /// mentions older than the theme's newest cost one rebuild of its counts per batch —
-    /// and raises or updates the theme's action when a detector fires.
+    /// Counts a stored mention (`inserted`: new, not a replay) and raises or updates its
+    /// theme's action when a detector fires.
     async fn detect(
         &self,
-        theme: &str,
-        rows: &[(&MentionRow, bool)],
+        row: &MentionRow,
+        inserted: bool,
         traceparent: Option<&str>,
     ) -> Result<(), HandlerError> {
+        let given_at_ms = row.given_at_ms;
         let store = &self.ctx.store;
         // One action transition per theme at a time: a resolve arriving over HTTP must
         // not interleave with raising or updating (it clears the window this reads).
-        let _transition = self.ctx.transitions.of_theme(theme).await;
-        let new: Vec<&MentionRow> = rows
-            .iter()
-            .filter(|(_, inserted)| *inserted)
-            .map(|(row, _)| *row)
-            .collect();
-        let (intakes, observation) = {
+        let _transition = self.ctx.transitions.of_theme(&row.theme).await;
+        let observation = {
             let mut detection = self.ctx.detection();
-            if new.is_empty() {
-                // Replayed records only: re-check the theme (a crash may have come
-                // between storing them and raising the action).
-                match detection.current(theme) {
-                    Some(signal) => (Vec::new(), Observation::Active(signal)),
-                    None => return Ok(()),
-                }
-            } else {
-                let mut uncounted = self.uncounted();
-                for row in &new {
-                    uncounted.remove(&(row.feedback_id.clone(), row.theme.clone()));
-                }
-                drop(uncounted);
-                let mentions: Vec<Mention> = new
-                    .iter()
-                    .map(|row| Mention {
+            if inserted {
+                self.uncounted()
+                    .remove(&(row.feedback_id.clone(), row.theme.clone()));
+                detection.observe(
+                    &row.theme,
+                    &Mention {
                         feedback_id: row.feedback_id.clone(),
                         customer_id: row.customer_id.clone(),
                         negative: row.negative,
-                        at_ms: row.given_at_ms,
-                    })
-                    .collect();
-                detection.observe_batch(theme, &mentions)
+                        at_ms: given_at_ms,
+                    },
+                )
+            } else {
+                match detection.current(&row.theme) {
+                    Some(signal) => Observation::Active(signal),
+                    None => Observation::BeforeResolution,
+                }
             }
         };
-        for (row, intake) in new.iter().zip(&intakes) {
-            match intake {
-                Intake::Counted => {}
-                Intake::BeyondHorizon => {
-                    self.ctx.metrics.dropped("beyond_horizon");
-                    // So that a restart, replaying in event time order, agrees.
-                    store
-                        .mark_not_counted(&row.feedback_id, &row.theme)
-                        .await
-                        .map_err(db_error)?;
-                }
-                Intake::BeforeResolution => self.ctx.metrics.dropped("before_resolution"),
-            }
-        }
         let signal = match observation {
+            Observation::TooLate => {
+                self.ctx.metrics.dropped("too_late");
+                // So that a restart, replaying in event time order, agrees.
+                store
+                    .mark_not_counted(&row.feedback_id, &row.theme)
+                    .await
+                    .map_err(db_error)?;
+                return Ok(());
+            }
+            Observation::BeforeResolution => {
+                if inserted {
+                    self.ctx.metrics.dropped("before_resolution");
+                }
+                return Ok(());
+            }
+            Observation::Quiet(_) => return Ok(()),
             Observation::Raised(signal) | Observation::Active(signal) => signal,
-            _ => return Ok(()),
         };
         let trigger = Firing {
-            triggered_at_ms: (!new.is_empty()).then_some(signal.triggered_at_ms()),
             signal,
             traceparent,
+            mention_at_ms: inserted.then_some(given_at_ms),
         };
-        self.on_triggered(theme, trigger).await
+        self.on_triggered(&row.theme, trigger).await
     }
 }
 
@@ -785,22 +766,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_that_failed_to_raise_raises_when_retried_and_counts_once() {
+    async fn a_batch_that_failed_halfway_counts_the_rest_when_retried() {
         let failing = Arc::new(context_without_broker().await);
         let handler = ThemesHandler::new(failing.clone());
         let start = Utc::now() - chrono::Duration::minutes(5);
         let batch: Vec<_> = (0..30)
             .map(|n| incoming(n, start + chrono::Duration::seconds(n as i64)))
             .collect();
-        // The theme's mentions are counted as one batch and the detector fires; the raise
-        // cannot be announced (no broker), so the batch fails after it was counted.
+        // The detector fires partway through; the raise cannot be announced (no broker),
+        // so the batch fails after every mention was stored, before all were counted.
         handler.handle_batch(&batch).await.expect_err("no broker");
         let counted = |ctx: &Context| {
             ctx.detection()
                 .stats("delivery_time")
                 .map_or(0, |stats| stats.window.negative_mentions)
         };
-        assert_eq!(counted(&failing), 30, "counted before the raise failed");
+        assert!(counted(&failing) < 30, "stopped before the end");
 
         // The retry, with the broker back (same store, same counts so far).
         let broker = EmbeddedBroker::start(1, &TopicSpec::all(1)).expect("broker");

@@ -185,7 +185,6 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
         by_touchpoint,
         average_rating: average(rating_sum, rating_count),
         average_nps: average(nps_sum, nps_count),
-        triggered_at: Some(time(signal.triggered_at_ms())),
     }
 }
 
@@ -196,7 +195,7 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use closeloop_trend::{Peak, WindowStats};
+    use closeloop_trend::WindowStats;
 
     const MIN: i64 = 60_000;
 
@@ -215,12 +214,6 @@ mod tests {
             },
             evidence_start_ms: 0,
             active_since_ms: 60 * MIN,
-            peak: Peak {
-                mentions: 9,
-                negative_mentions: 7,
-                counted_negative_mentions: 7,
-                distinct_customers: 5,
-            },
         }
     }
 

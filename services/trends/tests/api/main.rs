@@ -2,7 +2,6 @@
 //! database per test (PostgreSQL when `DATABASE_URL` says so, else a SQLite file).
 
 mod helpers;
-mod late;
 mod lifecycle;
 mod ops_page;
 mod restart;
