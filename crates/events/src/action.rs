@@ -162,6 +162,10 @@ pub struct Evidence {
     /// Average NPS score (0–10) of the mentions that carry one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_nps: Option<f64>,
+    /// Event time of the trigger: when the theme became active. Mentions that arrive
+    /// late (a backlog, an import) can put it well before the action was raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_at: Option<DateTime<Utc>>,
 }
 
 /// Who is working on an action and how often it came back. Added after the first

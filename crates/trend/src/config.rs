@@ -12,7 +12,8 @@ const DAY: i64 = 24 * HOUR;
 /// Longest bucket, window or period accepted: longer ones keep too much state per theme
 /// and are almost certainly a unit mistake.
 const MAX_SPAN_MS: i64 = 31 * DAY;
-/// Upper bound on buckets kept per theme (window + lateness, or one season).
+/// Upper bound on buckets per theme (the window plus the history horizon a replay may
+/// fold again, or one season).
 const MAX_BUCKETS: i64 = 10_000;
 
 /// The detection rules of one theme.
@@ -25,8 +26,9 @@ pub struct DetectorConfig {
     /// and ends at the newest event time seen for the theme.
     pub window_ms: i64,
     /// How far behind the newest event time of the theme a mention may arrive and still
-    /// count. Older ones are dropped (and reported as too late).
-    pub allowed_lateness_ms: i64,
+    /// count in the bucket of its event time, whatever order it arrives in. Older ones are
+    /// dropped (and reported as beyond the horizon). At least the longest detector span.
+    pub history_horizon_ms: i64,
     /// Both detectors need at least this many distinct complaining customers: one angry
     /// customer posting fifty times is not a trend.
     pub min_distinct_customers: u32,
@@ -82,7 +84,7 @@ impl Default for DetectorConfig {
         Self {
             bucket_ms: 10 * MINUTE,
             window_ms: HOUR,
-            allowed_lateness_ms: 10 * MINUTE,
+            history_horizon_ms: 7 * DAY,
             min_distinct_customers: 5,
             cooldown_ms: 2 * HOUR,
             surge: SurgeConfig::default(),
@@ -157,14 +159,26 @@ impl DetectorConfig {
             "must be a whole number of buckets",
         )?;
         check(
-            (0..=7 * DAY).contains(&self.allowed_lateness_ms),
-            "allowed_lateness",
-            "must be between 0 and 7 days",
+            self.history_horizon_ms <= MAX_SPAN_MS,
+            "history_horizon",
+            "must be at most 31 days",
         )?;
         check(
-            (self.window_ms + self.allowed_lateness_ms) / self.bucket_ms <= MAX_BUCKETS,
+            self.history_horizon_ms >= self.window_ms,
+            "history_horizon",
+            "must be at least the window",
+        )?;
+        check(
+            !self.recurrence.enabled
+                || self.history_horizon_ms
+                    >= i64::from(self.recurrence.n).saturating_mul(self.recurrence.period_ms),
+            "history_horizon",
+            "must be at least the recurrence span (n periods)",
+        )?;
+        check(
+            (self.window_ms + self.history_horizon_ms) / self.bucket_ms <= MAX_BUCKETS,
             "bucket",
-            format!("window + lateness span more than {MAX_BUCKETS} buckets"),
+            format!("window + history horizon span more than {MAX_BUCKETS} buckets"),
         )?;
         check(
             self.min_distinct_customers >= 1,
@@ -266,7 +280,8 @@ impl DetectorConfig {
         };
         baseline
             .max(recurrence)
-            .max(self.window_ms + self.allowed_lateness_ms)
+            .max(self.window_ms)
+            .max(self.history_horizon_ms)
     }
 
     /// The surge rule in words, for an action's evidence and the ops page.
@@ -378,7 +393,7 @@ mod tests {
             described.contains("per 1 d in 3 of the last 5"),
             "{described}"
         );
-        assert_eq!(config.history_ms(), 5 * DAY);
+        assert_eq!(config.history_ms(), 7 * DAY);
     }
 
     #[test]
@@ -407,12 +422,18 @@ mod tests {
         );
         assert_eq!(
             bad(|c| {
-                c.bucket_ms = 1_000;
-                c.allowed_lateness_ms = 3 * HOUR
+                c.bucket_ms = MINUTE;
+                c.window_ms = HOUR
             }),
             "bucket",
             "too many buckets"
         );
+        assert_eq!(
+            bad(|c| c.history_horizon_ms = 4 * DAY),
+            "history_horizon",
+            "shorter than the recurrence span"
+        );
+        assert_eq!(bad(|c| c.history_horizon_ms = 32 * DAY), "history_horizon");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Trend detection over theme mentions, by event time. Pure: no I/O, no clock. The same
-//! mentions in the same order always give the same observations, so detection is
-//! testable with synthetic streams and a restarted service rebuilds its state by
-//! replaying what it stored.
+//! set of mentions within the history horizon gives the same state and the same
+//! episodes in any arrival order (late mentions count in the past buckets they belong to
+//! and the detectors re-evaluate), so detection is testable with synthetic streams and a
+//! restarted service rebuilds its state by replaying what it stored.
 //!
 //! Per theme, mentions are counted in epoch-aligned buckets of event time (all mentions,
 //! negative ones, negatives per customer). Two detectors read those counts:
@@ -111,6 +112,34 @@ impl Trigger {
     }
 }
 
+/// The largest window counts seen during an active episode: its evidence. Unlike the
+/// window at the moment a theme is raised, it does not depend on the order the mentions
+/// arrived in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peak {
+    pub mentions: u32,
+    pub negative_mentions: u32,
+    pub counted_negative_mentions: u32,
+    pub distinct_customers: u32,
+}
+
+impl Peak {
+    fn of(window: &WindowStats) -> Self {
+        let mut peak = Self::default();
+        peak.grow(window);
+        peak
+    }
+
+    fn grow(&mut self, window: &WindowStats) {
+        self.mentions = self.mentions.max(window.mentions);
+        self.negative_mentions = self.negative_mentions.max(window.negative_mentions);
+        self.counted_negative_mentions = self
+            .counted_negative_mentions
+            .max(window.counted_negative_mentions);
+        self.distinct_customers = self.distinct_customers.max(window.distinct_customers);
+    }
+}
+
 /// A theme that is raised: why, and what its window holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
@@ -119,21 +148,50 @@ pub struct Signal {
     /// Where the evidence for this trigger starts (the window for a surge, the oldest
     /// period for a recurrence).
     pub evidence_start_ms: i64,
-    /// Event time at which the theme became active.
+    /// Event time at which the theme became active: the event time of the trigger.
+    /// Mentions that arrive late can put it well before the time the signal is seen.
     pub active_since_ms: i64,
+    /// The episode's largest window so far.
+    pub peak: Peak,
+}
+
+impl Signal {
+    /// Distinct complaining customers of the episode (its peak window): the evidence
+    /// count, the same for any arrival order.
+    pub fn customers(&self) -> u32 {
+        self.peak.distinct_customers
+    }
+
+    /// Event time of the trigger (see [`Signal::active_since_ms`]).
+    pub fn triggered_at_ms(&self) -> i64 {
+        self.active_since_ms
+    }
+}
+
+/// How one mention of a batch was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// Counted in the bucket of its event time (or seen already).
+    Counted,
+    /// Older than the theme's newest event time minus the history horizon: not counted.
+    BeyondHorizon,
+    /// Given before the theme's last resolution: feeds the baseline only.
+    BeforeResolution,
 }
 
 /// The result of observing one mention.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
-    /// Older than the theme's newest event time minus the allowed lateness: not counted.
-    TooLate,
+    /// Older than the theme's newest event time minus the history horizon: not counted.
+    BeyondHorizon,
     /// Given before the theme's last resolution: answered by it. Part of the theme's
     /// baseline, not of the current incident.
     BeforeResolution,
     /// Counted; the theme is not raised.
     Quiet(WindowStats),
-    /// Counted; the theme just became active (the rising edge).
+    /// Counted; the theme just became active (the rising edge), possibly in the past
+    /// (late mentions made it fire at `active_since_ms`), or late mentions grew the
+    /// evidence of an episode that already ended.
     Raised(Signal),
     /// Counted; the theme was already active and still is.
     Active(Signal),
@@ -150,12 +208,15 @@ impl Observation {
 
     /// Whether the mention was counted.
     pub fn counted(&self) -> bool {
-        !matches!(self, Observation::TooLate | Observation::BeforeResolution)
+        !matches!(
+            self,
+            Observation::BeyondHorizon | Observation::BeforeResolution
+        )
     }
 }
 
-/// All themes' state. Themes are independent, so the result for a theme depends only on
-/// the order of that theme's mentions (which a theme-keyed partition preserves).
+/// All themes' state. Themes are independent; a theme's state depends on the set of its
+/// mentions within the horizon (and its resolution), not on their arrival order.
 #[derive(Debug)]
 pub struct Detector {
     settings: DetectorSettings,
@@ -189,26 +250,48 @@ impl Detector {
 
     /// Counts `mention` for `theme` and applies the detectors.
     pub fn observe(&mut self, theme: &str, mention: &Mention) -> Observation {
+        let (intakes, observation) = self.observe_batch(theme, std::slice::from_ref(mention));
+        match intakes.first() {
+            Some(Intake::BeyondHorizon) => Observation::BeyondHorizon,
+            Some(Intake::BeforeResolution) => Observation::BeforeResolution,
+            _ => observation,
+        }
+    }
+
+    /// Counts a batch of `theme`'s mentions, in any order, and applies the detectors:
+    /// mentions older than the newest one seen cost one rebuild per batch, not one per
+    /// mention. Returns how each mention was taken (in the order given) and the theme's
+    /// state after the batch (`Raised` if the batch made an episode start, move or grow
+    /// — once, even if it holds several).
+    pub fn observe_batch(
+        &mut self,
+        theme: &str,
+        mentions: &[Mention],
+    ) -> (Vec<Intake>, Observation) {
         let config = self.settings.for_theme(theme);
         let state = match self.themes.get_mut(theme) {
             Some(state) => state,
             None => {
-                let mut state = ThemeState::new(config, mention.at_ms);
+                let Some(first) = mentions.iter().map(|m| m.at_ms).min() else {
+                    return (Vec::new(), Observation::BeforeResolution);
+                };
+                let mut state = ThemeState::new(config, first);
                 if let Some(at) = self.pending_resolutions.remove(theme) {
-                    state.resolve(at);
+                    state.resolve(config, at);
                 }
                 self.themes.entry(theme.to_owned()).or_insert(state)
             }
         };
-        state.observe(config, mention)
+        state.observe_batch(config, mentions)
     }
 
     /// The theme's action was resolved at `at_ms`: complaints given up to then were
     /// answered and no longer count; the theme is quiet until it fires again. An older
     /// resolution than one already known changes nothing.
     pub fn resolved(&mut self, theme: &str, at_ms: i64) {
+        let config = self.settings.for_theme(theme);
         match self.themes.get_mut(theme) {
-            Some(state) => state.resolve(at_ms),
+            Some(state) => state.resolve(config, at_ms),
             None => {
                 let known = self
                     .pending_resolutions

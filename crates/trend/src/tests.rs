@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 
 const MIN: i64 = 60_000;
@@ -8,7 +10,7 @@ fn config() -> DetectorConfig {
     DetectorConfig {
         bucket_ms: 10 * MIN,
         window_ms: HOUR,
-        allowed_lateness_ms: 10 * MIN,
+        history_horizon_ms: 7 * DAY,
         min_distinct_customers: 3,
         cooldown_ms: HOUR,
         surge: SurgeConfig {
@@ -289,34 +291,57 @@ fn hysteresis_keeps_a_theme_raised_through_the_cooldown() {
 }
 
 #[test]
-fn late_mentions_count_within_the_lateness_and_are_dropped_beyond() {
+fn a_mention_beyond_the_horizon_is_dropped_and_counted() {
     let mut detector = Detector::with_config(config());
     assert!(detector
-        .observe("returns", &negative(0, "a", 200 * MIN))
+        .observe("returns", &negative(0, "a", 8 * DAY))
         .counted());
-    // 8 minutes late: counted, in the window.
-    match detector.observe("returns", &negative(1, "b", 192 * MIN)) {
-        Observation::Quiet(window) => assert_eq!(window.negative_mentions, 2),
-        other => panic!("{other:?}"),
-    }
-    // 11 minutes late: dropped.
+    // Six days late: within the 7-day horizon, counted.
+    assert!(detector
+        .observe("returns", &negative(1, "b", 2 * DAY))
+        .counted());
+    // Seven days and a minute late: dropped, and counted as such.
     assert_eq!(
-        detector.observe("returns", &negative(2, "c", 189 * MIN)),
-        Observation::TooLate
+        detector.observe("returns", &negative(2, "c", DAY - MIN)),
+        Observation::BeyondHorizon
     );
-    assert_eq!(detector.stats("returns").map(|s| s.dropped_late), Some(1));
+    let stats = detector.stats("returns").expect("seen");
+    assert_eq!(stats.dropped_beyond_horizon, 1);
+    assert_eq!(stats.watermark_ms, 8 * DAY);
 }
 
 #[test]
-fn shuffling_within_the_lateness_gives_the_same_final_counts() {
+fn a_late_mention_counts_in_the_old_bucket_it_belongs_to() {
+    let mut settings = config();
+    settings.recurrence.enabled = true;
+    let mut detector = Detector::with_config(settings);
+    detector.observe("t", &negative(0, "a", 2 * DAY + 10 * HOUR));
+    detector.observe("t", &negative(1, "b", 3 * DAY));
+    let periods = |d: &Detector| d.stats("t").expect("seen").periods;
+    assert_eq!(periods(&detector), vec![(2 * DAY, 1), (3 * DAY, 1)]);
+    // A day late, for day 2: that period counts one more customer, the window nothing.
+    match detector.observe("t", &negative(2, "c", 2 * DAY + 11 * HOUR)) {
+        Observation::Quiet(window) => assert_eq!(window.negative_mentions, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(periods(&detector), vec![(2 * DAY, 2), (3 * DAY, 1)]);
+    // Late into the current window: the window counts it.
+    match detector.observe("t", &negative(3, "d", 3 * DAY - 20 * MIN)) {
+        Observation::Quiet(window) => assert_eq!(window.negative_mentions, 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn shuffled_arrival_gives_the_same_final_counts() {
     let ordered: Vec<Mention> = (0..300)
         .map(|i| negative(i, &format!("c{}", i % 37), i as i64 * 20_000))
         .collect();
-    // Each mention delayed by up to 9 minutes of arrival (lateness is 10).
+    // Each mention delayed by up to 5 hours of arrival.
     let mut arrival: Vec<(i64, &Mention)> = ordered
         .iter()
         .enumerate()
-        .map(|(i, m)| (m.at_ms + ((i as i64 * 7919) % 9) * MIN, m))
+        .map(|(i, m)| (m.at_ms + ((i as i64 * 7919) % 300) * MIN, m))
         .collect();
     arrival.sort_by_key(|(at, _)| *at);
     let mut in_order = Detector::with_config(config());
@@ -325,12 +350,170 @@ fn shuffling_within_the_lateness_gives_the_same_final_counts() {
         in_order.observe("t", m);
     }
     for (_, m) in &arrival {
-        assert!(shuffled.observe("t", m).counted(), "nothing too late");
+        assert!(shuffled.observe("t", m).counted(), "nothing dropped");
     }
-    let a = in_order.stats("t").expect("seen");
-    let b = shuffled.stats("t").expect("seen");
-    assert_eq!(a.window, b.window);
-    assert_eq!(a.baseline_per_window, b.baseline_per_window);
+    assert_eq!(in_order.stats("t"), shuffled.stats("t"));
+}
+
+#[test]
+fn mentions_of_the_same_instant_count_the_same_in_any_order() {
+    let mut a = Detector::with_config(config());
+    let mut b = Detector::with_config(config());
+    let tie: Vec<Mention> = (0..8)
+        .map(|i| negative(i, &format!("c{}", i % 3), HOUR))
+        .collect();
+    for m in &tie {
+        a.observe("t", m);
+    }
+    for m in tie.iter().rev() {
+        b.observe("t", m);
+    }
+    assert_eq!(a.stats("t"), b.stats("t"));
+    // The same mention twice counts once.
+    b.observe("t", &tie[0]);
+    assert_eq!(a.stats("t"), b.stats("t"));
+}
+
+#[test]
+fn a_replay_keeps_the_resolution() {
+    let mut detector = Detector::with_config(config());
+    let surge: Vec<Mention> = (0..10)
+        .map(|i| negative(i as u64, &format!("s{i}"), 5 * HOUR + i * MIN))
+        .collect();
+    assert_eq!(raised_at(&mut detector, "t", &surge).len(), 1);
+    detector.resolved("t", 5 * HOUR + 20 * MIN);
+    // A late mention from before the resolution: answered, only in the baseline.
+    assert_eq!(
+        detector.observe("t", &negative(100, "late", 5 * HOUR + 2 * MIN)),
+        Observation::BeforeResolution
+    );
+    // A late mention after it, older than the newest: counted after a replay that
+    // keeps the resolution (the surge before it stays answered).
+    detector.observe("t", &negative(101, "x", 5 * HOUR + 30 * MIN));
+    match detector.observe("t", &negative(102, "y", 5 * HOUR + 25 * MIN)) {
+        Observation::Quiet(window) => assert_eq!(window.negative_mentions, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(detector.resolved_at("t"), Some(5 * HOUR + 20 * MIN));
+}
+
+/// The service's semantics: one unresolved action per theme (never resolved here), its
+/// evidence the latest signal's customers.
+fn actions(
+    observations: &mut dyn FnMut(&mut Detector) -> Vec<(String, Observation)>,
+) -> (Detector, BTreeMap<String, (u32, u32)>) {
+    let mut settings = config();
+    settings.recurrence.enabled = true;
+    settings.surge.season_ms = DAY;
+    let mut detector = Detector::with_config(settings);
+    let mut actions: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for (theme, observation) in observations(&mut detector) {
+        match observation {
+            Observation::Raised(signal) => {
+                let action = actions.entry(theme).or_insert((1, 0));
+                action.1 = signal.customers();
+            }
+            Observation::Active(signal) => {
+                let action = actions.get_mut(&theme).expect("active after raised");
+                action.1 = signal.customers();
+            }
+            _ => {}
+        }
+    }
+    (detector, actions)
+}
+
+/// Three days: a quiet background theme, a theme that surges on the third day, and one
+/// that recurs every day.
+fn multi_day_stream() -> Vec<(String, Mention)> {
+    let mut stream = Vec::new();
+    let mut add = |theme: &str, m: Mention| stream.push((theme.to_owned(), m));
+    let mut n = 0;
+    // Three customers complain now and then: below the recurrence floor of 4 a day.
+    for i in 0..3 * 24 {
+        n += 1;
+        add(
+            "background",
+            negative(n, &format!("b{}", i % 3), i * HOUR + 7 * MIN),
+        );
+        n += 1;
+        add(
+            "surging",
+            negative(n, &format!("g{}", i % 3), i * HOUR + 41 * MIN),
+        );
+    }
+    for i in 0..30 {
+        n += 1;
+        add(
+            "surging",
+            negative(n, &format!("s{i}"), 2 * DAY + 9 * HOUR + i * MIN),
+        );
+    }
+    for day in 0..3 {
+        for c in 0..5 {
+            n += 1;
+            let customer = format!("r{day}-{c}");
+            add(
+                "recurring",
+                negative(n, &customer, day * DAY + 15 * HOUR + c * 17 * MIN),
+            );
+        }
+    }
+    stream.sort_by_key(|(_, m)| m.at_ms);
+    stream
+}
+
+#[test]
+fn any_arrival_order_gives_the_same_actions_and_counts() {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    let stream = multi_day_stream();
+    let (in_order, expected) = actions(&mut |detector| {
+        stream
+            .iter()
+            .map(|(theme, m)| (theme.clone(), detector.observe(theme, m)))
+            .collect()
+    });
+    let raised: Vec<&String> = expected.keys().collect();
+    assert_eq!(raised, ["recurring", "surging"], "{expected:?}");
+    for seed in 0..24 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut shuffled = stream.clone();
+        shuffled.shuffle(&mut rng);
+        let (detector, got) = actions(&mut |detector| {
+            let mut observations = Vec::new();
+            let mut rest = shuffled.as_slice();
+            while !rest.is_empty() {
+                // Odd seeds one by one, even ones in batches (as the service takes them).
+                let size = if seed % 2 == 1 {
+                    1
+                } else {
+                    rng.random_range(1..=40).min(rest.len())
+                };
+                let (batch, tail) = rest.split_at(size);
+                rest = tail;
+                let mut by_theme: BTreeMap<&str, Vec<Mention>> = BTreeMap::new();
+                for (theme, m) in batch {
+                    by_theme.entry(theme).or_default().push(m.clone());
+                }
+                for (theme, mentions) in by_theme {
+                    let (intakes, observation) = detector.observe_batch(theme, &mentions);
+                    assert!(intakes.iter().all(|i| *i == Intake::Counted), "{intakes:?}");
+                    observations.push((theme.to_owned(), observation));
+                }
+            }
+            observations
+        });
+        assert_eq!(got, expected, "seed {seed}");
+        for theme in ["background", "surging", "recurring"] {
+            assert_eq!(
+                detector.stats(theme),
+                in_order.stats(theme),
+                "seed {seed}, {theme}"
+            );
+        }
+    }
 }
 
 #[test]

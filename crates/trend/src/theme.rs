@@ -2,16 +2,27 @@
 //! them, the learned baseline, the recurrence periods and the hysteresis.
 //!
 //! Everything is driven by event time only. The theme's *watermark* is the newest event
-//! time seen; a mention older than `watermark - allowed_lateness` is too late. A bucket
-//! leaves the surge window when the window slides past it, and is *folded* into the
-//! baseline once no late mention can reach it any more — so the baseline never includes
-//! the window it is compared with, and a late mention never changes a folded bucket.
+//! time seen; a mention older than `watermark - history_horizon` is beyond the horizon and
+//! dropped. A bucket leaves the surge window when the window slides past it and is then
+//! *folded* into the baseline, so the baseline never includes the window it is compared
+//! with.
+//!
+//! Arrival order does not matter: the pipeline does not keep event-time order (a backlog,
+//! a replay or an import delivers old mentions after new ones). The theme keeps the
+//! mentions within the horizon in a log sorted by a total order, and its derived state
+//! ([`Counting`]: buckets, window, baseline, periods, hysteresis) is always the result of
+//! counting that log in order, starting from a checkpoint (the count of the mentions that
+//! left the horizon). A mention that sorts after everything seen is counted
+//! incrementally; one that sorts before is inserted and the derived state is rebuilt by
+//! replaying the log from the checkpoint. Every state is thus a function of the set of
+//! mentions (and the resolution), not of the order they came in.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::config::DetectorConfig;
 use crate::poisson;
-use crate::{Mention, Observation, Signal, Trigger, WindowStats};
+use crate::{Intake, Mention, Observation, Peak, Signal, Trigger, WindowStats};
 
 /// How far one observed season moves a seasonal slot towards it: a week-old day still
 /// weighs 0.7^7 ≈ 8%, so the profile adapts within a week without following one odd day.
@@ -48,14 +59,14 @@ impl Counts {
 
 /// One bucket: `all` feeds the baseline; `windowed` is the part the surge window
 /// currently counts (empty again after a resolution: those complaints were answered).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Bucket {
     all: Counts,
     windowed: Counts,
 }
 
 /// The surge window's running totals, kept incrementally so an observation is O(1).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Window {
     counts: Counts,
     capped: u32,
@@ -86,7 +97,7 @@ impl Window {
 }
 
 /// The theme's normal level of (capped) negative mentions per bucket.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Baseline {
     /// Exponentially weighted mean over recent buckets.
     recent: f64,
@@ -98,12 +109,60 @@ struct Baseline {
     folded: u64,
 }
 
-#[derive(Debug, Clone)]
-struct Active {
+/// The theme's latest active episode since the last resolution: kept after it ended, so
+/// that a replay can tell whether late mentions made a (past) episode appear or grow.
+#[derive(Debug, Clone, PartialEq)]
+struct Episode {
     since_ms: i64,
     last_fired_ms: i64,
     trigger: Trigger,
     evidence_start_ms: i64,
+    /// The largest window seen while the episode was open: the evidence, which unlike
+    /// the window at the moment of raising does not depend on arrival order.
+    peak: Peak,
+    /// Still active (a detector fired within the cooldown).
+    open: bool,
+}
+
+impl Episode {
+    fn signal(&self, window: WindowStats) -> Signal {
+        Signal {
+            trigger: self.trigger.clone(),
+            window,
+            evidence_start_ms: self.evidence_start_ms,
+            active_since_ms: self.since_ms,
+            peak: self.peak.clone(),
+        }
+    }
+}
+
+/// A mention in the theme's log, ordered by (event time, feedback, customer): a total
+/// order, so that mentions of the same instant are counted in the same order whatever
+/// order they arrived in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Logged(Mention);
+
+impl Ord for Logged {
+    fn cmp(&self, other: &Self) -> Ordering {
+        counting_order(&self.0, &other.0)
+    }
+}
+
+/// The total order mentions are counted in: event time, then feedback, customer and
+/// sentiment, so that ties at one instant do not depend on arrival order.
+fn counting_order(a: &Mention, b: &Mention) -> Ordering {
+    (a.at_ms, &a.feedback_id, &a.customer_id, a.negative).cmp(&(
+        b.at_ms,
+        &b.feedback_id,
+        &b.customer_id,
+        b.negative,
+    ))
+}
+
+impl PartialOrd for Logged {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// Read-only view of a theme for the ops API.
@@ -118,12 +177,29 @@ pub struct ThemeStats {
     pub periods: Vec<(i64, u32)>,
     /// Whether the theme is raised (in hysteresis) and since when (event time).
     pub active_since_ms: Option<i64>,
-    pub dropped_late: u64,
+    /// Mentions dropped because they were older than the watermark minus the horizon.
+    pub dropped_beyond_horizon: u64,
     pub resolved_at_ms: Option<i64>,
 }
 
+/// One theme: the sorted log of its mentions within the horizon, the count of the ones
+/// that left it, and the derived state of all of them.
 #[derive(Debug)]
 pub(crate) struct ThemeState {
+    /// Mentions within the horizon (`watermark - history_horizon` and newer), sorted.
+    log: BTreeSet<Logged>,
+    /// The derived state of the mentions that left the log; `None` until one did (a
+    /// replay then starts from the oldest mention in the log).
+    checkpoint: Option<Counting>,
+    /// The derived state of the checkpoint plus the log.
+    counting: Counting,
+    resolved_at: Option<i64>,
+    dropped_beyond_horizon: u64,
+}
+
+/// The derived state: what counting mentions in event-time order gives.
+#[derive(Debug, Clone)]
+struct Counting {
     watermark: i64,
     resolved_at: Option<i64>,
     buckets: BTreeMap<i64, Bucket>,
@@ -133,13 +209,199 @@ pub(crate) struct ThemeState {
     baseline: Baseline,
     /// Distinct negative customers per recurrence period index (the last `n` only).
     periods: BTreeMap<i64, HashSet<String>>,
-    active: Option<Active>,
-    dropped_late: u64,
+    episode: Option<Episode>,
 }
+
+/// What an observation changes about the theme's episode, to tell a new or grown one
+/// from one already reported.
+type EpisodeMark = Option<(i64, Peak)>;
 
 impl ThemeState {
     /// A theme whose first mention is at `at_ms`.
     pub(crate) fn new(config: &DetectorConfig, at_ms: i64) -> Self {
+        Self {
+            log: BTreeSet::new(),
+            checkpoint: None,
+            counting: Counting::new(config, at_ms, None),
+            resolved_at: None,
+            dropped_beyond_horizon: 0,
+        }
+    }
+
+    pub(crate) fn resolved_at(&self) -> Option<i64> {
+        self.resolved_at
+    }
+
+    /// Counts `mentions` (any order) and applies the detectors, replaying the log at most
+    /// once. Returns how each mention was taken, in the order given, and the theme's
+    /// state after them: `Raised` when the batch started a new episode (or grew a past
+    /// one's evidence through late mentions), `Active` while the episode goes on, else
+    /// `Quiet`.
+    pub(crate) fn observe_batch(
+        &mut self,
+        config: &DetectorConfig,
+        mentions: &[Mention],
+    ) -> (Vec<Intake>, Observation) {
+        let before = self.episode_mark();
+        let mut order: Vec<usize> = (0..mentions.len()).collect();
+        // In event-time order, so a batch holding old and new mentions counts the old
+        // ones before the new ones move the horizon past them.
+        order.sort_by(|&a, &b| counting_order(&mentions[a], &mentions[b]));
+        let mut intakes = vec![Intake::Counted; mentions.len()];
+        let mut replay = false;
+        for index in order {
+            let mention = &mentions[index];
+            if mention.at_ms < self.horizon_start(config) {
+                self.dropped_beyond_horizon += 1;
+                intakes[index] = Intake::BeyondHorizon;
+                continue;
+            }
+            if self.resolved_at.is_some_and(|at| mention.at_ms <= at) {
+                intakes[index] = Intake::BeforeResolution;
+            }
+            let logged = Logged(mention.clone());
+            let in_order = self.log.last().is_none_or(|last| &logged > last);
+            if !self.log.insert(logged) {
+                continue; // seen already: counted once
+            }
+            if in_order && !replay {
+                self.counting.apply(config, mention);
+            } else {
+                replay = true;
+            }
+        }
+        if replay {
+            self.replay(config);
+        }
+        self.leave_horizon(config);
+        (intakes, self.outcome(config, before))
+    }
+
+    fn horizon_start(&self, config: &DetectorConfig) -> i64 {
+        self.counting
+            .watermark
+            .saturating_sub(config.history_horizon_ms)
+    }
+
+    /// Rebuilds the derived state from the checkpoint and the sorted log.
+    fn replay(&mut self, config: &DetectorConfig) {
+        let mut counting = match (&self.checkpoint, self.log.first()) {
+            (Some(checkpoint), _) => checkpoint.clone(),
+            (None, Some(first)) => Counting::new(config, first.0.at_ms, self.resolved_at),
+            (None, None) => return,
+        };
+        for logged in &self.log {
+            counting.apply(config, &logged.0);
+        }
+        self.counting = counting;
+    }
+
+    /// Moves the mentions older than the horizon from the log into the checkpoint: no
+    /// mention that sorts before them is accepted any more.
+    fn leave_horizon(&mut self, config: &DetectorConfig) {
+        let start = self.horizon_start(config);
+        while self.log.first().is_some_and(|first| first.0.at_ms < start) {
+            let Some(Logged(mention)) = self.log.pop_first() else {
+                break;
+            };
+            self.checkpoint
+                .get_or_insert_with(|| Counting::new(config, mention.at_ms, self.resolved_at))
+                .apply(config, &mention);
+        }
+    }
+
+    fn episode_mark(&self) -> EpisodeMark {
+        let episode = self.counting.episode.as_ref()?;
+        Some((episode.since_ms, episode.peak.clone()))
+    }
+
+    fn outcome(&self, config: &DetectorConfig, before: EpisodeMark) -> Observation {
+        let window = self.counting.window_stats(config);
+        let Some(episode) = &self.counting.episode else {
+            return Observation::Quiet(window);
+        };
+        match before {
+            Some((since, _)) if since == episode.since_ms && episode.open => {
+                Observation::Active(episode.signal(window))
+            }
+            Some((since, peak)) if since == episode.since_ms && peak == episode.peak => {
+                Observation::Quiet(window)
+            }
+            // New, moved by late mentions, or a past episode whose evidence grew.
+            _ => Observation::Raised(episode.signal(window)),
+        }
+    }
+
+    /// A resolution learnt late (made on another instance): resolves, then makes sure
+    /// `mentions` (the theme's stored mentions given after it) are in the log, and
+    /// rebuilds. Returns the signal if the theme is active after that.
+    pub(crate) fn recount(
+        &mut self,
+        config: &DetectorConfig,
+        mentions: &[Mention],
+    ) -> Option<Signal> {
+        let start = self.horizon_start(config);
+        let mut missing = false;
+        for mention in mentions.iter().filter(|m| m.at_ms >= start) {
+            missing |= self.log.insert(Logged(mention.clone()));
+        }
+        if missing {
+            self.replay(config);
+            self.leave_horizon(config);
+        }
+        self.current(config)
+    }
+
+    /// The signal if the theme is active, without new input.
+    pub(crate) fn current(&self, config: &DetectorConfig) -> Option<Signal> {
+        let episode = self.counting.episode.as_ref().filter(|e| e.open)?;
+        Some(episode.signal(self.counting.window_stats(config)))
+    }
+
+    /// The theme's action was resolved at `at_ms` (a time the customers can compare with
+    /// when they complained): mentions given up to then feed only the baseline, the
+    /// window and the recurrence periods count only later ones, and the theme is quiet
+    /// until it fires again. The resolution is a parameter of the state, so a replay
+    /// applies it again. An older resolution than one already known changes nothing.
+    pub(crate) fn resolve(&mut self, config: &DetectorConfig, at_ms: i64) {
+        if self.resolved_at.is_some_and(|known| known >= at_ms) {
+            return;
+        }
+        self.resolved_at = Some(at_ms);
+        if let Some(checkpoint) = &mut self.checkpoint {
+            checkpoint.resolve(at_ms);
+        }
+        self.counting.resolve(at_ms);
+        // Mentions after the resolution that were counted before it (and cleared) count
+        // again, as they would had the resolution been known first.
+        if self.log.last().is_some_and(|last| last.0.at_ms > at_ms) {
+            self.replay(config);
+        }
+    }
+
+    pub(crate) fn stats(&self, config: &DetectorConfig) -> ThemeStats {
+        let counting = &self.counting;
+        ThemeStats {
+            watermark_ms: counting.watermark,
+            window: counting.window_stats(config),
+            baseline_per_window: counting.baseline.recent * config.window_buckets() as f64,
+            periods: counting
+                .periods
+                .iter()
+                .map(|(&index, customers)| {
+                    (index * config.recurrence.period_ms, customers.len() as u32)
+                })
+                .collect(),
+            active_since_ms: self.current(config).map(|s| s.active_since_ms),
+            dropped_beyond_horizon: self.dropped_beyond_horizon,
+            resolved_at_ms: self.resolved_at,
+        }
+    }
+}
+
+impl Counting {
+    /// The state before the first mention, at `at_ms`.
+    fn new(config: &DetectorConfig, at_ms: i64, resolved_at: Option<i64>) -> Self {
         let bucket = bucket_of(config, at_ms);
         let season_slots = if config.surge.season_ms > 0 {
             (config.surge.season_ms / config.bucket_ms) as usize
@@ -148,31 +410,22 @@ impl ThemeState {
         };
         Self {
             watermark: at_ms,
-            resolved_at: None,
+            resolved_at,
             buckets: BTreeMap::new(),
             window_first: bucket - config.window_buckets() + 1,
             window: Window::default(),
             baseline: Baseline {
                 seasonal: vec![None; season_slots],
-                // The lowest bucket a mention accepted from now on can land in.
-                next_fold: bucket_of(config, at_ms - config.allowed_lateness_ms),
+                next_fold: bucket,
                 ..Baseline::default()
             },
             periods: BTreeMap::new(),
-            active: None,
-            dropped_late: 0,
+            episode: None,
         }
     }
 
-    pub(crate) fn resolved_at(&self) -> Option<i64> {
-        self.resolved_at
-    }
-
-    pub(crate) fn observe(&mut self, config: &DetectorConfig, mention: &Mention) -> Observation {
-        if mention.at_ms < self.watermark - config.allowed_lateness_ms {
-            self.dropped_late += 1;
-            return Observation::TooLate;
-        }
+    /// Counts a mention that is not older than any counted so far.
+    fn apply(&mut self, config: &DetectorConfig, mention: &Mention) {
         if mention.at_ms > self.watermark {
             self.advance(config, mention.at_ms);
         }
@@ -184,46 +437,16 @@ impl ThemeState {
                 .or_default()
                 .all
                 .add(mention);
-            return Observation::BeforeResolution;
+            return;
         }
         self.count(config, mention);
-        self.evaluate(config)
+        self.evaluate(config);
     }
 
-    /// After [`ThemeState::resolve`] with a resolution learnt late (made on another
-    /// instance): counts the mentions given after it into the window and the periods
-    /// again — they are in the baseline already — and re-evaluates.
-    pub(crate) fn recount(
-        &mut self,
-        config: &DetectorConfig,
-        mentions: &[Mention],
-    ) -> Option<Signal> {
-        let cap = config.surge.per_customer_cap;
-        let oldest_period = period_of(config, self.watermark) - i64::from(config.recurrence.n) + 1;
-        for mention in mentions {
-            if self.resolved_at.is_some_and(|at| mention.at_ms <= at)
-                || mention.at_ms > self.watermark
-            {
-                continue;
-            }
-            let index = bucket_of(config, mention.at_ms);
-            if index >= self.window_first {
-                self.buckets.entry(index).or_default().windowed.add(mention);
-                self.window.add(mention, cap);
-            }
-            let period = period_of(config, mention.at_ms);
-            if mention.negative && period >= oldest_period {
-                self.periods
-                    .entry(period)
-                    .or_default()
-                    .insert(mention.customer_id.clone());
-            }
-        }
-        self.evaluate(config).signal().cloned()
-    }
-
-    /// Moves the watermark to `to_ms`: slides the window, folds what can no longer
-    /// change into the baseline and forgets recurrence periods that fell out.
+    /// Moves the watermark to `to_ms`: slides the window, folds the buckets that left
+    /// it into the baseline and forgets recurrence periods that fell out. (A late
+    /// mention for a folded bucket rebuilds the state by a replay, so nothing waits for
+    /// lateness here.)
     fn advance(&mut self, config: &DetectorConfig, to_ms: i64) {
         self.watermark = to_ms;
         let current = bucket_of(config, to_ms);
@@ -235,12 +458,10 @@ impl ThemeState {
             }
             self.window_first = first;
         }
-        let settled = (to_ms - config.allowed_lateness_ms).div_euclid(config.bucket_ms);
-        self.fold_until(config, first.min(settled));
+        self.fold_until(config, first);
         let oldest_period = period_of(config, to_ms) - i64::from(config.recurrence.n) + 1;
         self.periods = self.periods.split_off(&oldest_period);
     }
-
     fn fold_until(&mut self, config: &DetectorConfig, limit: i64) {
         let alpha =
             1.0 - 0.5f64.powf(config.bucket_ms as f64 / config.surge.baseline_half_life_ms as f64);
@@ -409,98 +630,50 @@ impl ThemeState {
     }
 
     /// Applies both detectors and the hysteresis to the current state.
-    fn evaluate(&mut self, config: &DetectorConfig) -> Observation {
+    fn evaluate(&mut self, config: &DetectorConfig) {
         let window = self.window_stats(config);
         let fired = match self.surge(config, &window) {
             Some(trigger) => Some((trigger, window.start_ms)),
             None => self.recurrence(config),
         };
         let now = self.watermark;
-        match (fired, &mut self.active) {
+        let open = self.episode.as_mut().filter(|episode| episode.open);
+        match (fired, open) {
             (Some((trigger, evidence_start_ms)), None) => {
-                self.active = Some(Active {
+                self.episode = Some(Episode {
                     since_ms: now,
                     last_fired_ms: now,
-                    trigger: trigger.clone(),
+                    trigger,
                     evidence_start_ms,
+                    peak: Peak::of(&window),
+                    open: true,
                 });
-                Observation::Raised(Signal {
-                    trigger,
-                    window,
-                    evidence_start_ms,
-                    active_since_ms: now,
-                })
             }
-            (Some((trigger, evidence_start_ms)), Some(active)) => {
-                active.last_fired_ms = now;
-                active.trigger = trigger.clone();
-                active.evidence_start_ms = evidence_start_ms;
-                Observation::Active(Signal {
-                    trigger,
-                    window,
-                    evidence_start_ms,
-                    active_since_ms: active.since_ms,
-                })
+            (Some((trigger, evidence_start_ms)), Some(episode)) => {
+                episode.last_fired_ms = now;
+                episode.trigger = trigger;
+                episode.evidence_start_ms = evidence_start_ms;
+                episode.peak.grow(&window);
             }
-            (None, Some(active)) if now - active.last_fired_ms < config.cooldown_ms => {
-                Observation::Active(Signal {
-                    trigger: active.trigger.clone(),
-                    window,
-                    evidence_start_ms: active.evidence_start_ms,
-                    active_since_ms: active.since_ms,
-                })
+            (None, Some(episode)) if now - episode.last_fired_ms < config.cooldown_ms => {
+                episode.peak.grow(&window);
             }
-            (None, _) => {
-                self.active = None;
-                Observation::Quiet(window)
-            }
+            (None, Some(episode)) => episode.open = false,
+            (None, None) => {}
         }
     }
 
-    /// The signal if the theme is active, without new input.
-    pub(crate) fn current(&self, config: &DetectorConfig) -> Option<Signal> {
-        let active = self.active.as_ref()?;
-        Some(Signal {
-            trigger: active.trigger.clone(),
-            window: self.window_stats(config),
-            evidence_start_ms: active.evidence_start_ms,
-            active_since_ms: active.since_ms,
-        })
-    }
-
-    /// The theme's action was resolved at `at_ms` (a time the customers can compare with
-    /// when they complained): the window and the recurrence periods forget everything,
-    /// mentions given up to then are ignored from now on, and the theme is quiet again.
-    /// The baseline keeps its history: it describes the theme, not the incident.
-    pub(crate) fn resolve(&mut self, at_ms: i64) {
-        if self.resolved_at.is_some_and(|known| known >= at_ms) {
-            return;
-        }
+    /// See [`ThemeState::resolve`]: the window and the periods forget everything, the
+    /// episode ends; the baseline keeps its history (it describes the theme, not the
+    /// incident).
+    fn resolve(&mut self, at_ms: i64) {
         self.resolved_at = Some(at_ms);
         for bucket in self.buckets.values_mut() {
             bucket.windowed = Counts::default();
         }
         self.window = Window::default();
         self.periods.clear();
-        self.active = None;
-    }
-
-    pub(crate) fn stats(&self, config: &DetectorConfig) -> ThemeStats {
-        ThemeStats {
-            watermark_ms: self.watermark,
-            window: self.window_stats(config),
-            baseline_per_window: self.baseline.recent * config.window_buckets() as f64,
-            periods: self
-                .periods
-                .iter()
-                .map(|(&index, customers)| {
-                    (index * config.recurrence.period_ms, customers.len() as u32)
-                })
-                .collect(),
-            active_since_ms: self.active.as_ref().map(|a| a.since_ms),
-            dropped_late: self.dropped_late,
-            resolved_at_ms: self.resolved_at,
-        }
+        self.episode = None;
     }
 }
 

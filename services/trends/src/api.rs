@@ -237,7 +237,7 @@ pub struct DetectorView {
     pub baseline_per_window: f64,
     pub active_since: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
-    pub dropped_late: u64,
+    pub dropped_beyond_horizon: u64,
     /// Distinct complaining customers per recurrence period (start, customers).
     pub recurrence_periods: Vec<(DateTime<Utc>, u32)>,
 }
@@ -335,7 +335,7 @@ async fn theme_stats(
         baseline_per_window: (stats.baseline_per_window * 100.0).round() / 100.0,
         active_since: stats.active_since_ms.map(time),
         resolved_at: stats.resolved_at_ms.map(time),
-        dropped_late: stats.dropped_late,
+        dropped_beyond_horizon: stats.dropped_beyond_horizon,
         recurrence_periods: stats
             .periods
             .into_iter()

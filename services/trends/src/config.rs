@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Everything the trends service needs to know at start-up.
 #[derive(Debug, Clone, clap::Parser)]
@@ -61,9 +62,10 @@ pub struct Config {
     /// Both detectors: distinct complaining customers needed (one angry customer is no trend).
     #[arg(long, env = "TRENDS_MIN_DISTINCT_CUSTOMERS", default_value_t = 5)]
     pub min_distinct_customers: u32,
-    /// How far behind the newest mention of a theme a late mention still counts.
-    #[arg(long, env = "TRENDS_ALLOWED_LATENESS_MINUTES", default_value_t = 10)]
-    pub allowed_lateness_minutes: i64,
+    /// How far behind the newest mention of a theme a mention still counts, in its own
+    /// event-time bucket and whatever order it arrives in (at least the recurrence span).
+    #[arg(long, env = "TRENDS_HISTORY_HORIZON_DAYS", default_value_t = 7)]
+    pub history_horizon_days: i64,
     /// Hysteresis: a raised theme stays active until no detector fired for this long.
     #[arg(long, env = "TRENDS_COOLDOWN_MINUTES", default_value_t = 120)]
     pub cooldown_minutes: i64,
@@ -122,7 +124,7 @@ pub struct Config {
 pub struct ThemeOverride {
     pub bucket_minutes: Option<i64>,
     pub window_minutes: Option<i64>,
-    pub allowed_lateness_minutes: Option<i64>,
+    pub history_horizon_days: Option<i64>,
     pub min_distinct_customers: Option<u32>,
     pub cooldown_minutes: Option<i64>,
     #[serde(default)]
@@ -168,7 +170,9 @@ impl ThemeOverride {
         let hours = |v: Option<i64>, current: i64| v.map_or(current, |h| h * HOUR_MS);
         c.bucket_ms = minutes(self.bucket_minutes, c.bucket_ms);
         c.window_ms = minutes(self.window_minutes, c.window_ms);
-        c.allowed_lateness_ms = minutes(self.allowed_lateness_minutes, c.allowed_lateness_ms);
+        c.history_horizon_ms = self
+            .history_horizon_days
+            .map_or(c.history_horizon_ms, |d| d.saturating_mul(DAY_MS));
         c.min_distinct_customers = self
             .min_distinct_customers
             .unwrap_or(c.min_distinct_customers);
@@ -223,7 +227,7 @@ impl Config {
         DetectorConfig {
             bucket_ms: self.bucket_minutes.saturating_mul(MINUTE_MS),
             window_ms: self.window_minutes.saturating_mul(MINUTE_MS),
-            allowed_lateness_ms: self.allowed_lateness_minutes.saturating_mul(MINUTE_MS),
+            history_horizon_ms: self.history_horizon_days.saturating_mul(DAY_MS),
             min_distinct_customers: self.min_distinct_customers,
             cooldown_ms: self.cooldown_minutes.saturating_mul(MINUTE_MS),
             surge: SurgeConfig {

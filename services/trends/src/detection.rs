@@ -13,7 +13,8 @@ use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming};
 use closeloop_events::{ActionEventKind, Envelope, Evidence, SentimentLabel, ThemeMention};
 use closeloop_trend::{
-    Detector, DetectorConfig, DetectorSettings, Mention, Observation, Signal, ThemeStats, Trigger,
+    Detector, DetectorConfig, DetectorSettings, Intake, Mention, Observation, Signal, ThemeStats,
+    Trigger,
 };
 use uuid::Uuid;
 
@@ -34,10 +35,11 @@ pub struct DetectionState {
     reported: HashMap<String, (String, u32)>,
 }
 
-/// Customers a signal is about: the window's for a surge, all periods' for a recurrence.
+/// Customers a signal is about: the episode's peak window for a surge (the same for any
+/// arrival order of its mentions), all periods' for a recurrence.
 pub fn signal_customers(signal: &Signal) -> u32 {
     match signal.trigger {
-        Trigger::Surge { .. } => signal.window.distinct_customers,
+        Trigger::Surge { .. } => signal.customers(),
         Trigger::Recurrence {
             distinct_customers, ..
         } => distinct_customers,
@@ -56,8 +58,13 @@ impl DetectionState {
         self.detector.config(theme)
     }
 
-    pub fn observe(&mut self, theme: &str, mention: &Mention) -> Observation {
-        self.detector.observe(theme, mention)
+    /// See [`Detector::observe_batch`].
+    pub fn observe_batch(
+        &mut self,
+        theme: &str,
+        mentions: &[Mention],
+    ) -> (Vec<Intake>, Observation) {
+        self.detector.observe_batch(theme, mentions)
     }
 
     /// The theme's signal if it is active right now (without new input).
@@ -101,11 +108,10 @@ impl DetectionState {
         self.detector = rebuilt.detector;
     }
 
-    /// Feeds stored mentions (oldest first), as on start-up.
+    /// Feeds stored mentions, as on start-up: one batch, in event-time order (the
+    /// detector sorts it), so mentions that arrived late count where they belong.
     pub fn replay(&mut self, theme: &str, mentions: &[Mention]) {
-        for mention in mentions {
-            self.detector.observe(theme, mention);
-        }
+        self.detector.observe_batch(theme, mentions);
     }
 
     pub fn resolved_at(&self, theme: &str) -> Option<i64> {
@@ -194,12 +200,12 @@ pub struct ThemesHandler {
     uncounted: Arc<std::sync::Mutex<HashSet<(String, String)>>>,
 }
 
-/// What made the handler act: the signal and, for a new mention, its event time (for
-/// the detection delay).
+/// What made the handler act: the signal and, for a new mention, the event time of the
+/// trigger (for the detection delay; late mentions can put it well in the past).
 struct Firing<'a> {
     signal: Signal,
     traceparent: Option<&'a str>,
-    mention_at_ms: Option<i64>,
+    triggered_at_ms: Option<i64>,
 }
 
 impl ThemesHandler {
@@ -448,7 +454,7 @@ impl ThemesHandler {
         };
         metrics.opened(&row.theme, since_ms);
         metrics.event(kind.as_str());
-        if let Some(at_ms) = trigger.mention_at_ms {
+        if let Some(at_ms) = trigger.triggered_at_ms {
             metrics.detection_delay(now_ms - at_ms);
         }
         self.ctx.detection().reported(
@@ -589,7 +595,7 @@ impl Handler for ThemesHandler {
             || self
                 .uncounted()
                 .contains(&(row.feedback_id.clone(), row.theme.clone()));
-        self.detect(&row, new, incoming.traceparent.as_deref())
+        self.detect(&row.theme, &[(&row, new)], incoming.traceparent.as_deref())
             .await?;
         if new {
             self.ctx.metrics.counted(incoming.envelope.data.received_at);
@@ -597,8 +603,8 @@ impl Handler for ThemesHandler {
         Ok(())
     }
 
-    /// The batch's mentions stored in one transaction, then counted in their order, as
-    /// one by one.
+    /// The batch's mentions stored in one transaction, then counted per theme as one
+    /// detector batch (any order; late ones land in their event-time buckets).
     async fn handle_batch(&self, batch: &[Incoming<ThemeMention>]) -> Result<(), HandlerError> {
         let rows = batch
             .iter()
@@ -626,22 +632,25 @@ impl Handler for ThemesHandler {
                 })
                 .collect()
         };
-        // Themes are independent: each theme's mentions in order, the themes at once.
+        // Themes are independent: each theme's mentions as one batch, the themes at once.
         let mut by_theme: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, row) in rows.iter().enumerate() {
             by_theme.entry(row.theme.as_str()).or_default().push(index);
         }
         let (rows, new) = (&rows, &new);
         // Every theme runs to its end or its first failure (none is cut off mid-way).
-        futures::future::join_all(by_theme.into_values().map(|indices| async move {
-            for index in indices {
-                let traceparent = batch[index].traceparent.as_deref();
-                self.detect(&rows[index], new[index], traceparent).await?;
-                if new[index] {
-                    self.ctx
-                        .metrics
-                        .counted(batch[index].envelope.data.received_at);
-                }
+        futures::future::join_all(by_theme.into_iter().map(|(theme, indices)| async move {
+            let theme_rows: Vec<(&MentionRow, bool)> =
+                indices.iter().map(|&i| (&rows[i], new[i])).collect();
+            // The newest record's trace carries the action it may raise.
+            let traceparent = indices
+                .last()
+                .and_then(|&i| batch[i].traceparent.as_deref());
+            self.detect(theme, &theme_rows, traceparent).await?;
+            for &index in indices.iter().filter(|&&i| new[i]) {
+                self.ctx
+                    .metrics
+                    .counted(batch[index].envelope.data.received_at);
             }
             Ok::<_, HandlerError>(())
         }))
@@ -670,65 +679,75 @@ fn mention_row(mention: &ThemeMention) -> Result<MentionRow, HandlerError> {
 }
 
 impl ThemesHandler {
-    /// Counts a stored mention (`inserted`: new, not a replay) and raises or updates its
-    /// theme's action when a detector fires.
+    /// Counts stored mentions of one theme (`inserted`: new, not a replay) as one batch —
+    /// mentions older than the theme's newest cost one rebuild of its counts per batch —
+    /// and raises or updates the theme's action when a detector fires.
     async fn detect(
         &self,
-        row: &MentionRow,
-        inserted: bool,
+        theme: &str,
+        rows: &[(&MentionRow, bool)],
         traceparent: Option<&str>,
     ) -> Result<(), HandlerError> {
-        let given_at_ms = row.given_at_ms;
         let store = &self.ctx.store;
         // One action transition per theme at a time: a resolve arriving over HTTP must
         // not interleave with raising or updating (it clears the window this reads).
-        let _transition = self.ctx.transitions.of_theme(&row.theme).await;
-        let observation = {
+        let _transition = self.ctx.transitions.of_theme(theme).await;
+        let new: Vec<&MentionRow> = rows
+            .iter()
+            .filter(|(_, inserted)| *inserted)
+            .map(|(row, _)| *row)
+            .collect();
+        let (intakes, observation) = {
             let mut detection = self.ctx.detection();
-            if inserted {
-                self.uncounted()
-                    .remove(&(row.feedback_id.clone(), row.theme.clone()));
-                detection.observe(
-                    &row.theme,
-                    &Mention {
+            if new.is_empty() {
+                // Replayed records only: re-check the theme (a crash may have come
+                // between storing them and raising the action).
+                match detection.current(theme) {
+                    Some(signal) => (Vec::new(), Observation::Active(signal)),
+                    None => return Ok(()),
+                }
+            } else {
+                let mut uncounted = self.uncounted();
+                for row in &new {
+                    uncounted.remove(&(row.feedback_id.clone(), row.theme.clone()));
+                }
+                drop(uncounted);
+                let mentions: Vec<Mention> = new
+                    .iter()
+                    .map(|row| Mention {
                         feedback_id: row.feedback_id.clone(),
                         customer_id: row.customer_id.clone(),
                         negative: row.negative,
-                        at_ms: given_at_ms,
-                    },
-                )
-            } else {
-                match detection.current(&row.theme) {
-                    Some(signal) => Observation::Active(signal),
-                    None => Observation::BeforeResolution,
-                }
+                        at_ms: row.given_at_ms,
+                    })
+                    .collect();
+                detection.observe_batch(theme, &mentions)
             }
         };
-        let signal = match observation {
-            Observation::TooLate => {
-                self.ctx.metrics.dropped("too_late");
-                // So that a restart, replaying in event time order, agrees.
-                store
-                    .mark_not_counted(&row.feedback_id, &row.theme)
-                    .await
-                    .map_err(db_error)?;
-                return Ok(());
-            }
-            Observation::BeforeResolution => {
-                if inserted {
-                    self.ctx.metrics.dropped("before_resolution");
+        for (row, intake) in new.iter().zip(&intakes) {
+            match intake {
+                Intake::Counted => {}
+                Intake::BeyondHorizon => {
+                    self.ctx.metrics.dropped("beyond_horizon");
+                    // So that a restart, replaying in event time order, agrees.
+                    store
+                        .mark_not_counted(&row.feedback_id, &row.theme)
+                        .await
+                        .map_err(db_error)?;
                 }
-                return Ok(());
+                Intake::BeforeResolution => self.ctx.metrics.dropped("before_resolution"),
             }
-            Observation::Quiet(_) => return Ok(()),
+        }
+        let signal = match observation {
             Observation::Raised(signal) | Observation::Active(signal) => signal,
+            _ => return Ok(()),
         };
         let trigger = Firing {
+            triggered_at_ms: (!new.is_empty()).then_some(signal.triggered_at_ms()),
             signal,
             traceparent,
-            mention_at_ms: inserted.then_some(given_at_ms),
         };
-        self.on_triggered(&row.theme, trigger).await
+        self.on_triggered(theme, trigger).await
     }
 }
 
@@ -766,22 +785,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_that_failed_halfway_counts_the_rest_when_retried() {
+    async fn a_batch_that_failed_to_raise_raises_when_retried_and_counts_once() {
         let failing = Arc::new(context_without_broker().await);
         let handler = ThemesHandler::new(failing.clone());
         let start = Utc::now() - chrono::Duration::minutes(5);
         let batch: Vec<_> = (0..30)
             .map(|n| incoming(n, start + chrono::Duration::seconds(n as i64)))
             .collect();
-        // The detector fires partway through; the raise cannot be announced (no broker),
-        // so the batch fails after every mention was stored, before all were counted.
+        // The theme's mentions are counted as one batch and the detector fires; the raise
+        // cannot be announced (no broker), so the batch fails after it was counted.
         handler.handle_batch(&batch).await.expect_err("no broker");
         let counted = |ctx: &Context| {
             ctx.detection()
                 .stats("delivery_time")
                 .map_or(0, |stats| stats.window.negative_mentions)
         };
-        assert!(counted(&failing) < 30, "stopped before the end");
+        assert_eq!(counted(&failing), 30, "counted before the raise failed");
 
         // The retry, with the broker back (same store, same counts so far).
         let broker = EmbeddedBroker::start(1, &TopicSpec::all(1)).expect("broker");

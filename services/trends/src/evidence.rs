@@ -185,6 +185,7 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
         by_touchpoint,
         average_rating: average(rating_sum, rating_count),
         average_nps: average(nps_sum, nps_count),
+        triggered_at: Some(time(signal.triggered_at_ms())),
     }
 }
 
@@ -195,7 +196,7 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use closeloop_trend::WindowStats;
+    use closeloop_trend::{Peak, WindowStats};
 
     const MIN: i64 = 60_000;
 
@@ -214,6 +215,12 @@ mod tests {
             },
             evidence_start_ms: 0,
             active_since_ms: 60 * MIN,
+            peak: Peak {
+                mentions: 9,
+                negative_mentions: 7,
+                counted_negative_mentions: 7,
+                distinct_customers: 5,
+            },
         }
     }
 

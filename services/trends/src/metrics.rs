@@ -26,7 +26,7 @@ pub struct TrendsMetrics {
     /// From the event time of the mention that made a theme fire to the action being
     /// raised or reopened: how late the ops team hears of it.
     pub detection_delay: Histogram,
-    /// Mentions the detector did not count, by `reason` (too_late, before_resolution).
+    /// Mentions the detector did not count, by `reason` (beyond_horizon, before_resolution).
     pub mentions_dropped: IntCounterVec,
     /// When each theme's unresolved action was raised or last reopened, as a Unix
     /// time, so an alert can say how long it has been waiting. Absent when resolved.
@@ -85,7 +85,7 @@ impl TrendsMetrics {
         for event in EVENTS {
             actions_total.with_label_values(&[event]);
         }
-        for reason in ["too_late", "before_resolution"] {
+        for reason in ["beyond_horizon", "before_resolution"] {
             mentions_dropped.with_label_values(&[reason]);
         }
         Ok(Self {

@@ -317,6 +317,16 @@ fn counts_table(out: &mut String, title: &str, rows: &BTreeMap<String, EvidenceC
     out.push_str("</table>");
 }
 
+/// An action raised more than this after its trigger's event time was found late
+/// (mentions that reached trends after a backlog, a replay or an import).
+const FOUND_LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// The trigger's event time if the action was found late.
+fn found_late(action: &Action) -> Option<DateTime<Utc>> {
+    let triggered_at = action.evidence.triggered_at?;
+    (action.raised_at - triggered_at > FOUND_LATE_AFTER).then_some(triggered_at)
+}
+
 fn evidence(out: &mut String, action: &Action) {
     let e = &action.evidence;
     let _ = write!(
@@ -338,6 +348,14 @@ fn evidence(out: &mut String, action: &Action) {
     out.push_str("</p>");
     if !e.reason.is_empty() {
         let _ = write!(out, "<p class=\"meta\">Why: {}</p>", escape(&e.reason));
+    }
+    if let Some(triggered_at) = found_late(action) {
+        let _ = write!(
+            out,
+            "<p class=\"meta\">found late: triggered {}, raised {}</p>",
+            escape(&when(triggered_at)),
+            escape(&when(action.raised_at)),
+        );
     }
     let _ = write!(out, "<p class=\"meta\">Rule: {}</p>", escape(&e.rule));
     if !e.series.is_empty() {
@@ -703,6 +721,23 @@ mod tests {
             assert!(notice_text(step.event_kind().as_str()).is_some());
         }
         assert_eq!(Step::parse("delete"), None);
+    }
+
+    #[test]
+    fn an_action_found_late_says_when_it_was_triggered() {
+        let mut action = hostile_action(ActionStatus::Open);
+        let mut shown = |triggered_before: Option<chrono::TimeDelta>| {
+            action.evidence.triggered_at = triggered_before.map(|t| action.raised_at - t);
+            let mut out = String::new();
+            evidence(&mut out, &action);
+            out.contains("found late: triggered")
+        };
+        assert!(!shown(None), "older events have no trigger time");
+        assert!(!shown(Some(chrono::TimeDelta::minutes(3))), "found live");
+        assert!(
+            shown(Some(chrono::TimeDelta::hours(30))),
+            "found a day late"
+        );
     }
 
     #[test]
