@@ -355,6 +355,46 @@ fn shuffled_arrival_gives_the_same_final_counts() {
     assert_eq!(in_order.stats("t"), shuffled.stats("t"));
 }
 
+/// Long enough for many snapshots (and their thinning): local disorder everywhere, as
+/// the pipeline delivers it, plus a few mentions days late, still within the horizon.
+#[test]
+fn replays_from_snapshots_give_the_same_counts_as_the_ordered_stream() {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    let ordered: Vec<Mention> = (0..40_000)
+        .map(|i| negative(i, &format!("c{}", i % 500), i as i64 * 8_000))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut arrival: Vec<Mention> = Vec::with_capacity(ordered.len());
+    let (mut held_back, mut rest): (Vec<Mention>, Vec<Mention>) = ordered
+        .iter()
+        .cloned()
+        .partition(|m| m.feedback_id.ends_with("777"));
+    for chunk in rest.chunks_mut(50) {
+        chunk.shuffle(&mut rng);
+    }
+    // The held-back ones arrive in the middle and at the end, days after their time.
+    let middle = rest.len() / 2;
+    arrival.extend(rest.drain(..middle));
+    let late_half = held_back.len() / 2;
+    arrival.extend(held_back.drain(..late_half));
+    arrival.append(&mut rest);
+    arrival.append(&mut held_back);
+
+    let mut in_order = Detector::with_config(config());
+    for m in &ordered {
+        in_order.observe("t", m);
+    }
+    let mut delivered = Detector::with_config(config());
+    for batch in arrival.chunks(25) {
+        let (intakes, _) = delivered.observe_batch("t", batch);
+        assert!(intakes.iter().all(|i| *i == Intake::Counted), "{intakes:?}");
+    }
+    assert_eq!(delivered.stats("t"), in_order.stats("t"));
+    assert_eq!(delivered.current("t"), in_order.current("t"));
+}
+
 #[test]
 fn mentions_of_the_same_instant_count_the_same_in_any_order() {
     let mut a = Detector::with_config(config());

@@ -19,6 +19,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 
 use crate::config::DetectorConfig;
 use crate::poisson;
@@ -193,8 +194,72 @@ pub(crate) struct ThemeState {
     checkpoint: Option<Counting>,
     /// The derived state of the checkpoint plus the log.
     counting: Counting,
+    /// Derived states part-way through the log, where a replay can start.
+    snapshots: Snapshots,
     resolved_at: Option<i64>,
     dropped_beyond_horizon: u64,
+}
+
+/// A snapshot of the derived state is taken every this many mentions counted...
+const SNAPSHOT_EVERY: usize = 512;
+/// ...and at most this many are kept; beyond that the older half is thinned out, so they
+/// are dense where late mentions usually land (just behind the newest) and sparse further
+/// back.
+const MAX_SNAPSHOTS: usize = 32;
+
+/// Where a replay can start instead of the checkpoint. Without them every late mention
+/// would replay the theme's whole log (up to the horizon, days of mentions): a stream
+/// that is slightly out of order everywhere, as the pipeline delivers it, would cost time
+/// growing with the square of the log.
+#[derive(Debug, Default)]
+struct Snapshots {
+    /// (the first mention not counted in it, the derived state of every mention of the
+    /// checkpoint and the log before that one), in log order.
+    taken: Vec<(Logged, Counting)>,
+    /// Mentions counted since the last snapshot.
+    counted: usize,
+}
+
+impl Snapshots {
+    /// `counting` is about to count `next`: every [`SNAPSHOT_EVERY`] mentions, keep it.
+    fn before(&mut self, next: &Logged, counting: &Counting) {
+        self.counted += 1;
+        if self.counted < SNAPSHOT_EVERY {
+            return;
+        }
+        self.counted = 0;
+        self.taken.push((next.clone(), counting.clone()));
+        if self.taken.len() > MAX_SNAPSHOTS {
+            let older_half = self.taken.len() / 2;
+            let mut index = 0;
+            self.taken.retain(|_| {
+                index += 1;
+                index > older_half || index % 2 == 0
+            });
+        }
+    }
+
+    /// The latest snapshot that does not count `late` or anything after it — still
+    /// right with `late` inserted into the log — after forgetting the ones that are not.
+    fn restore(&mut self, late: &Logged) -> Option<(Logged, Counting)> {
+        let valid = self.taken.partition_point(|(next, _)| next <= late);
+        self.taken.truncate(valid);
+        self.counted = 0;
+        self.taken.last().cloned()
+    }
+
+    /// Forgets the snapshots from before `first` (the checkpoint covers those mentions).
+    fn forget_before(&mut self, first: Option<&Logged>) {
+        match first {
+            Some(first) => self.taken.retain(|(next, _)| next >= first),
+            None => self.taken.clear(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.taken.clear();
+        self.counted = 0;
+    }
 }
 
 /// The derived state: what counting mentions in event-time order gives.
@@ -223,6 +288,7 @@ impl ThemeState {
             log: BTreeSet::new(),
             checkpoint: None,
             counting: Counting::new(config, at_ms, None),
+            snapshots: Snapshots::default(),
             resolved_at: None,
             dropped_beyond_horizon: 0,
         }
@@ -248,7 +314,8 @@ impl ThemeState {
         // ones before the new ones move the horizon past them.
         order.sort_by(|&a, &b| counting_order(&mentions[a], &mentions[b]));
         let mut intakes = vec![Intake::Counted; mentions.len()];
-        let mut replay = false;
+        // The earliest mention that sorted before what was counted: the replay's start.
+        let mut earliest_late: Option<Logged> = None;
         for index in order {
             let mention = &mentions[index];
             if mention.at_ms < self.horizon_start(config) {
@@ -261,17 +328,19 @@ impl ThemeState {
             }
             let logged = Logged(mention.clone());
             let in_order = self.log.last().is_none_or(|last| &logged > last);
-            if !self.log.insert(logged) {
+            if self.log.contains(&logged) {
                 continue; // seen already: counted once
             }
-            if in_order && !replay {
+            if in_order && earliest_late.is_none() {
+                self.snapshots.before(&logged, &self.counting);
                 self.counting.apply(config, mention);
-            } else {
-                replay = true;
+            } else if earliest_late.is_none() {
+                earliest_late = Some(logged.clone());
             }
+            self.log.insert(logged);
         }
-        if replay {
-            self.replay(config);
+        if let Some(late) = earliest_late {
+            self.replay(config, Some(&late));
         }
         self.leave_horizon(config);
         (intakes, self.outcome(config, before))
@@ -283,14 +352,25 @@ impl ThemeState {
             .saturating_sub(config.history_horizon_ms)
     }
 
-    /// Rebuilds the derived state from the checkpoint and the sorted log.
-    fn replay(&mut self, config: &DetectorConfig) {
-        let mut counting = match (&self.checkpoint, self.log.first()) {
-            (Some(checkpoint), _) => checkpoint.clone(),
-            (None, Some(first)) => Counting::new(config, first.0.at_ms, self.resolved_at),
-            (None, None) => return,
+    /// Rebuilds the derived state from the sorted log after `late` (the earliest mention
+    /// inserted out of order) was inserted: from the latest snapshot before it, or from
+    /// the checkpoint (`late` unknown, or no snapshot before it).
+    fn replay(&mut self, config: &DetectorConfig, late: Option<&Logged>) {
+        let restored = late.and_then(|late| self.snapshots.restore(late));
+        let (mut counting, from) = match restored {
+            Some((next, counting)) => (counting, Bound::Included(next)),
+            None => {
+                self.snapshots.clear();
+                let counting = match (&self.checkpoint, self.log.first()) {
+                    (Some(checkpoint), _) => checkpoint.clone(),
+                    (None, Some(first)) => Counting::new(config, first.0.at_ms, self.resolved_at),
+                    (None, None) => return,
+                };
+                (counting, Bound::Unbounded)
+            }
         };
-        for logged in &self.log {
+        for logged in self.log.range((from, Bound::Unbounded)) {
+            self.snapshots.before(logged, &counting);
             counting.apply(config, &logged.0);
         }
         self.counting = counting;
@@ -308,6 +388,7 @@ impl ThemeState {
                 .get_or_insert_with(|| Counting::new(config, mention.at_ms, self.resolved_at))
                 .apply(config, &mention);
         }
+        self.snapshots.forget_before(self.log.first());
     }
 
     fn episode_mark(&self) -> EpisodeMark {
@@ -341,12 +422,21 @@ impl ThemeState {
         mentions: &[Mention],
     ) -> Option<Signal> {
         let start = self.horizon_start(config);
-        let mut missing = false;
+        let mut earliest_missing: Option<Logged> = None;
         for mention in mentions.iter().filter(|m| m.at_ms >= start) {
-            missing |= self.log.insert(Logged(mention.clone()));
+            let logged = Logged(mention.clone());
+            if !self.log.contains(&logged) {
+                if earliest_missing
+                    .as_ref()
+                    .is_none_or(|earliest| &logged < earliest)
+                {
+                    earliest_missing = Some(logged.clone());
+                }
+                self.log.insert(logged);
+            }
         }
-        if missing {
-            self.replay(config);
+        if let Some(missing) = earliest_missing {
+            self.replay(config, Some(&missing));
             self.leave_horizon(config);
         }
         self.current(config)
@@ -372,10 +462,12 @@ impl ThemeState {
             checkpoint.resolve(at_ms);
         }
         self.counting.resolve(at_ms);
+        // The snapshots counted without the resolution.
+        self.snapshots.clear();
         // Mentions after the resolution that were counted before it (and cleared) count
         // again, as they would had the resolution been known first.
         if self.log.last().is_some_and(|last| last.0.at_ms > at_ms) {
-            self.replay(config);
+            self.replay(config, None);
         }
     }
 
