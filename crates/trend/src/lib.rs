@@ -144,6 +144,8 @@ impl Peak {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
     pub trigger: Trigger,
+    /// The window when a detector last fired: `end_ms` is the event time of the
+    /// episode's last firing, where its evidence ends.
     pub window: WindowStats,
     /// Where the evidence for this trigger starts (the window for a surge, the oldest
     /// period for a recurrence).
@@ -326,8 +328,13 @@ impl Detector {
 
     /// The theme's signal if it is active right now (without new input).
     pub fn current(&self, theme: &str) -> Option<Signal> {
-        let state = self.themes.get(theme)?;
-        state.current(self.settings.for_theme(theme))
+        self.themes.get(theme)?.current()
+    }
+
+    /// The signal of the theme's latest episode since its last resolution, open or ended:
+    /// the span its evidence covers, for mentions that arrive late into it.
+    pub fn latest_episode(&self, theme: &str) -> Option<Signal> {
+        self.themes.get(theme)?.latest_episode()
     }
 
     /// What the detector knows about `theme`, if it saw a mention of it.

@@ -552,6 +552,12 @@ fn any_arrival_order_gives_the_same_actions_and_counts() {
                 in_order.stats(theme),
                 "seed {seed}, {theme}"
             );
+            // The episode the evidence is read from (its span and numbers) too.
+            assert_eq!(
+                detector.latest_episode(theme),
+                in_order.latest_episode(theme),
+                "seed {seed}, {theme}"
+            );
         }
     }
 }

@@ -116,6 +116,9 @@ struct Baseline {
 struct Episode {
     since_ms: i64,
     last_fired_ms: i64,
+    /// The window when a detector last fired (its `end_ms` is `last_fired_ms`): what the
+    /// trigger's numbers describe, the same for any arrival order.
+    fired: WindowStats,
     trigger: Trigger,
     evidence_start_ms: i64,
     /// The largest window seen while the episode was open: the evidence, which unlike
@@ -126,10 +129,10 @@ struct Episode {
 }
 
 impl Episode {
-    fn signal(&self, window: WindowStats) -> Signal {
+    fn signal(&self) -> Signal {
         Signal {
             trigger: self.trigger.clone(),
-            window,
+            window: self.fired.clone(),
             evidence_start_ms: self.evidence_start_ms,
             active_since_ms: self.since_ms,
             peak: self.peak.clone(),
@@ -277,9 +280,9 @@ struct Counting {
     episode: Option<Episode>,
 }
 
-/// What an observation changes about the theme's episode, to tell a new or grown one
-/// from one already reported.
-type EpisodeMark = Option<(i64, Peak)>;
+/// What an observation changes about the theme's episode, to tell a new, moved or grown
+/// one from one already reported: its start, its evidence span and its peak.
+type EpisodeMark = Option<(i64, i64, i64, Peak)>;
 
 impl ThemeState {
     /// A theme whose first mention is at `at_ms`.
@@ -393,7 +396,12 @@ impl ThemeState {
 
     fn episode_mark(&self) -> EpisodeMark {
         let episode = self.counting.episode.as_ref()?;
-        Some((episode.since_ms, episode.peak.clone()))
+        Some((
+            episode.since_ms,
+            episode.evidence_start_ms,
+            episode.last_fired_ms,
+            episode.peak.clone(),
+        ))
     }
 
     fn outcome(&self, config: &DetectorConfig, before: EpisodeMark) -> Observation {
@@ -401,15 +409,22 @@ impl ThemeState {
         let Some(episode) = &self.counting.episode else {
             return Observation::Quiet(window);
         };
+        let unchanged = before.as_ref().is_some_and(|(since, start, fired, peak)| {
+            (*since, *start, *fired)
+                == (
+                    episode.since_ms,
+                    episode.evidence_start_ms,
+                    episode.last_fired_ms,
+                )
+                && *peak == episode.peak
+        });
         match before {
-            Some((since, _)) if since == episode.since_ms && episode.open => {
-                Observation::Active(episode.signal(window))
+            Some((since, ..)) if since == episode.since_ms && episode.open => {
+                Observation::Active(episode.signal())
             }
-            Some((since, peak)) if since == episode.since_ms && peak == episode.peak => {
-                Observation::Quiet(window)
-            }
+            Some(_) if unchanged => Observation::Quiet(window),
             // New, moved by late mentions, or a past episode whose evidence grew.
-            _ => Observation::Raised(episode.signal(window)),
+            _ => Observation::Raised(episode.signal()),
         }
     }
 
@@ -439,13 +454,21 @@ impl ThemeState {
             self.replay(config, Some(&missing));
             self.leave_horizon(config);
         }
-        self.current(config)
+        self.current()
     }
 
     /// The signal if the theme is active, without new input.
-    pub(crate) fn current(&self, config: &DetectorConfig) -> Option<Signal> {
-        let episode = self.counting.episode.as_ref().filter(|e| e.open)?;
-        Some(episode.signal(self.counting.window_stats(config)))
+    pub(crate) fn current(&self) -> Option<Signal> {
+        self.counting
+            .episode
+            .as_ref()
+            .filter(|e| e.open)
+            .map(Episode::signal)
+    }
+
+    /// The signal of the theme's latest episode since its last resolution, open or ended.
+    pub(crate) fn latest_episode(&self) -> Option<Signal> {
+        self.counting.episode.as_ref().map(Episode::signal)
     }
 
     /// The theme's action was resolved at `at_ms` (a time the customers can compare with
@@ -484,7 +507,7 @@ impl ThemeState {
                     (index * config.recurrence.period_ms, customers.len() as u32)
                 })
                 .collect(),
-            active_since_ms: self.current(config).map(|s| s.active_since_ms),
+            active_since_ms: self.current().map(|s| s.active_since_ms),
             dropped_beyond_horizon: self.dropped_beyond_horizon,
             resolved_at_ms: self.resolved_at,
         }
@@ -735,6 +758,7 @@ impl Counting {
                 self.episode = Some(Episode {
                     since_ms: now,
                     last_fired_ms: now,
+                    fired: window.clone(),
                     trigger,
                     evidence_start_ms,
                     peak: Peak::of(&window),
@@ -743,6 +767,7 @@ impl Counting {
             }
             (Some((trigger, evidence_start_ms)), Some(episode)) => {
                 episode.last_fired_ms = now;
+                episode.fired = window.clone();
                 episode.trigger = trigger;
                 episode.evidence_start_ms = evidence_start_ms;
                 episode.peak.grow(&window);

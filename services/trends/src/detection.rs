@@ -27,12 +27,35 @@ use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow, TrendsSto
 /// Who the history names for what the detector did.
 pub const DETECTOR_ACTOR: &str = "closeloop-trends";
 
-/// The detector, plus per theme the action and customer count its evidence last
-/// reported, so a mention that adds nothing new costs no evidence queries.
+/// The detector, plus per theme what its action's evidence was last read for, so a
+/// mention that changes nothing costs no evidence queries.
 #[derive(Debug)]
 pub struct DetectionState {
     detector: Detector,
-    reported: HashMap<String, (String, u32)>,
+    reported: HashMap<String, EvidenceMark>,
+}
+
+/// What an action's evidence is read for: the episode's span and peak. The stored
+/// evidence changes only when this changes or a mention lands inside the span, so
+/// recounting on exactly those gives the same evidence for the same mentions, however
+/// they were batched (one instance, or replicas taking partitions over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EvidenceMark {
+    action_id: String,
+    from_ms: i64,
+    to_ms: i64,
+    customers: u32,
+}
+
+impl EvidenceMark {
+    fn of(action_id: &str, signal: &Signal) -> Self {
+        Self {
+            action_id: action_id.to_owned(),
+            from_ms: signal.evidence_start_ms,
+            to_ms: signal.window.end_ms,
+            customers: signal_customers(signal),
+        }
+    }
 }
 
 /// Customers a signal is about: the episode's peak window for a surge (the same for any
@@ -70,6 +93,11 @@ impl DetectionState {
     /// The theme's signal if it is active right now (without new input).
     pub fn current(&self, theme: &str) -> Option<Signal> {
         self.detector.current(theme)
+    }
+
+    /// See [`Detector::latest_episode`].
+    pub fn latest_episode(&self, theme: &str) -> Option<Signal> {
+        self.detector.latest_episode(theme)
     }
 
     pub fn stats(&self, theme: &str) -> Option<ThemeStats> {
@@ -131,34 +159,16 @@ impl DetectionState {
         self.detector.resolved_late(theme, at_ms, after)
     }
 
-    /// Whether this instance knows what the evidence of `action_id` last reported.
-    fn has_reported(&self, theme: &str, action_id: &str) -> bool {
-        self.reported
-            .get(theme)
-            .is_some_and(|(reported_id, _)| reported_id == action_id)
+    /// Whether the evidence must be read again for `mark`. An instance that has not read
+    /// it yet (restarted, or took the theme over) reads it once; the stored evidence
+    /// tells whether that is news.
+    fn is_news(&self, theme: &str, mark: &EvidenceMark) -> bool {
+        self.reported.get(theme) != Some(mark)
     }
 
-    /// Whether `customers` is news for the evidence of `action_id`.
-    fn is_news(&self, theme: &str, action_id: &str, customers: u32) -> bool {
-        match self.reported.get(theme) {
-            Some((reported_id, reported)) => {
-                reported_id != action_id || customers >= *reported + update_step(*reported)
-            }
-            None => true,
-        }
+    fn reported(&mut self, theme: &str, mark: EvidenceMark) {
+        self.reported.insert(theme.to_owned(), mark);
     }
-
-    fn reported(&mut self, theme: &str, action_id: &str, customers: u32) {
-        self.reported
-            .insert(theme.to_owned(), (action_id.to_owned(), customers));
-    }
-}
-
-/// The distinct customers a stored action's evidence announced, if it can be read.
-fn announced_customers(evidence_json: &str) -> Option<u32> {
-    serde_json::from_str::<Evidence>(evidence_json)
-        .ok()
-        .map(|evidence| evidence.distinct_customers)
 }
 
 /// How many more customers make an `updated` event worth sending: one while few are
@@ -206,6 +216,9 @@ struct Firing<'a> {
     signal: Signal,
     traceparent: Option<&'a str>,
     triggered_at_ms: Option<i64>,
+    /// New mentions landed inside the evidence span: the evidence must be read again
+    /// even if the episode did not move.
+    touched: bool,
 }
 
 impl ThemesHandler {
@@ -225,25 +238,14 @@ impl ThemesHandler {
     async fn on_triggered(&self, theme: &str, trigger: Firing<'_>) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
         if let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? {
-            let customers = signal_customers(&trigger.signal);
-            let news = {
-                let mut detection = self.ctx.detection();
-                if !detection.has_reported(theme, &open.action_id) {
-                    // Not reported by this instance (it restarted or took the theme over
-                    // from another): the stored evidence is what was last announced, so
-                    // every instance sends the same updates for the same mentions.
-                    if let Some(announced) = announced_customers(&open.evidence_json) {
-                        detection.reported(theme, &open.action_id, announced);
-                    }
-                }
-                detection.is_news(theme, &open.action_id, customers)
-            };
+            let mark = EvidenceMark::of(&open.action_id, &trigger.signal);
+            let news = trigger.touched || self.ctx.detection().is_news(theme, &mark);
             if !news && open.announced {
                 return Ok(());
             }
             let evidence = self.evidence(theme, &trigger.signal).await?;
             return self
-                .update(open, evidence, customers, trigger.traceparent)
+                .update(open, evidence, &trigger.signal, trigger.traceparent)
                 .await;
         }
         let Some(signal) = self.sync_resolution(theme, trigger.signal).await? else {
@@ -349,8 +351,7 @@ impl ThemesHandler {
             // unresolved action, and this mention becomes an update of it.
             return match store.unresolved_action(theme).await.map_err(db_error)? {
                 Some(open) => {
-                    let customers = signal_customers(&trigger.signal);
-                    self.update(open, evidence, customers, trigger.traceparent)
+                    self.update(open, evidence, &trigger.signal, trigger.traceparent)
                         .await
                 }
                 None => Err(HandlerError::transient("open action changed concurrently")),
@@ -459,8 +460,7 @@ impl ThemesHandler {
         }
         self.ctx.detection().reported(
             &row.theme,
-            &row.action_id,
-            signal_customers(&trigger.signal),
+            EvidenceMark::of(&row.action_id, &trigger.signal),
         );
         let entry = LogRow {
             at_ms: now_ms,
@@ -484,18 +484,17 @@ impl ThemesHandler {
         &self,
         open: ActionRow,
         evidence: Evidence,
-        customers: u32,
+        signal: &Signal,
         traceparent: Option<&str>,
     ) -> Result<(), HandlerError> {
+        let mark = EvidenceMark::of(&open.action_id, signal);
         let previous: Option<Evidence> = serde_json::from_str(&open.evidence_json).ok();
         let kind = match &previous {
             // Stored but never announced (crash between insert and publish).
             _ if !open.announced => Some(ActionEventKind::Raised),
             // A replay: nothing new to say or store.
             Some(previous) if *previous == evidence => {
-                self.ctx
-                    .detection()
-                    .reported(&open.theme, &open.action_id, customers);
+                self.ctx.detection().reported(&open.theme, mark);
                 return Ok(());
             }
             // Only when clearly more customers are affected: an event per mention would
@@ -532,9 +531,7 @@ impl ThemesHandler {
             .update_evidence(&open.action_id, &evidence_json, true, now_ms)
             .await
             .map_err(db_error)?;
-        self.ctx
-            .detection()
-            .reported(&open.theme, &open.action_id, customers);
+        self.ctx.detection().reported(&open.theme, mark);
         if let (Some(kind), Some(envelope)) = (kind, envelope) {
             if kind == ActionEventKind::Raised {
                 self.ctx.metrics.opened(&open.theme, open.raised_at_ms);
@@ -697,13 +694,13 @@ impl ThemesHandler {
             .filter(|(_, inserted)| *inserted)
             .map(|(row, _)| *row)
             .collect();
-        let (intakes, observation) = {
+        let (intakes, observation, latest) = {
             let mut detection = self.ctx.detection();
             if new.is_empty() {
                 // Replayed records only: re-check the theme (a crash may have come
                 // between storing them and raising the action).
                 match detection.current(theme) {
-                    Some(signal) => (Vec::new(), Observation::Active(signal)),
+                    Some(signal) => (Vec::new(), Observation::Active(signal), None),
                     None => return Ok(()),
                 }
             } else {
@@ -721,9 +718,19 @@ impl ThemesHandler {
                         at_ms: row.given_at_ms,
                     })
                     .collect();
-                detection.observe_batch(theme, &mentions)
+                let (intakes, observation) = detection.observe_batch(theme, &mentions);
+                (intakes, observation, detection.latest_episode(theme))
             }
         };
+        // Late mentions inside the span of the latest episode change its evidence even
+        // when the detector has nothing new to say.
+        let touched = latest.as_ref().is_some_and(|episode| {
+            new.iter().zip(&intakes).any(|(row, intake)| {
+                *intake == Intake::Counted
+                    && (episode.evidence_start_ms..=episode.window.end_ms)
+                        .contains(&row.given_at_ms)
+            })
+        });
         for (row, intake) in new.iter().zip(&intakes) {
             match intake {
                 Intake::Counted => {}
@@ -738,16 +745,36 @@ impl ThemesHandler {
                 Intake::BeforeResolution => self.ctx.metrics.dropped("before_resolution"),
             }
         }
-        let signal = match observation {
-            Observation::Raised(signal) | Observation::Active(signal) => signal,
+        let signal = match (observation, latest) {
+            (Observation::Raised(signal) | Observation::Active(signal), _) => signal,
+            (Observation::Quiet(_), Some(episode)) if touched => {
+                return self.recount_evidence(theme, &episode, traceparent).await;
+            }
             _ => return Ok(()),
         };
         let trigger = Firing {
             triggered_at_ms: (!new.is_empty()).then_some(signal.triggered_at_ms()),
             signal,
             traceparent,
+            touched,
         };
         self.on_triggered(theme, trigger).await
+    }
+
+    /// Late mentions landed inside the span of an episode that is over: the open
+    /// action's evidence is read again (nothing is raised for an ended episode here).
+    async fn recount_evidence(
+        &self,
+        theme: &str,
+        episode: &Signal,
+        traceparent: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let store = &self.ctx.store;
+        let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? else {
+            return Ok(());
+        };
+        let evidence = self.evidence(theme, episode).await?;
+        self.update(open, evidence, episode, traceparent).await
     }
 }
 
@@ -855,21 +882,24 @@ mod tests {
     }
 
     #[test]
-    fn evidence_is_recomputed_only_for_news() {
+    fn evidence_is_read_again_only_when_the_episode_moved() {
+        let mark = |action_id: &str, to_ms: i64, customers: u32| EvidenceMark {
+            action_id: action_id.into(),
+            from_ms: 0,
+            to_ms,
+            customers,
+        };
         let mut state = DetectionState::new(DetectorSettings::default());
-        assert!(state.is_news("t", "a1", 3), "nothing reported yet");
-        state.reported("t", "a1", 3);
-        assert!(!state.is_news("t", "a1", 3));
-        assert!(state.is_news("t", "a1", 4), "more customers");
-        state.reported("t", "a1", 40);
-        assert!(!state.is_news("t", "a1", 43), "a tenth more is needed");
-        assert!(state.is_news("t", "a1", 44));
-        assert!(state.is_news("t", "a2", 1), "another action");
-        assert!(state.has_reported("t", "a1") && !state.has_reported("t", "a2"));
+        assert!(state.is_news("t", &mark("a1", 10, 3)), "nothing read yet");
+        state.reported("t", mark("a1", 10, 3));
+        assert!(!state.is_news("t", &mark("a1", 10, 3)));
+        assert!(state.is_news("t", &mark("a1", 10, 4)), "a larger peak");
+        assert!(state.is_news("t", &mark("a1", 11, 3)), "fired again later");
+        assert!(state.is_news("t", &mark("a2", 10, 3)), "another action");
         state.resolved("t", 10);
         assert!(
-            state.is_news("t", "a1", 1),
-            "a resolution forgets what was reported"
+            state.is_news("t", &mark("a1", 10, 3)),
+            "a resolution forgets what was read"
         );
     }
 }
