@@ -9,7 +9,7 @@ use closeloop_events::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::store::{ActionRow, LogRow};
+use crate::store::{ActionRow, FindingRow, LogRow};
 
 /// A stored action that cannot be read back: only possible if the table was edited by
 /// hand, so callers report it rather than guess.
@@ -119,4 +119,35 @@ impl Action {
 /// (never written by this service).
 pub fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A historical finding as the API and `/ops` show it: an episode found in feedback whose
+/// evidence lay entirely in the past, reported instead of raised (no one works on it, no
+/// customer is told).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub theme: String,
+    pub theme_name: BTreeMap<String, String>,
+    /// Event time the detector fired first.
+    pub triggered_at: DateTime<Utc>,
+    /// When trends found it (wall clock).
+    pub found_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub evidence: Evidence,
+}
+
+impl Finding {
+    pub fn from_row(
+        row: &FindingRow,
+        theme_name: BTreeMap<String, String>,
+    ) -> Result<Finding, serde_json::Error> {
+        Ok(Finding {
+            theme: row.theme.clone(),
+            theme_name,
+            triggered_at: time(row.triggered_at_ms),
+            found_at: time(row.found_at_ms),
+            updated_at: time(row.updated_at_ms),
+            evidence: serde_json::from_str(&row.evidence_json)?,
+        })
+    }
 }

@@ -22,7 +22,7 @@ use closeloop_http::{Problem, ProblemType};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::action::{time, Action, HistoryEntry};
+use crate::action::{time, Action, Finding, HistoryEntry};
 use crate::context::Context;
 use crate::detection::check_theme;
 use crate::request::{self, parse_action_id};
@@ -59,6 +59,7 @@ pub(crate) fn routes(ctx: Arc<Context>) -> Router<Arc<Context>> {
     }
     routes
         .route("/v1/themes/{theme}/stats", get(theme_stats))
+        .route("/v1/findings", get(list_findings))
         // route_layer: only matched /v1 routes need the token, /metrics, probes, the
         // OpenAPI document and /ops (which signs in with a cookie) not.
         .route_layer(middleware::from_fn_with_state(
@@ -105,6 +106,18 @@ struct ListParams {
     limit: Option<String>,
 }
 
+/// A list's `limit` parameter.
+fn list_limit(limit: Option<&str>) -> Result<i64, Problem> {
+    match limit {
+        None => Ok(DEFAULT_LIST_LIMIT),
+        Some(limit) => limit
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+            .ok_or_else(|| invalid_query("limit", format!("must be 1 to {MAX_LIST_LIMIT}"))),
+    }
+}
+
 /// The list's `status` filter: a status, or `unresolved` for open and acknowledged.
 fn status_filter(status: &str) -> Option<StatusFilter> {
     match status {
@@ -135,14 +148,7 @@ async fn list_actions(
         .as_deref()
         .map(|since| parse_time("since", since))
         .transpose()?;
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIST_LIMIT,
-        Some(limit) => limit
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-            .ok_or_else(|| invalid_query("limit", format!("must be 1 to {MAX_LIST_LIMIT}")))?,
-    };
+    let limit = list_limit(params.limit.as_deref())?;
     let filter = ActionFilter {
         status,
         theme: params.theme,
@@ -159,6 +165,39 @@ async fn list_actions(
         .map(|row| to_action(&ctx, row))
         .collect::<Result<_, _>>()?;
     Ok(Json(actions))
+}
+
+#[derive(Debug, Deserialize)]
+struct FindingParams {
+    theme: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/findings`: historical findings, the most recent trigger first.
+async fn list_findings(
+    State(ctx): State<Arc<Context>>,
+    query: Result<Query<FindingParams>, QueryRejection>,
+) -> Result<Json<Vec<Finding>>, Problem> {
+    let Query(params) = query.map_err(query_rejection)?;
+    if let Some(theme) = &params.theme {
+        check_theme(theme).map_err(|e| invalid_query("theme", e))?;
+    }
+    let limit = list_limit(params.limit.as_deref())?;
+    let rows = ctx
+        .store
+        .findings(params.theme.as_deref(), limit)
+        .await
+        .map_err(|e| database_problem(&e))?;
+    let findings = rows
+        .iter()
+        .map(|row| {
+            Finding::from_row(row, ctx.theme_name(&row.theme)).map_err(|error| {
+                tracing::error!(%error, theme = %row.theme, "stored finding cannot be read");
+                Problem::internal(error.to_string())
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Json(findings))
 }
 
 fn action_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> {
@@ -375,6 +414,7 @@ mod tests {
                 "/v1/actions/{id}/assign",
                 "/v1/actions/{id}/reopen",
                 "/v1/actions/{id}/resolve",
+                "/v1/findings",
                 "/v1/themes/{theme}/stats",
             ],
             "keep openapi.json in step with router()"

@@ -112,6 +112,11 @@ pub struct Config {
     /// reopens that action instead of raising a new one (0 = always a new action).
     #[arg(long, env = "TRENDS_REOPEN_WITHIN_HOURS", default_value_t = 168)]
     pub reopen_within_hours: i64,
+    /// An episode whose evidence ended more than this many hours ago (event time, e.g.
+    /// found in imported history) is a historical finding: reported, never raised as an
+    /// action, so no customer is told about it (0 = raise whatever the age).
+    #[arg(long, env = "TRENDS_HISTORICAL_AFTER_HOURS", default_value_t = 72)]
+    pub historical_after_hours: i64,
     /// Kafka consumer group; instances in one group share the themes by partition.
     #[arg(long, env = "TRENDS_GROUP_ID", default_value = "closeloop-trends")]
     pub group_id: String,
@@ -219,6 +224,8 @@ pub struct Checked {
     pub detector: DetectorSettings,
     /// 0 = never reopen automatically.
     pub reopen_within_ms: i64,
+    /// 0 = nothing is historical.
+    pub historical_after_ms: i64,
 }
 
 impl Config {
@@ -278,9 +285,16 @@ impl Config {
                 self.reopen_within_hours
             ));
         }
+        if !(0..=10 * 365 * 24).contains(&self.historical_after_hours) {
+            return Err(format!(
+                "historical_after_hours must be between 0 and ten years, got {}",
+                self.historical_after_hours
+            ));
+        }
         Ok(Checked {
             detector,
             reopen_within_ms: self.reopen_within_hours * HOUR_MS,
+            historical_after_ms: self.historical_after_hours * HOUR_MS,
         })
     }
 }

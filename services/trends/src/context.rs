@@ -65,6 +65,8 @@ pub(crate) struct Context {
     pub(crate) ops: OpsAuth,
     /// 0 = never reopen automatically.
     pub(crate) reopen_within_ms: i64,
+    /// Episodes whose evidence ended longer ago are historical findings (0 = none is).
+    pub(crate) historical_after_ms: i64,
 }
 
 impl Context {
@@ -146,6 +148,7 @@ pub(crate) mod testing {
             metrics: TrendsMetrics::register(&registry).expect("metrics"),
             ops: OpsAuth::new(None, 60, false, &[]),
             reopen_within_ms: 0,
+            historical_after_ms: 0,
         }
     }
 }

@@ -22,10 +22,13 @@ use crate::action::{time, Action};
 use crate::announce::{publish_or_undo, Undo};
 use crate::context::Context;
 use crate::evidence;
-use crate::store::{is_unique_violation, ActionRow, LogRow, MentionRow, TrendsStore};
+use crate::store::{is_unique_violation, ActionRow, FindingRow, LogRow, MentionRow, TrendsStore};
 
 /// Who the history names for what the detector did.
 pub const DETECTOR_ACTOR: &str = "closeloop-trends";
+
+/// What an [`EvidenceMark`] names instead of an action for a historical finding.
+const HISTORICAL: &str = "historical";
 
 /// The detector, plus per theme what its action's evidence was last read for, so a
 /// mention that changes nothing costs no evidence queries.
@@ -252,6 +255,9 @@ impl ThemesHandler {
             return Ok(());
         };
         let trigger = Firing { signal, ..trigger };
+        if self.is_historical(&trigger.signal) {
+            return self.found_in_history(theme, &trigger).await;
+        }
         let evidence = self.evidence(theme, &trigger.signal).await?;
         if let Some(resolved) = self.reopen_candidate(theme).await? {
             return self.reopen(resolved, evidence, &trigger).await;
@@ -294,6 +300,57 @@ impl ThemesHandler {
             .ctx
             .detection()
             .resolved_late(theme, resolved_at, &mentions))
+    }
+
+    /// Whether the signal's evidence ended longer ago (event time against the wall clock)
+    /// than `TRENDS_HISTORICAL_AFTER_HOURS`: history, such as an import of old exports.
+    fn is_historical(&self, signal: &Signal) -> bool {
+        let after_ms = self.ctx.historical_after_ms;
+        after_ms > 0 && Utc::now().timestamp_millis() - signal.window.end_ms > after_ms
+    }
+
+    /// An episode of the past: recorded as a historical finding (its evidence read again
+    /// as for an action), not raised, not announced — nobody is to work on it and no
+    /// customer is to be told about it.
+    async fn found_in_history(
+        &self,
+        theme: &str,
+        trigger: &Firing<'_>,
+    ) -> Result<(), HandlerError> {
+        let signal = &trigger.signal;
+        let mark = EvidenceMark::of(HISTORICAL, signal);
+        if !trigger.touched && !self.ctx.detection().is_news(theme, &mark) {
+            return Ok(());
+        }
+        let evidence = self.evidence(theme, signal).await?;
+        let now_ms = Utc::now().timestamp_millis();
+        let row = FindingRow {
+            theme: theme.to_owned(),
+            triggered_at_ms: signal.triggered_at_ms(),
+            evidence_end_ms: signal.window.end_ms,
+            found_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            evidence_json: serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
+        };
+        let new = self
+            .ctx
+            .store
+            .record_finding(&row)
+            .await
+            .map_err(db_error)?;
+        self.ctx.detection().reported(theme, mark);
+        if new {
+            self.ctx.metrics.historical_findings.inc();
+            tracing::info!(
+                theme,
+                triggered_at = %time(row.triggered_at_ms),
+                detector = %evidence.detector,
+                negative_mentions = evidence.negative_mentions,
+                distinct_customers = evidence.distinct_customers,
+                "historical finding: an episode of the past, reported, not raised"
+            );
+        }
+        Ok(())
     }
 
     /// The theme's last resolved action if it was resolved recently enough that firing
@@ -339,6 +396,12 @@ impl ThemesHandler {
         trigger: &Firing<'_>,
     ) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
+        // The episode reached the present: what was reported of it as history is this
+        // action now.
+        store
+            .forget_findings_since(theme, trigger.signal.triggered_at_ms())
+            .await
+            .map_err(db_error)?;
         let now_ms = Utc::now().timestamp_millis();
         let row = ActionRow::raised(
             Uuid::now_v7().to_string(),
@@ -771,6 +834,15 @@ impl ThemesHandler {
     ) -> Result<(), HandlerError> {
         let store = &self.ctx.store;
         let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? else {
+            if self.is_historical(episode) {
+                let finding = Firing {
+                    signal: episode.clone(),
+                    traceparent,
+                    triggered_at_ms: None,
+                    touched: true,
+                };
+                return self.found_in_history(theme, &finding).await;
+            }
             return Ok(());
         };
         let evidence = self.evidence(theme, episode).await?;

@@ -11,7 +11,7 @@
 //! channel, sentiment, rating) no longer identifies anyone.
 //!
 //! Published evidence quotes customers: excerpts of the erased customer are removed from
-//! every action's stored evidence, so the API and the ops page stop showing them.
+//! every action's and historical finding's stored evidence, so the API and the ops page stop showing them.
 //! (Copies already published on actions.v1 age out with the topic's retention.)
 //!
 //! Scope: a source's erasure reaches the mentions that came through that source (and
@@ -64,8 +64,8 @@ impl Handler for ErasureHandler {
         // erasure of every source, every quote of the customer.
         let quoted = request.only_source().map(|_| &in_scope);
         let mut scrubbed = 0;
-        for (action_id, evidence_json) in store
-            .actions_mentioning(customer_id)
+        for (of, evidence_json) in store
+            .evidence_mentioning(customer_id)
             .await
             .map_err(db_error)?
         {
@@ -73,7 +73,7 @@ impl Handler for ErasureHandler {
                 continue;
             };
             store
-                .replace_evidence(&action_id, &evidence)
+                .replace_evidence(&of, &evidence)
                 .await
                 .map_err(db_error)?;
             scrubbed += 1;

@@ -97,6 +97,7 @@ impl Service {
                 &config.ops_origin,
             ),
             reopen_within_ms: checked.reopen_within_ms,
+            historical_after_ms: checked.historical_after_ms,
         });
         Ok(Service {
             ctx,

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Every `actions.v1` event kind, so each series exists from the start.
@@ -28,6 +29,8 @@ pub struct TrendsMetrics {
     pub detection_delay: Histogram,
     /// Mentions the detector did not count, by `reason` (beyond_horizon, before_resolution).
     pub mentions_dropped: IntCounterVec,
+    /// Episodes found in the past and reported as historical findings, not raised.
+    pub historical_findings: IntCounter,
     /// When each theme's unresolved action was raised or last reopened, as a Unix
     /// time, so an alert can say how long it has been waiting. Absent when resolved.
     pub opened_timestamp: GaugeVec,
@@ -66,6 +69,10 @@ impl TrendsMetrics {
             ),
             &["reason"],
         )?;
+        let historical_findings = IntCounter::new(
+            "closeloop_trends_historical_findings_total",
+            "Episodes whose evidence lay entirely in the past: reported as historical findings, not raised.",
+        )?;
         let opened_timestamp = GaugeVec::new(
             Opts::new(
                 "closeloop_action_opened_timestamp_seconds",
@@ -78,6 +85,7 @@ impl TrendsMetrics {
         registry.register(Box::new(actions_total.clone()))?;
         registry.register(Box::new(detection_delay.clone()))?;
         registry.register(Box::new(mentions_dropped.clone()))?;
+        registry.register(Box::new(historical_findings.clone()))?;
         registry.register(Box::new(opened_timestamp.clone()))?;
         registry.register(Box::new(pipeline_latency.clone()))?;
         // Zero series up front, so dashboards and rate() see the counters before the
@@ -93,6 +101,7 @@ impl TrendsMetrics {
             actions_total,
             detection_delay,
             mentions_dropped,
+            historical_findings,
             opened_timestamp,
             pipeline_latency,
         })

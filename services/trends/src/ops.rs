@@ -25,12 +25,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use closeloop_events::{ActionStatus, EvidenceCounts};
+use closeloop_events::{ActionStatus, Evidence, EvidenceCounts};
 use closeloop_http::{Problem, ProblemType};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::action::Action;
+use crate::action::{Action, Finding};
 use crate::auth::Session;
 use crate::context::Context;
 use crate::request::{self, parse_action_id};
@@ -39,6 +39,8 @@ use crate::workflow::{self, database_problem, Step};
 
 /// Recently resolved actions shown (with a reopen form).
 const RESOLVED_SHOWN: i64 = 20;
+/// Historical findings shown, the most recent trigger first.
+const FINDINGS_SHOWN: i64 = 20;
 const UNRESOLVED_SHOWN: i64 = 200;
 
 pub(crate) fn routes() -> Router<Arc<Context>> {
@@ -205,10 +207,25 @@ async fn render(
             ..ActionFilter::default()
         })
         .await;
-    let (unresolved, resolved) = match (unresolved, resolved) {
-        (Ok(u), Ok(r)) => (u, r),
-        (Err(error), _) | (_, Err(error)) => return problem_page(&database_problem(&error)),
+    let findings = ctx.store.findings(None, FINDINGS_SHOWN).await;
+    let (unresolved, resolved, findings) = match (unresolved, resolved, findings) {
+        (Ok(u), Ok(r), Ok(f)) => (u, r, f),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+            return problem_page(&database_problem(&error))
+        }
     };
+    let findings: Vec<Finding> = findings
+        .iter()
+        .filter_map(
+            |row| match Finding::from_row(row, ctx.theme_name(&row.theme)) {
+                Ok(finding) => Some(finding),
+                Err(error) => {
+                    tracing::error!(%error, theme = %row.theme, "stored finding cannot be shown");
+                    None
+                }
+            },
+        )
+        .collect();
     let to_actions = |rows: Vec<crate::store::ActionRow>| -> Vec<Action> {
         rows.iter()
             .filter_map(
@@ -225,6 +242,7 @@ async fn render(
     let body = page_body(
         &to_actions(unresolved),
         &to_actions(resolved),
+        &findings,
         notice,
         errors,
         session.csrf(),
@@ -236,6 +254,7 @@ async fn render(
 fn page_body(
     unresolved: &[Action],
     resolved: &[Action],
+    findings: &[Finding],
     notice: Option<&str>,
     errors: &[String],
     csrf: &str,
@@ -276,6 +295,17 @@ fn page_body(
     for action in resolved {
         resolved_card(&mut body, action, csrf);
     }
+    if !findings.is_empty() {
+        let _ = write!(
+            body,
+            "<h2>Historical findings ({})</h2><p class=\"meta\">Found in feedback of the past \
+             (an import, a late replay): reported here, not raised, and no customer is told.</p>",
+            findings.len()
+        );
+    }
+    for finding in findings {
+        finding_card(&mut body, finding);
+    }
     body
 }
 
@@ -283,13 +313,12 @@ fn when(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn theme_title(action: &Action) -> String {
-    let en = action
-        .theme_name
+fn theme_title(theme: &str, theme_name: &BTreeMap<String, String>) -> String {
+    let en = theme_name
         .get("en")
         .cloned()
-        .unwrap_or_else(|| action.theme.clone());
-    match action.theme_name.get("de") {
+        .unwrap_or_else(|| theme.to_owned());
+    match theme_name.get("de") {
         Some(de) if *de != en => format!("{} / {}", escape(&en), escape(de)),
         _ => escape(&en),
     }
@@ -328,7 +357,36 @@ fn found_late(action: &Action) -> Option<DateTime<Utc>> {
 }
 
 fn evidence(out: &mut String, action: &Action) {
-    let e = &action.evidence;
+    let late = found_late(action).map(|triggered_at| {
+        format!(
+            "found late: triggered {}, raised {}",
+            when(triggered_at),
+            when(action.raised_at)
+        )
+    });
+    evidence_of(out, &action.evidence, late.as_deref());
+}
+
+/// A historical finding: its theme, when it happened and was found, and its evidence.
+fn finding_card(out: &mut String, finding: &Finding) {
+    let _ = write!(
+        out,
+        "<article class=\"finding\" id=\"finding-{}-{}\" data-theme=\"{}\"><h3>{}</h3>\
+         <p class=\"meta\">{} · triggered {} · found {} · history: reported, not raised</p>",
+        escape(&finding.theme),
+        finding.triggered_at.timestamp_millis(),
+        escape(&finding.theme),
+        theme_title(&finding.theme, &finding.theme_name),
+        escape(&finding.evidence.detector),
+        escape(&when(finding.triggered_at)),
+        escape(&when(finding.found_at)),
+    );
+    evidence_of(out, &finding.evidence, None);
+    out.push_str("</article>");
+}
+
+/// The evidence's numbers, series, breakdowns and excerpts; `note` goes under its reason.
+fn evidence_of(out: &mut String, e: &Evidence, note: Option<&str>) {
     let _ = write!(
         out,
         "<p><strong>{}</strong> negative of {} mentions ({:.0}% negative) from <strong>{}</strong> customers, {} – {}",
@@ -349,13 +407,8 @@ fn evidence(out: &mut String, action: &Action) {
     if !e.reason.is_empty() {
         let _ = write!(out, "<p class=\"meta\">Why: {}</p>", escape(&e.reason));
     }
-    if let Some(triggered_at) = found_late(action) {
-        let _ = write!(
-            out,
-            "<p class=\"meta\">found late: triggered {}, raised {}</p>",
-            escape(&when(triggered_at)),
-            escape(&when(action.raised_at)),
-        );
+    if let Some(note) = note {
+        let _ = write!(out, "<p class=\"meta\">{}</p>", escape(note));
     }
     let _ = write!(out, "<p class=\"meta\">Rule: {}</p>", escape(&e.rule));
     if !e.series.is_empty() {
@@ -408,7 +461,7 @@ fn action_card(out: &mut String, action: &Action, csrf: &str) {
         out,
         "<article id=\"action-{id}\" data-theme=\"{}\"><h3>{}</h3><p class=\"meta\">{} · raised {} · <span class=\"status\">{}</span>",
         escape(&action.theme),
-        theme_title(action),
+        theme_title(&action.theme, &action.theme_name),
         escape(&action.evidence.detector),
         escape(&when(action.raised_at)),
         action.status.as_str(),
@@ -453,7 +506,7 @@ fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
         out,
         "<article id=\"action-{id}\" data-theme=\"{}\"><h3>{}</h3><p class=\"meta\"><span class=\"status\">{}</span>",
         escape(&action.theme),
-        theme_title(action),
+        theme_title(&action.theme, &action.theme_name),
         action.status.as_str()
     );
     if let Some(resolution) = &action.resolution {
@@ -676,9 +729,19 @@ mod tests {
 
     #[test]
     fn hostile_feedback_never_reaches_the_page_as_markup() {
+        let hostile = hostile_action(ActionStatus::Open);
+        let finding = Finding {
+            theme: hostile.theme.clone(),
+            theme_name: hostile.theme_name.clone(),
+            triggered_at: hostile.raised_at,
+            found_at: hostile.raised_at,
+            updated_at: hostile.raised_at,
+            evidence: hostile.evidence.clone(),
+        };
         let page = page_body(
             &[hostile_action(ActionStatus::Acknowledged)],
             &[hostile_action(ActionStatus::Resolved)],
+            &[finding],
             Some(HOSTILE),
             &[HOSTILE.to_owned()],
             "csrf-token",
@@ -690,6 +753,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
         // The escaped text is still shown, once per place it appears.
         assert!(page.matches("&lt;script&gt;").count() >= 8);
+        assert!(page.contains("Historical findings (1)"), "{page}");
         assert!(page.contains("name=\"csrf\" value=\"csrf-token\""));
         assert!(
             page.contains("/reopen\""),
@@ -704,6 +768,7 @@ mod tests {
         let page = page_body(
             std::slice::from_ref(&open),
             std::slice::from_ref(&resolved),
+            &[],
             None,
             &[],
             "c",

@@ -69,36 +69,71 @@ impl TrendsStore {
         Ok((done.rows_affected(), feedback_ids.into_iter().collect()))
     }
 
-    /// Actions (any status) whose evidence may quote `customer_id`: a cheap textual
-    /// pre-filter; the caller checks each one exactly.
-    pub async fn actions_mentioning(
+    /// Evidence (of actions in any status, and of historical findings) that may quote
+    /// `customer_id`: a cheap textual pre-filter; the caller checks each one exactly.
+    pub async fn evidence_mentioning(
         &self,
         customer_id: &str,
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<(EvidenceOf, String)>, sqlx::Error> {
         // The id as it appears inside the JSON (quoted and escaped). LIKE wildcards in it
         // only widen the match, which the exact check afterwards narrows again.
         let quoted = serde_json::to_string(customer_id).unwrap_or_default();
-        sqlx::query_as(
+        let pattern = format!("%{quoted}%");
+        let actions: Vec<(String, String)> = sqlx::query_as(
             "SELECT action_id, evidence_json FROM trends_actions WHERE evidence_json LIKE $1",
         )
-        .bind(format!("%{quoted}%"))
+        .bind(&pattern)
         .fetch_all(self.db.pool())
-        .await
+        .await?;
+        let findings: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT theme, triggered_at_ms, evidence_json FROM trends_findings \
+             WHERE evidence_json LIKE $1",
+        )
+        .bind(&pattern)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(actions
+            .into_iter()
+            .map(|(id, json)| (EvidenceOf::Action(id), json))
+            .chain(
+                findings
+                    .into_iter()
+                    .map(|(theme, at, json)| (EvidenceOf::Finding(theme, at), json)),
+            )
+            .collect())
     }
 
-    /// Replaces an action's evidence whatever its status (erasure scrubbing quotes).
+    /// Replaces stored evidence whatever its action's status (erasure scrubbing quotes).
     pub async fn replace_evidence(
         &self,
-        action_id: &str,
+        of: &EvidenceOf,
         evidence_json: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE trends_actions SET evidence_json = $2 WHERE action_id = $1")
-            .bind(action_id)
-            .bind(evidence_json)
-            .execute(self.db.pool())
-            .await?;
+        let query = match of {
+            EvidenceOf::Action(action_id) => {
+                sqlx::query("UPDATE trends_actions SET evidence_json = $2 WHERE action_id = $1")
+                    .bind(action_id)
+                    .bind(evidence_json)
+            }
+            EvidenceOf::Finding(theme, triggered_at_ms) => sqlx::query(
+                "UPDATE trends_findings SET evidence_json = $3 \
+                 WHERE theme = $1 AND triggered_at_ms = $2",
+            )
+            .bind(theme)
+            .bind(triggered_at_ms)
+            .bind(evidence_json),
+        };
+        query.execute(self.db.pool()).await?;
         Ok(())
     }
+}
+
+/// Whose stored evidence it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvidenceOf {
+    Action(String),
+    /// A historical finding: theme and trigger time.
+    Finding(String, i64),
 }
 
 #[cfg(test)]

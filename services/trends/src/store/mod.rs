@@ -7,6 +7,7 @@
 //! - [`mentions`]: storing mentions and reading them back for the detector;
 //! - [`evidence`]: what a span of mentions adds up to, for evidence and statistics;
 //! - [`actions`]: the action rows and their state changes;
+//! - [`findings`]: what a detector found in the past, reported but not raised;
 //! - [`history`]: who did what to an action, when;
 //! - [`erasure`]: forgetting a customer;
 //! - [`sessions`]: `/ops` sign-ins.
@@ -14,6 +15,7 @@
 mod actions;
 mod erasure;
 mod evidence;
+mod findings;
 mod history;
 mod mentions;
 mod sessions;
@@ -24,6 +26,7 @@ use closeloop_store::Database;
 
 pub use actions::{ActionFilter, ActionRow, StatusFilter};
 pub use evidence::{ExcerptRow, SeriesRow, SliceRow, Span};
+pub use findings::FindingRow;
 pub use history::LogRow;
 pub use mentions::MentionRow;
 

@@ -152,9 +152,48 @@ impl ActionReader {
     }
 }
 
-/// The value of the metric `name` whose labels include `label` (e.g. `event="raised"`).
+/// The value of the metric `name` whose labels include `label` (e.g. `event="raised"`;
+/// `""` for a metric without labels).
 pub fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
     text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .filter(|line| {
+            let labelled = line.starts_with(&format!("{name}{{")) && line.contains(label);
+            labelled || (label.is_empty() && line.starts_with(&format!("{name} ")))
+        })
         .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// A GET of the API with the ops token, as JSON.
+pub async fn get_json(app: &TestApp, path: &str, token: &str) -> serde_json::Value {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Waits until the service counted `n` mentions (the handler observes the pipeline
+/// latency only after a mention was counted and its action raised or updated).
+pub async fn counted(app: &TestApp, n: usize) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let text = closeloop_testkit::get_text(&app.url("/metrics")).await;
+            let done = metric(
+                &text,
+                "closeloop_pipeline_latency_seconds_count",
+                "stage=\"counted\"",
+            )
+            .is_some_and(|count| count >= n as f64);
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("every mention counted within 30 s");
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use closeloop_events::{Envelope, SentimentLabel, ThemeMention};
 use serde_json::Value;
 
-use crate::helpers::{mention, metric, Bus, TestApp, THEME};
+use crate::helpers::{counted, get_json, mention, Bus, TestApp, THEME};
 
 const TOKEN: &str = "s3cret-ops-token";
 
@@ -39,43 +39,14 @@ struct Outcome {
     detector: Value,
 }
 
-async fn get(app: &TestApp, path: &str) -> Value {
-    app.client
-        .get(app.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON")
-}
-
-/// Waits until the service counted `n` mentions (the handler observes the pipeline
-/// latency only after a mention was counted and its action raised or updated).
-async fn counted(app: &TestApp, n: usize) {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let text = closeloop_testkit::get_text(&app.url("/metrics")).await;
-            let done = metric(
-                &text,
-                "closeloop_pipeline_latency_seconds_count",
-                "stage=\"counted\"",
-            )
-            .is_some_and(|count| count >= n as f64);
-            if done {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("every mention counted within 30 s");
-}
-
 async fn outcome(app: &TestApp) -> Outcome {
-    let actions = get(app, "/v1/actions").await;
-    let stats = get(app, &format!("/v1/themes/{THEME}/stats?window_minutes=60")).await;
+    let actions = get_json(app, "/v1/actions", TOKEN).await;
+    let stats = get_json(
+        app,
+        &format!("/v1/themes/{THEME}/stats?window_minutes=60"),
+        TOKEN,
+    )
+    .await;
     Outcome {
         actions: actions.as_array().expect("a JSON array").clone(),
         detector: stats["detector"].clone(),

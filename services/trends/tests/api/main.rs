@@ -2,6 +2,7 @@
 //! database per test (PostgreSQL when `DATABASE_URL` says so, else a SQLite file).
 
 mod helpers;
+mod history;
 mod late;
 mod lifecycle;
 mod ops_page;
