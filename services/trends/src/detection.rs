@@ -27,16 +27,32 @@ use crate::store::{is_unique_violation, ActionRow, FindingRow, LogRow, MentionRo
 /// Who the history names for what the detector did.
 pub const DETECTOR_ACTOR: &str = "closeloop-trends";
 
-/// What an [`EvidenceMark`] names instead of an action for a historical finding.
-const HISTORICAL: &str = "historical";
+/// What an [`EvidenceMark`] names instead of an action for a historical finding (with
+/// the episode's trigger time, so another episode is news).
+fn historical_mark(signal: &Signal) -> EvidenceMark {
+    EvidenceMark::of(&format!("historical@{}", signal.triggered_at_ms()), signal)
+}
 
-/// The detector, plus per theme what its action's evidence was last read for, so a
-/// mention that changes nothing costs no evidence queries.
+/// The detector, plus per theme what its action's evidence was last read for and
+/// whether it may be behind the mentions since.
+///
+/// Evidence is read at once when it is news (a raise, a reopen, clearly more customers:
+/// what `updated` events are sent for). Any other change — the episode fired again,
+/// grew a little, or a late mention landed in its span — only marks the theme stale, and
+/// the settler ([`ThemesHandler::settle`]) reads it again within [`SETTLE_EVERY`]: the
+/// same stored evidence for the same mentions however they were batched, without five
+/// queries over the whole span for every batch of a surging theme.
 #[derive(Debug)]
 pub struct DetectionState {
     detector: Detector,
     reported: HashMap<String, EvidenceMark>,
+    stale: HashSet<String>,
+    /// Stale themes the settler took and is reading now.
+    settling: usize,
 }
+
+/// How often stale evidence is read again.
+pub const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What an action's evidence is read for: the episode's span and peak. The stored
 /// evidence changes only when this changes or a mention lands inside the span, so
@@ -77,6 +93,8 @@ impl DetectionState {
         Self {
             detector: Detector::new(settings),
             reported: HashMap::new(),
+            stale: HashSet::new(),
+            settling: 0,
         }
     }
 
@@ -162,15 +180,39 @@ impl DetectionState {
         self.detector.resolved_late(theme, at_ms, after)
     }
 
-    /// Whether the evidence must be read again for `mark`. An instance that has not read
-    /// it yet (restarted, or took the theme over) reads it once; the stored evidence
-    /// tells whether that is news.
+    /// Whether the evidence for `mark` must be read now: another action (or an instance
+    /// that has not read it yet: restarted, or took the theme over), or clearly more
+    /// customers than last read.
     fn is_news(&self, theme: &str, mark: &EvidenceMark) -> bool {
+        match self.reported.get(theme) {
+            Some(read) if read.action_id == mark.action_id => {
+                mark.customers >= read.customers + update_step(read.customers)
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether the evidence last read differs from what `mark` describes.
+    fn is_behind(&self, theme: &str, mark: &EvidenceMark) -> bool {
         self.reported.get(theme) != Some(mark)
     }
 
     fn reported(&mut self, theme: &str, mark: EvidenceMark) {
+        self.stale.remove(theme);
         self.reported.insert(theme.to_owned(), mark);
+    }
+
+    /// The theme's stored evidence may be behind its mentions: the settler reads it again.
+    fn mark_stale(&mut self, theme: &str) {
+        if !self.stale.contains(theme) {
+            self.stale.insert(theme.to_owned());
+        }
+    }
+
+    /// Themes whose evidence is stale or being read again: 0 once the stored evidence
+    /// reflects every mention counted.
+    pub fn evidence_pending(&self) -> usize {
+        self.stale.len() + self.settling
     }
 }
 
@@ -242,8 +284,7 @@ impl ThemesHandler {
         let store = &self.ctx.store;
         if let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? {
             let mark = EvidenceMark::of(&open.action_id, &trigger.signal);
-            let news = trigger.touched || self.ctx.detection().is_news(theme, &mark);
-            if !news && open.announced {
+            if open.announced && self.settles_later(theme, &mark, trigger.touched) {
                 return Ok(());
             }
             let evidence = self.evidence(theme, &trigger.signal).await?;
@@ -256,7 +297,11 @@ impl ThemesHandler {
         };
         let trigger = Firing { signal, ..trigger };
         if self.is_historical(&trigger.signal) {
-            return self.found_in_history(theme, &trigger).await;
+            let mark = historical_mark(&trigger.signal);
+            if self.settles_later(theme, &mark, trigger.touched) {
+                return Ok(());
+            }
+            return self.found_in_history(theme, &trigger.signal).await;
         }
         let evidence = self.evidence(theme, &trigger.signal).await?;
         if let Some(resolved) = self.reopen_candidate(theme).await? {
@@ -309,19 +354,25 @@ impl ThemesHandler {
         after_ms > 0 && Utc::now().timestamp_millis() - signal.window.end_ms > after_ms
     }
 
-    /// An episode of the past: recorded as a historical finding (its evidence read again
-    /// as for an action), not raised, not announced — nobody is to work on it and no
-    /// customer is to be told about it.
-    async fn found_in_history(
-        &self,
-        theme: &str,
-        trigger: &Firing<'_>,
-    ) -> Result<(), HandlerError> {
-        let signal = &trigger.signal;
-        let mark = EvidenceMark::of(HISTORICAL, signal);
-        if !trigger.touched && !self.ctx.detection().is_news(theme, &mark) {
-            return Ok(());
+    /// Whether reading the evidence for `mark` can wait for the settler: it is not news.
+    /// Marks the theme stale when the evidence is behind (`touched`: new mentions in
+    /// its span).
+    fn settles_later(&self, theme: &str, mark: &EvidenceMark, touched: bool) -> bool {
+        let mut detection = self.ctx.detection();
+        if detection.is_news(theme, mark) {
+            return false;
         }
+        if touched || detection.is_behind(theme, mark) {
+            detection.mark_stale(theme);
+        }
+        true
+    }
+
+    /// An episode of the past: recorded as a historical finding (its evidence read as
+    /// for an action), not raised, not announced — nobody is to work on it and no
+    /// customer is to be told about it.
+    async fn found_in_history(&self, theme: &str, signal: &Signal) -> Result<(), HandlerError> {
+        let mark = historical_mark(signal);
         let evidence = self.evidence(theme, signal).await?;
         let now_ms = Utc::now().timestamp_millis();
         let row = FindingRow {
@@ -810,8 +861,11 @@ impl ThemesHandler {
         }
         let signal = match (observation, latest) {
             (Observation::Raised(signal) | Observation::Active(signal), _) => signal,
-            (Observation::Quiet(_), Some(episode)) if touched => {
-                return self.recount_evidence(theme, &episode, traceparent).await;
+            (Observation::Quiet(_), Some(_)) if touched => {
+                // An episode that is over got late mentions: its evidence is behind.
+                self.ctx.detection().mark_stale(theme);
+                self.publish_pending();
+                return Ok(());
             }
             _ => return Ok(()),
         };
@@ -821,32 +875,72 @@ impl ThemesHandler {
             traceparent,
             touched,
         };
-        self.on_triggered(theme, trigger).await
+        let outcome = self.on_triggered(theme, trigger).await;
+        self.publish_pending();
+        outcome
     }
 
-    /// Late mentions landed inside the span of an episode that is over: the open
-    /// action's evidence is read again (nothing is raised for an ended episode here).
-    async fn recount_evidence(
-        &self,
-        theme: &str,
-        episode: &Signal,
-        traceparent: Option<&str>,
-    ) -> Result<(), HandlerError> {
-        let store = &self.ctx.store;
-        let Some(open) = store.unresolved_action(theme).await.map_err(db_error)? else {
-            if self.is_historical(episode) {
-                let finding = Firing {
-                    signal: episode.clone(),
-                    traceparent,
-                    triggered_at_ms: None,
-                    touched: true,
-                };
-                return self.found_in_history(theme, &finding).await;
+    /// Reads again the evidence of every theme marked stale: the open action's, or the
+    /// historical finding's, for the theme's latest episode (nothing is raised here). A
+    /// theme that fails stays stale for the next round.
+    pub(crate) async fn settle(&self) {
+        let themes: Vec<String> = {
+            let mut detection = self.ctx.detection();
+            let themes: Vec<String> = detection.stale.drain().collect();
+            detection.settling = themes.len();
+            themes
+        };
+        for theme in themes {
+            if let Err(error) = self.settle_theme(&theme).await {
+                tracing::warn!(%theme, %error, "could not bring the evidence up to date; trying again");
+                self.ctx.detection().mark_stale(&theme);
             }
+            let mut detection = self.ctx.detection();
+            detection.settling = detection.settling.saturating_sub(1);
+        }
+        self.publish_pending();
+    }
+
+    async fn settle_theme(&self, theme: &str) -> Result<(), HandlerError> {
+        let _transition = self.ctx.transitions.of_theme(theme).await;
+        let Some(episode) = self.ctx.detection().latest_episode(theme) else {
             return Ok(());
         };
-        let evidence = self.evidence(theme, episode).await?;
-        self.update(open, evidence, episode, traceparent).await
+        match self
+            .ctx
+            .store
+            .unresolved_action(theme)
+            .await
+            .map_err(db_error)?
+        {
+            Some(open) => {
+                let evidence = self.evidence(theme, &episode).await?;
+                self.update(open, evidence, &episode, None).await
+            }
+            None if self.is_historical(&episode) => self.found_in_history(theme, &episode).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the gauge of themes whose evidence awaits the settler.
+    fn publish_pending(&self) {
+        let pending = self.ctx.detection().evidence_pending();
+        self.ctx.metrics.evidence_pending.set(pending as i64);
+    }
+}
+
+/// Runs [`ThemesHandler::settle`] every [`SETTLE_EVERY`] until `stop`.
+pub(crate) async fn settle_evidence(
+    handler: ThemesHandler,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), std::convert::Infallible> {
+    let mut every = tokio::time::interval(SETTLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = every.tick() => handler.settle().await,
+        }
     }
 }
 
@@ -954,7 +1048,7 @@ mod tests {
     }
 
     #[test]
-    fn evidence_is_read_again_only_when_the_episode_moved() {
+    fn evidence_is_read_at_once_for_news_and_later_when_only_behind() {
         let mark = |action_id: &str, to_ms: i64, customers: u32| EvidenceMark {
             action_id: action_id.into(),
             from_ms: 0,
@@ -965,12 +1059,29 @@ mod tests {
         assert!(state.is_news("t", &mark("a1", 10, 3)), "nothing read yet");
         state.reported("t", mark("a1", 10, 3));
         assert!(!state.is_news("t", &mark("a1", 10, 3)));
-        assert!(state.is_news("t", &mark("a1", 10, 4)), "a larger peak");
-        assert!(state.is_news("t", &mark("a1", 11, 3)), "fired again later");
+        assert!(!state.is_behind("t", &mark("a1", 10, 3)));
+        assert!(
+            state.is_news("t", &mark("a1", 10, 4)),
+            "one more of few customers"
+        );
+        let fired_again = mark("a1", 11, 3);
+        assert!(!state.is_news("t", &fired_again) && state.is_behind("t", &fired_again));
         assert!(state.is_news("t", &mark("a2", 10, 3)), "another action");
+        state.reported("t", mark("a1", 10, 40));
+        assert!(
+            !state.is_news("t", &mark("a1", 10, 43)),
+            "a tenth more is needed"
+        );
+        assert!(state.is_news("t", &mark("a1", 10, 44)));
+
+        state.mark_stale("t");
+        state.mark_stale("t");
+        assert_eq!(state.evidence_pending(), 1);
+        state.reported("t", mark("a1", 12, 40));
+        assert_eq!(state.evidence_pending(), 0, "reading it settles it");
         state.resolved("t", 10);
         assert!(
-            state.is_news("t", &mark("a1", 10, 3)),
+            state.is_news("t", &mark("a1", 12, 40)),
             "a resolution forgets what was read"
         );
     }

@@ -123,7 +123,12 @@ impl Service {
         let routes = routes::router(ctx.clone());
         foundation
             .run(shutdown, routes, |tasks| {
-                tasks.consumer(&group_id, ThemesHandler::new(ctx.clone()));
+                let themes = ThemesHandler::new(ctx.clone());
+                tasks.spawn(
+                    "trends evidence settler",
+                    detection::settle_evidence(themes.clone(), tasks.stop_token()),
+                );
+                tasks.consumer(&group_id, themes);
                 // Erasure requests have their own consumer group, so a backlog of
                 // mentions never delays them (and the other way round).
                 tasks.consumer(

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Every `actions.v1` event kind, so each series exists from the start.
@@ -31,6 +31,9 @@ pub struct TrendsMetrics {
     pub mentions_dropped: IntCounterVec,
     /// Episodes found in the past and reported as historical findings, not raised.
     pub historical_findings: IntCounter,
+    /// Themes whose stored evidence is behind their mentions until the settler reads it
+    /// again (0 once evidence reflects every mention counted).
+    pub evidence_pending: IntGauge,
     /// When each theme's unresolved action was raised or last reopened, as a Unix
     /// time, so an alert can say how long it has been waiting. Absent when resolved.
     pub opened_timestamp: GaugeVec,
@@ -73,6 +76,10 @@ impl TrendsMetrics {
             "closeloop_trends_historical_findings_total",
             "Episodes whose evidence lay entirely in the past: reported as historical findings, not raised.",
         )?;
+        let evidence_pending = IntGauge::new(
+            "closeloop_trends_evidence_pending_themes",
+            "Themes whose stored evidence awaits being read again after their mentions changed.",
+        )?;
         let opened_timestamp = GaugeVec::new(
             Opts::new(
                 "closeloop_action_opened_timestamp_seconds",
@@ -86,6 +93,7 @@ impl TrendsMetrics {
         registry.register(Box::new(detection_delay.clone()))?;
         registry.register(Box::new(mentions_dropped.clone()))?;
         registry.register(Box::new(historical_findings.clone()))?;
+        registry.register(Box::new(evidence_pending.clone()))?;
         registry.register(Box::new(opened_timestamp.clone()))?;
         registry.register(Box::new(pipeline_latency.clone()))?;
         // Zero series up front, so dashboards and rate() see the counters before the
@@ -102,6 +110,7 @@ impl TrendsMetrics {
             detection_delay,
             mentions_dropped,
             historical_findings,
+            evidence_pending,
             opened_timestamp,
             pipeline_latency,
         })

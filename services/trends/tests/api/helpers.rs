@@ -177,7 +177,8 @@ pub async fn get_json(app: &TestApp, path: &str, token: &str) -> serde_json::Val
 }
 
 /// Waits until the service counted `n` mentions (the handler observes the pipeline
-/// latency only after a mention was counted and its action raised or updated).
+/// latency only after a mention was counted and its action raised or updated) and its
+/// stored evidence caught up with them.
 pub async fn counted(app: &TestApp, n: usize) {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -187,7 +188,8 @@ pub async fn counted(app: &TestApp, n: usize) {
                 "closeloop_pipeline_latency_seconds_count",
                 "stage=\"counted\"",
             )
-            .is_some_and(|count| count >= n as f64);
+            .is_some_and(|count| count >= n as f64)
+                && metric(&text, "closeloop_trends_evidence_pending_themes", "") == Some(0.0);
             if done {
                 return;
             }
