@@ -149,6 +149,22 @@ mod tests {
         );
         assert!(store.findings(Some("price"), 10).await.unwrap().is_empty());
 
+        // An erasure finds the finding's quotes and rewrites them.
+        let quoting = finding(2000, 2100, 5, r#"{"excerpts":[{"customer_id":"anna"}]}"#);
+        store.record_finding(&quoting).await.unwrap();
+        let found = store.evidence_mentioning("anna").await.unwrap();
+        let of = super::super::erasure::EvidenceOf::Finding("delivery_time".into(), 2000);
+        assert_eq!(found, [(of.clone(), quoting.evidence_json.clone())]);
+        store
+            .replace_evidence(&of, r#"{"excerpts":[]}"#)
+            .await
+            .unwrap();
+        assert!(store.evidence_mentioning("anna").await.unwrap().is_empty());
+        store
+            .forget_findings_since("delivery_time", 2000)
+            .await
+            .unwrap();
+
         store
             .forget_findings_since("delivery_time", 900)
             .await
