@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use closeloop::demo::remove_sqlite_files;
+use closeloop::progress::thousands;
 use closeloop::demo_corpus::{self, DemoFeedback};
 use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
 use closeloop_sinks::WebhookSink;
@@ -215,18 +216,6 @@ fn machine() -> String {
         .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
         .unwrap_or_else(|| "? GiB".into());
     format!("{cpu}, {cores} cores, {memory}")
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// p50 / p99 / max of a set of latencies, in milliseconds.
@@ -1508,14 +1497,6 @@ mod tests {
         // Cut short (interrupted): not a judgement of the rate.
         assert!(!Step::judge(1000, 4, &keeping_up[..2], 0).sustained);
         assert!(!Step::judge(1000, 4, &[], 0).sustained);
-    }
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 
     #[test]
