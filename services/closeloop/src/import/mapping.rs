@@ -498,7 +498,7 @@ fn builtin_channel(normalised: &str) -> Option<Channel> {
         "survey" | "surveys" | "umfrage" | "befragung" | "questionnaire" | "fragebogen" | "nps"
         | "csat" | "poll" => Channel::Survey,
         "ticket" | "tickets" | "helpdesk" | "help-desk" | "support" | "support-ticket" | "case"
-        | "anfrage" | "kundenanfrage" => Channel::Ticket,
+        | "anfrage" | "kundenanfrage" | "contact-form" | "kontaktformular" => Channel::Ticket,
         "review" | "reviews" | "bewertung" | "bewertungen" | "rezension" | "product-review"
         | "produktbewertung" => Channel::Review,
         "app-store" | "appstore" | "app" | "apple-app-store" | "ios" | "android"
@@ -813,6 +813,7 @@ mod tests {
         assert_eq!(channel("E-Mail"), Some(Channel::Email));
         assert_eq!(channel("Umfrage"), Some(Channel::Survey));
         assert_eq!(channel("Live Chat"), Some(Channel::Chat));
+        assert_eq!(channel("Kontaktformular"), Some(Channel::Ticket));
         assert_eq!(channel("fax"), None);
         let own = BTreeMap::from([("fax".to_owned(), Channel::Other)]);
         assert_eq!(lookup("FAX", &own, builtin_channel), Some(Channel::Other));

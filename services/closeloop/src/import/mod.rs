@@ -461,7 +461,8 @@ pub async fn import(
         FuturesUnordered::new();
     let mut reading = true;
     let mut stopped = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let every = Duration::from_millis(500);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while reading || !in_flight.is_empty() {
         tokio::select! {
