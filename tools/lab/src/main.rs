@@ -69,8 +69,7 @@ async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()
         Command::Up(args) => closeloop::up::run(args, shutdown).await?,
         Command::Import(args) => {
             let summary = closeloop::import::run(*args, shutdown).await?;
-            let peak = bench::peak_rss_kib(std::process::id());
-            println!("{}", bench::import_report(&summary, peak));
+            println!("{}", bench::import_report(&summary));
         }
     }
     Ok(())
