@@ -71,7 +71,7 @@ pub struct Refused {
 pub enum SendError {
     #[error("ingest refused the API key (HTTP {status}): {detail}")]
     Unauthorised { status: u16, detail: String },
-    #[error("ingest at {url} did not take a batch after {attempts} attempts; last: {last}")]
+    #[error("ingest at {url} did not take a batch in {attempts} attempt(s); last: {last}")]
     Unreachable {
         url: String,
         attempts: u32,
