@@ -90,6 +90,16 @@ where
 /// ingest alone on `brokers` with a fresh database, one source `source` with API key
 /// `key`; returns its `/v1/feedback` URL and the token that stops it.
 pub async fn spawn_ingest(brokers: &str, source: &str, key: &str) -> (String, CancellationToken) {
+    spawn_ingest_with(brokers, source, key, |_| {}).await
+}
+
+/// [`spawn_ingest`] with its configuration changed by `adjust` before it starts.
+pub async fn spawn_ingest_with(
+    brokers: &str,
+    source: &str,
+    key: &str,
+    adjust: impl FnOnce(&mut closeloop_ingest::Config),
+) -> (String, CancellationToken) {
     let mut ingest = closeloop_ingest::Config::parse_from(["ingest"]);
     ingest.kafka = KafkaArgs::new(brokers);
     ingest.database = database_args("ingest");
@@ -98,6 +108,7 @@ pub async fn spawn_ingest(brokers: &str, source: &str, key: &str) -> (String, Ca
         source: source.into(),
         key: key.into(),
     }];
+    adjust(&mut ingest);
     let service = closeloop_ingest::Service::build(ingest)
         .await
         .expect("ingest builds");

@@ -28,6 +28,8 @@ enum Command {
     Notify(closeloop_notify::Config),
     /// Classify JSON lines from stdin ({"id", "text", "lang"?, "rating"?, "nps"?}) to JSON lines on stdout.
     Classify(closeloop::classify_cmd::ClassifyArgs),
+    /// Import feedback history from a CSV or JSON-lines export through ingest's batch API.
+    Import(closeloop::import::ImportArgs),
 }
 
 #[tokio::main]
@@ -36,8 +38,11 @@ async fn main() -> anyhow::Result<()> {
     let json = cli.logs.json();
     if matches!(cli.command, Command::Classify(_)) {
         // Its results go to stdout and it logs nothing: no log lines to mix into it.
-    } else if matches!(cli.command, Command::Demo(_)) && std::env::var_os("RUST_LOG").is_none() {
-        // The demo tells its own story on stdout; logs only when something is wrong.
+    } else if matches!(cli.command, Command::Demo(_) | Command::Import(_))
+        && std::env::var_os("RUST_LOG").is_none()
+    {
+        // The demo and the import tell their own story on stdout; logs only when
+        // something is wrong.
         closeloop_telemetry::init_tracing_with(json, "warn");
     } else {
         closeloop_telemetry::init_tracing(json);
@@ -77,6 +82,9 @@ async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()
                 .await?
         }
         Command::Classify(args) => closeloop::classify_cmd::run(args, shutdown).await?,
+        Command::Import(args) => {
+            closeloop::import::run(args, shutdown).await?;
+        }
     }
     Ok(())
 }

@@ -87,6 +87,11 @@ async fn not_found(State(state): State<Arc<ApiState>>) -> Response {
 pub struct Accepted {
     pub accepted: usize,
     pub event_ids: Vec<Uuid>,
+    /// How many of them ingest had accepted before with the same content (a retry, an
+    /// import run again): published again and deduplicated downstream, so no new
+    /// events. Absent from answers stored before it was counted.
+    #[serde(default)]
+    pub duplicates: usize,
 }
 
 async fn post_feedback(
@@ -251,17 +256,18 @@ async fn accept(
     }
 
     // Before publishing: one event id names one event, whichever source sends it.
-    let conflicts = match state
+    let recorded = match state
         .event_ids
         .record(&feedback, now.timestamp_millis())
         .await
     {
-        Ok(conflicts) => conflicts,
+        Ok(recorded) => recorded,
         Err(error) => {
             release(state, source, idempotency_key.as_deref()).await;
             return Err(database_problem(error));
         }
     };
+    let conflicts = recorded.conflicts;
     if !conflicts.is_empty() {
         // Nothing was published: the key is free for a corrected request.
         release(state, source, idempotency_key.as_deref()).await;
@@ -317,6 +323,7 @@ async fn accept(
     let answer = Accepted {
         accepted: feedback.len(),
         event_ids: feedback.iter().map(|f| f.feedback_id).collect(),
+        duplicates: recorded.known,
     };
     let answer = serde_json::to_string(&answer).map_err(|e| Problem::internal(e.to_string()))?;
     if let Some(key) = &idempotency_key {

@@ -21,7 +21,18 @@ pub struct EventIds {
 struct Pending {
     rows: Vec<Row>,
     now_ms: i64,
-    done: oneshot::Sender<Result<Vec<usize>, sqlx::Error>>,
+    done: oneshot::Sender<Result<Recorded, sqlx::Error>>,
+}
+
+/// What the ledger made of a request's ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Indexes (into the request's feedback, sorted) whose id was accepted before with
+    /// other content; when there are any, nothing was recorded.
+    pub conflicts: Vec<usize>,
+    /// How many ids were accepted before with the same content: retries, or an import
+    /// run again. Published again and deduplicated downstream, they are no new events.
+    pub known: usize,
 }
 
 impl EventIds {
@@ -35,14 +46,13 @@ impl EventIds {
         Self { db, group }
     }
 
-    /// Records the ids of `feedback` with their content hashes, all or none. Returns the
-    /// indexes (into `feedback`) whose id was accepted before with other content; when
-    /// there are any, nothing is recorded.
+    /// Records the ids of `feedback` with their content hashes, all or none: see
+    /// [`Recorded`].
     pub async fn record(
         &self,
         feedback: &[Feedback],
         now_ms: i64,
-    ) -> Result<Vec<usize>, sqlx::Error> {
+    ) -> Result<Recorded, sqlx::Error> {
         let mut rows: Vec<Row> = feedback
             .iter()
             .enumerate()
@@ -95,7 +105,7 @@ impl EventIds {
 type Row = (usize, String, String, i64);
 
 /// One request's rows in a transaction of its own (all or none).
-async fn record_alone(db: &Database, rows: &[Row], now_ms: i64) -> Result<Vec<usize>, sqlx::Error> {
+async fn record_alone(db: &Database, rows: &[Row], now_ms: i64) -> Result<Recorded, sqlx::Error> {
     if rows.len() == 1 {
         // One statement is atomic on its own: no transaction to pay for on the hot
         // path of single-event requests.
@@ -105,13 +115,13 @@ async fn record_alone(db: &Database, rows: &[Row], now_ms: i64) -> Result<Vec<us
     // Write first, then read, in one transaction: a read-then-write transaction fails
     // with SQLITE_BUSY_SNAPSHOT under contention.
     let mut tx = db.pool().begin().await?;
-    let conflicts = insert_and_check(&mut tx, db.backend(), rows, now_ms).await?;
-    if conflicts.is_empty() {
+    let recorded = insert_and_check(&mut tx, db.backend(), rows, now_ms).await?;
+    if recorded.conflicts.is_empty() {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
-    Ok(conflicts)
+    Ok(recorded)
 }
 
 /// SQLite's group commit. SQLite has one writer at a time, and a commit per request
@@ -126,9 +136,9 @@ async fn commit_groups(db: Database, mut waiting: mpsc::UnboundedReceiver<Pendin
     while waiting.recv_many(&mut group, MAX_GROUP).await > 0 {
         match commit_group(&db, &group).await {
             Ok(results) => {
-                for (pending, conflicts) in group.drain(..).zip(results) {
+                for (pending, recorded) in group.drain(..).zip(results) {
                     // A request that gave up waiting needs no answer.
-                    let _ = pending.done.send(Ok(conflicts));
+                    let _ = pending.done.send(Ok(recorded));
                 }
             }
             Err(error) => {
@@ -142,7 +152,7 @@ async fn commit_groups(db: Database, mut waiting: mpsc::UnboundedReceiver<Pendin
     }
 }
 
-async fn commit_group(db: &Database, group: &[Pending]) -> Result<Vec<Vec<usize>>, sqlx::Error> {
+async fn commit_group(db: &Database, group: &[Pending]) -> Result<Vec<Recorded>, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let mut results = Vec::with_capacity(group.len());
     for pending in group {
@@ -151,10 +161,10 @@ async fn commit_group(db: &Database, group: &[Pending]) -> Result<Vec<Vec<usize>
         if savepoint {
             sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
         }
-        let conflicts =
+        let recorded =
             insert_and_check(&mut tx, db.backend(), &pending.rows, pending.now_ms).await?;
         if savepoint {
-            if !conflicts.is_empty() {
+            if !recorded.conflicts.is_empty() {
                 sqlx::query("ROLLBACK TO SAVEPOINT request")
                     .execute(&mut *tx)
                     .await?;
@@ -163,20 +173,20 @@ async fn commit_group(db: &Database, group: &[Pending]) -> Result<Vec<Vec<usize>
                 .execute(&mut *tx)
                 .await?;
         }
-        results.push(conflicts);
+        results.push(recorded);
     }
     tx.commit().await?;
     Ok(results)
 }
 
-/// Inserts the rows that are new and returns the indexes of those whose id is stored
-/// with another hash (sorted).
+/// Inserts the rows that are new; returns the indexes of those whose id is stored with
+/// another hash (sorted) and how many are stored with the same one.
 async fn insert_and_check(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     rows: &[Row],
     now_ms: i64,
-) -> Result<Vec<usize>, sqlx::Error> {
+) -> Result<Recorded, sqlx::Error> {
     let mut inserted = 0;
     for chunk in rows.chunks(values::rows_per_statement(backend, 4)) {
         let insert = format!(
@@ -191,7 +201,7 @@ async fn insert_and_check(
         inserted += query.execute(&mut *conn).await?.rows_affected();
     }
     if inserted == rows.len() as u64 {
-        return Ok(Vec::new());
+        return Ok(Recorded::default());
     }
     let mut stored: Vec<(String, String)> = Vec::new();
     for chunk in rows.chunks(values::rows_per_statement(backend, 1)) {
@@ -216,7 +226,8 @@ async fn insert_and_check(
         .map(|(index, ..)| *index)
         .collect();
     conflicts.sort_unstable();
-    Ok(conflicts)
+    let known = (rows.len() - conflicts.len()).saturating_sub(inserted as usize);
+    Ok(Recorded { conflicts, known })
 }
 
 #[cfg(test)]
@@ -258,16 +269,20 @@ mod tests {
 
     async fn one_id_one_content(ledger: EventIds) {
         let first = feedback("late parcel");
-        assert!(ledger
-            .record(std::slice::from_ref(&first), 1)
-            .await
-            .unwrap()
-            .is_empty());
+        assert_eq!(
+            ledger
+                .record(std::slice::from_ref(&first), 1)
+                .await
+                .unwrap(),
+            Recorded::default()
+        );
         // A retry a moment later: same content, other receiving time.
         let mut retry = first.clone();
         retry.received_at += Duration::seconds(3);
         retry.given_at = retry.received_at;
-        assert!(ledger.record(&[retry], 2).await.unwrap().is_empty());
+        let recorded = ledger.record(&[retry], 2).await.unwrap();
+        assert!(recorded.conflicts.is_empty());
+        assert_eq!(recorded.known, 1, "a retry is known");
 
         let mut other_text = first.clone();
         other_text.text = "great parcel".into();
@@ -278,21 +293,32 @@ mod tests {
             ledger
                 .record(&[fresh.clone(), other_text, other_source], 3)
                 .await
-                .unwrap(),
+                .unwrap()
+                .conflicts,
             [1, 2]
         );
         // All or none: the fresh item of the refused batch was not recorded.
         let mut fresh_changed = fresh.clone();
         fresh_changed.text = "changed".into();
-        assert!(ledger.record(&[fresh_changed], 4).await.unwrap().is_empty());
+        assert!(ledger
+            .record(&[fresh_changed], 4)
+            .await
+            .unwrap()
+            .conflicts
+            .is_empty());
 
         let mut old = feedback("old");
         old.given_at -= Duration::days(400);
-        assert!(ledger.record(&[old.clone()], 5).await.unwrap().is_empty());
+        assert!(ledger
+            .record(&[old.clone()], 5)
+            .await
+            .unwrap()
+            .conflicts
+            .is_empty());
         let cutoff = (Utc::now() - Duration::days(365)).timestamp_millis();
         assert_eq!(ledger.purge(cutoff).await.unwrap(), 1);
         old.text = "other".into();
-        assert!(ledger.record(&[old], 6).await.unwrap().is_empty());
+        assert!(ledger.record(&[old], 6).await.unwrap().conflicts.is_empty());
     }
 
     #[tokio::test]
@@ -334,16 +360,21 @@ mod tests {
         }))
         .await;
         for (i, pair) in answers[..300].chunks(2).enumerate() {
-            let accepted = pair.iter().filter(|conflicts| conflicts.is_empty()).count();
+            let accepted = pair.iter().filter(|r| r.conflicts.is_empty()).count();
             assert_eq!(
                 accepted, 1,
                 "exactly one content per id, pair {i}: {pair:?}"
             );
         }
-        assert_eq!(answers[300], [1]);
+        assert_eq!(answers[300].conflicts, [1]);
         // The refused batch recorded nothing: its fresh item may still take other content.
         let mut fresh_changed = batch_fresh;
         fresh_changed.text = "changed".into();
-        assert!(ledger.record(&[fresh_changed], 2).await.unwrap().is_empty());
+        assert!(ledger
+            .record(&[fresh_changed], 2)
+            .await
+            .unwrap()
+            .conflicts
+            .is_empty());
     }
 }

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use closeloop::demo::remove_sqlite_files;
 use closeloop::demo_corpus::{self, DemoFeedback};
+use closeloop::progress::thousands;
 use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
 use closeloop_sinks::WebhookSink;
 
@@ -82,6 +83,9 @@ pub struct BenchArgs {
     /// instead of the embedded broker; its closeloop topics are emptied first.
     #[arg(long)]
     pub brokers: Option<String>,
+    /// Rows of the CSV export the import part generates and imports.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub import_rows: u64,
     /// Only these parts; all when not given.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -99,6 +103,8 @@ pub enum Part {
     EndToEnd,
     /// The highest offered rate `closeloop up` sustains, stepping the rate.
     Sustained,
+    /// `closeloop import` of a generated CSV export into ingest: rows/s and its memory.
+    Import,
 }
 
 /// One line of the result table.
@@ -148,6 +154,12 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         let (row, cpu) = classify(&corpus, args.seconds);
         baselines.classify_cpu_us = cpu;
         rows.push(row);
+    }
+    if wants(Part::Import) {
+        tokio::select! {
+            result = import(&args, &corpus) => rows.push(result?),
+            _ = shutdown.cancelled() => anyhow::bail!("interrupted"),
+        }
     }
     if wants(Part::EndToEnd) {
         tokio::select! {
@@ -215,18 +227,6 @@ fn machine() -> String {
         .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
         .unwrap_or_else(|| "? GiB".into());
     format!("{cpu}, {cores} cores, {memory}")
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// p50 / p99 / max of a set of latencies, in milliseconds.
@@ -316,23 +316,8 @@ async fn ingest(
     corpus: &[DemoFeedback],
     raw_rate: u64,
 ) -> anyhow::Result<Vec<Row>> {
-    let database = DatabaseArgs::new("sqlite://data/bench-ingest.db");
-    remove_sqlite_files(&database.database_url);
-    let mut config = closeloop_ingest::Config::parse_from(["ingest"]);
-    config.kafka = KafkaArgs::new(broker.bootstrap_servers());
-    config.database = database;
-    config.http_addr = ([127, 0, 0, 1], 0).into();
-    config.max_batch = config.max_batch.max(args.batch_size);
-    // The bench measures throughput; one source at full speed is what it is for.
-    config.rate_limit_per_source = 0.0;
-    config.api_keys = vec![SourceKey {
-        source: "bench".into(),
-        key: "bench-key".into(),
-    }];
-    let service = closeloop_ingest::Service::build(config).await?;
-    let addr = service.http_addr();
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(service.run_until_stopped(stop.clone()));
+    let (addr, stop, server) =
+        start_ingest(broker, "sqlite://data/bench-ingest.db", args.batch_size).await?;
 
     let bodies: Arc<Vec<Value>> = Arc::new(corpus.iter().map(|item| item.body.clone()).collect());
     let single_url = format!("http://{addr}/v1/feedback");
@@ -392,6 +377,37 @@ async fn ingest(
             ),
         ),
     ])
+}
+
+/// ingest in this process on `broker`, on a fresh database at `database_url`, for source
+/// `bench` with key `bench-key`, without a rate limit (the bench measures throughput;
+/// one source at full speed is what it is for).
+async fn start_ingest(
+    broker: &EmbeddedBroker,
+    database_url: &str,
+    max_batch: usize,
+) -> anyhow::Result<(
+    SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), closeloop_ingest::Error>>,
+)> {
+    let database = DatabaseArgs::new(database_url);
+    remove_sqlite_files(&database.database_url);
+    let mut config = closeloop_ingest::Config::parse_from(["ingest"]);
+    config.kafka = KafkaArgs::new(broker.bootstrap_servers());
+    config.database = database;
+    config.http_addr = ([127, 0, 0, 1], 0).into();
+    config.max_batch = config.max_batch.max(max_batch);
+    config.rate_limit_per_source = 0.0;
+    config.api_keys = vec![SourceKey {
+        source: "bench".into(),
+        key: "bench-key".into(),
+    }];
+    let service = closeloop_ingest::Service::build(config).await?;
+    let addr = service.http_addr();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(service.run_until_stopped(stop.clone()));
+    Ok((addr, stop, server))
 }
 
 struct HttpLoad {
@@ -1471,6 +1487,156 @@ async fn notify_round(
     Ok(Some((latencies.len(), latencies)))
 }
 
+/// `closeloop import` of a generated export of `--import-rows` rows (texts of the demo
+/// corpus, each row its own ticket) into ingest in this process on the embedded broker.
+/// The importer runs as a child process (this binary's hidden `import`, the product's
+/// code), so its peak memory is its own.
+async fn import(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Row> {
+    let file = std::path::PathBuf::from("data/bench-import.csv");
+    print!("  import: writing {} rows …", thousands(args.import_rows));
+    let bytes = write_export(&file, args.import_rows, corpus)?;
+    println!(" {:.0} MiB", bytes as f64 / 1024.0 / 1024.0);
+    let broker = EmbeddedBroker::start(1, &TopicSpec::all(6))?;
+    let (addr, stop, server) = start_ingest(&broker, "sqlite://data/bench-import.db", 500).await?;
+    let result = import_child(&file, addr).await;
+    stop.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_file(&file);
+    let outcome = result?;
+    Ok(Row::new(
+        format!("import, {}-row CSV", thousands(outcome.read)),
+        format!("{} rows/s", thousands(outcome.rows_per_second as u64)),
+        format!(
+            "peak RSS of the importer {}, {} CPU per row; {} accepted, {} duplicates, {} rejected in {:.1} s; \
+             batches of 500, 4 in flight, ingest + embedded broker in the bench's process",
+            outcome.peak_rss_kib.map_or("unknown".into(), |kib| format!(
+                "{:.0} MiB",
+                kib as f64 / 1024.0
+            )),
+            cpu::micros_per_event(Duration::from_secs_f64(outcome.cpu_seconds), outcome.read)
+                .map_or("unknown".into(), |us| format!("{us:.1} µs")),
+            thousands(outcome.accepted),
+            thousands(outcome.duplicates),
+            thousands(outcome.rejected),
+            outcome.seconds,
+        ),
+    ))
+}
+
+/// Writes a help-desk-like CSV export of `rows` rows; returns its size in bytes.
+fn write_export(path: &std::path::Path, rows: u64, corpus: &[DemoFeedback]) -> anyhow::Result<u64> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = csv::Writer::from_path(path)?;
+    out.write_record(["ticket", "customer", "created", "rating", "channel", "text"])?;
+    let now = chrono::Utc::now();
+    // How a help desk names its channels (each one a built-in synonym).
+    let channels = ["E-Mail", "Chat", "Kontaktformular", "Telefon", "Ticket"];
+    for n in 0..rows {
+        let item = &corpus[n as usize % corpus.len()].body;
+        // Within the last 300 days: ingest takes a year.
+        let created = now - chrono::Duration::seconds((n * 7919 % (300 * 86_400)) as i64);
+        out.write_record([
+            format!("T-{n}"),
+            item["customer"]["id"].as_str().unwrap_or("c-0").to_owned(),
+            created.format("%Y-%m-%d %H:%M:%S").to_string(),
+            item["rating"]
+                .as_u64()
+                .map_or(String::new(), |r| r.to_string()),
+            channels[n as usize % channels.len()].to_owned(),
+            item["text"].as_str().unwrap_or("no text").to_owned(),
+        ])?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// What the importer child reported.
+#[derive(Debug, Default)]
+struct ImportOutcome {
+    read: u64,
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    seconds: f64,
+    rows_per_second: f64,
+    peak_rss_kib: Option<u64>,
+    /// The importer's CPU time, all threads, start to end.
+    cpu_seconds: f64,
+}
+
+/// The line the hidden `import` prints last, for [`import_child`] to read: the
+/// summary's counts, and this process's peak memory and CPU time.
+pub fn import_report(summary: &closeloop::import::Summary) -> String {
+    let t = &summary.tally;
+    let peak_rss_kib = peak_rss_kib(std::process::id());
+    let cpu = CpuSample::of_self().map_or(0.0, |sample| sample.total.as_secs_f64());
+    format!(
+        "bench-import read={} accepted={} duplicates={} rejected={} seconds={:.3} rows_per_second={} peak_rss_kib={} cpu_seconds={cpu:.3}",
+        t.read,
+        t.accepted,
+        t.duplicates,
+        t.rejected,
+        summary.elapsed.as_secs_f64(),
+        summary.rows_per_second() as u64,
+        peak_rss_kib.unwrap_or(0)
+    )
+}
+
+fn parse_import_report(line: &str) -> Option<ImportOutcome> {
+    let fields = line.strip_prefix("bench-import ")?;
+    let mut outcome = ImportOutcome::default();
+    for field in fields.split_whitespace() {
+        let (name, value) = field.split_once('=')?;
+        match name {
+            "read" => outcome.read = value.parse().ok()?,
+            "accepted" => outcome.accepted = value.parse().ok()?,
+            "duplicates" => outcome.duplicates = value.parse().ok()?,
+            "rejected" => outcome.rejected = value.parse().ok()?,
+            "seconds" => outcome.seconds = value.parse().ok()?,
+            "rows_per_second" => outcome.rows_per_second = value.parse().ok()?,
+            "peak_rss_kib" => outcome.peak_rss_kib = value.parse().ok().filter(|&k| k > 0),
+            "cpu_seconds" => outcome.cpu_seconds = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(outcome)
+}
+
+/// Runs this binary's hidden `import` on `file` into ingest at `addr`, passing its
+/// progress lines through.
+async fn import_child(file: &std::path::Path, addr: SocketAddr) -> anyhow::Result<ImportOutcome> {
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("import")
+        .arg(file)
+        .args(["--url", &format!("http://{addr}")])
+        .args(["--api-key", "bench-key", "--source", "bench"])
+        .args(["--reference", "ticket", "--customer-id", "customer"])
+        .args(["--date", "created", "--rating", "rating"])
+        .args(["--channel", "channel", "--text", "text"])
+        .args(["--rejects", "data/bench-import.rejects.jsonl"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start the importer")?;
+    let stdout = child.stdout.take().context("no stdout of the importer")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut outcome = None;
+    while let Some(line) = lines.next_line().await? {
+        match parse_import_report(&line) {
+            Some(report) => outcome = Some(report),
+            None if !line.trim().is_empty() => println!("  {line}"),
+            None => {}
+        }
+    }
+    let status = child.wait().await?;
+    anyhow::ensure!(status.success(), "the importer failed: {status}");
+    outcome.context("the importer did not report its figures")
+}
+
 /// The high-water mark of a process's resident memory.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -1511,11 +1677,16 @@ mod tests {
     }
 
     #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
+    fn the_import_report_reads_back() {
+        let outcome = parse_import_report(
+            "bench-import read=1000000 accepted=999000 duplicates=0 rejected=1000 seconds=50.000 rows_per_second=20000 peak_rss_kib=30720 cpu_seconds=12.5",
+        )
+        .expect("a report");
+        assert_eq!(outcome.read, 1_000_000);
+        assert_eq!(outcome.rejected, 1000);
+        assert_eq!(outcome.peak_rss_kib, Some(30_720));
+        assert_eq!(outcome.cpu_seconds, 12.5);
+        assert!(parse_import_report("  rows read 12").is_none());
     }
 
     #[test]

@@ -28,6 +28,10 @@ enum Command {
     /// The product's `closeloop up`, run by the bench as the child process it measures.
     #[command(hide = true)]
     Up(closeloop::up::UpArgs),
+    /// The product's `closeloop import`, run by the bench as the child process whose
+    /// memory it measures; ends with a line of figures for the bench.
+    #[command(hide = true)]
+    Import(Box<closeloop::import::ImportArgs>),
 }
 
 #[derive(Subcommand)]
@@ -46,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         // Their results go to stdout and they log nothing: no log lines to mix into it.
         Command::Eval(_) => {}
         // The bench prints its own table; logs only when something is wrong.
-        Command::Bench(_) if std::env::var_os("RUST_LOG").is_none() => {
+        Command::Bench(_) | Command::Import(_) if std::env::var_os("RUST_LOG").is_none() => {
             closeloop_telemetry::init_tracing_with(json, "warn")
         }
         _ => closeloop_telemetry::init_tracing(json),
@@ -63,6 +67,10 @@ async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()
         Command::Eval(EvalCommand::Classify(args)) => eval::classify::run(args, shutdown).await?,
         Command::Eval(EvalCommand::Trends(args)) => eval::trends::run(&args)?,
         Command::Up(args) => closeloop::up::run(args, shutdown).await?,
+        Command::Import(args) => {
+            let summary = closeloop::import::run(*args, shutdown).await?;
+            println!("{}", bench::import_report(&summary));
+        }
     }
     Ok(())
 }
