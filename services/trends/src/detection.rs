@@ -261,8 +261,8 @@ struct Firing<'a> {
     signal: Signal,
     traceparent: Option<&'a str>,
     triggered_at_ms: Option<i64>,
-    /// New mentions landed inside the evidence span: the evidence must be read again
-    /// even if the episode did not move.
+    /// New mentions landed inside the evidence span: the evidence is behind even if the
+    /// episode did not move.
     touched: bool,
 }
 
@@ -859,9 +859,9 @@ impl ThemesHandler {
                 Intake::BeforeResolution => self.ctx.metrics.dropped("before_resolution"),
             }
         }
-        let signal = match (observation, latest) {
-            (Observation::Raised(signal) | Observation::Active(signal), _) => signal,
-            (Observation::Quiet(_), Some(_)) if touched => {
+        let signal = match observation {
+            Observation::Raised(signal) | Observation::Active(signal) => signal,
+            Observation::Quiet(_) if touched => {
                 // An episode that is over got late mentions: its evidence is behind.
                 self.ctx.detection().mark_stale(theme);
                 self.publish_pending();
