@@ -21,6 +21,7 @@ topics=(
   actions.v1
   notifications.v1
   privacy.erasure.v1
+  customers.preferences.v1
 )
 
 create() {

@@ -5,8 +5,8 @@
 #![no_main]
 
 use closeloop_events::{
-    decode, ActionEvent, Envelope, ErasureRequest, Event, Feedback, FeedbackCategorised,
-    NotificationOutcome, ThemeMention,
+    decode, ActionEvent, CustomerPreferences, Envelope, ErasureRequest, Event, Feedback,
+    FeedbackCategorised, NotificationOutcome, ThemeMention,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -36,4 +36,5 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<ActionEvent>(data);
     round_trip::<NotificationOutcome>(data);
     round_trip::<ErasureRequest>(data);
+    round_trip::<CustomerPreferences>(data);
 });

@@ -10,6 +10,7 @@
 mod action;
 mod feedback;
 mod notification;
+mod preferences;
 pub mod text;
 
 use chrono::{DateTime, Utc};
@@ -28,6 +29,7 @@ pub use notification::{
     DeadLetter, DeliveryChannel, DeliveryOutcome, ErasureRequest, ErasureScope,
     NotificationOutcome, ALL_SOURCES,
 };
+pub use preferences::{CustomerPreferences, SET_BY_CUSTOMER};
 
 /// Topic names, one constant per row of the README's topic table (Architecture).
 pub mod topics {
@@ -37,6 +39,7 @@ pub mod topics {
     pub const ACTIONS: &str = "actions.v1";
     pub const NOTIFICATIONS: &str = "notifications.v1";
     pub const PRIVACY_ERASURE: &str = "privacy.erasure.v1";
+    pub const CUSTOMER_PREFERENCES: &str = "customers.preferences.v1";
 
     /// Every topic the system reads or writes (dead-letter topics excluded).
     pub const ALL: &[&str] = &[
@@ -46,6 +49,7 @@ pub mod topics {
         ACTIONS,
         NOTIFICATIONS,
         PRIVACY_ERASURE,
+        CUSTOMER_PREFERENCES,
     ];
 
     /// The dead-letter topic of `topic`: `feedback.raw.v1` → `feedback.raw.dlq.v1`.
