@@ -52,6 +52,14 @@ pub fn placeholders(rows: usize, columns: usize) -> String {
     sql
 }
 
+/// `$first, $first+1, …`: `count` numbered placeholders for an `IN (…)` list.
+pub fn list(count: usize, first: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +69,8 @@ mod tests {
         assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(placeholders(1, 1), "($1)");
         assert_eq!(placeholders(0, 3), "");
+        assert_eq!(list(3, 2), "$2, $3, $4");
+        assert_eq!(list(0, 1), "");
     }
 
     #[test]

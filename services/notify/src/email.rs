@@ -6,6 +6,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -31,6 +32,12 @@ pub struct EmailPayload {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The message without greeting and closing: what a combined message is made of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The customer's one-click unsubscribe link (`List-Unsubscribe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_url: Option<String>,
 }
 
 /// A customer's address as notify will use it, or `None` if it is not one.
@@ -125,7 +132,21 @@ impl EmailSender {
     fn message(&self, delivery_id: &str, payload: &EmailPayload) -> Result<Message, String> {
         let to = parse_address(&payload.to)
             .ok_or_else(|| "the recipient address is invalid".to_owned())?;
-        Message::builder()
+        let mut builder = Message::builder();
+        if let Some(url) = &payload.unsubscribe_url {
+            // RFC 8058: a client that sees both offers one-click unsubscribe and POSTs
+            // `List-Unsubscribe=One-Click` to the URL.
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
+        }
+        builder
             .from(self.from.clone())
             .to(Mailbox::new(None, to))
             .subject(payload.subject.clone())
@@ -218,11 +239,22 @@ mod tests {
             subject: "Ihre Rückmeldung".into(),
             text: "Hallo".into(),
             html: "<p>Hallo</p>".into(),
+            body: None,
+            unsubscribe_url: Some("https://care.shop.example/unsubscribe/abc.1.xyz".into()),
         };
         let formatted =
             String::from_utf8(sender.message("0190-abc", &payload).unwrap().formatted()).unwrap();
         assert!(
             formatted.contains("Message-ID: <0190-abc@shop.example>"),
+            "{formatted}"
+        );
+        // RFC 8058 one-click unsubscribe.
+        assert!(
+            formatted.contains("List-Unsubscribe: <https://care.shop.example/unsubscribe/abc.1.xyz>\r\n"),
+            "{formatted}"
+        );
+        assert!(
+            formatted.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
             "{formatted}"
         );
         assert!(formatted.contains("multipart/alternative"), "{formatted}");

@@ -9,19 +9,22 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming, Publisher};
 use closeloop_events::{
-    ActionEvent, ActionEventKind, DeliveryChannel, DeliveryOutcome, ErasureRequest,
-    FeedbackCategorised, NotificationOutcome, Resolution,
+    ActionEvent, ActionEventKind, CustomerPreferences, DeliveryChannel, DeliveryOutcome,
+    ErasureRequest, FeedbackCategorised, NotificationOutcome, Resolution,
 };
 use closeloop_runtime::Pseudonyms;
 use closeloop_store::Database;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::email;
+use crate::email::{self, EmailPayload};
 use crate::message;
 use crate::metrics::NotifyMetrics;
-use crate::outbox::{self, NewDelivery, Skip};
+use crate::frequency::{Cap, Held};
+use crate::outbox::{self, Cancelled, NewDelivery, Skip};
+use crate::preferences::{self, Preferences, UNSUBSCRIBED};
 use crate::projection::{self, Mention};
+use crate::unsubscribe::Links;
 use crate::template::{Parts, Rendered, Templates};
 use crate::worker::{channel_of, publish_outcome};
 
@@ -55,19 +58,22 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// The channel for `mention`'s customer (with the address for e-mail), or `None`
-    /// when there is no way to reach them.
-    pub fn route(&self, mention: &Mention) -> Option<(DeliveryChannel, Option<String>)> {
-        let email = self
-            .email
+    /// The channel for `mention`'s customer (with the address for e-mail), among those
+    /// their preferences allow, or `None` when there is no way to reach them.
+    pub fn route(
+        &self,
+        mention: &Mention,
+        preferences: Option<&Preferences>,
+    ) -> Option<(DeliveryChannel, Option<String>)> {
+        let allows = |channel| preferences.is_none_or(|p| p.allows(channel));
+        let email = (self.email && allows(DeliveryChannel::Email))
             .then_some(mention.email.as_deref())
             .flatten()
             .and_then(email::parse_address)
             .map(|address| (DeliveryChannel::Email, Some(address.to_string())));
-        let webhook = self
-            .webhook_sources
-            .contains(&mention.source)
-            .then_some((DeliveryChannel::Webhook, None));
+        let webhook = (allows(DeliveryChannel::Webhook)
+            && self.webhook_sources.contains(&mention.source))
+        .then_some((DeliveryChannel::Webhook, None));
         match self.prefer {
             Prefer::Email => email.or(webhook),
             Prefer::Webhook => webhook.or(email),
@@ -90,6 +96,10 @@ pub struct Context {
     pub lookback: chrono::Duration,
     /// Erased customers' pseudonyms.
     pub pseudonyms: Pseudonyms,
+    /// The frequency cap, unless it is off.
+    pub cap: Option<Cap>,
+    /// Makes the unsubscribe link every message carries.
+    pub links: Arc<Links>,
 }
 
 /// A store error, classified the way the consumer loop needs it.
@@ -207,7 +217,14 @@ impl Handler for ActionHandler {
         }
         self.done_waiting(action.action_id);
 
-        let now_ms = Utc::now().timestamp_millis();
+        let preferences = preferences::of_customers(
+            &self.ctx.db,
+            recipients.latest.keys().map(String::as_str),
+        )
+        .await
+        .map_err(db_error)?;
+        let now = Utc::now();
+        let now_ms = now.timestamp_millis();
         let action_id = action.action_id.to_string();
         let mut deliveries = Vec::new();
         let mut skips = Vec::new();
@@ -220,40 +237,49 @@ impl Handler for ActionHandler {
                 created_at_ms: now_ms,
                 source: Some(mention.source.clone()),
             };
-            if mention.consent == 0 {
+            let preferences = preferences.get(&mention.customer_id);
+            if preferences.is_some_and(|p| p.unsubscribed) {
+                skips.push(skip(UNSUBSCRIBED));
+                continue;
+            }
+            // The newest consent: the preferences hold it when there are any.
+            let consent = preferences.map_or(mention.consent != 0, |p| p.consent);
+            if !consent {
                 skips.push(skip(NO_CONSENT));
                 continue;
             }
-            match self.ctx.routing.route(mention) {
+            match self.ctx.routing.route(mention, preferences) {
                 Some((channel, address)) => deliveries.push(delivery(
-                    &self.ctx.templates,
+                    &self.ctx,
                     action,
                     resolution,
                     mention,
-                    channel,
-                    address,
-                    now_ms,
+                    preferences,
+                    (channel, address),
+                    now,
                 )),
                 None => skips.push(skip(NO_ROUTE)),
             }
         }
-        let (inserted, new_skips) = outbox::enqueue(&self.ctx.db, &deliveries, &skips)
+        let enqueued = outbox::enqueue(&self.ctx.db, &deliveries, &skips, self.ctx.cap.as_ref())
             .await
             .map_err(db_error)?;
         tracing::info!(
             action_id = %action.action_id,
             theme = %action.theme,
             recipients = deliveries.len(),
-            new = inserted,
+            queued = enqueued.queued,
+            held = enqueued.held,
             skipped = skips.len(),
             "resolved action queued for notification"
         );
-        if inserted > 0 {
+        self.ctx.metrics.held.inc_by(enqueued.held);
+        if enqueued.queued > 0 {
             self.ctx.wake.notify_one();
         }
         // Only skips new in this run are counted and published, so a replay of the
         // action counts nobody twice.
-        for skip in new_skips {
+        for skip in enqueued.new_skips {
             self.ctx
                 .metrics
                 .skipped
@@ -290,16 +316,23 @@ impl Handler for ActionHandler {
 /// The outbox row for one customer: the message is rendered now, in their language,
 /// so what is sent (and retried) is exactly what was decided.
 fn delivery(
-    templates: &Templates,
+    ctx: &Context,
     action: &ActionEvent,
     resolution: &Resolution,
     mention: &Mention,
-    channel: DeliveryChannel,
-    address: Option<String>,
-    now_ms: i64,
+    preferences: Option<&Preferences>,
+    (channel, address): (DeliveryChannel, Option<String>),
+    now: chrono::DateTime<Utc>,
 ) -> NewDelivery {
+    let templates = &ctx.templates;
     let delivery_id = Uuid::now_v7();
-    let mut preferred = vec![mention.language.as_str()];
+    // The language their preferences name, else their locale's, else the one they wrote in.
+    let mut preferred = Vec::new();
+    let chosen = preferences
+        .and_then(|p| p.language.as_deref())
+        .and_then(|tag| message::locale_language(Some(tag)));
+    preferred.extend(chosen.as_deref());
+    preferred.push(mention.language.as_str());
     preferred.extend(mention.text_language.as_deref());
     let language = templates.pick(&preferred);
     let you_said = mention.excerpt.as_deref().unwrap_or_default();
@@ -315,14 +348,17 @@ fn delivery(
             we_did: &we_did,
         },
     );
+    let unsubscribe_url = ctx.links.url(&mention.customer_id, now);
     let payload = match (channel, address) {
-        // The fields of `EmailPayload`, which the worker reads back.
-        (DeliveryChannel::Email, Some(to)) => serde_json::json!({
-            "to": to,
-            "subject": rendered.subject,
-            "text": rendered.email_text,
-            "html": rendered.email_html,
-        }),
+        (DeliveryChannel::Email, Some(to)) => serde_json::to_value(EmailPayload {
+            to,
+            subject: rendered.subject,
+            text: rendered.email_text,
+            html: rendered.email_html,
+            body: Some(rendered.text),
+            unsubscribe_url: Some(unsubscribe_url),
+        })
+        .unwrap_or_default(),
         _ => serde_json::json!({
             "type": "closeloop.you_said_we_did",
             "delivery_id": delivery_id,
@@ -334,6 +370,7 @@ fn delivery(
             "we_did": we_did,
             "subject": rendered.subject,
             "text": rendered.text,
+            "unsubscribe_url": unsubscribe_url,
         }),
     };
     NewDelivery {
@@ -344,8 +381,123 @@ fn delivery(
         channel: channel.as_str(),
         language: language.to_owned(),
         payload: payload.to_string(),
-        created_at_ms: now_ms,
+        created_at_ms: now.timestamp_millis(),
         said_at_ms: mention.given_at_ms,
+    }
+}
+
+/// The payload of the one message that stands for all of `held` (oldest first, the
+/// first one its carrier), on the carrier's channel and in its language: an e-mail of
+/// their bodies under the combined subject, or the carrier's webhook body with the
+/// combined `text` and every message it stands for under `combined`.
+pub fn combined_payload(templates: &Templates, held: &[Held]) -> String {
+    let parsed: Vec<serde_json::Map<String, serde_json::Value>> = held
+        .iter()
+        .map(|h| {
+            h.payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_default()
+        })
+        .collect();
+    let field = |payload: &serde_json::Map<String, serde_json::Value>, name: &str| {
+        payload
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    // An e-mail payload keeps its body apart; a webhook payload's `text` is the body.
+    let bodies: Vec<String> = parsed
+        .iter()
+        .filter_map(|payload| field(payload, "body").or_else(|| field(payload, "text")))
+        .collect();
+    let (Some(carrier), Some(carrier_payload)) = (held.first(), parsed.first()) else {
+        return String::new();
+    };
+    let rendered = templates.render_combined(&carrier.language, &bodies);
+    if carrier.channel == DeliveryChannel::Email.as_str() {
+        if let Ok(mut email) =
+            serde_json::from_value::<EmailPayload>(serde_json::Value::Object(carrier_payload.clone()))
+        {
+            email.subject = rendered.subject;
+            email.text = rendered.email_text;
+            email.html = rendered.email_html;
+            email.body = Some(rendered.text);
+            return serde_json::to_string(&email).unwrap_or_default();
+        }
+    }
+    let mut body = carrier_payload.clone();
+    let parts: Vec<serde_json::Value> = held
+        .iter()
+        .zip(&parsed)
+        .map(|(h, payload)| {
+            serde_json::json!({
+                "delivery_id": h.delivery_id,
+                "action_id": h.action_id,
+                "theme": payload.get("theme"),
+                "you_said": payload.get("you_said"),
+                "we_did": payload.get("we_did"),
+                "text": field(payload, "body").or_else(|| field(payload, "text")),
+            })
+        })
+        .collect();
+    body.insert("subject".into(), rendered.subject.into());
+    body.insert("text".into(), rendered.text.into());
+    body.insert("combined".into(), parts.into());
+    serde_json::Value::Object(body).to_string()
+}
+
+/// Counts and publishes deliveries cancelled for `reason`; `customer` is what their
+/// audit records name (an erased customer's pseudonym).
+pub async fn report_cancelled(ctx: &Context, cancelled: Vec<Cancelled>, customer: &str, reason: &str) {
+    for delivery in cancelled {
+        ctx.metrics.skipped.with_label_values(&[reason]).inc();
+        let record = NotificationOutcome {
+            delivery_id: Uuid::parse_str(&delivery.delivery_id).unwrap_or_default(),
+            action_id: Uuid::parse_str(&delivery.action_id).unwrap_or_default(),
+            customer_id: customer.to_owned(),
+            channel: channel_of(&delivery.channel),
+            outcome: DeliveryOutcome::Skipped,
+            attempt: u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
+            language: delivery.language,
+            status_code: None,
+            error: Some(reason.to_owned()),
+        };
+        publish_outcome(&ctx.publisher, &ctx.metrics, record).await;
+    }
+}
+
+/// `customers.preferences.v1` → `notify_preferences` (newest record wins); an
+/// unsubscribe also cancels what the customer was waiting for.
+pub struct PreferencesHandler {
+    pub ctx: Context,
+}
+
+impl Handler for PreferencesHandler {
+    type Event = CustomerPreferences;
+
+    async fn handle(&self, incoming: &Incoming<CustomerPreferences>) -> Result<(), HandlerError> {
+        let record = &incoming.envelope.data;
+        let applied = preferences::apply(&self.ctx.db, &self.ctx.pseudonyms, record)
+            .await
+            .map_err(db_error)?;
+        if applied.changed {
+            self.ctx
+                .metrics
+                .preference_updates
+                .with_label_values(&[if record.unsubscribed { "unsubscribed" } else { "subscribed" }])
+                .inc();
+        }
+        tracing::info!(
+            pseudonym = %self.ctx.pseudonyms.of(&record.customer_id),
+            set_by = %record.source,
+            changed = applied.changed,
+            unsubscribed = record.unsubscribed,
+            cancelled = applied.cancelled.len(),
+            "customer preferences"
+        );
+        report_cancelled(&self.ctx, applied.cancelled, &record.customer_id, UNSUBSCRIBED).await;
+        Ok(())
     }
 }
 
@@ -384,22 +536,8 @@ impl Handler for ErasureHandler {
             cancelled_deliveries = cancelled.len(),
             "customer erased"
         );
-        for delivery in cancelled {
-            self.ctx.metrics.skipped.with_label_values(&[ERASED]).inc();
-            let record = NotificationOutcome {
-                delivery_id: Uuid::parse_str(&delivery.delivery_id).unwrap_or_default(),
-                action_id: Uuid::parse_str(&delivery.action_id).unwrap_or_default(),
-                // The audit record of a cancellation names the pseudonym too.
-                customer_id: pseudonym.clone(),
-                channel: channel_of(&delivery.channel),
-                outcome: DeliveryOutcome::Skipped,
-                attempt: u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
-                language: delivery.language,
-                status_code: None,
-                error: Some(ERASED.to_owned()),
-            };
-            publish_outcome(&self.ctx.publisher, &self.ctx.metrics, record).await;
-        }
+        // The audit record of a cancellation names the pseudonym too.
+        report_cancelled(&self.ctx, cancelled, &pseudonym, ERASED).await;
         Ok(())
     }
 }

@@ -11,20 +11,29 @@
 //!                                                        ▼ (rate limit, retries)
 //!                      signed webhook per source / e-mail over SMTP ──▶ notifications.v1
 //! privacy.erasure.v1 ──▶ forget the customer, cancel their pending deliveries
+//! customers.preferences.v1 ──▶ notify_preferences (consent, channels, language,
+//!                              unsubscribed); unsubscribing cancels what is waiting
 //! ```
+//!
+//! Every message carries a signed one-click unsubscribe link that notify serves
+//! ([`unsubscribe`]), and a frequency cap holds (or skips) messages to a customer who
+//! was written to within the period ([`frequency`]).
 //!
 //! [`Service::build`] prepares everything and binds the listener;
 //! [`Service::run_until_stopped`] runs the consumers, the worker and the HTTP server.
 
 pub mod api;
 pub mod email;
+pub mod frequency;
 pub mod handlers;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
+pub mod preferences;
 pub mod projection;
 pub mod signature;
 pub mod template;
+pub mod unsubscribe;
 pub mod webhook;
 pub mod worker;
 
@@ -44,7 +53,10 @@ use tokio_util::sync::CancellationToken;
 pub use closeloop_runtime::Error;
 
 use crate::email::{EmailConfigError, EmailSender};
-use crate::handlers::{ActionHandler, Context, ErasureHandler, FeedbackHandler, Prefer, Routing};
+use crate::frequency::{Cap, WhenCapped};
+use crate::handlers::{
+    ActionHandler, Context, ErasureHandler, FeedbackHandler, Prefer, PreferencesHandler, Routing,
+};
 use crate::metrics::NotifyMetrics;
 use crate::template::Templates;
 use crate::webhook::WebhookSender;
@@ -55,6 +67,7 @@ use closeloop_runtime::RateLimiter;
 pub const FEEDBACK_GROUP: &str = "closeloop-notify-feedback";
 pub const ACTIONS_GROUP: &str = "closeloop-notify-actions";
 pub const ERASURE_GROUP: &str = "closeloop-notify-erasure";
+pub const PREFERENCES_GROUP: &str = "closeloop-notify-preferences";
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -124,6 +137,59 @@ pub struct Config {
     /// The channel for a customer reachable both ways.
     #[arg(long, env = "NOTIFY_PREFER_CHANNEL", value_enum, default_value_t = Prefer::Email)]
     pub prefer_channel: Prefer,
+    /// At most one message per customer in this period (`7d`, `36h`, `90m`, `30s`);
+    /// `0` turns the cap off.
+    #[arg(long, env = "NOTIFY_FREQUENCY_CAP", default_value = "7d", value_parser = parse_period)]
+    pub frequency_cap: Duration,
+    /// What becomes of a message decided within the customer's period: `hold` it and
+    /// send it combined with the others when the period ends, or `skip` it.
+    #[arg(long, env = "NOTIFY_WHEN_CAPPED", value_enum, default_value_t = WhenCapped::Hold)]
+    pub when_capped: WhenCapped,
+    /// Where customers reach notify's unsubscribe links, e.g. `https://care.example.com`
+    /// [default: http://<NOTIFY_HTTP_ADDR>].
+    #[arg(long, env = "NOTIFY_PUBLIC_URL")]
+    pub public_url: Option<reqwest::Url>,
+    /// Signs unsubscribe links, at least 16 characters [default: the pseudonym key,
+    /// else a public development key].
+    #[arg(long, env = "NOTIFY_UNSUBSCRIBE_KEY", hide_env_values = true, value_parser = parse_link_key)]
+    pub unsubscribe_key: Option<Secret>,
+    /// How long an unsubscribe link works.
+    #[arg(long, env = "NOTIFY_UNSUBSCRIBE_LINK_DAYS", default_value_t = 365)]
+    pub unsubscribe_link_days: u32,
+}
+
+/// A period such as `7d`, `36h`, `90m`, `30s` or `0`.
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h or d (e.g. 7d)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a period such as 7d, 36h, 90m or 30s"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// The unsubscribe key; like [`parse_secret_pair`], never quoted back in an error.
+fn parse_link_key(text: &str) -> Result<Secret, String> {
+    if text.trim().len() < 16 {
+        return Err("the unsubscribe key must be at least 16 characters long".to_owned());
+    }
+    Ok(Secret::new(text.trim()))
 }
 
 /// The SMTP URL, which may hold a password: never printed.
@@ -210,6 +276,27 @@ fn routes(config: &Config) -> Result<Routes, Error> {
     Ok(Routes { webhooks, secrets })
 }
 
+/// The key that signs unsubscribe links: the configured one, else the pseudonym key
+/// (the MAC is domain-separated, so sharing it is safe), else the public development
+/// key, which on PostgreSQL (the production form) is said loudly.
+fn link_key(config: &Config, db: &closeloop_store::Database) -> Secret {
+    if let Some(key) = config
+        .unsubscribe_key
+        .clone()
+        .or_else(|| config.pseudonym.pseudonym_key.clone())
+    {
+        return key;
+    }
+    if db.backend() == closeloop_store::Backend::Postgres {
+        tracing::warn!(
+            "neither NOTIFY_UNSUBSCRIBE_KEY nor CLOSELOOP_PSEUDONYM_KEY is set: unsubscribe \
+             links are signed with a public development key, so anyone could unsubscribe \
+             a customer whose id they know; set a secret key"
+        );
+    }
+    Secret::new(unsubscribe::DEVELOPMENT_KEY)
+}
+
 /// notify, built and bound, ready to run.
 pub struct Service {
     config: Config,
@@ -236,6 +323,11 @@ impl Service {
         }
         if config.rate_burst == 0 {
             return Err(Error::Config("the rate burst must be at least 1".into()));
+        }
+        if config.unsubscribe_link_days == 0 {
+            return Err(Error::Config(
+                "unsubscribe links must work for at least 1 day".into(),
+            ));
         }
         let Routes { webhooks, secrets } = routes(&config)?;
         let templates = Templates::load(config.templates_dir.as_deref())
@@ -311,15 +403,30 @@ impl Service {
             email: email.is_some(),
             prefer: config.prefer_channel,
         };
+        let cap = (!config.frequency_cap.is_zero()).then(|| Cap {
+            period_ms: i64::try_from(config.frequency_cap.as_millis()).unwrap_or(i64::MAX),
+            when_capped: config.when_capped,
+        });
+        let public_url = match &config.public_url {
+            Some(url) => url.to_string(),
+            None => format!("http://{}", foundation.http_addr()),
+        };
+        let links = Arc::new(unsubscribe::Links::new(
+            link_key(&config, &db),
+            &public_url,
+            chrono::Duration::days(i64::from(config.unsubscribe_link_days)),
+        ));
         let ctx = Context {
             db: db.clone(),
             metrics: metrics.clone(),
             publisher: publisher.clone(),
-            templates,
+            templates: templates.clone(),
             routing: Arc::new(routing),
             wake: wake.clone(),
             lookback: chrono::Duration::days(config.lookback_days),
             pseudonyms: config.pseudonym.pseudonyms("notify", &db),
+            cap,
+            links: links.clone(),
         };
         let worker = Worker {
             db: db.clone(),
@@ -332,11 +439,16 @@ impl Service {
             retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
             lease_margin: Duration::from_millis(config.lease_margin_ms),
             wake,
+            cap,
+            templates,
         };
+        let routes = api::routes(db, config.ops_token, cap)
+            .merge(unsubscribe::routes(ctx.clone(), links));
         foundation
-            .run(shutdown, api::routes(db, config.ops_token), |tasks| {
+            .run(shutdown, routes, |tasks| {
                 tasks.consumer(FEEDBACK_GROUP, FeedbackHandler { ctx: ctx.clone() });
                 tasks.consumer(ACTIONS_GROUP, ActionHandler::new(ctx.clone()));
+                tasks.consumer(PREFERENCES_GROUP, PreferencesHandler { ctx: ctx.clone() });
                 tasks.consumer(ERASURE_GROUP, ErasureHandler { ctx });
                 let stop = tasks.stop_token();
                 tasks.spawn("delivery worker", async move {

@@ -10,7 +10,7 @@ pub struct NotifyMetrics {
     /// Attempt outcomes by channel and outcome (`delivered`, `retrying`, `dead_lettered`).
     pub notifications: IntCounterVec,
     /// Customers owed a notification who were not sent one, by reason (`no_consent`,
-    /// `no_route`, `erased`).
+    /// `no_route`, `unsubscribed`, `frequency_cap`, `erased`).
     pub skipped: IntCounterVec,
     /// Outbox row created → destination accepted it, by channel.
     pub delivery_seconds: HistogramVec,
@@ -18,12 +18,22 @@ pub struct NotifyMetrics {
     pub attempt_seconds: HistogramVec,
     /// Sends postponed by the per-destination rate limit, by channel.
     pub rate_limited: IntCounterVec,
-    /// Outbox rows by status (`pending`, `delivered`, `dead`, `cancelled`).
+    /// Outbox rows by status (`pending`, `held`, `combined`, `delivered`, `dead`,
+    /// `cancelled`).
     pub outbox: IntGaugeVec,
     /// `notifications.v1` records that could not be published (the outbox stays the truth).
     pub outcome_publish_failures: IntCounter,
     /// Feedback event time → its "you said, we did" delivered (`stage="notified"`).
     pub pipeline_latency: HistogramVec,
+    /// Messages held by the frequency cap until their customer's period ends.
+    pub held: IntCounter,
+    /// Held messages folded into another one's combined message.
+    pub combined: IntCounter,
+    /// Preference records that changed a customer's preferences, by what they say
+    /// (`subscribed`, `unsubscribed`).
+    pub preference_updates: IntCounterVec,
+    /// One-click unsubscribe requests by result (`unsubscribed`, `invalid`, `expired`).
+    pub unsubscribes: IntCounterVec,
 }
 
 impl NotifyMetrics {
@@ -81,6 +91,28 @@ impl NotifyMetrics {
             "notifications.v1 records that could not be published.",
         ))?;
         let pipeline_latency = closeloop_telemetry::pipeline_latency_histogram()?;
+        let held = IntCounter::with_opts(Opts::new(
+            "closeloop_notifications_held_total",
+            "Notifications held by the frequency cap until their customer's period ends.",
+        ))?;
+        let combined = IntCounter::with_opts(Opts::new(
+            "closeloop_notifications_combined_total",
+            "Held notifications sent as part of another one's combined message.",
+        ))?;
+        let preference_updates = IntCounterVec::new(
+            Opts::new(
+                "closeloop_notify_preference_updates_total",
+                "Customer preference records that changed what notify knows, by what they say.",
+            ),
+            &["state"],
+        )?;
+        let unsubscribes = IntCounterVec::new(
+            Opts::new(
+                "closeloop_notify_unsubscribe_requests_total",
+                "One-click unsubscribe requests, by result.",
+            ),
+            &["result"],
+        )?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(delivery_seconds.clone()))?;
@@ -89,6 +121,10 @@ impl NotifyMetrics {
         registry.register(Box::new(outbox.clone()))?;
         registry.register(Box::new(outcome_publish_failures.clone()))?;
         registry.register(Box::new(pipeline_latency.clone()))?;
+        registry.register(Box::new(held.clone()))?;
+        registry.register(Box::new(combined.clone()))?;
+        registry.register(Box::new(preference_updates.clone()))?;
+        registry.register(Box::new(unsubscribes.clone()))?;
         Ok(Self {
             notifications,
             skipped,
@@ -98,6 +134,10 @@ impl NotifyMetrics {
             outbox,
             outcome_publish_failures,
             pipeline_latency,
+            held,
+            combined,
+            preference_updates,
+            unsubscribes,
         })
     }
 }

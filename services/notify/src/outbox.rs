@@ -10,13 +10,21 @@ use closeloop_store::Database;
 
 use closeloop_store::values;
 
+use crate::frequency::{self, Cap, WhenCapped};
+
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const DEAD: &str = "dead";
 /// Will not be sent: the customer was erased while it was pending.
 pub const CANCELLED: &str = "cancelled";
+/// Waits for its customer's contact period to end (the frequency cap), then goes out
+/// alone or combined with the others held for them.
+pub const HELD: &str = "held";
+/// Folded into another held delivery's combined message (`combined_into`), whose
+/// outcome it takes once that one is delivered or dead.
+pub const COMBINED: &str = "combined";
 /// Every status, in the order the API lists counts.
-pub const STATUSES: [&str; 4] = [PENDING, DELIVERED, DEAD, CANCELLED];
+pub const STATUSES: [&str; 6] = [PENDING, HELD, COMBINED, DELIVERED, DEAD, CANCELLED];
 
 /// A delivery to be written.
 #[derive(Debug, Clone)]
@@ -47,31 +55,56 @@ pub struct Skip {
     pub source: Option<String>,
 }
 
+/// What [`enqueue`] wrote.
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    /// New deliveries due now.
+    pub queued: u64,
+    /// New deliveries held by the frequency cap until their customer's period ends.
+    pub held: u64,
+    /// The skips that were new (those skipped by the frequency cap among them).
+    pub new_skips: Vec<Skip>,
+}
+
 /// Writes the deliveries and skips of one action in one transaction, many rows per
-/// statement. Returns how many deliveries were new and which skips were (a delivery or
-/// skip that already exists for its (action, customer) is left untouched, so a replay
-/// adds nothing).
+/// statement. A delivery or skip that already exists for its (action, customer) is left
+/// untouched, and so is a delivery for a customer already skipped for the action (or
+/// unsubscribed) and a skip for one already owed a delivery: a replay adds nothing.
+///
+/// With a frequency `cap`, each new delivery takes its customer's contact period (see
+/// [`crate::frequency`]); where another message holds it, the delivery is held until
+/// the period ends, or skipped, as the cap says.
 pub async fn enqueue(
     db: &Database,
     deliveries: &[NewDelivery],
     skips: &[Skip],
-) -> Result<(u64, Vec<Skip>), sqlx::Error> {
+    cap: Option<&Cap>,
+) -> Result<Enqueued, sqlx::Error> {
     if deliveries.is_empty() && skips.is_empty() {
-        return Ok((0, Vec::new()));
+        return Ok(Enqueued::default());
     }
     let mut tx = db.pool().begin().await?;
-    let mut inserted = 0;
     // attempts, next_attempt_at_ms and status are bound per row too, so every row is one
-    // plain tuple of placeholders.
+    // plain tuple of placeholders. The guards are part of the insert, so the transaction
+    // starts with a write (see projection::insert).
     const DELIVERY_COLUMNS: usize = 12;
+    let mut new_deliveries: Vec<frequency::NewRow> = Vec::new();
     for chunk in deliveries.chunks(values::rows_per_statement(db.backend(), DELIVERY_COLUMNS)) {
         let sql = format!(
             "INSERT INTO notify_deliveries (delivery_id, action_id, customer_id, source, \
              channel, language, payload, status, attempts, next_attempt_at_ms, created_at_ms, \
-             said_at_ms) VALUES {} ON CONFLICT DO NOTHING",
+             said_at_ms) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, \
+             v.column7, v.column8, v.column9, v.column10, v.column11, v.column12 \
+             FROM (VALUES {}) AS v \
+             WHERE NOT EXISTS (SELECT 1 FROM notify_skips s \
+                               WHERE s.action_id = v.column2 AND s.customer_id = v.column3) \
+               AND NOT EXISTS (SELECT 1 FROM notify_preferences p \
+                               WHERE p.customer_id = v.column3 AND p.unsubscribed = 1) \
+             ON CONFLICT DO NOTHING RETURNING delivery_id, customer_id, created_at_ms",
             values::placeholders(chunk.len(), DELIVERY_COLUMNS)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, frequency::NewRow>(&sql);
         for delivery in chunk {
             query = query
                 .bind(&delivery.delivery_id)
@@ -88,8 +121,43 @@ pub async fn enqueue(
                 .bind(delivery.created_at_ms)
                 .bind(delivery.said_at_ms);
         }
-        inserted += query.execute(&mut *tx).await?.rows_affected();
+        new_deliveries.extend(query.fetch_all(&mut *tx).await?);
     }
+    let mut skips = skips.to_vec();
+    let mut enqueued = Enqueued::default();
+    let capped = match cap {
+        Some(cap) => frequency::open_periods(&mut tx, db.backend(), cap, &new_deliveries).await?,
+        None => Vec::new(),
+    };
+    if let Some(cap) = cap.filter(|_| !capped.is_empty()) {
+        let ids: Vec<&str> = capped.iter().map(|(id, _, _)| id.as_str()).collect();
+        match cap.when_capped {
+            WhenCapped::Hold => {
+                frequency::hold(&mut tx, db.backend(), cap, &ids).await?;
+                enqueued.held = ids.len() as u64;
+            }
+            WhenCapped::Skip => {
+                delete(&mut tx, db.backend(), &ids).await?;
+                let by_id: std::collections::HashMap<&str, &NewDelivery> = deliveries
+                    .iter()
+                    .map(|d| (d.delivery_id.as_str(), d))
+                    .collect();
+                for id in &ids {
+                    if let Some(delivery) = by_id.get(id) {
+                        skips.push(Skip {
+                            skip_id: uuid::Uuid::now_v7().to_string(),
+                            action_id: delivery.action_id.clone(),
+                            customer_id: delivery.customer_id.clone(),
+                            reason: frequency::FREQUENCY_CAP.to_owned(),
+                            created_at_ms: delivery.created_at_ms,
+                            source: Some(delivery.source.clone()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    enqueued.queued = (new_deliveries.len() - capped.len()) as u64;
     // RETURNING names the skips that were new (a conflicting row returns nothing), which
     // is what is counted and published.
     const SKIP_COLUMNS: usize = 6;
@@ -97,7 +165,12 @@ pub async fn enqueue(
     for chunk in skips.chunks(values::rows_per_statement(db.backend(), SKIP_COLUMNS)) {
         let sql = format!(
             "INSERT INTO notify_skips (skip_id, action_id, customer_id, reason, created_at_ms, \
-             source) VALUES {} ON CONFLICT DO NOTHING RETURNING skip_id",
+             source) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 \
+             FROM (VALUES {}) AS v \
+             WHERE NOT EXISTS (SELECT 1 FROM notify_deliveries d \
+                               WHERE d.action_id = v.column2 AND d.customer_id = v.column3) \
+             ON CONFLICT DO NOTHING RETURNING skip_id",
             values::placeholders(chunk.len(), SKIP_COLUMNS)
         );
         let mut query = sqlx::query_scalar::<_, String>(&sql);
@@ -113,12 +186,31 @@ pub async fn enqueue(
         new_ids.extend(query.fetch_all(&mut *tx).await?);
     }
     tx.commit().await?;
-    let new_skips = skips
-        .iter()
+    enqueued.new_skips = skips
+        .into_iter()
         .filter(|skip| new_ids.contains(&skip.skip_id))
-        .cloned()
         .collect();
-    Ok((inserted, new_skips))
+    Ok(enqueued)
+}
+
+/// Deletes deliveries by id (ones just written, which the frequency cap skipped).
+async fn delete(
+    conn: &mut sqlx::AnyConnection,
+    backend: closeloop_store::Backend,
+    ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(values::rows_per_statement(backend, 1)) {
+        let sql = format!(
+            "DELETE FROM notify_deliveries WHERE delivery_id IN ({})",
+            values::list(chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// A pending delivery whose time has come.
@@ -143,6 +235,9 @@ pub async fn due(db: &Database, now_ms: i64, limit: i64) -> Result<Vec<Due>, sql
         "SELECT delivery_id, action_id, customer_id, source, channel, language, payload, \
          attempts, next_attempt_at_ms, created_at_ms, said_at_ms FROM notify_deliveries \
          WHERE status = $1 AND next_attempt_at_ms <= $2 \
+           AND NOT EXISTS (SELECT 1 FROM notify_preferences p \
+                           WHERE p.customer_id = notify_deliveries.customer_id \
+                             AND p.unsubscribed = 1) \
          ORDER BY next_attempt_at_ms, delivery_id LIMIT $3",
     )
     .bind(PENDING)
@@ -210,7 +305,22 @@ pub async fn record_attempt(
     .bind(PENDING)
     .execute(db.pool())
     .await?;
-    Ok(result.rows_affected() == 1)
+    let recorded = result.rows_affected() == 1;
+    if recorded && !matches!(outcome, Recorded::Retry { .. }) {
+        // What was folded into this message shares its fate.
+        sqlx::query(
+            "UPDATE notify_deliveries SET status = $1, delivered_at_ms = $2, attempts = $3 \
+             WHERE combined_into = $4 AND status = $5",
+        )
+        .bind(status)
+        .bind(delivered_at_ms)
+        .bind(attempts)
+        .bind(delivery_id)
+        .bind(COMBINED)
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(recorded)
 }
 
 /// A delivery stopped by an erasure.
@@ -223,13 +333,38 @@ pub struct Cancelled {
     pub attempts: i64,
 }
 
-/// Erasure: pending deliveries of the customer in `scope` (a source, or `*` for every
-/// source) are cancelled and every stored payload of theirs (it quotes their words and
-/// holds their contact route) is cleared. The rows themselves stay, under the
+/// Cancels what the customer in `scope` (a source, or every source for `None`) is
+/// still waiting for: pending, held and combined deliveries, with `reason` as their
+/// last error. Part of the caller's transaction; returns the cancelled deliveries.
+pub async fn cancel_waiting(
+    conn: &mut sqlx::AnyConnection,
+    customer_id: &str,
+    scope: Option<&str>,
+    reason: &str,
+) -> Result<Vec<Cancelled>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE notify_deliveries SET status = $1, last_error = $2 \
+         WHERE customer_id = $3 AND status IN ($4, $5, $6) AND ($7 = '*' OR source = $7) \
+         RETURNING delivery_id, action_id, channel, language, attempts",
+    )
+    .bind(CANCELLED)
+    .bind(reason)
+    .bind(customer_id)
+    .bind(PENDING)
+    .bind(HELD)
+    .bind(COMBINED)
+    .bind(scope.unwrap_or(closeloop_events::ALL_SOURCES))
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Erasure: deliveries the customer in `scope` (a source, or `*` for every source) is
+/// waiting for are cancelled and every stored payload of theirs (it quotes their words
+/// and holds their contact route) is cleared. The rows themselves stay, under the
 /// customer's `pseudonym` instead of their id (here and in the skips; skips stored
 /// before skips recorded their source are in every scope), so the audit trail and the
-/// (action, customer) idempotency survive without naming the customer. Returns the
-/// cancelled deliveries.
+/// (action, customer) idempotency survive without naming the customer. Their
+/// preferences and contact period go too. Returns the cancelled deliveries.
 pub async fn erase(
     db: &Database,
     pseudonym: &str,
@@ -238,17 +373,8 @@ pub async fn erase(
 ) -> Result<Vec<Cancelled>, sqlx::Error> {
     // Write-only transaction (UPDATE … RETURNING, no SELECT first): see projection::record.
     let mut tx = db.pool().begin().await?;
-    let cancelled: Vec<Cancelled> = sqlx::query_as(
-        "UPDATE notify_deliveries SET status = $1, last_error = 'erased', payload = NULL \
-         WHERE customer_id = $2 AND status = $3 AND ($4 = '*' OR source = $4) \
-         RETURNING delivery_id, action_id, channel, language, attempts",
-    )
-    .bind(CANCELLED)
-    .bind(customer_id)
-    .bind(PENDING)
-    .bind(scope)
-    .fetch_all(&mut *tx)
-    .await?;
+    let only_source = (scope != closeloop_events::ALL_SOURCES).then_some(scope);
+    let cancelled = cancel_waiting(&mut tx, customer_id, only_source, "erased").await?;
     sqlx::query(
         "UPDATE notify_deliveries SET payload = NULL, customer_id = $1 \
          WHERE customer_id = $2 AND ($3 = '*' OR source = $3)",
@@ -267,6 +393,7 @@ pub async fn erase(
     .bind(scope)
     .execute(&mut *tx)
     .await?;
+    crate::preferences::erase(&mut tx, customer_id, scope).await?;
     tx.commit().await?;
     Ok(cancelled)
 }
@@ -285,14 +412,15 @@ pub struct DeliveryRow {
     pub last_status_code: Option<i64>,
     pub created_at_ms: i64,
     pub delivered_at_ms: Option<i64>,
+    pub combined_into: Option<String>,
 }
 
 /// Every delivery of an action, in creation order.
 pub async fn for_action(db: &Database, action_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
-         last_error, last_status_code, created_at_ms, delivered_at_ms FROM notify_deliveries \
-         WHERE action_id = $1 ORDER BY created_at_ms, delivery_id",
+         last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
+         FROM notify_deliveries WHERE action_id = $1 ORDER BY created_at_ms, delivery_id",
     )
     .bind(action_id)
     .fetch_all(db.pool())
@@ -307,8 +435,8 @@ pub async fn with_status(
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
-         last_error, last_status_code, created_at_ms, delivered_at_ms FROM notify_deliveries \
-         WHERE status = $1 ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
+         last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
+         FROM notify_deliveries WHERE status = $1 ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
     )
     .bind(status)
     .bind(limit)
@@ -327,6 +455,23 @@ pub async fn skips_for_action(db: &Database, action_id: &str) -> Result<Vec<Skip
     .await
 }
 
+/// The customer's deliveries held by the frequency cap, oldest first.
+pub async fn held_for_customer(
+    db: &Database,
+    customer_id: &str,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
+         last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
+         FROM notify_deliveries WHERE customer_id = $1 AND status = $2 \
+         ORDER BY created_at_ms, delivery_id",
+    )
+    .bind(customer_id)
+    .bind(HELD)
+    .fetch_all(db.pool())
+    .await
+}
+
 /// How many deliveries are in each status, over all actions (for the outbox gauge).
 pub async fn status_counts(db: &Database) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT status, COUNT(*) FROM notify_deliveries GROUP BY status")
@@ -337,6 +482,16 @@ pub async fn status_counts(db: &Database) -> Result<Vec<(String, i64)>, sqlx::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Enqueues without a frequency cap: what was queued and which skips were new.
+    async fn plain(
+        db: &Database,
+        deliveries: &[NewDelivery],
+        skips: &[Skip],
+    ) -> Result<(u64, Vec<Skip>), sqlx::Error> {
+        let enqueued = enqueue(db, deliveries, skips, None).await?;
+        Ok((enqueued.queued, enqueued.new_skips))
+    }
 
     async fn database() -> Database {
         let db = Database::connect(&closeloop_store::testing::sqlite_config())
@@ -376,18 +531,18 @@ mod tests {
     #[tokio::test]
     async fn one_delivery_and_one_skip_per_action_and_customer() {
         let db = database().await;
-        let (new, skips) = enqueue(&db, &[delivery("a1", "c1")], &[skip("a1", "c2")])
+        let (new, skips) = plain(&db, &[delivery("a1", "c1")], &[skip("a1", "c2")])
             .await
             .unwrap();
         assert_eq!((new, skips.len()), (1, 1));
         // A replay decides afresh (new ids) but the keys already exist: nothing new.
-        let (new, skips) = enqueue(&db, &[delivery("a1", "c1")], &[skip("a1", "c2")])
+        let (new, skips) = plain(&db, &[delivery("a1", "c1")], &[skip("a1", "c2")])
             .await
             .unwrap();
         assert_eq!((new, skips.len()), (0, 0));
         assert_eq!(for_action(&db, "a1").await.unwrap().len(), 1);
         assert_eq!(skips_for_action(&db, "a1").await.unwrap().len(), 1);
-        let (new, _) = enqueue(&db, &[delivery("a2", "c1")], &[]).await.unwrap();
+        let (new, _) = plain(&db, &[delivery("a2", "c1")], &[]).await.unwrap();
         assert_eq!(new, 1, "another action is another message");
     }
 
@@ -410,7 +565,7 @@ mod tests {
             let skips: Vec<Skip> = (0..customers)
                 .map(|i| skip("a1", &format!("s{i}")))
                 .collect();
-            let (new, new_skips) = enqueue(&db, &deliveries, &skips).await.unwrap();
+            let (new, new_skips) = plain(&db, &deliveries, &skips).await.unwrap();
             assert_eq!((new, new_skips.len()), (customers as u64, customers));
             assert_eq!(for_action(&db, "a1").await.unwrap().len(), customers);
             let due_now = due(&db, 1, i64::MAX).await.unwrap();
@@ -432,7 +587,7 @@ mod tests {
             let again: Vec<NewDelivery> = (0..customers)
                 .map(|i| delivery("a1", &format!("d{i}")))
                 .collect();
-            let (new, new_skips) = enqueue(&db, &again, &replay).await.unwrap();
+            let (new, new_skips) = plain(&db, &again, &replay).await.unwrap();
             assert_eq!(new, 0);
             assert_eq!(new_skips, vec![replay[7].clone()]);
             assert_eq!(
@@ -447,7 +602,7 @@ mod tests {
         let db = database().await;
         let pending = delivery("a1", "c1");
         let done = delivery("a2", "c1");
-        enqueue(&db, &[pending.clone(), done.clone()], &[])
+        plain(&db, &[pending.clone(), done.clone()], &[])
             .await
             .unwrap();
         let recorded = record_attempt(
@@ -515,7 +670,7 @@ mod tests {
             source: None,
             ..skip("a5", "c1")
         };
-        enqueue(
+        plain(
             &db,
             &[shopdesk.clone(), surveyhub.clone()],
             &[skip_surveyhub, skip_shopdesk, legacy],

@@ -34,16 +34,18 @@ pub async fn record_all<'a>(
     pseudonyms: &Pseudonyms,
     batch: impl IntoIterator<Item = &'a FeedbackCategorised>,
 ) -> Result<u64, sqlx::Error> {
+    let batch: Vec<&FeedbackCategorised> = batch.into_iter().collect();
+    let consents = crate::preferences::consents(pseudonyms, batch.iter().copied());
     let mut seen = HashSet::new();
     let rows: Vec<Row> = batch
-        .into_iter()
+        .iter()
         .flat_map(|categorised| rows_of(pseudonyms, categorised))
         // Deduplicated here, not left to ON CONFLICT: which of two equal keys in one
         // statement wins is the database's business, and "the first" is what one by
         // one would keep.
         .filter(|row| seen.insert((row.feedback_id.clone(), row.theme.clone())))
         .collect();
-    if rows.is_empty() {
+    if rows.is_empty() && consents.is_empty() {
         return Ok(0);
     }
     let mut tx = db.pool().begin().await?;
@@ -51,6 +53,8 @@ pub async fn record_all<'a>(
     for chunk in rows.chunks(values::rows_per_statement(db.backend(), Row::COLUMNS)) {
         inserted += insert(&mut tx, chunk).await?;
     }
+    // Every feedback speaks for its customer's consent, with themes or without.
+    crate::preferences::record_consents(&mut tx, db.backend(), &consents).await?;
     tx.commit().await?;
     Ok(inserted)
 }
@@ -219,11 +223,10 @@ pub async fn recipients(
     let evidence: Vec<String> = evidence.iter().map(Uuid::to_string).collect();
     let mut found = HashSet::new();
     for chunk in evidence.chunks(values::rows_per_statement(db.backend(), 1)) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT {MENTION_COLUMNS} FROM notify_mentions \
              WHERE theme = $1 AND feedback_id IN ({})",
-            placeholders.join(", ")
+            values::list(chunk.len(), 2)
         );
         let mut query = sqlx::query_as::<_, Mention>(&sql).bind(theme);
         for id in chunk {

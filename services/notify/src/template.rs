@@ -205,6 +205,7 @@ struct TemplateFile {
     body: Option<String>,
     subject: Option<String>,
     email: Option<String>,
+    combined_subject: Option<String>,
 }
 
 impl TemplateFile {
@@ -224,6 +225,9 @@ impl TemplateFile {
             body: self.body.or_else(|| base.body.clone()),
             subject: self.subject.or_else(|| base.subject.clone()),
             email: self.email.or_else(|| base.email.clone()),
+            combined_subject: self
+                .combined_subject
+                .or_else(|| base.combined_subject.clone()),
         }
     }
 }
@@ -237,6 +241,9 @@ struct Template {
     body: Compiled,
     subject: Compiled,
     email: Compiled,
+    /// Optional, so language files written before combined messages existed still
+    /// load; without it a combined message takes the English subject.
+    combined_subject: Option<Compiled>,
 }
 
 impl Template {
@@ -267,6 +274,10 @@ impl Template {
             body: field("body", source.body, &[Date, Theme, YouSaid, Quote, WeDid])?,
             subject: field("subject", source.subject, &[Date, Theme])?,
             email: field("email", source.email, &[Text, Date, Theme])?,
+            combined_subject: match source.combined_subject {
+                Some(value) => Some(field("combined_subject", Some(value), &[])?),
+                None => None,
+            },
         })
     }
 }
@@ -446,6 +457,43 @@ impl Templates {
             subject,
             email_text,
             email_html,
+        }
+    }
+}
+
+impl Templates {
+    /// One message standing for several (the frequency cap's combined message): their
+    /// bodies, one paragraph each, under `combined_subject`, in `language`.
+    pub fn render_combined(&self, language: &str, bodies: &[String]) -> Rendered {
+        let (language, template) = match self.by_language.get_key_value(language) {
+            Some((language, template)) => (language.as_str(), template),
+            None => (FALLBACK_LANGUAGE, &self.fallback),
+        };
+        let text = bodies
+            .iter()
+            .map(|body| clean(body))
+            .filter(|body| !body.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let email_text = template
+            .email
+            .render(|field| match field {
+                Field::Text => text.clone(),
+                _ => String::new(),
+            })
+            .trim()
+            .to_owned();
+        Rendered {
+            language: language.to_owned(),
+            subject: template
+                .combined_subject
+                .as_ref()
+                .or(self.fallback.combined_subject.as_ref())
+                .map(|subject| subject.render(|_| String::new()))
+                .unwrap_or_default(),
+            email_html: html_paragraphs(&email_text),
+            email_text,
+            text,
         }
     }
 }

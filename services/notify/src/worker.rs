@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::email::EmailSender;
+use crate::frequency::{self, Cap, Held};
+use crate::handlers::combined_payload;
+use crate::template::Templates;
 use crate::metrics::NotifyMetrics;
 use crate::outbox::{self, Due, Recorded};
 use crate::webhook::WebhookSender;
@@ -60,6 +63,10 @@ pub struct Worker {
     /// (time to record the outcome).
     pub lease_margin: Duration,
     pub wake: Arc<Notify>,
+    /// The frequency cap, unless it is off: its held messages are released here.
+    pub cap: Option<Cap>,
+    /// For combined messages.
+    pub templates: Arc<Templates>,
 }
 
 /// What one attempt came to, before it is recorded.
@@ -132,6 +139,7 @@ impl Worker {
                 self.refresh_gauge().await;
                 gauge_due = Instant::now() + GAUGE_INTERVAL;
             }
+            self.release_held().await;
             let full = match outbox::due(&self.db, now_ms(), BATCH).await {
                 Ok(batch) => {
                     let full = batch.len() as i64 >= BATCH;
@@ -155,6 +163,27 @@ impl Worker {
             }
         }
         tracing::info!("delivery worker stopped");
+    }
+
+    /// Makes the messages held for customers whose contact period ended due now.
+    async fn release_held(&self) {
+        let Some(cap) = &self.cap else {
+            return;
+        };
+        let combine = |held: &[Held]| combined_payload(&self.templates, held);
+        match frequency::release(&self.db, cap, now_ms(), combine).await {
+            Ok(released) => {
+                if released.messages > 0 {
+                    tracing::info!(
+                        messages = released.messages,
+                        combined = released.combined,
+                        "held notifications released"
+                    );
+                }
+                self.metrics.combined.inc_by(released.combined as u64);
+            }
+            Err(error) => tracing::warn!(%error, "could not release held notifications, will retry"),
+        }
     }
 
     async fn process(&self, due: Due, shutdown: &CancellationToken) {

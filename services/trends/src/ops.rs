@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_events::{ActionStatus, Evidence, EvidenceCounts};
+use closeloop_http::html::page as html;
 use closeloop_http::{Problem, ProblemType};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -74,34 +75,6 @@ fn problem_page(problem: &Problem) -> Response {
             ),
         ),
     )
-}
-
-/// An HTML response with the headers every page gets.
-fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Not `no-referrer`: under it browsers send `Origin: null` with our own form posts,
-    // which the origin check must refuse. `same-origin` still tells other sites nothing.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn see_other(location: &str) -> Response {

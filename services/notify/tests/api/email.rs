@@ -26,6 +26,8 @@ async fn e_mail_reaches_the_smtp_relay_once_in_the_customers_language() {
         config.email_from = Some("Customer Care <care@shop.example>".into());
         config.webhooks = vec![("shopdesk".into(), format!("http://{addr}/hook/ok"))];
         config.webhook_secrets = vec![("shopdesk".into(), SECRET.into())];
+        // Two actions for the same customers, both to be sent: no cap (tests/api/cap.rs).
+        config.frequency_cap = Duration::ZERO;
     })
     .await;
 

@@ -116,8 +116,9 @@ async fn failing_deliveries_die_visibly_and_erasure_cancels_pending_ones() {
     assert_eq!(
         view["counts"],
         serde_json::json!({
-            "pending": 0, "delivered": 0, "dead": 1, "cancelled": 1,
-            "skipped_no_consent": 0, "skipped_no_route": 1
+            "pending": 0, "held": 0, "combined": 0, "delivered": 0, "dead": 1, "cancelled": 1,
+            "skipped_no_consent": 0, "skipped_no_route": 1, "skipped_unsubscribed": 0,
+            "skipped_frequency_cap": 0
         }),
         "gita's source has no webhook and no e-mail is configured: no route"
     );

@@ -261,6 +261,28 @@ impl Spawned {
         self.handle = handle;
     }
 
+    /// A second notify on the same database and broker (a replica in the same consumer
+    /// groups), stopped with [`Replica::stop`].
+    pub async fn replica(&self) -> Replica {
+        let (http_addr, shutdown, handle) = start(&self.config).await;
+        Replica {
+            http_addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// `GET {path}` on notify, with the ops token when one is configured.
+    pub async fn get_path(&self, path: &str) -> Value {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.config.ops_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.expect("notify answers");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
     /// `GET /v1/notifications?{query}`, with the ops token when one is configured.
     pub async fn get(&self, query: &str) -> Value {
         let mut request = self
@@ -310,6 +332,24 @@ impl Spawned {
             .expect("notify task");
         assert!(result.is_ok(), "{result:?}");
         drop(self.broker);
+    }
+}
+
+/// A second notify instance (see [`Spawned::replica`]).
+pub struct Replica {
+    pub http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), closeloop_notify::Error>>,
+}
+
+impl Replica {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(15), self.handle)
+            .await
+            .expect("the replica stops in time")
+            .expect("replica task");
+        assert!(result.is_ok(), "{result:?}");
     }
 }
 
@@ -375,11 +415,16 @@ pub fn categorised(
 }
 
 pub fn resolved(action_id: Uuid, evidence: &[Uuid]) -> ActionEvent {
+    resolved_on(THEME, action_id, evidence)
+}
+
+/// [`resolved`] on another theme.
+pub fn resolved_on(theme: &str, action_id: Uuid, evidence: &[Uuid]) -> ActionEvent {
     let now = Utc::now();
     ActionEvent {
         action_id,
         kind: ActionEventKind::Resolved,
-        theme: THEME.into(),
+        theme: theme.into(),
         theme_name: BTreeMap::from([
             ("en".into(), "delivery time".into()),
             ("de".into(), "Lieferzeit".into()),

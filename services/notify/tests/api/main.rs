@@ -6,9 +6,11 @@
 //! `helpers`.
 
 mod auth;
+mod cap;
 mod email;
 mod failures;
 mod helpers;
+mod preferences;
 mod rate_limit;
 mod restart;
 mod webhook;

@@ -157,8 +157,9 @@ async fn resolved_action_notifies_each_consenting_customer_once() {
     assert_eq!(
         view["counts"],
         serde_json::json!({
-            "pending": 0, "delivered": 3, "dead": 0, "cancelled": 0,
-            "skipped_no_consent": 1, "skipped_no_route": 0
+            "pending": 0, "held": 0, "combined": 0, "delivered": 3, "dead": 0, "cancelled": 0,
+            "skipped_no_consent": 1, "skipped_no_route": 0, "skipped_unsubscribed": 0,
+            "skipped_frequency_cap": 0
         })
     );
     assert_eq!(view["skipped"][0]["customer_id"], "dora");
