@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::frequency::{self, Cap, FREQUENCY_CAP};
 use crate::handlers::{NO_CONSENT, NO_ROUTE};
-use crate::preferences::{self, UNSUBSCRIBED};
 use crate::outbox::{self, DeliveryRow, Skip};
+use crate::preferences::{self, UNSUBSCRIBED};
 
 /// The most deliveries `?status=` lists.
 const STATUS_LIMIT_MAX: i64 = 1000;
@@ -303,9 +303,9 @@ async fn customer(
         period_opened_at: period
             .as_ref()
             .and_then(|p| DateTime::from_timestamp_millis(p.opened_at_ms)),
-        period_ends_at: period
-            .as_ref()
-            .and_then(|p| DateTime::from_timestamp_millis(p.opened_at_ms.saturating_add(cap.period_ms))),
+        period_ends_at: period.as_ref().and_then(|p| {
+            DateTime::from_timestamp_millis(p.opened_at_ms.saturating_add(cap.period_ms))
+        }),
     });
     let held_until = frequency_cap.as_ref().and_then(|cap| cap.period_ends_at);
     Json(CustomerView {

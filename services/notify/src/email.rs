@@ -250,7 +250,9 @@ mod tests {
         );
         // RFC 8058 one-click unsubscribe.
         assert!(
-            formatted.contains("List-Unsubscribe: <https://care.shop.example/unsubscribe/abc.1.xyz>\r\n"),
+            formatted.contains(
+                "List-Unsubscribe: <https://care.shop.example/unsubscribe/abc.1.xyz>\r\n"
+            ),
             "{formatted}"
         );
         assert!(

@@ -18,14 +18,14 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::email::{self, EmailPayload};
+use crate::frequency::{Cap, Held};
 use crate::message;
 use crate::metrics::NotifyMetrics;
-use crate::frequency::{Cap, Held};
 use crate::outbox::{self, Cancelled, NewDelivery, Skip};
 use crate::preferences::{self, Preferences, UNSUBSCRIBED};
 use crate::projection::{self, Mention};
-use crate::unsubscribe::Links;
 use crate::template::{Parts, Rendered, Templates};
+use crate::unsubscribe::Links;
 use crate::worker::{channel_of, publish_outcome};
 
 /// How long a resolved action waits for its evidence to show up in the projection.
@@ -217,12 +217,10 @@ impl Handler for ActionHandler {
         }
         self.done_waiting(action.action_id);
 
-        let preferences = preferences::of_customers(
-            &self.ctx.db,
-            recipients.latest.keys().map(String::as_str),
-        )
-        .await
-        .map_err(db_error)?;
+        let preferences =
+            preferences::of_customers(&self.ctx.db, recipients.latest.keys().map(String::as_str))
+                .await
+                .map_err(db_error)?;
         let now = Utc::now();
         let now_ms = now.timestamp_millis();
         let action_id = action.action_id.to_string();
@@ -416,9 +414,9 @@ pub fn combined_payload(templates: &Templates, held: &[Held]) -> String {
     };
     let rendered = templates.render_combined(&carrier.language, &bodies);
     if carrier.channel == DeliveryChannel::Email.as_str() {
-        if let Ok(mut email) =
-            serde_json::from_value::<EmailPayload>(serde_json::Value::Object(carrier_payload.clone()))
-        {
+        if let Ok(mut email) = serde_json::from_value::<EmailPayload>(serde_json::Value::Object(
+            carrier_payload.clone(),
+        )) {
             email.subject = rendered.subject;
             email.text = rendered.email_text;
             email.html = rendered.email_html;
@@ -449,7 +447,12 @@ pub fn combined_payload(templates: &Templates, held: &[Held]) -> String {
 
 /// Counts and publishes deliveries cancelled for `reason`; `customer` is what their
 /// audit records name (an erased customer's pseudonym).
-pub async fn report_cancelled(ctx: &Context, cancelled: Vec<Cancelled>, customer: &str, reason: &str) {
+pub async fn report_cancelled(
+    ctx: &Context,
+    cancelled: Vec<Cancelled>,
+    customer: &str,
+    reason: &str,
+) {
     for delivery in cancelled {
         ctx.metrics.skipped.with_label_values(&[reason]).inc();
         let record = NotificationOutcome {
@@ -485,7 +488,11 @@ impl Handler for PreferencesHandler {
             self.ctx
                 .metrics
                 .preference_updates
-                .with_label_values(&[if record.unsubscribed { "unsubscribed" } else { "subscribed" }])
+                .with_label_values(&[if record.unsubscribed {
+                    "unsubscribed"
+                } else {
+                    "subscribed"
+                }])
                 .inc();
         }
         tracing::info!(
@@ -496,7 +503,13 @@ impl Handler for PreferencesHandler {
             cancelled = applied.cancelled.len(),
             "customer preferences"
         );
-        report_cancelled(&self.ctx, applied.cancelled, &record.customer_id, UNSUBSCRIBED).await;
+        report_cancelled(
+            &self.ctx,
+            applied.cancelled,
+            &record.customer_id,
+            UNSUBSCRIBED,
+        )
+        .await;
         Ok(())
     }
 }

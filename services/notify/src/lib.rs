@@ -442,8 +442,8 @@ impl Service {
             cap,
             templates,
         };
-        let routes = api::routes(db, config.ops_token, cap)
-            .merge(unsubscribe::routes(ctx.clone(), links));
+        let routes =
+            api::routes(db, config.ops_token, cap).merge(unsubscribe::routes(ctx.clone(), links));
         foundation
             .run(shutdown, routes, |tasks| {
                 tasks.consumer(FEEDBACK_GROUP, FeedbackHandler { ctx: ctx.clone() });

@@ -40,7 +40,11 @@ impl Preferences {
 
     /// The record that says the same, as of `updated_at` (what an unsubscribe
     /// publishes: everything as it was, and unsubscribed).
-    pub fn to_record(&self, source: &str, updated_at: chrono::DateTime<chrono::Utc>) -> CustomerPreferences {
+    pub fn to_record(
+        &self,
+        source: &str,
+        updated_at: chrono::DateTime<chrono::Utc>,
+    ) -> CustomerPreferences {
         CustomerPreferences {
             customer_id: self.customer_id.clone(),
             source: source.to_owned(),

@@ -315,7 +315,10 @@ async fn unsubscribe_customer(
         }
     }
     let applied = preferences::apply(&ctx.db, &ctx.pseudonyms, &record).await?;
-    ctx.metrics.unsubscribes.with_label_values(&["unsubscribed"]).inc();
+    ctx.metrics
+        .unsubscribes
+        .with_label_values(&["unsubscribed"])
+        .inc();
     tracing::info!(
         pseudonym = %ctx.pseudonyms.of(customer_id),
         cancelled = applied.cancelled.len(),
@@ -365,17 +368,32 @@ mod tests {
         let token = links().token("c-1", now);
         let (signed, tag) = token.rsplit_once('.').unwrap();
         // Another customer under the same tag.
-        let other = format!("{}.{}", URL_SAFE_NO_PAD.encode("c-2"), &signed[signed.find('.').unwrap() + 1..]);
-        assert_eq!(links().verify(&format!("{other}.{tag}"), now), Err(TokenError::Invalid));
+        let other = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode("c-2"),
+            &signed[signed.find('.').unwrap() + 1..]
+        );
+        assert_eq!(
+            links().verify(&format!("{other}.{tag}"), now),
+            Err(TokenError::Invalid)
+        );
         // A later expiry under the same tag.
         let (customer, _) = signed.split_once('.').unwrap();
         let extended = format!("{customer}.{}.{tag}", i64::MAX);
         assert_eq!(links().verify(&extended, now), Err(TokenError::Invalid));
         // Another key.
-        let foreign = Links::new(Secret::new("another-key-0123456"), "https://x", chrono::Duration::days(30));
+        let foreign = Links::new(
+            Secret::new("another-key-0123456"),
+            "https://x",
+            chrono::Duration::days(30),
+        );
         assert_eq!(foreign.verify(&token, now), Err(TokenError::Invalid));
         for garbage in ["", ".", "..", "a.b.c", "not-a-token", &format!("{token}x")] {
-            assert_eq!(links().verify(garbage, now), Err(TokenError::Invalid), "{garbage}");
+            assert_eq!(
+                links().verify(garbage, now),
+                Err(TokenError::Invalid),
+                "{garbage}"
+            );
         }
     }
 

@@ -26,9 +26,9 @@ use uuid::Uuid;
 use crate::email::EmailSender;
 use crate::frequency::{self, Cap, Held};
 use crate::handlers::combined_payload;
-use crate::template::Templates;
 use crate::metrics::NotifyMetrics;
 use crate::outbox::{self, Due, Recorded};
+use crate::template::Templates;
 use crate::webhook::WebhookSender;
 use closeloop_runtime::RateLimiter;
 
@@ -182,7 +182,9 @@ impl Worker {
                 }
                 self.metrics.combined.inc_by(released.combined as u64);
             }
-            Err(error) => tracing::warn!(%error, "could not release held notifications, will retry"),
+            Err(error) => {
+                tracing::warn!(%error, "could not release held notifications, will retry")
+            }
         }
     }
 

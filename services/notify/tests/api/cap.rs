@@ -23,7 +23,8 @@ async fn complaints(notify: &crate::helpers::Spawned) -> HashMap<&'static str, V
         let feedback: Vec<_> = CUSTOMERS
             .iter()
             .map(|customer| {
-                let mut f = categorised(customer, "shopdesk", None, true, &format!("{theme} is bad"));
+                let mut f =
+                    categorised(customer, "shopdesk", None, true, &format!("{theme} is bad"));
                 f.themes[0].id = theme.into();
                 f
             })
@@ -36,7 +37,10 @@ async fn complaints(notify: &crate::helpers::Spawned) -> HashMap<&'static str, V
 fn per_customer(bodies: &[Value]) -> HashMap<String, Vec<Value>> {
     let mut by_customer: HashMap<String, Vec<Value>> = HashMap::new();
     for body in bodies {
-        let customer = body["customer"]["id"].as_str().unwrap_or_default().to_owned();
+        let customer = body["customer"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         by_customer.entry(customer).or_default().push(body.clone());
     }
     by_customer
@@ -63,16 +67,19 @@ async fn two_replicas_send_one_message_per_period_and_combine_the_rest() {
             .await;
     }
     // Within the period: exactly one message per customer, the rest held.
-    wait_until("every customer's first message and the rest held", || async {
-        let mut delivered = 0;
-        let mut held = 0;
-        for action in &actions {
-            let counts = &notify.notifications(*action).await["counts"];
-            delivered += counts["delivered"].as_u64().unwrap_or(0);
-            held += counts["held"].as_u64().unwrap_or(0);
-        }
-        delivered == 2 && held == 4
-    })
+    wait_until(
+        "every customer's first message and the rest held",
+        || async {
+            let mut delivered = 0;
+            let mut held = 0;
+            for action in &actions {
+                let counts = &notify.notifications(*action).await["counts"];
+                delivered += counts["delivered"].as_u64().unwrap_or(0);
+                held += counts["held"].as_u64().unwrap_or(0);
+            }
+            delivered == 2 && held == 4
+        },
+    )
     .await;
     let first = receiver.accepted();
     let bodies: Vec<Value> = first
@@ -80,7 +87,11 @@ async fn two_replicas_send_one_message_per_period_and_combine_the_rest() {
         .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
         .collect();
     for (customer, messages) in per_customer(&bodies) {
-        assert_eq!(messages.len(), 1, "{customer} got one message in the period");
+        assert_eq!(
+            messages.len(),
+            1,
+            "{customer} got one message in the period"
+        );
     }
     let status = notify.get_path("/v1/customers/dora/preferences").await;
     assert_eq!(status["held"].as_array().map(Vec::len), Some(2), "{status}");
@@ -105,17 +116,26 @@ async fn two_replicas_send_one_message_per_period_and_combine_the_rest() {
         .collect();
     for (customer, messages) in per_customer(&bodies) {
         assert_eq!(messages.len(), 2, "{customer}: {messages:?}");
-        let combined = messages[1]["combined"].as_array().expect("a combined message");
+        let combined = messages[1]["combined"]
+            .as_array()
+            .expect("a combined message");
         assert_eq!(combined.len(), 2, "{customer}: {combined:?}");
         let mut themes: Vec<&str> = messages
             .iter()
             .flat_map(|m| match m["combined"].as_array() {
-                Some(parts) => parts.iter().map(|p| p["theme"].as_str().unwrap_or_default()).collect(),
+                Some(parts) => parts
+                    .iter()
+                    .map(|p| p["theme"].as_str().unwrap_or_default())
+                    .collect(),
                 None => vec![m["theme"].as_str().unwrap_or_default()],
             })
             .collect();
         themes.sort_unstable();
-        assert_eq!(themes, ["delivery_time", "packaging", "refunds"], "{customer}");
+        assert_eq!(
+            themes,
+            ["delivery_time", "packaging", "refunds"],
+            "{customer}"
+        );
         assert_eq!(messages[1]["subject"], "What we did about your feedback");
         let text = messages[1]["text"].as_str().unwrap_or_default();
         assert_eq!(text.matches("We did:").count(), 2, "{text}");
@@ -136,7 +156,9 @@ async fn two_replicas_send_one_message_per_period_and_combine_the_rest() {
         "closeloop_notifications_held_total",
         &[],
     );
-    let held = notify.metric("closeloop_notifications_held_total", &[]).await;
+    let held = notify
+        .metric("closeloop_notifications_held_total", &[])
+        .await;
     assert_eq!(held + replica_held, 4.0, "held by either replica");
     replica.stop().await;
     notify.stop().await;
@@ -185,7 +207,10 @@ async fn messages_beyond_the_cap_can_be_skipped_instead() {
         .await;
     wait_until("replay consumed", || async {
         notify
-            .metric("closeloop_events_consumed_total", &[r#"topic="actions.v1""#])
+            .metric(
+                "closeloop_events_consumed_total",
+                &[r#"topic="actions.v1""#],
+            )
             .await
             >= 4.0
     })

@@ -47,10 +47,16 @@ async fn resolve_and_wait(notify: &Spawned, evidence: &[Uuid], settled: u64) -> 
     notify.publish(resolved(action, evidence)).await;
     wait_until("the action's notifications settled", || async {
         let counts = &notify.notifications(action).await["counts"];
-        let total: u64 = ["delivered", "dead", "skipped_no_consent", "skipped_no_route", "skipped_unsubscribed"]
-            .iter()
-            .map(|key| counts[*key].as_u64().unwrap_or(0))
-            .sum();
+        let total: u64 = [
+            "delivered",
+            "dead",
+            "skipped_no_consent",
+            "skipped_no_route",
+            "skipped_unsubscribed",
+        ]
+        .iter()
+        .map(|key| counts[*key].as_u64().unwrap_or(0))
+        .sum();
         total == settled
     })
     .await;
@@ -101,14 +107,26 @@ async fn preferences_decide_consent_channel_and_language() {
     assert_eq!(view["counts"]["delivered"], 2, "{view}");
     assert_eq!(view["counts"]["skipped_no_consent"], 1, "{view}");
     let deliveries = notify.deliveries(action).await;
-    assert_eq!(deliveries["ava"]["language"], "de", "her preferences name German");
+    assert_eq!(
+        deliveries["ava"]["language"], "de",
+        "her preferences name German"
+    );
     assert_eq!(deliveries["ava"]["channel"], "webhook");
-    assert!(deliveries.contains_key("cara"), "consent given later counts");
-    assert!(!deliveries.contains_key("ben"), "consent withdrawn later counts");
+    assert!(
+        deliveries.contains_key("cara"),
+        "consent given later counts"
+    );
+    assert!(
+        !deliveries.contains_key("ben"),
+        "consent withdrawn later counts"
+    );
     // What notify knows of ava.
     let ava = notify.get_path("/v1/customers/ava/preferences").await;
     assert_eq!(ava["preferences"]["language"], "de-AT");
-    assert_eq!(ava["preferences"]["channels"], serde_json::json!(["webhook"]));
+    assert_eq!(
+        ava["preferences"]["channels"],
+        serde_json::json!(["webhook"])
+    );
     assert_eq!(ava["preferences"]["set_by"], "shopdesk");
     // A record older than the one applied changes nothing.
     notify
@@ -123,8 +141,13 @@ async fn preferences_decide_consent_channel_and_language() {
     // Every webhook payload carries the customer's unsubscribe link.
     for request in receiver.accepted() {
         let body: Value = serde_json::from_slice(&request.body).expect("JSON");
-        let url = body["unsubscribe_url"].as_str().expect("an unsubscribe URL");
-        assert!(url.starts_with(&format!("{}/unsubscribe/", notify.base)), "{url}");
+        let url = body["unsubscribe_url"]
+            .as_str()
+            .expect("an unsubscribe URL");
+        assert!(
+            url.starts_with(&format!("{}/unsubscribe/", notify.base)),
+            "{url}"
+        );
     }
     notify.stop().await;
 }
@@ -167,7 +190,11 @@ async fn unsubscribe_by_one_click_and_by_the_page_and_never_again() {
         .await
         .expect("notify answers");
     assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap_or_default().contains("You are unsubscribed"));
+    assert!(response
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("You are unsubscribed"));
 
     // The page: a GET only asks (link scanners GET), in the customer's language…
     let page = http
@@ -177,12 +204,21 @@ async fn unsubscribe_by_one_click_and_by_the_page_and_never_again() {
         .await
         .expect("notify answers");
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap_or_default().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let html = page.text().await.unwrap_or_default();
-    assert!(html.contains("<form method=\"post\">") && html.contains("Abmelden"), "{html}");
+    assert!(
+        html.contains("<form method=\"post\">") && html.contains("Abmelden"),
+        "{html}"
+    );
     let olaf = notify.get_path("/v1/customers/olaf/preferences").await;
-    assert_eq!(olaf["preferences"]["unsubscribed"], false, "a GET changes nothing");
+    assert_eq!(
+        olaf["preferences"]["unsubscribed"], false,
+        "a GET changes nothing"
+    );
     // …and its button posts the same form.
     let response = http
         .post(link("olaf"))
@@ -202,7 +238,11 @@ async fn unsubscribe_by_one_click_and_by_the_page_and_never_again() {
         .await
         .expect("notify answers");
     assert_eq!(again.status(), 200);
-    assert!(again.text().await.unwrap_or_default().contains("bereits abgemeldet"));
+    assert!(again
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("bereits abgemeldet"));
 
     // A forged link (pia's, naming dana) and an expired one are refused.
     let pia = link("pia");
