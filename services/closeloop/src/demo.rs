@@ -314,6 +314,10 @@ fn print_mail(customer: &str, language: &str, mail: &ReceivedMail) {
         "     │ Subject: {}",
         mail.header("Subject").unwrap_or_default()
     );
+    // RFC 8058: mail clients show an "Unsubscribe" button that POSTs to this link.
+    if let Some(link) = mail.header("List-Unsubscribe") {
+        println!("     │ List-Unsubscribe: {link}");
+    }
     println!("     │");
     for paragraph in mail.text().unwrap_or_default().lines() {
         for line in wrap(paragraph, 88) {
