@@ -1,12 +1,12 @@
 //! ingest against hostile and broken requests: each gets a clear 4xx problem+json and
 //! nothing reaches Kafka; good requests (hostile-looking text included), idempotent
-//! retries and the per-source rate limit behave.
+//! retries, the per-source rate limit and customers' preferences behave.
 
 use std::time::Duration;
 
 use clap::Parser;
 use closeloop_bus::{EmbeddedBroker, Fault, KafkaArgs, TopicSpec};
-use closeloop_events::topics;
+use closeloop_events::{decode, topics, CustomerPreferences, DeliveryChannel};
 use closeloop_ingest::{Config, Service, SourceKey};
 use closeloop_store::testing::database_args;
 use closeloop_tests::{init_logs, read_topic};
@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "test-key-shopdesk";
 const OTHER_KEY: &str = "test-key-surveyhub";
+/// The admin key of [`with_admin_key`].
+const ADMIN_KEY: &str = "test-admin-key-privacy";
+/// Where the corpus PUTs preferences.
+const PREFERENCES: &str = "/v1/customers/c-1/preferences";
 
 struct Ingest {
     url: String,
@@ -60,6 +64,30 @@ async fn spawn_ingest_on(brokers: i32, configure: impl FnOnce(&mut Config)) -> I
         shutdown,
         broker,
     }
+}
+
+/// Configures an admin key named `privacy`.
+fn with_admin_key(config: &mut Config) {
+    config.admin_keys = vec![SourceKey {
+        source: "privacy".into(),
+        key: ADMIN_KEY.into(),
+    }];
+}
+
+fn valid_preferences() -> Value {
+    json!({ "consent": true, "channels": ["email"], "language": "de-CH" })
+}
+
+/// `valid_preferences()` with `field` set (`null` removes it).
+fn preferences_with(field: &str, value: Value) -> Vec<u8> {
+    let mut body = valid_preferences();
+    let object = body.as_object_mut().expect("an object");
+    if value.is_null() {
+        object.remove(field);
+    } else {
+        object.insert(field.to_owned(), value);
+    }
+    body.to_string().into_bytes()
 }
 
 fn valid() -> Value {
@@ -152,6 +180,10 @@ impl Case {
     }
     fn batch(name: &'static str, body: Vec<u8>) -> Self {
         Self::new(name, "/v1/feedback/batch", body)
+    }
+    /// A `PUT` of a customer's preferences to `path`.
+    fn preferences(name: &'static str, path: &'static str, body: Vec<u8>) -> Self {
+        Self::new(name, path, body).method(Method::PUT)
     }
     fn expect(mut self, status: u16, pointers: &[&'static str]) -> Self {
         self.status = status;
@@ -501,6 +533,115 @@ fn corpus() -> Vec<Case> {
         )
         .authorization(None)
         .expect(401, &[]),
+        // Preferences: every bad field pointed at, the path's customer id checked like
+        // any other, the same answers to the same broken requests.
+        Case::preferences(
+            "preferences without consent",
+            PREFERENCES,
+            preferences_with("consent", Value::Null),
+        )
+        .expect(422, &["/consent"]),
+        Case::preferences(
+            "preferences with an unknown field",
+            PREFERENCES,
+            preferences_with("frequency", json!("weekly")),
+        )
+        .expect(422, &[]),
+        Case::preferences(
+            "preferences with no channel",
+            PREFERENCES,
+            preferences_with("channels", json!([])),
+        )
+        .expect(422, &["/channels"]),
+        Case::preferences(
+            "preferences with an unknown channel",
+            PREFERENCES,
+            preferences_with("channels", json!(["email", "sms"])),
+        )
+        .expect(422, &["/channels/1"]),
+        Case::preferences(
+            "preferences naming a channel twice",
+            PREFERENCES,
+            preferences_with("channels", json!(["webhook", "webhook"])),
+        )
+        .expect(422, &["/channels/1"]),
+        Case::preferences(
+            "preferences in a bad language",
+            PREFERENCES,
+            preferences_with("language", json!("de CH<script>")),
+        )
+        .expect(422, &["/language"]),
+        Case::preferences(
+            "preferences with consent as a string",
+            PREFERENCES,
+            preferences_with("consent", json!("yes")),
+        )
+        .expect(422, &["/consent"]),
+        Case::preferences("preferences as an array", PREFERENCES, b"[true]".to_vec())
+            .expect(422, &[]),
+        Case::preferences(
+            "preferences as malformed JSON",
+            PREFERENCES,
+            b"{\"consent\": tru".to_vec(),
+        )
+        .expect(400, &[]),
+        Case::preferences(
+            "preferences of a blank customer",
+            "/v1/customers/%20%20/preferences",
+            valid_preferences().to_string().into_bytes(),
+        )
+        .expect(400, &["customer_id"]),
+        Case::preferences(
+            "preferences of an id with a line break",
+            "/v1/customers/c-1%0Alevel=INFO%20msg=forged/preferences",
+            valid_preferences().to_string().into_bytes(),
+        )
+        .expect(400, &["customer_id"]),
+        Case::preferences(
+            "preferences of an id that is not UTF-8",
+            "/v1/customers/%FF%FE/preferences",
+            valid_preferences().to_string().into_bytes(),
+        )
+        .expect(400, &["customer_id"]),
+        Case::preferences(
+            "preferences without Authorization",
+            PREFERENCES,
+            valid_preferences().to_string().into_bytes(),
+        )
+        .authorization(None)
+        .expect(401, &[]),
+        Case::preferences(
+            "preferences with an unknown key",
+            PREFERENCES,
+            valid_preferences().to_string().into_bytes(),
+        )
+        .authorization(Some("Bearer not-a-key-of-anyone"))
+        .expect(401, &[]),
+        Case::preferences(
+            "preferences without Content-Type",
+            PREFERENCES,
+            valid_preferences().to_string().into_bytes(),
+        )
+        .content_type(None)
+        .expect(415, &[]),
+        Case::preferences(
+            "preferences gzipped",
+            PREFERENCES,
+            gzip(valid_preferences().to_string().as_bytes()),
+        )
+        .header("content-encoding", "gzip")
+        .expect(415, &[]),
+        Case::preferences("oversize preferences", PREFERENCES, vec![b' '; 100 * 1024])
+            .expect(413, &[]),
+        Case::new(
+            "POST instead of PUT",
+            PREFERENCES,
+            valid_preferences().to_string().into_bytes(),
+        )
+        .expect(405, &[]),
+        Case::preferences("GET of preferences", PREFERENCES, Vec::new())
+            .method(Method::GET)
+            .expect(405, &[]),
     ]
 }
 
@@ -664,6 +805,186 @@ async fn bad_requests_get_a_problem_and_publish_nothing() {
     )
     .await;
     assert!(erasures.is_empty(), "no erasure was accepted: {erasures:?}");
+    let preferences = read_topic(
+        &ingest.brokers,
+        topics::CUSTOMER_PREFERENCES,
+        0,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        preferences.is_empty(),
+        "no preferences were accepted: {preferences:?}"
+    );
+    ingest.shutdown.cancel();
+}
+
+/// A valid PUT publishes exactly the record asked for, keyed by the customer id as
+/// feedback is keyed (percent-decoded, trimmed, NFC) and named after the key that set it
+/// (a source's or an admin's), and answers 202 with its event id once the broker has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_are_published_exactly_as_set() {
+    let ingest = spawn_ingest(with_admin_key).await;
+    let client = reqwest::Client::new();
+    let put = |path: &str, key: &str, body: Value| {
+        client
+            .put(format!("{}{path}", ingest.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let before = chrono::Utc::now();
+    let mut answers = Vec::new();
+    for (path, key, body) in [
+        (
+            // "shop/José" with a slash and a decomposed é.
+            "/v1/customers/shop%2FJose%CC%81/preferences",
+            KEY,
+            json!({ "consent": true, "channels": ["webhook", "email"],
+                    "language": " de-CH ", "unsubscribed": false }),
+        ),
+        (
+            "/v1/customers/c-2/preferences",
+            ADMIN_KEY,
+            json!({ "consent": false }),
+        ),
+        (
+            "/v1/customers/c-3/preferences",
+            OTHER_KEY,
+            json!({ "consent": true, "channels": null, "language": null, "unsubscribed": true }),
+        ),
+    ] {
+        let response = put(path, key, body).await.unwrap();
+        assert_eq!(response.status(), 202, "{path}");
+        answers.push(response.json::<Value>().await.unwrap());
+    }
+    let after = chrono::Utc::now();
+    let customers: Vec<&str> = answers
+        .iter()
+        .map(|a| a["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["shop/Jos\u{e9}", "c-2", "c-3"]);
+
+    let expected = [
+        CustomerPreferences {
+            customer_id: "shop/Jos\u{e9}".into(),
+            source: "shopdesk".into(),
+            updated_at: before,
+            consent: true,
+            channels: Some(vec![DeliveryChannel::Webhook, DeliveryChannel::Email]),
+            language: Some("de-CH".into()),
+            unsubscribed: false,
+        },
+        CustomerPreferences {
+            customer_id: "c-2".into(),
+            source: "privacy".into(),
+            updated_at: before,
+            consent: false,
+            channels: None,
+            language: None,
+            unsubscribed: false,
+        },
+        CustomerPreferences {
+            customer_id: "c-3".into(),
+            source: "surveyhub".into(),
+            updated_at: before,
+            consent: true,
+            channels: None,
+            language: None,
+            unsubscribed: true,
+        },
+    ];
+    let records = closeloop_testkit::read_records(
+        &ingest.brokers,
+        topics::CUSTOMER_PREFERENCES,
+        3,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(records.len(), 3, "one record per request: {records:?}");
+    for (answer, expected) in answers.iter().zip(expected) {
+        let record = records
+            .iter()
+            .find(|r| r.value["event_id"] == answer["event_id"])
+            .unwrap_or_else(|| panic!("the record of {answer}: {records:?}"));
+        assert_eq!(record.key.as_deref(), Some(expected.customer_id.as_str()));
+        let bytes = serde_json::to_vec(&record.value).unwrap();
+        let envelope = decode::<CustomerPreferences>(&bytes).expect("notify can decode it");
+        assert_eq!(envelope.schema, "customers.preferences.v1");
+        let updated_at = envelope.data.updated_at;
+        assert!(before <= updated_at && updated_at <= after, "{updated_at}");
+        assert_eq!(
+            envelope.data,
+            CustomerPreferences {
+                updated_at,
+                ..expected
+            }
+        );
+        // Absent stays absent on the wire: notify reads any channel, the feedback's locale.
+        let on_the_wire = |field: &str| record.value.get(field).is_some();
+        assert_eq!(on_the_wire("channels"), envelope.data.channels.is_some());
+        assert_eq!(on_the_wire("language"), envelope.data.language.is_some());
+    }
+
+    // Other methods: 405 naming the one it takes; the route has its own metrics label.
+    let get = client
+        .get(format!("{}/v1/customers/c-2/preferences", ingest.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.headers()["allow"], "PUT");
+    assert_problem(get, 405, "GET of preferences").await;
+    let metrics = closeloop_testkit::get_text(&format!("{}/metrics", ingest.url)).await;
+    let route = r#"route="/v1/customers/{customer_id}/preferences""#;
+    for status in ["202", "405"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with("closeloop_http_requests_total")
+                    && line.contains(route)
+                    && line.contains(&format!("status=\"{status}\""))),
+            "{status} on {route}: {metrics}"
+        );
+    }
+    ingest.shutdown.cancel();
+}
+
+/// Preferences the broker does not acknowledge are not accepted: 503 with `Retry-After`,
+/// and the same request again succeeds once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_the_broker_does_not_acknowledge_get_503() {
+    let ingest = spawn_ingest(|config| config.delivery_timeout_ms = 1_000).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}{PREFERENCES}", ingest.url);
+    let put = || {
+        client
+            .put(&url)
+            .bearer_auth(KEY)
+            .json(&valid_preferences())
+            .send()
+    };
+    // Warm up the producer's metadata while the broker is up.
+    assert_eq!(put().await.unwrap().status(), 202);
+
+    ingest.broker.inject(Fault::BrokerDown(1)).unwrap();
+    let failed = put().await.unwrap();
+    assert!(failed.headers().contains_key(RETRY_AFTER));
+    let problem = assert_problem(failed, 503, "broker down").await;
+    assert_eq!(
+        problem["type"],
+        "https://closeloop.dev/problems/broker-unavailable"
+    );
+    ingest.broker.inject(Fault::BrokerUp(1)).unwrap();
+
+    closeloop_testkit::eventually(
+        Duration::from_secs(30),
+        "preferences accepted again",
+        || async { (put().await.ok()?.status() == 202).then_some(()) },
+    )
+    .await;
     ingest.shutdown.cancel();
 }
 

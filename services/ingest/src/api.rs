@@ -1,19 +1,21 @@
-//! The HTTP API: `POST /v1/feedback`, `POST /v1/feedback/batch`, `POST /v1/erasure`.
-//! Every request either publishes all of its events and answers 202, or publishes none
-//! and answers a problem.
+//! The HTTP API: `POST /v1/feedback`, `POST /v1/feedback/batch`, `POST /v1/erasure`,
+//! `PUT /v1/customers/{customer_id}/preferences`. Every request either publishes all of
+//! its events and answers 202, or publishes none and answers a problem.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{post, put};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use closeloop_bus::Publisher;
-use closeloop_events::{Envelope, ErasureRequest, ErasureScope, Feedback};
+use closeloop_events::{
+    CustomerPreferences, DeliveryChannel, Envelope, ErasureRequest, ErasureScope, Feedback,
+};
 use closeloop_http::{
     parse_json, read_json_body, read_json_body_inflating, JsonObject, Problem, ProblemType,
 };
@@ -27,14 +29,15 @@ use crate::config::SourceKey;
 use crate::event_ids::EventIds;
 use crate::idempotency::{Claim, Idempotency};
 use crate::metrics::IngestMetrics;
-use crate::submission::{BatchSubmission, Limits, Submission};
+use crate::submission::{language_tag, BatchSubmission, Limits, Submission};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 
 pub struct ApiState {
     pub keys: Vec<SourceKey>,
-    /// Keys whose erasures reach every source (they can do nothing else).
+    /// Keys whose erasures reach every source; they may also set a customer's
+    /// preferences, and can do nothing else.
     pub admin_keys: Vec<SourceKey>,
     pub publisher: Publisher,
     pub idempotency: Idempotency,
@@ -62,6 +65,10 @@ pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
             "/v1/erasure",
             post(post_erasure).fallback(method_not_allowed),
         )
+        .route(
+            "/v1/customers/{customer_id}/preferences",
+            put(put_preferences).fallback(method_not_allowed_put),
+        )
         .fallback(not_found)
         .layer(closeloop_http::BodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -69,17 +76,28 @@ pub fn routes(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
 
 // Even the router's own answers are problem+json, so a client has one error format.
 async fn method_not_allowed(State(state): State<Arc<ApiState>>) -> Response {
+    only_method(&state, "POST")
+}
+
+async fn method_not_allowed_put(State(state): State<Arc<ApiState>>) -> Response {
+    only_method(&state, "PUT")
+}
+
+/// 405 naming, in `Allow` and the detail, the one method the endpoint takes.
+fn only_method(state: &ApiState, method: &'static str) -> Response {
     let response = state.metrics.reject(
-        Problem::new(ProblemType::MethodNotAllowed).detail("this endpoint only takes POST"),
+        Problem::new(ProblemType::MethodNotAllowed)
+            .detail(format!("this endpoint only takes {method}")),
     );
-    ([(header::ALLOW, "POST")], response).into_response()
+    ([(header::ALLOW, method)], response).into_response()
 }
 
 async fn not_found(State(state): State<Arc<ApiState>>) -> Response {
-    state.metrics.reject(
-        Problem::new(ProblemType::NotFound)
-            .detail("no such endpoint: POST /v1/feedback, /v1/feedback/batch or /v1/erasure"),
-    )
+    let detail = "no such endpoint: POST /v1/feedback, /v1/feedback/batch or /v1/erasure, \
+                  PUT /v1/customers/{customer_id}/preferences";
+    state
+        .metrics
+        .reject(Problem::new(ProblemType::NotFound).detail(detail))
 }
 
 /// The 202 answer: the ids of the accepted events, in request order.
@@ -447,6 +465,158 @@ fn erasure_scope<'a>(
     }
 }
 
+/// The path parameter naming the customer in `PUT /v1/customers/{customer_id}/preferences`,
+/// and the pointer of its field error: the name erasure gives the same id in its body.
+const CUSTOMER_ID_PARAM: &str = "customer_id";
+
+/// The body of `PUT /v1/customers/{customer_id}/preferences`, exactly as sent. `consent`
+/// is required but optional here, so that a missing one is pointed at (`/consent`) along
+/// with every other invalid field rather than reported as a decoding error of the whole.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreferencesBody {
+    #[serde(default)]
+    consent: Option<bool>,
+    /// `None` (absent or null): any channel.
+    #[serde(default)]
+    channels: Option<Vec<DeliveryChannel>>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    unsubscribed: Option<bool>,
+}
+
+async fn put_preferences(
+    State(state): State<Arc<ApiState>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let source = preferences_setter(&state.keys, &state.admin_keys, &headers)?;
+        // Percent-decoded by axum (an id with `/` arrives as `%2F`); not UTF-8 is refused.
+        let Path(raw_id) = path.map_err(|rejection| {
+            Problem::new(ProblemType::InvalidParameter)
+                .detail("the customer id in the path is invalid; nothing was accepted")
+                .errors(vec![Problem::field(
+                    CUSTOMER_ID_PARAM,
+                    rejection.body_text(),
+                )])
+        })?;
+        let customer_id = preferences_customer_id(&raw_id)?;
+        let body = read_json_body(&headers, body)?;
+        let preferences = parse_preferences_body(&body, customer_id, source, Utc::now())?;
+        check_rate(&state, source, 1)?;
+        let envelope = Envelope::new(preferences);
+        state
+            .publisher
+            .publish(&envelope, None)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, source, "broker did not acknowledge");
+                // A whole record, newest `updated_at` wins: sending it again is safe.
+                Problem::new(ProblemType::BrokerUnavailable).detail(
+                    "the preferences could not be stored; retry later with the same request",
+                )
+            })?;
+        tracing::info!(source, event_id = %envelope.event_id, "preferences accepted");
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "event_id": envelope.event_id,
+                "customer_id": envelope.data.customer_id,
+            })),
+        )
+            .into_response())
+    }
+    .await;
+    result.unwrap_or_else(|problem| state.metrics.reject(problem))
+}
+
+/// Who sets a customer's preferences: a source's key, or an admin key (the privacy team
+/// answering a customer known to several sources, as with erasures). The record's
+/// `source` is the key's name.
+fn preferences_setter<'a>(
+    keys: &'a [SourceKey],
+    admin_keys: &'a [SourceKey],
+    headers: &HeaderMap,
+) -> Result<&'a str, Problem> {
+    authenticate(keys, headers).or_else(|_| authenticate(admin_keys, headers))
+}
+
+/// The customer id of a preferences path as feedback is keyed by it (trimmed, NFC), so
+/// either spelling reaches the same customer; a 400 pointing at the path parameter when
+/// it is no valid id.
+pub fn preferences_customer_id(raw: &str) -> Result<String, Problem> {
+    crate::submission::customer_id(raw).map_err(|detail| {
+        Problem::new(ProblemType::InvalidParameter)
+            .detail("the customer id in the path is invalid; nothing was accepted")
+            .errors(vec![Problem::field(CUSTOMER_ID_PARAM, detail)])
+    })
+}
+
+/// Parses and validates a preferences body into the record to publish, or the problem to
+/// answer with a pointer per invalid field. Pure (`now` given), like
+/// [`parse_feedback_body`].
+pub fn parse_preferences_body(
+    body: &[u8],
+    customer_id: String,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<CustomerPreferences, Problem> {
+    let JsonObject(body): JsonObject<PreferencesBody> = parse_json(body)?;
+    let mut errors = Vec::new();
+    if body.consent.is_none() {
+        errors.push(Problem::field("/consent", "is required: true or false"));
+    }
+    if let Some(channels) = &body.channels {
+        // Refused, not read as "never": `consent` and `unsubscribed` already say that,
+        // and an empty list is as likely a client's filter that matched nothing, which
+        // would silently cut the customer off.
+        if channels.is_empty() {
+            errors.push(Problem::field(
+                "/channels",
+                "must name at least one channel (email, webhook): to stop messages, send \
+                 \"consent\": false or \"unsubscribed\": true; for any channel, leave \
+                 channels out or send null",
+            ));
+        }
+        for (index, channel) in channels.iter().enumerate() {
+            if channels[..index].contains(channel) {
+                errors.push(Problem::field(
+                    format!("/channels/{index}"),
+                    format!("repeats {}: name each channel once", channel.as_str()),
+                ));
+            }
+        }
+    }
+    let language = match body.language.as_deref().map(language_tag) {
+        Some(Err(detail)) => {
+            errors.push(Problem::field("/language", detail));
+            None
+        }
+        Some(Ok(tag)) => Some(tag),
+        None => None,
+    };
+    match body.consent {
+        Some(consent) if errors.is_empty() => Ok(CustomerPreferences {
+            customer_id,
+            source: source.to_owned(),
+            updated_at: now,
+            consent,
+            channels: body.channels,
+            language,
+            unsubscribed: body.unsubscribed.unwrap_or(false),
+        }),
+        _ => Err(Problem::new(ProblemType::InvalidBody)
+            .detail(format!(
+                "{} field(s) are invalid; nothing was accepted",
+                errors.len()
+            ))
+            .errors(errors)),
+    }
+}
+
 /// Takes `events` from the source's rate limit, or answers 429.
 fn check_rate(state: &ApiState, source: &str, events: usize) -> Result<(), Problem> {
     let Some(limiter) = &state.rate_limit else {
@@ -603,6 +773,160 @@ mod tests {
         headers.insert(header::AUTHORIZATION, bearer("key-unknown"));
         assert_eq!(
             erasure_scope(&keys, &admins, &headers).unwrap_err().status,
+            401
+        );
+    }
+
+    fn preferences(body: &str) -> Result<CustomerPreferences, Problem> {
+        parse_preferences_body(
+            body.as_bytes(),
+            "c-7".into(),
+            "shopdesk",
+            DateTime::UNIX_EPOCH,
+        )
+    }
+
+    fn pointers(problem: &Problem) -> Vec<&str> {
+        problem.errors.iter().map(|e| e.pointer.as_str()).collect()
+    }
+
+    #[test]
+    fn preferences_default_to_any_channel_their_locale_and_subscribed() {
+        for body in [
+            r#"{"consent": true}"#,
+            r#"{"consent": true, "channels": null, "language": null, "unsubscribed": null}"#,
+        ] {
+            let record = preferences(body).unwrap();
+            assert_eq!(
+                record,
+                CustomerPreferences {
+                    customer_id: "c-7".into(),
+                    source: "shopdesk".into(),
+                    updated_at: DateTime::UNIX_EPOCH,
+                    consent: true,
+                    channels: None,
+                    language: None,
+                    unsubscribed: false,
+                },
+                "{body}"
+            );
+        }
+        let record = preferences(
+            r#"{"consent": false, "channels": ["webhook", "email"], "language": " de-CH ",
+                "unsubscribed": true}"#,
+        )
+        .unwrap();
+        assert!(!record.consent && record.unsubscribed);
+        assert_eq!(
+            record.channels,
+            Some(vec![DeliveryChannel::Webhook, DeliveryChannel::Email])
+        );
+        assert_eq!(record.language.as_deref(), Some("de-CH"), "stored trimmed");
+    }
+
+    #[test]
+    fn every_invalid_preference_is_pointed_at() {
+        let problem =
+            preferences(r#"{"channels": ["email", "webhook", "email"], "language": "de CH<b>"}"#)
+                .unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(pointers(&problem), ["/consent", "/channels/2", "/language"]);
+        let problem = preferences(r#"{"consent": null}"#).unwrap_err();
+        assert_eq!(pointers(&problem), ["/consent"], "null is no answer");
+        // The same check as a feedback's customer.locale, with the same words.
+        let problem = preferences(r#"{"consent": true, "language": ""}"#).unwrap_err();
+        assert_eq!(pointers(&problem), ["/language"]);
+        assert_eq!(
+            problem.errors[0].detail,
+            crate::submission::language_tag("").unwrap_err()
+        );
+    }
+
+    #[test]
+    fn an_empty_channel_list_is_refused_with_what_to_send_instead() {
+        let problem = preferences(r#"{"consent": true, "channels": []}"#).unwrap_err();
+        assert_eq!(pointers(&problem), ["/channels"]);
+        let detail = &problem.errors[0].detail;
+        for hint in ["\"consent\": false", "\"unsubscribed\": true", "null"] {
+            assert!(detail.contains(hint), "{detail}");
+        }
+    }
+
+    #[test]
+    fn preference_shapes_are_refused_by_serde_with_a_pointer() {
+        let problem =
+            preferences(r#"{"consent": true, "channels": ["email", "sms"]}"#).unwrap_err();
+        assert_eq!(
+            (problem.status, pointers(&problem)),
+            (422, vec!["/channels/1"])
+        );
+        let problem = preferences(r#"{"consent": "yes"}"#).unwrap_err();
+        assert_eq!(
+            (problem.status, pointers(&problem)),
+            (422, vec!["/consent"])
+        );
+        for unknown in [
+            r#"{"consent": true, "frequency": "daily"}"#,
+            r#"{"consent": true, "customer_id": "someone-else"}"#,
+            r#"{"consent": true, "source": "surveyhub"}"#,
+        ] {
+            assert_eq!(preferences(unknown).unwrap_err().status, 422, "{unknown}");
+        }
+        assert_eq!(
+            preferences("[true]").unwrap_err().status,
+            422,
+            "objects only"
+        );
+        assert_eq!(preferences(r#"{"consent": tru"#).unwrap_err().status, 400);
+        assert_eq!(preferences("").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn the_path_customer_id_is_normalised_or_refused_with_a_400() {
+        assert_eq!(
+            preferences_customer_id(" Jose\u{301} ").unwrap(),
+            "Jos\u{e9}",
+            "the spelling feedback is keyed by"
+        );
+        for bad in [" ", "c-1\nlevel=INFO", "c\u{202E}1", &"x".repeat(201)] {
+            let problem = preferences_customer_id(bad).unwrap_err();
+            assert_eq!(problem.status, 400, "{bad:?}");
+            assert_eq!(pointers(&problem), [CUSTOMER_ID_PARAM]);
+        }
+    }
+
+    #[test]
+    fn a_source_key_or_an_admin_key_sets_preferences_under_its_name() {
+        let keys = vec![SourceKey {
+            source: "shopdesk".into(),
+            key: "key-aaaaaaaa".into(),
+        }];
+        let admins = vec![SourceKey {
+            source: "privacy".into(),
+            key: "key-admin-1".into(),
+        }];
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            preferences_setter(&keys, &admins, &headers)
+                .unwrap_err()
+                .status,
+            401
+        );
+        for (key, name) in [("key-aaaaaaaa", "shopdesk"), ("key-admin-1", "privacy")] {
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+            );
+            assert_eq!(preferences_setter(&keys, &admins, &headers).unwrap(), name);
+        }
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer key-unknown"),
+        );
+        assert_eq!(
+            preferences_setter(&keys, &admins, &headers)
+                .unwrap_err()
+                .status,
             401
         );
     }

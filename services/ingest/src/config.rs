@@ -25,7 +25,7 @@ pub struct Config {
     pub api_keys: Vec<SourceKey>,
     /// Admin keys, `name=key` like the source keys: they may only request erasures, and
     /// theirs reach a customer's data from every source (a source's key erases only
-    /// what came through that source).
+    /// what came through that source), and set a customer's preferences.
     #[arg(long = "admin-key", env = "INGEST_ADMIN_KEYS", value_delimiter = ',', value_parser = parse_source_key)]
     pub admin_keys: Vec<SourceKey>,
     /// Most events one batch request may carry.

@@ -123,19 +123,14 @@ impl Submission {
                 String::new()
             }
         };
-        let locale = self.customer.locale.map(|l| l.trim().to_owned());
-        if let Some(locale) = &locale {
-            let valid = (2..=35).contains(&locale.len())
-                && locale
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid {
-                error(
-                    "customer/locale",
-                    "must be a BCP 47 tag such as en-GB or de-DE".into(),
-                );
+        let locale = match self.customer.locale.as_deref().map(language_tag) {
+            Some(Err(detail)) => {
+                error("customer/locale", detail.into());
+                None
             }
-        }
+            Some(Ok(locale)) => Some(locale),
+            None => None,
+        };
         let email = self.customer.email.map(|e| e.trim().to_owned());
         if let Some(email) = &email {
             let valid = email.len() <= 254
@@ -228,6 +223,23 @@ pub fn customer_id(raw: &str) -> Result<String, &'static str> {
         Err("must not contain control or invisible formatting characters")
     } else {
         Ok(id)
+    }
+}
+
+/// A language tag: trimmed, 2 to 35 ASCII letters, digits, `-` or `_` (the shape of BCP
+/// 47's `de` or `de-CH`, not checked against the registry: notify reads the primary
+/// subtag and falls back when it has no template for it). One check for a feedback's
+/// `customer.locale` and a preference's `language`, so both take the same tags.
+pub fn language_tag(raw: &str) -> Result<String, &'static str> {
+    let tag = raw.trim();
+    let valid = (2..=35).contains(&tag.len())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(tag.to_owned())
+    } else {
+        Err("must be a BCP 47 tag such as en-GB or de-DE")
     }
 }
 
@@ -354,6 +366,21 @@ mod tests {
         let mut json = valid();
         json["customer"]["reference"] = "R-1\r\nlevel=error".into();
         assert_eq!(parse(json).unwrap_err()[0].pointer, "/customer/reference");
+    }
+
+    #[test]
+    fn language_tags_are_trimmed_and_shaped_like_bcp_47() {
+        assert_eq!(language_tag(" de-CH ").unwrap(), "de-CH");
+        assert_eq!(language_tag("en_GB").unwrap(), "en_GB");
+        for bad in ["", "d", "en GB", "de<script>", "de\u{0}CH", &"x".repeat(36)] {
+            assert!(language_tag(bad).is_err(), "{bad:?}");
+        }
+        let mut json = valid();
+        json["customer"]["locale"] = " en-GB ".into();
+        assert_eq!(
+            parse(json).unwrap().customer.locale.as_deref(),
+            Some("en-GB")
+        );
     }
 
     #[test]
