@@ -49,6 +49,10 @@ COUNTERS_AND_GAUGES = {
     "closeloop_action_opened_timestamp_seconds",
     "closeloop_notifications_total",
     "closeloop_notifications_skipped_total",
+    "closeloop_notifications_held_total",
+    "closeloop_notifications_combined_total",
+    "closeloop_notify_preference_updates_total",
+    "closeloop_notify_unsubscribe_requests_total",
 }
 HISTOGRAMS = {
     "closeloop_http_request_duration_seconds",
