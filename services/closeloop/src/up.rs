@@ -61,7 +61,8 @@ pub fn dev_key(source: &str) -> String {
     format!("dev-key-{source}")
 }
 
-/// The name and key of the development admin key, which erases across sources.
+/// The name and key of the development admin key, which erases across sources (and may
+/// set a customer's preferences).
 pub const DEV_ADMIN: &str = "privacy";
 
 pub fn dev_admin_key() -> String {
@@ -204,7 +205,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     }
     for key in &admin_keys {
         println!(
-            "  admin key         {} (erasure across sources): Bearer {}",
+            "  admin key         {} (erasure across sources, preferences): Bearer {}",
             key.source,
             key.key.expose()
         );
