@@ -966,8 +966,14 @@ async fn preferences_the_broker_does_not_acknowledge_get_503() {
             .json(&valid_preferences())
             .send()
     };
-    // Warm up the producer's metadata while the broker is up.
-    assert_eq!(put().await.unwrap().status(), 202);
+    // Warm up the producer's metadata while the broker is up (the first request may
+    // outlast the short delivery timeout on a busy machine: wait for one to pass).
+    closeloop_testkit::eventually(
+        Duration::from_secs(30),
+        "preferences accepted while the broker is up",
+        || async { (put().await.ok()?.status() == 202).then_some(()) },
+    )
+    .await;
 
     ingest.broker.inject(Fault::BrokerDown(1)).unwrap();
     let failed = put().await.unwrap();
