@@ -489,7 +489,10 @@ pub async fn assert_each_complainer_told_once(
         }
     }
     let twice: Vec<_> = delivered_to.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "customers messaged twice in one period: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "customers messaged twice in one period: {twice:?}"
+    );
     let due = delivered_to.len();
     received_at_least(sink, due, Duration::from_secs(60)).await;
     let received = sink.received();

@@ -121,6 +121,14 @@ impl NotifyMetrics {
         registry.register(Box::new(outbox.clone()))?;
         registry.register(Box::new(outcome_publish_failures.clone()))?;
         registry.register(Box::new(pipeline_latency.clone()))?;
+        // Known label values start at 0, so the series exist (and rates work) before
+        // the first unsubscribe.
+        for state in ["subscribed", "unsubscribed"] {
+            preference_updates.with_label_values(&[state]);
+        }
+        for result in ["unsubscribed", "invalid", "expired"] {
+            unsubscribes.with_label_values(&[result]);
+        }
         registry.register(Box::new(held.clone()))?;
         registry.register(Box::new(combined.clone()))?;
         registry.register(Box::new(preference_updates.clone()))?;
