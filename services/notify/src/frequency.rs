@@ -12,6 +12,8 @@
 
 use closeloop_store::{values, Backend, Database};
 
+use crate::outbox::execute_for_ids;
+
 /// Skip reason of messages the cap dropped (`--when-capped skip`).
 pub const FREQUENCY_CAP: &str = "frequency_cap";
 
@@ -89,22 +91,16 @@ pub(crate) async fn hold(
     cap: &Cap,
     ids: &[&str],
 ) -> Result<(), sqlx::Error> {
-    for chunk in ids.chunks(values::rows_per_statement(backend, 1)) {
-        let sql = format!(
+    let period_ms = cap.period_ms;
+    execute_for_ids(conn, backend, &[], ids, |list| {
+        format!(
             "UPDATE notify_deliveries SET status = 'held', next_attempt_at_ms = COALESCE(\
-               (SELECT p.opened_at_ms + {} FROM notify_contact_periods p \
+               (SELECT p.opened_at_ms + {period_ms} FROM notify_contact_periods p \
                 WHERE p.customer_id = notify_deliveries.customer_id), next_attempt_at_ms) \
-             WHERE delivery_id IN ({})",
-            cap.period_ms,
-            values::list(chunk.len(), 1)
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+             WHERE delivery_id IN ({list})"
+        )
+    })
+    .await
 }
 
 /// A held delivery, as the combined message is made of it.
@@ -204,18 +200,19 @@ pub async fn release(
         .execute(&mut *tx)
         .await?;
         let others: Vec<&str> = held[1..].iter().map(|h| h.delivery_id.as_str()).collect();
-        for chunk in others.chunks(values::rows_per_statement(db.backend(), 1)) {
-            let sql = format!(
-                "UPDATE notify_deliveries SET status = 'combined', combined_into = $1, \
-                 payload = NULL WHERE delivery_id IN ({})",
-                values::list(chunk.len(), 2)
-            );
-            let mut query = sqlx::query(&sql).bind(&carrier.delivery_id);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *tx).await?;
-        }
+        execute_for_ids(
+            &mut tx,
+            db.backend(),
+            &[carrier.delivery_id.as_str()],
+            &others,
+            |list| {
+                format!(
+                    "UPDATE notify_deliveries SET status = 'combined', combined_into = $1, \
+                     payload = NULL WHERE delivery_id IN ({list})"
+                )
+            },
+        )
+        .await?;
         sqlx::query("UPDATE notify_contact_periods SET delivery_id = $1 WHERE customer_id = $2")
             .bind(&carrier.delivery_id)
             .bind(&customer_id)
@@ -243,4 +240,142 @@ pub async fn period(db: &Database, customer_id: &str) -> Result<Option<Period>, 
     .bind(customer_id)
     .fetch_optional(db.pool())
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{self, NewDelivery};
+
+    /// Fresh migrated databases: SQLite, and PostgreSQL when `DATABASE_URL` names one.
+    async fn databases(test: &str) -> Vec<Database> {
+        let mut configs = vec![closeloop_store::testing::sqlite_config()];
+        configs.extend(closeloop_store::testing::postgres_config(test));
+        let mut databases = Vec::new();
+        for config in configs {
+            let db = Database::connect(&config).await.expect("database");
+            db.migrate(sqlx::migrate!("./migrations"))
+                .await
+                .expect("migrations");
+            databases.push(db);
+        }
+        databases
+    }
+
+    fn delivery(action: &str, customer: &str, at_ms: i64) -> NewDelivery {
+        NewDelivery {
+            delivery_id: uuid::Uuid::now_v7().to_string(),
+            action_id: action.into(),
+            customer_id: customer.into(),
+            source: "shopdesk".into(),
+            channel: "webhook",
+            language: "en".into(),
+            payload: format!("{{\"text\":\"about {action}\"}}"),
+            created_at_ms: at_ms,
+            said_at_ms: 0,
+        }
+    }
+
+    const CAP: Cap = Cap {
+        period_ms: 1000,
+        when_capped: WhenCapped::Hold,
+    };
+
+    async fn statuses(db: &Database) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT action_id, status FROM notify_deliveries ORDER BY action_id")
+            .fetch_all(db.pool())
+            .await
+            .expect("rows")
+    }
+
+    #[tokio::test]
+    async fn one_message_per_period_the_rest_held_then_combined() {
+        for db in databases("one_message_per_period_the_rest_held_then_combined").await {
+            let cap = Some(&CAP);
+            let first = outbox::enqueue(&db, &[delivery("a1", "c", 0)], &[], cap)
+                .await
+                .unwrap();
+            assert_eq!((first.queued, first.held), (1, 0));
+            for (action, at) in [("a2", 10), ("a3", 20)] {
+                let later = outbox::enqueue(&db, &[delivery(action, "c", at)], &[], cap)
+                    .await
+                    .unwrap();
+                assert_eq!((later.queued, later.held), (0, 1), "{action}");
+            }
+            // Another customer has a period of their own.
+            let other = outbox::enqueue(&db, &[delivery("a2", "d", 10)], &[], cap)
+                .await
+                .unwrap();
+            assert_eq!(other.queued, 1);
+
+            // Before the period ends nothing is released.
+            let combine = |held: &[Held]| format!("{} combined", held.len());
+            assert_eq!(
+                release(&db, &CAP, 999, combine).await.unwrap(),
+                Released::default()
+            );
+            // At its end the oldest held one carries both.
+            let released = release(&db, &CAP, 1000, combine).await.unwrap();
+            assert_eq!(
+                released,
+                Released {
+                    messages: 1,
+                    combined: 1
+                }
+            );
+            let rows = statuses(&db).await;
+            let c: Vec<&str> = rows.iter().map(|(_, s)| s.as_str()).collect();
+            assert_eq!(c, ["pending", "pending", "pending", "combined"], "{rows:?}");
+            let payload: Option<String> = sqlx::query_scalar(
+                "SELECT payload FROM notify_deliveries WHERE action_id = 'a2' AND customer_id = 'c'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            assert_eq!(payload.as_deref(), Some("2 combined"));
+            // The combined message opened the next period: a new one is held again.
+            let next = outbox::enqueue(&db, &[delivery("a4", "c", 1500)], &[], cap)
+                .await
+                .unwrap();
+            assert_eq!(next.held, 1);
+            assert_eq!(
+                period(&db, "c").await.unwrap().map(|p| p.opened_at_ms),
+                Some(1000)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn held_messages_wait_for_a_period_another_message_opened() {
+        for db in databases("held_messages_wait_for_a_period_another_message_opened").await {
+            let cap = Some(&CAP);
+            outbox::enqueue(&db, &[delivery("a1", "c", 0)], &[], cap)
+                .await
+                .unwrap();
+            outbox::enqueue(&db, &[delivery("a2", "c", 10)], &[], cap)
+                .await
+                .unwrap();
+            // The period ends and, before the worker releases a2, a3 opens the next one.
+            let a3 = outbox::enqueue(&db, &[delivery("a3", "c", 1200)], &[], cap)
+                .await
+                .unwrap();
+            assert_eq!(a3.queued, 1);
+            let released = release(&db, &CAP, 1300, |_| String::new()).await.unwrap();
+            assert_eq!(released.messages, 0, "the period a3 opened still runs");
+            let due: i64 = sqlx::query_scalar(
+                "SELECT next_attempt_at_ms FROM notify_deliveries WHERE action_id = 'a2'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            assert_eq!(due, 2200, "held until the new period ends");
+            assert_eq!(
+                release(&db, &CAP, 2200, |_| String::new())
+                    .await
+                    .unwrap()
+                    .messages,
+                1
+            );
+        }
+    }
 }

@@ -199,14 +199,27 @@ async fn delete(
     backend: closeloop_store::Backend,
     ids: &[&str],
 ) -> Result<(), sqlx::Error> {
-    for chunk in ids.chunks(values::rows_per_statement(backend, 1)) {
-        let sql = format!(
-            "DELETE FROM notify_deliveries WHERE delivery_id IN ({})",
-            values::list(chunk.len(), 1)
-        );
+    execute_for_ids(conn, backend, &[], ids, |list| {
+        format!("DELETE FROM notify_deliveries WHERE delivery_id IN ({list})")
+    })
+    .await
+}
+
+/// Runs the statement `sql` makes of an `IN (…)` list for every chunk of `ids`, the
+/// `leading` parameters bound first (`$1…`) and the chunk's ids after them.
+pub(crate) async fn execute_for_ids(
+    conn: &mut sqlx::AnyConnection,
+    backend: closeloop_store::Backend,
+    leading: &[&str],
+    ids: &[&str],
+    sql: impl Fn(&str) -> String,
+) -> Result<(), sqlx::Error> {
+    let per_statement = values::rows_per_statement(backend, 1).saturating_sub(leading.len());
+    for chunk in ids.chunks(per_statement.max(1)) {
+        let sql = sql(&values::list(chunk.len(), leading.len() + 1));
         let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
+        for value in leading.iter().chain(chunk) {
+            query = query.bind(*value);
         }
         query.execute(&mut *conn).await?;
     }
