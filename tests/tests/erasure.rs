@@ -4,7 +4,8 @@
 //! Afterwards no table of any service — enumerated generically, every column of every
 //! table, so a table added later is covered too — holds their id, e-mail, reference or
 //! words, neither do the SQLite files on disk (write-ahead log included), the trends API
-//! no longer quotes them, and the theme's counts are what they were.
+//! no longer quotes them (in actions nor in emerging topics), and the theme's counts are
+//! what they were.
 
 use std::time::{Duration, Instant};
 
@@ -309,6 +310,22 @@ async fn an_erased_customer_is_nowhere_in_any_store_nor_on_disk() {
     })
     .await;
 
+    // The feedback trends keeps for emerging topics holds the customer's words twice
+    // (the excerpt, and the phrases cut from it): found by the scan like any column.
+    eventually(
+        Duration::from_secs(30),
+        "the customer's words in the feedback kept for emerging topics",
+        || async {
+            let found = scan(&stores, &[WORD]).await;
+            let holds = |column: &str| {
+                found.iter().any(|(service, table, c, _)| {
+                    service == "trends" && table == "trends_topic_feedback" && c == column
+                })
+            };
+            (holds("excerpt") && holds("phrases")).then_some(())
+        },
+    )
+    .await;
     // The scan finds what is there: otherwise a clean scan below would prove nothing.
     let needles = [CUSTOMER, EMAIL, REFERENCE, WORD, SURVEY_WORD];
     let before = scan(&stores, &needles).await;
@@ -428,6 +445,17 @@ async fn an_erased_customer_is_nowhere_in_any_store_nor_on_disk() {
             .is_some_and(|e| !e.is_empty()),
         "the other customers' excerpts stay: {shown}"
     );
+    for kind in ["unmatched", "negative"] {
+        let topics = closeloop_testkit::get_text(&format!(
+            "http://{}/v1/topics/emerging?kind={kind}",
+            stack.trends
+        ))
+        .await;
+        assert!(
+            topics.contains("\"topics\"") && !topics.contains(WORD) && !topics.contains(CUSTOMER),
+            "{topics}"
+        );
+    }
     // …and the counts the detector and the statistics stand on are unchanged.
     assert_eq!(
         theme_counts(&client, stack.trends, &since).await,

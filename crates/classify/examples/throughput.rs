@@ -1,4 +1,5 @@
-//! Rough single-thread throughput of the lexicon classifier.
+//! Rough single-thread throughput of the lexicon classifier, and of cutting texts into
+//! emerging-topic phrases (what trends does with every unmatched or negative feedback).
 //!
 //! ```text
 //! cargo run --release -p closeloop-classify --example throughput
@@ -9,11 +10,14 @@
 //! prints texts per second of wall time and per second of this thread's CPU
 //! time. On a shared machine the CPU figure is the one-core throughput; the
 //! wall figure includes time the thread waited for a core.
+//!
+//! Then cuts the same texts into phrases ([`PhraseExtractor`]) and prints texts per
+//! CPU-second and phrases per text.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use closeloop_classify::{Classifier, Input, LexiconClassifier};
+use closeloop_classify::{Classifier, Input, Language, LexiconClassifier, PhraseExtractor};
 
 const TEXTS: &[&str] = &[
     "The parcel arrived two days late and the box was damaged.",
@@ -79,6 +83,22 @@ fn main() {
         "classified {n} texts in {secs:.3}s wall, {cpu:.3}s CPU: {:.0} texts/s wall, {:.0} texts/s per CPU-second on one core ({negative} negative)",
         n as f64 / secs,
         n as f64 / cpu
+    );
+
+    let extractor = PhraseExtractor::new(classifier.taxonomy());
+    let languages = [Language::En, Language::De, Language::Other];
+    let cpu_started = thread_cpu_seconds();
+    let mut phrases = 0usize;
+    for i in 0..n {
+        let text = TEXTS[i % TEXTS.len()];
+        phrases += black_box(extractor.phrases(text, languages[i % languages.len()])).len();
+    }
+    let cpu = thread_cpu_seconds() - cpu_started;
+    println!(
+        "cut {n} texts into {:.1} phrases each in {cpu:.3}s CPU: {:.0} texts/s per CPU-second ({:.1} µs a text)",
+        phrases as f64 / n as f64,
+        n as f64 / cpu,
+        cpu / n as f64 * 1e6
     );
 }
 

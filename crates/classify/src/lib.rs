@@ -19,10 +19,15 @@
 //! 4. [`themes`]: taxonomy keywords by surface form, Snowball stem, German
 //!    compound component, plus multi-word phrases; each theme hit takes the
 //!    sentiment of the clause that mentions it.
+//!
+//! Beside the classifier, [`emerging`] cuts a text into the phrases that could name a
+//! topic the taxonomy does not know yet, with the same tokenizer, function words,
+//! stemmers and compound splitting.
 
 use serde::{Deserialize, Serialize};
 
 mod classifier;
+pub mod emerging;
 mod explain;
 mod hash;
 pub mod labelled;
@@ -38,6 +43,7 @@ mod themes;
 mod eval_tests;
 
 pub use classifier::LexiconClassifier;
+pub use emerging::{Phrase, PhraseExtractor};
 pub use taxonomy::{Taxonomy, TaxonomyError, ThemeDef};
 
 /// Version of the classification algorithm and its built-in lexicons.

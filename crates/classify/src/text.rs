@@ -33,6 +33,10 @@ pub(crate) struct Token {
     pub caps: bool,
     /// Had a run of 3+ identical letters ("sooo"), already shortened to 2.
     pub elongated: bool,
+    /// Byte range of the token in the input as written (case, umlauts and all), so a
+    /// phrase can be shown the way customers wrote it.
+    pub raw_start: u32,
+    pub raw_end: u32,
 }
 
 /// A tokenized text. Reusable: [`tokenize`] clears it first.
@@ -152,6 +156,7 @@ struct Builder<'o> {
     // current word
     in_word: bool,
     start: usize,
+    raw_start: usize,
     numeric: bool,
     upper: u16,
     lower: u16,
@@ -177,7 +182,14 @@ impl Builder<'_> {
         }
     }
 
-    fn push_token(&mut self, start: usize, kind: TokKind, caps: bool, elongated: bool) {
+    fn push_token(
+        &mut self,
+        start: usize,
+        kind: TokKind,
+        caps: bool,
+        elongated: bool,
+        raw: (usize, usize),
+    ) {
         self.out.toks.push(Token {
             start: start as u32,
             end: self.out.text.len() as u32,
@@ -186,14 +198,18 @@ impl Builder<'_> {
             clause: self.clause,
             caps,
             elongated,
+            raw_start: raw.0 as u32,
+            raw_end: raw.1 as u32,
         });
     }
 
-    fn word_char(&mut self, c: char) {
+    /// Adds `c`, found at byte `at` of the input, to the current word.
+    fn word_char(&mut self, at: usize, c: char) {
         if !self.in_word {
             self.begin();
             self.in_word = true;
             self.start = self.out.text.len();
+            self.raw_start = at;
             self.numeric = true;
             self.upper = 0;
             self.lower = 0;
@@ -229,7 +245,8 @@ impl Builder<'_> {
         }
     }
 
-    fn end_word(&mut self) {
+    /// Ends the current word, if any, at byte `at` of the input.
+    fn end_word(&mut self, at: usize) {
         if !self.in_word {
             return;
         }
@@ -243,8 +260,8 @@ impl Builder<'_> {
         if kind == TokKind::Word && !caps {
             self.any_lower_word = true;
         }
-        let (start, elongated) = (self.start, self.elongated);
-        self.push_token(start, kind, caps, elongated);
+        let (start, elongated, raw_start) = (self.start, self.elongated, self.raw_start);
+        self.push_token(start, kind, caps, elongated, (raw_start, at));
     }
 }
 
@@ -264,6 +281,7 @@ pub(crate) fn tokenize(input: &str, out: &mut Tokens) {
         pending_clause: false,
         in_word: false,
         start: 0,
+        raw_start: 0,
         numeric: false,
         upper: 0,
         lower: 0,
@@ -279,7 +297,7 @@ pub(crate) fn tokenize(input: &str, out: &mut Tokens) {
             if !c.is_ascii() && is_umlaut(c) {
                 b.out.has_umlaut = true;
             }
-            b.word_char(c);
+            b.word_char(i, c);
             continue;
         }
         let next = chars.peek().map(|&(_, n)| n);
@@ -297,7 +315,7 @@ pub(crate) fn tokenize(input: &str, out: &mut Tokens) {
             b.out.text.push('.');
             continue;
         }
-        b.end_word();
+        b.end_word(i);
         if is_emoji_modifier(c) {
             continue;
         }
@@ -305,14 +323,14 @@ pub(crate) fn tokenize(input: &str, out: &mut Tokens) {
             b.begin();
             let start = b.out.text.len();
             b.out.text.push(c);
-            b.push_token(start, TokKind::Emoji, false, false);
+            b.push_token(start, TokKind::Emoji, false, false, (i, i + c.len_utf8()));
             continue;
         }
         if let Some(e) = emoticon_at(&input[i..]) {
             b.begin();
             let start = b.out.text.len();
             b.out.text.push_str(e);
-            b.push_token(start, TokKind::Emoticon, false, false);
+            b.push_token(start, TokKind::Emoticon, false, false, (i, i + e.len()));
             for _ in 1..e.len() {
                 chars.next();
             }
@@ -335,7 +353,7 @@ pub(crate) fn tokenize(input: &str, out: &mut Tokens) {
             _ => {}
         }
     }
-    b.end_word();
+    b.end_word(input.len());
     let any_word = b.out.toks.iter().any(|t| t.kind == TokKind::Word);
     b.out.all_caps = any_word && !b.any_lower_word;
     let sentences = b.out.sentences().max(1);
@@ -380,6 +398,31 @@ mod tests {
         assert_eq!(words("don't DON’T"), ["don't", "don't"]);
         assert_eq!(words("E-Mail 4.5 Sterne"), ["e", "mail", "4.5", "sterne"]);
         assert_eq!(words("sooooo goooood"), ["soo", "good"]);
+    }
+
+    #[test]
+    fn tokens_know_where_they_were_written() {
+        let input = "Überhaupt NICHT, 4,5 :) Straße sooo don’t 👍🏽";
+        let mut t = Tokens::default();
+        tokenize(input, &mut t);
+        let raw: Vec<&str> = t
+            .toks
+            .iter()
+            .map(|t| &input[t.raw_start as usize..t.raw_end as usize])
+            .collect();
+        assert_eq!(
+            raw,
+            [
+                "Überhaupt",
+                "NICHT",
+                "4,5",
+                ":)",
+                "Straße",
+                "sooo",
+                "don’t",
+                "👍"
+            ]
+        );
     }
 
     #[test]

@@ -203,6 +203,47 @@ impl ThemeMatcher {
         }
     }
 
+    /// The language indexes a text in `lang` is matched against.
+    fn indexes(&self, lang: Language) -> impl Iterator<Item = &LangIndex> {
+        let (en, de) = match lang {
+            Language::En => (Some(&self.en), None),
+            Language::De => (None, Some(&self.de)),
+            Language::Other => (Some(&self.en), Some(&self.de)),
+        };
+        en.into_iter().chain(de)
+    }
+
+    /// Whether a folded word is a single-word cue (keyword or weak word) of a theme in
+    /// `lang`, by its surface form or its stem, as [`ThemeMatcher::match_doc`] finds them.
+    pub fn is_cue(&self, lang: Language, surface: &str, stem: &str) -> bool {
+        self.indexes(lang)
+            .any(|idx| idx.words.contains_key(surface) || idx.stems.contains_key(stem))
+    }
+
+    /// A German compound split at the theme cue it contains, the way `match_doc` finds
+    /// compounds: `(head, tail)`, one of them the cue ("hermesversand" → "hermes" +
+    /// "versand", "paketstation" → "paket" + "station"). `None` for a word that is no
+    /// such compound, and outside German.
+    pub fn split_compound<'s>(
+        &self,
+        lang: Language,
+        surface: &'s str,
+        stem: &'s str,
+    ) -> Option<(&'s str, &'s str)> {
+        if lang != Language::De {
+            return None;
+        }
+        let [prefix, suffix] = self.de.compound_parts(surface, stem);
+        // A German compound's last part is its head ("Hermesversand" is a kind of
+        // Versand), so a cue found there splits first: what comes before it is new.
+        if let Some((part, _)) = suffix {
+            let form = if stem.ends_with(part) { stem } else { surface };
+            return Some((&form[..form.len() - part.len()], part));
+        }
+        let (part, _) = prefix?;
+        Some((part, &surface[part.len()..]))
+    }
+
     pub fn match_doc(
         &self,
         doc: &Doc,

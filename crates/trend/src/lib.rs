@@ -21,8 +21,12 @@
 //! mentions count at most `per_customer_cap` times, so one customer posting fifty times
 //! neither raises a theme nor inflates its baseline. Hysteresis: once raised, a theme
 //! stays active until neither detector fired for `cooldown`; a resolution resets it.
+//!
+//! [`emerging`] is the same kind of scorer for what no theme covers yet: phrases whose
+//! share of recent feedback is significantly above their baseline.
 
 mod config;
+pub mod emerging;
 mod poisson;
 mod theme;
 
@@ -33,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{
     span, ConfigError, DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig,
 };
+pub use emerging::{EmergingConfig, Ranking, Tally, Topic, Windows};
 pub use poisson::upper_tail as poisson_upper_tail;
 pub use theme::ThemeStats;
 

@@ -29,6 +29,34 @@ pub fn upper_tail(k: u64, lambda: f64) -> f64 {
     sum.min(1.0)
 }
 
+/// ln P(X >= k) for X ~ Poisson(λ): [`upper_tail`] in log space, for ranking tails too
+/// small for an `f64` (a large surge's probability underflows to 0, and all zeros tie).
+/// `0.0` (probability 1) when `k` is not above `λ`, `-inf` for no expectation at all.
+pub fn ln_upper_tail(k: u64, lambda: f64) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    if lambda.is_nan() || lambda <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if (k as f64) <= lambda {
+        return 0.0;
+    }
+    // ln pmf(k), plus ln of the sum of pmf(i) / pmf(k) for i >= k: 1 + λ/(k+1) + …,
+    // a series that decays at least geometrically above λ.
+    let ln_first = -lambda + k as f64 * lambda.ln() - ln_factorial(k);
+    let (mut sum, mut term, mut i) = (1.0f64, 1.0f64, k);
+    loop {
+        i += 1;
+        term *= lambda / i as f64;
+        if term <= sum * 1e-16 {
+            break;
+        }
+        sum += term;
+    }
+    (ln_first + sum.ln()).min(0.0)
+}
+
 /// ln(k!): exact summation for small `k`, Stirling's series (error < 1e-12) above.
 fn ln_factorial(k: u64) -> f64 {
     if k < 20 {
@@ -82,6 +110,23 @@ mod tests {
         // Monotone in k.
         let tails: Vec<f64> = (3..30).map(|k| upper_tail(k, 2.5)).collect();
         assert!(tails.windows(2).all(|w| w[1] < w[0]));
+    }
+
+    #[test]
+    fn the_log_tail_agrees_and_goes_on_where_the_tail_underflows() {
+        for (k, lambda) in [(3, 0.5), (5, 1.0), (10, 2.0), (40, 20.0), (12, 0.3)] {
+            let direct = upper_tail(k, lambda);
+            assert!(
+                close(ln_upper_tail(k, lambda).exp(), direct),
+                "{k} {lambda}"
+            );
+        }
+        assert_eq!(ln_upper_tail(0, 1.0), 0.0);
+        assert_eq!(ln_upper_tail(2, 3.0), 0.0);
+        assert_eq!(ln_upper_tail(1, 0.0), f64::NEG_INFINITY);
+        assert_eq!(upper_tail(400, 0.01), 0.0, "underflows");
+        let (a, b) = (ln_upper_tail(400, 0.01), ln_upper_tail(401, 0.01));
+        assert!(a.is_finite() && b < a, "{a} {b}");
     }
 
     #[test]

@@ -394,6 +394,12 @@ impl CategoriseHandler {
                         categorised.sentiment.label.as_str(),
                     ])
                     .inc();
+                if categorised.themes.is_empty() {
+                    self.metrics
+                        .unmatched
+                        .with_label_values(&[categorised.language.as_str()])
+                        .inc();
+                }
                 for theme in &categorised.themes {
                     self.metrics
                         .theme_mentions

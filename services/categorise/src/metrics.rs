@@ -1,8 +1,12 @@
+use closeloop_events::Language;
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct CategoriseMetrics {
     pub categorised: IntCounterVec,
+    /// Feedback that matched no theme, by language: over `categorised`, the share the
+    /// taxonomy does not cover (an alert watches it jump).
+    pub unmatched: IntCounterVec,
     pub theme_mentions: IntCounterVec,
     pub latency: HistogramVec,
     pub id_conflicts: IntCounter,
@@ -16,6 +20,13 @@ impl CategoriseMetrics {
                 "Feedback categorised, by language and sentiment.",
             ),
             &["language", "sentiment"],
+        )?;
+        let unmatched = IntCounterVec::new(
+            Opts::new(
+                "closeloop_feedback_unmatched_total",
+                "Feedback categorised that matched no theme, by language.",
+            ),
+            &["language"],
         )?;
         let theme_mentions = IntCounterVec::new(
             Opts::new(
@@ -31,10 +42,17 @@ impl CategoriseMetrics {
         )?;
         registry.register(Box::new(id_conflicts.clone()))?;
         registry.register(Box::new(categorised.clone()))?;
+        registry.register(Box::new(unmatched.clone()))?;
+        // Every language's series from the start, so the share reads 0, not "no data",
+        // until the first feedback matches nothing.
+        for language in [Language::En, Language::De, Language::Other] {
+            unmatched.with_label_values(&[language.as_str()]);
+        }
         registry.register(Box::new(theme_mentions.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         Ok(Self {
             categorised,
+            unmatched,
             theme_mentions,
             latency,
             id_conflicts,

@@ -1,6 +1,6 @@
 //! The ops API: list and read actions, acknowledge, assign, resolve (with the "we did"
-//! message that notify sends to the customers who complained) and reopen them, and
-//! per-window statistics of a theme. Every error is an RFC 9457 problem, including
+//! message that notify sends to the customers who complained) and reopen them,
+//! per-window statistics of a theme, and the emerging topics no theme covers yet. Every error is an RFC 9457 problem, including
 //! malformed bodies (read here as raw bytes, not by axum's plain-text extractors, and
 //! checked in [`crate::request`]).
 //! The contract is `openapi.json` beside this crate, served at `/openapi.json`.
@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::action::{time, Action, Finding, HistoryEntry};
 use crate::context::Context;
 use crate::detection::check_theme;
+use crate::emerging::{self, EmergingView, Kind};
 use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, ActionRow, Span, StatusFilter};
 use crate::workflow::{self, database_problem, Step};
@@ -60,6 +61,7 @@ pub(crate) fn routes(ctx: Arc<Context>) -> Router<Arc<Context>> {
     routes
         .route("/v1/themes/{theme}/stats", get(theme_stats))
         .route("/v1/findings", get(list_findings))
+        .route("/v1/topics/emerging", get(emerging_topics))
         // route_layer: only matched /v1 routes need the token, /metrics, probes, the
         // OpenAPI document and /ops (which signs in with a cookie) not.
         .route_layer(middleware::from_fn_with_state(
@@ -198,6 +200,43 @@ async fn list_findings(
         })
         .collect::<Result<_, _>>()?;
     Ok(Json(findings))
+}
+
+#[derive(Debug, Deserialize)]
+struct EmergingParams {
+    kind: Option<String>,
+    limit: Option<String>,
+}
+
+/// Topics shown when no `limit` is given.
+const DEFAULT_EMERGING_LIMIT: usize = 20;
+
+/// `GET /v1/topics/emerging`: the phrases surging in unmatched (or negative) feedback,
+/// as last computed, with excerpts read now.
+async fn emerging_topics(
+    State(ctx): State<Arc<Context>>,
+    query: Result<Query<EmergingParams>, QueryRejection>,
+) -> Result<Json<EmergingView>, Problem> {
+    let Query(params) = query.map_err(query_rejection)?;
+    let kind = match params.kind.as_deref() {
+        None => Kind::Unmatched,
+        Some(raw) => Kind::parse(raw)
+            .ok_or_else(|| invalid_query("kind", "must be `unmatched` or `negative`"))?,
+    };
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_EMERGING_LIMIT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=emerging::MAX_LISTED).contains(n))
+            .ok_or_else(|| {
+                invalid_query("limit", format!("must be 1 to {}", emerging::MAX_LISTED))
+            })?,
+    };
+    let view = emerging::view(&ctx.store, &ctx.emerging, kind, limit)
+        .await
+        .map_err(|e| database_problem(&e))?;
+    Ok(Json(view))
 }
 
 fn action_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> {
@@ -416,6 +455,7 @@ mod tests {
                 "/v1/actions/{id}/resolve",
                 "/v1/findings",
                 "/v1/themes/{theme}/stats",
+                "/v1/topics/emerging",
             ],
             "keep openapi.json in step with router()"
         );

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::ArgAction;
-use closeloop_trend::{DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig};
+use closeloop_trend::{
+    DetectorConfig, DetectorSettings, EmergingConfig, RecurrenceConfig, SurgeConfig,
+};
 use serde::Deserialize;
 
 const MINUTE_MS: i64 = 60_000;
@@ -117,6 +119,28 @@ pub struct Config {
     /// action, so no customer is told about it (0 = raise whatever the age).
     #[arg(long, env = "TRENDS_HISTORICAL_AFTER_HOURS", default_value_t = 72)]
     pub historical_after_hours: i64,
+    /// Emerging topics: how often the lists are computed again from the stored feedback,
+    /// in seconds.
+    #[arg(long, env = "TRENDS_EMERGING_REFRESH_SECONDS", default_value_t = 60)]
+    pub emerging_refresh_seconds: u64,
+    /// Emerging topics: the recent window, in days of event time ending at the newest
+    /// stored feedback.
+    #[arg(long, env = "TRENDS_EMERGING_WINDOW_DAYS", default_value_t = 7)]
+    pub emerging_window_days: i64,
+    /// Emerging topics: the baseline, in days of event time before the window.
+    #[arg(long, env = "TRENDS_EMERGING_BASELINE_DAYS", default_value_t = 28)]
+    pub emerging_baseline_days: i64,
+    /// Emerging topics: distinct customers in the window a listed phrase needs.
+    #[arg(long, env = "TRENDS_EMERGING_MIN_CUSTOMERS", default_value_t = 5)]
+    pub emerging_min_customers: u32,
+    /// Emerging topics: largest Poisson tail probability of the window's customers under
+    /// the phrase's baseline share.
+    #[arg(long, env = "TRENDS_EMERGING_MAX_P_VALUE", default_value_t = 0.001)]
+    pub emerging_max_p_value: f64,
+    /// Emerging topics: the window's customers must be at least this multiple of what the
+    /// baseline share predicts.
+    #[arg(long, env = "TRENDS_EMERGING_MIN_RATIO", default_value_t = 2.0)]
+    pub emerging_min_ratio: f64,
     /// Kafka consumer group; instances in one group share the themes by partition.
     #[arg(long, env = "TRENDS_GROUP_ID", default_value = "closeloop-trends")]
     pub group_id: String,
@@ -226,6 +250,7 @@ pub struct Checked {
     pub reopen_within_ms: i64,
     /// 0 = nothing is historical.
     pub historical_after_ms: i64,
+    pub emerging: crate::emerging::Settings,
 }
 
 impl Config {
@@ -295,6 +320,44 @@ impl Config {
             detector,
             reopen_within_ms: self.reopen_within_hours * HOUR_MS,
             historical_after_ms: self.historical_after_hours * HOUR_MS,
+            emerging: self.emerging()?,
+        })
+    }
+
+    /// The emerging-topics settings, checked.
+    fn emerging(&self) -> Result<crate::emerging::Settings, String> {
+        if !(1..=24 * 3600).contains(&self.emerging_refresh_seconds) {
+            return Err(format!(
+                "emerging_refresh_seconds must be between 1 and a day, got {}",
+                self.emerging_refresh_seconds
+            ));
+        }
+        if !(1..=90).contains(&self.emerging_window_days) {
+            return Err(format!(
+                "emerging_window_days must be between 1 and 90, got {}",
+                self.emerging_window_days
+            ));
+        }
+        if !(1..=365).contains(&self.emerging_baseline_days) {
+            return Err(format!(
+                "emerging_baseline_days must be between 1 and 365, got {}",
+                self.emerging_baseline_days
+            ));
+        }
+        let rules = EmergingConfig {
+            min_customers: self.emerging_min_customers,
+            max_p_value: self.emerging_max_p_value,
+            min_ratio: self.emerging_min_ratio,
+            ..EmergingConfig::default()
+        };
+        rules
+            .validate()
+            .map_err(|e| format!("emerging setting {e}"))?;
+        Ok(crate::emerging::Settings {
+            refresh: std::time::Duration::from_secs(self.emerging_refresh_seconds),
+            window_ms: self.emerging_window_days * DAY_MS,
+            baseline_ms: self.emerging_baseline_days * DAY_MS,
+            rules,
         })
     }
 }
@@ -320,6 +383,10 @@ mod tests {
         assert_eq!(checked.detector.default, DetectorConfig::default());
         assert!(checked.detector.themes.is_empty());
         assert_eq!(checked.reopen_within_ms, 7 * 24 * HOUR_MS);
+        assert_eq!(checked.emerging.rules, EmergingConfig::default());
+        assert_eq!(checked.emerging.window_ms, 7 * DAY_MS);
+        assert_eq!(checked.emerging.baseline_ms, 28 * DAY_MS);
+        assert_eq!(checked.emerging.refresh.as_secs(), 60);
         assert_eq!(config.group_id, "closeloop-trends");
     }
 
@@ -345,6 +412,11 @@ mod tests {
                 .contains("at least one detector")
         );
         assert!(error(&["--detector-config", "/nonexistent.toml"]).contains("cannot read"));
+        assert!(error(&["--emerging-refresh-seconds", "0"]).contains("emerging_refresh"));
+        assert!(error(&["--emerging-window-days", "0"]).contains("emerging_window_days"));
+        assert!(error(&["--emerging-baseline-days", "400"]).contains("emerging_baseline"));
+        assert!(error(&["--emerging-min-customers", "0"]).contains("min_customers"));
+        assert!(error(&["--emerging-max-p-value", "1.5"]).contains("max_p_value"));
     }
 
     #[test]

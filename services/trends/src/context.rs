@@ -10,6 +10,7 @@ use closeloop_classify::{Language, Taxonomy};
 
 use crate::auth::OpsAuth;
 use crate::detection::DetectionState;
+use crate::emerging::Emerging;
 use crate::metrics::TrendsMetrics;
 use crate::store::{self, TrendsStore};
 
@@ -67,6 +68,8 @@ pub(crate) struct Context {
     pub(crate) reopen_within_ms: i64,
     /// Episodes whose evidence ended longer ago are historical findings (0 = none is).
     pub(crate) historical_after_ms: i64,
+    /// The emerging-topic lists, their settings and the phrase extractor.
+    pub(crate) emerging: Emerging,
 }
 
 impl Context {
@@ -115,8 +118,8 @@ pub(crate) mod testing {
     use std::time::Duration;
 
     use closeloop_bus::{BusMetrics, Publisher, PublisherConfig};
-    use closeloop_classify::Taxonomy;
-    use closeloop_trend::DetectorSettings;
+    use closeloop_classify::{PhraseExtractor, Taxonomy};
+    use closeloop_trend::{DetectorSettings, EmergingConfig};
 
     use super::Context;
     use crate::auth::OpsAuth;
@@ -149,6 +152,15 @@ pub(crate) mod testing {
             ops: OpsAuth::new(None, 60, false, &[]),
             reopen_within_ms: 0,
             historical_after_ms: 0,
+            emerging: crate::emerging::Emerging::new(
+                crate::emerging::Settings {
+                    refresh: Duration::from_secs(60),
+                    window_ms: 7 * 24 * 3_600_000,
+                    baseline_ms: 28 * 24 * 3_600_000,
+                    rules: EmergingConfig::default(),
+                },
+                PhraseExtractor::new(&Taxonomy::builtin()),
+            ),
         }
     }
 }

@@ -14,6 +14,11 @@
 //! every action's and historical finding's stored evidence, so the API and the ops page stop showing them.
 //! (Copies already published on actions.v1 age out with the topic's retention.)
 //!
+//! Feedback kept for emerging topics (`trends_topic_feedback`) is pseudonymised the same
+//! way and loses its excerpt and its phrases (the customer's words too); it then counts
+//! among the list's customers but no longer towards any phrase. Excerpts of emerging
+//! topics are read from the table per request, so no replica quotes them afterwards.
+//!
 //! Scope: a source's erasure reaches the mentions that came through that source (and
 //! those stored before mentions recorded their source); an admin's, every mention. A
 //! customer erased by one source only can then count twice among a window's distinct
@@ -78,6 +83,13 @@ impl Handler for ErasureHandler {
                 .map_err(db_error)?;
             scrubbed += 1;
         }
+        // The feedback emerging topics are counted from: their words go, the rows stay
+        // (a replay is a no-op), and the lists are computed again without them.
+        let topic_feedback = store
+            .pseudonymise_topic_feedback(customer_id, scope)
+            .await
+            .map_err(db_error)?;
+        self.ctx.emerging.refresh_soon();
         closeloop_runtime::erasure::scrub_after_erasure(store.database()).await?;
         // Every step is idempotent (a replay finds nothing left to change), so a retry
         // after a failure half-way finishes the job. Logged by pseudonym, never by id.
@@ -87,6 +99,7 @@ impl Handler for ErasureHandler {
             scope,
             mentions,
             actions = scrubbed,
+            topic_feedback,
             "erasure request applied"
         );
         Ok(())

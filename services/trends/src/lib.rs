@@ -3,7 +3,8 @@
 //! recurring (reopening its last action when it comes back soon after a resolution), and
 //! serves the ops API and the `/ops` page through which an operator acknowledges, assigns
 //! and resolves it with the message customers will get. A second consumer applies
-//! `privacy.erasure.v1` (see [`erasure`]).
+//! `privacy.erasure.v1` (see [`erasure`]); a third stores the feedback that matched no
+//! theme or is negative, from which the emerging topics are computed (see [`emerging`]).
 //!
 //! Shape (as every closeloop service): [`Config`] → [`Service::build`] (connect, migrate,
 //! rebuild state, bind) → [`Service::run_until_stopped`] (consumer loop + HTTP server).
@@ -21,6 +22,7 @@ mod auth;
 mod config;
 mod context;
 mod detection;
+mod emerging;
 mod erasure;
 mod evidence;
 mod metrics;
@@ -33,7 +35,7 @@ mod workflow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use closeloop_classify::Taxonomy;
+use closeloop_classify::{PhraseExtractor, Taxonomy};
 use closeloop_runtime::Foundation;
 use closeloop_store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +90,6 @@ impl Service {
             publisher: foundation.publisher.clone(),
             detection: Mutex::new(detection),
             transitions: Default::default(),
-            taxonomy,
             metrics,
             ops: OpsAuth::new(
                 config.ops_token,
@@ -98,6 +99,8 @@ impl Service {
             ),
             reopen_within_ms: checked.reopen_within_ms,
             historical_after_ms: checked.historical_after_ms,
+            emerging: emerging::Emerging::new(checked.emerging, PhraseExtractor::new(&taxonomy)),
+            taxonomy,
         });
         Ok(Service {
             ctx,
@@ -111,7 +114,8 @@ impl Service {
         self.foundation.http_addr()
     }
 
-    /// Consumes `feedback.themes.v1` and `privacy.erasure.v1` and serves HTTP until
+    /// Consumes `feedback.themes.v1`, `feedback.categorised.v1` (emerging topics) and
+    /// `privacy.erasure.v1`, keeps the emerging-topic lists fresh and serves HTTP until
     /// `shutdown` is cancelled (or a part fails), then finishes in-flight work, commits
     /// and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
@@ -129,6 +133,16 @@ impl Service {
                     detection::settle_evidence(themes.clone(), tasks.stop_token()),
                 );
                 tasks.consumer(&group_id, themes);
+                // Emerging topics read every categorised feedback, in a group of their
+                // own: a backlog there never holds up the themes' detection.
+                tasks.spawn(
+                    "trends emerging topics",
+                    emerging::keep_fresh(ctx.clone(), tasks.stop_token()),
+                );
+                tasks.consumer(
+                    format!("{group_id}-topics"),
+                    emerging::TopicFeedbackHandler::new(ctx.clone()),
+                );
                 // Erasure requests have their own consumer group, so a backlog of
                 // mentions never delays them (and the other way round).
                 tasks.consumer(

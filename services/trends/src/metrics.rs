@@ -40,6 +40,8 @@ pub struct TrendsMetrics {
     /// Feedback event time → action (`stage="action"`), accepted → counted
     /// (`stage="counted"`); shared with the other services.
     pub pipeline_latency: HistogramVec,
+    /// Phrases listed as emerging topics, by `kind` (unmatched, negative).
+    pub emerging: IntGaugeVec,
 }
 
 impl TrendsMetrics {
@@ -88,6 +90,14 @@ impl TrendsMetrics {
             &["theme"],
         )?;
         let pipeline_latency = closeloop_telemetry::pipeline_latency_histogram()?;
+        let emerging = IntGaugeVec::new(
+            Opts::new(
+                "closeloop_trends_emerging_topics",
+                "Phrases listed as emerging topics when the lists were last computed, by kind.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(emerging.clone()))?;
         registry.register(Box::new(actions_open.clone()))?;
         registry.register(Box::new(actions_total.clone()))?;
         registry.register(Box::new(detection_delay.clone()))?;
@@ -104,6 +114,9 @@ impl TrendsMetrics {
         for reason in ["beyond_horizon", "before_resolution"] {
             mentions_dropped.with_label_values(&[reason]);
         }
+        for kind in crate::emerging::Kind::ALL {
+            emerging.with_label_values(&[kind.as_str()]);
+        }
         Ok(Self {
             actions_open,
             actions_total,
@@ -113,6 +126,7 @@ impl TrendsMetrics {
             evidence_pending,
             opened_timestamp,
             pipeline_latency,
+            emerging,
         })
     }
 
@@ -153,6 +167,12 @@ impl TrendsMetrics {
                 .with_label_values(&["counted"])
                 .observe(seconds);
         }
+    }
+
+    pub(crate) fn emerging_topics(&self, kind: crate::emerging::Kind, listed: usize) {
+        self.emerging
+            .with_label_values(&[kind.as_str()])
+            .set(listed as i64);
     }
 
     pub fn dropped(&self, reason: &str) {

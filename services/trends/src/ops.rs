@@ -1,5 +1,5 @@
 //! `/ops`: a small server-rendered page for the ops team — the unresolved actions with
-//! their evidence, and plain HTML forms to acknowledge, assign, resolve (with the message
+//! their evidence, the emerging topics no theme covers yet, and plain HTML forms to acknowledge, assign, resolve (with the message
 //! in English and German) and reopen. No JavaScript at all.
 //!
 //! Everything shown that came from outside — feedback excerpts above all, but also theme
@@ -34,6 +34,7 @@ use uuid::Uuid;
 use crate::action::{Action, Finding};
 use crate::auth::Session;
 use crate::context::Context;
+use crate::emerging::{self, EmergingView, Kind};
 use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, StatusFilter};
 use crate::workflow::{self, database_problem, Step};
@@ -43,6 +44,8 @@ const RESOLVED_SHOWN: i64 = 20;
 /// Historical findings shown, the most recent trigger first.
 const FINDINGS_SHOWN: i64 = 20;
 const UNRESOLVED_SHOWN: i64 = 200;
+/// Emerging topics shown (of the unmatched list; the API has both lists, and more).
+const EMERGING_SHOWN: usize = 10;
 
 pub(crate) fn routes() -> Router<Arc<Context>> {
     Router::new()
@@ -181,11 +184,13 @@ async fn render(
         })
         .await;
     let findings = ctx.store.findings(None, FINDINGS_SHOWN).await;
-    let (unresolved, resolved, findings) = match (unresolved, resolved, findings) {
-        (Ok(u), Ok(r), Ok(f)) => (u, r, f),
-        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-            return problem_page(&database_problem(&error))
-        }
+    let topics = emerging::view(&ctx.store, &ctx.emerging, Kind::Unmatched, EMERGING_SHOWN).await;
+    let (unresolved, resolved, findings, topics) = match (unresolved, resolved, findings, topics) {
+        (Ok(u), Ok(r), Ok(f), Ok(t)) => (u, r, f, t),
+        (Err(error), _, _, _)
+        | (_, Err(error), _, _)
+        | (_, _, Err(error), _)
+        | (_, _, _, Err(error)) => return problem_page(&database_problem(&error)),
     };
     let findings: Vec<Finding> = findings
         .iter()
@@ -216,6 +221,7 @@ async fn render(
         &to_actions(unresolved),
         &to_actions(resolved),
         &findings,
+        &topics,
         notice,
         errors,
         session.csrf(),
@@ -224,10 +230,12 @@ async fn render(
     html(status, layout("closeloop ops", &body))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn page_body(
     unresolved: &[Action],
     resolved: &[Action],
     findings: &[Finding],
+    topics: &EmergingView,
     notice: Option<&str>,
     errors: &[String],
     csrf: &str,
@@ -264,6 +272,7 @@ fn page_body(
     for action in unresolved {
         action_card(&mut body, action, csrf);
     }
+    emerging_section(&mut body, topics);
     let _ = write!(body, "<h2>Recently resolved ({})</h2>", resolved.len());
     for action in resolved {
         resolved_card(&mut body, action, csrf);
@@ -280,6 +289,60 @@ fn page_body(
         finding_card(&mut body, finding);
     }
     body
+}
+
+/// The phrases surging in feedback no theme covers: a table, one excerpt each.
+fn emerging_section(out: &mut String, view: &EmergingView) {
+    let _ = write!(
+        out,
+        "<h2>Emerging topics ({})</h2><p class=\"meta\">Phrases surging in feedback that \
+         matched no theme: {}.",
+        view.topics.len(),
+        escape(&view.rule)
+    );
+    if let (Some(window), Some(computed_at)) = (&view.window, view.computed_at) {
+        let _ = write!(
+            out,
+            " Window {} – {}, {} customers; computed {}.",
+            escape(&when(window.start)),
+            escape(&when(window.end)),
+            view.totals.window.customers,
+            escape(&when(computed_at)),
+        );
+    }
+    out.push_str("</p>");
+    if view.topics.is_empty() {
+        out.push_str(
+            "<p id=\"no-emerging-topics\">No phrase stands out in the feedback no theme covers.</p>",
+        );
+        return;
+    }
+    out.push_str(
+        "<table id=\"emerging-topics\"><tr><th>phrase</th><th>customers</th><th>before</th>\
+         <th>ratio</th><th>languages</th><th>negative / neutral / positive</th>\
+         <th>first seen</th><th>for example</th></tr>",
+    );
+    for topic in &view.topics {
+        let _ = write!(
+            out,
+            "<tr class=\"emerging-topic\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}×</td><td>{}</td>\
+             <td>{} / {} / {}</td><td>{}</td><td>",
+            escape(&topic.phrase),
+            topic.window.customers,
+            topic.baseline.customers,
+            topic.rate_ratio,
+            escape(&topic.languages.join(", ")),
+            topic.sentiment.negative,
+            topic.sentiment.neutral,
+            topic.sentiment.positive,
+            escape(&when(topic.first_seen)),
+        );
+        if let Some(example) = topic.excerpts.first() {
+            let _ = write!(out, "<q class=\"excerpt\">{}</q>", escape(&example.excerpt));
+        }
+        out.push_str("</td></tr>");
+    }
+    out.push_str("</table>");
 }
 
 fn when(time: DateTime<Utc>) -> String {
@@ -700,6 +763,55 @@ mod tests {
         }
     }
 
+    fn no_topics() -> EmergingView {
+        EmergingView {
+            kind: "unmatched",
+            computed_at: None,
+            window: None,
+            baseline: None,
+            totals: emerging::CountsView {
+                window: Default::default(),
+                baseline: Default::default(),
+            },
+            rule: "at least 5 customers".into(),
+            topics: vec![],
+        }
+    }
+
+    fn hostile_topics() -> EmergingView {
+        let now = Utc::now();
+        let topic = emerging::TopicView {
+            phrase: HOSTILE.into(),
+            key: HOSTILE.into(),
+            words: 1,
+            languages: vec![HOSTILE.into()],
+            window: Default::default(),
+            baseline: Default::default(),
+            expected_customers: 0.1,
+            rate_ratio: 50.0,
+            p_value: 1e-9,
+            score: 9.0,
+            sentiment: Default::default(),
+            first_seen: now,
+            excerpts: vec![emerging::ExcerptView {
+                feedback_id: "f".into(),
+                customer_id: HOSTILE.into(),
+                excerpt: HOSTILE.into(),
+                given_at: now,
+            }],
+        };
+        EmergingView {
+            computed_at: Some(now),
+            window: Some(emerging::SpanView {
+                start: now,
+                end: now,
+            }),
+            rule: HOSTILE.into(),
+            topics: vec![topic],
+            ..no_topics()
+        }
+    }
+
     #[test]
     fn hostile_feedback_never_reaches_the_page_as_markup() {
         let hostile = hostile_action(ActionStatus::Open);
@@ -715,6 +827,7 @@ mod tests {
             &[hostile_action(ActionStatus::Acknowledged)],
             &[hostile_action(ActionStatus::Resolved)],
             &[finding],
+            &hostile_topics(),
             Some(HOSTILE),
             &[HOSTILE.to_owned()],
             "csrf-token",
@@ -727,6 +840,8 @@ mod tests {
         // The escaped text is still shown, once per place it appears.
         assert!(page.matches("&lt;script&gt;").count() >= 8);
         assert!(page.contains("Historical findings (1)"), "{page}");
+        assert!(page.contains("Emerging topics (1)"), "{page}");
+        assert!(page.contains("<table id=\"emerging-topics\">"), "{page}");
         assert!(page.contains("name=\"csrf\" value=\"csrf-token\""));
         assert!(
             page.contains("/reopen\""),
@@ -742,6 +857,7 @@ mod tests {
             std::slice::from_ref(&open),
             std::slice::from_ref(&resolved),
             &[],
+            &no_topics(),
             None,
             &[],
             "c",

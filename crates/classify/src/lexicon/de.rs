@@ -766,3 +766,23 @@ pub(super) const NEUTRAL: &[&str] = &[
     "roman",
     "buch",
 ];
+
+/// Function words that are not distinctly German (so not in [`STOPWORDS`], which vote
+/// on the language) or were left out of it, but say nothing on their own: with the stop
+/// words, negators, contrast words, barriers and boosters they are what an emerging
+/// phrase may not start or end with.
+pub(super) const FUNCTION_WORDS: &[&str] = &[
+    "in", "an", "aus", "um", "vor", "hinter", "neben", "durch", "gegen", "ab", "als", "also", "so",
+    "was", "wer", "wo", "warum", "weshalb", "wann", "man", "ja", "nein", "ob", "sowie", "denn",
+    "dort", "dies", "diesem", "diesen", "jeder", "jede", "jedes", "jeden", "alle", "allen",
+    "aller", "andere", "anderen", "anderer", "anderes", "einige", "manche", "meinem", "meiner",
+    "meines", "dein", "deine", "seinem", "seinen", "seiner", "ihrem", "ihren", "ihrer", "unsere",
+    "unseren", "unserem", "euer", "eure", "du", "er", "ihnen", "ihm", "ihn", "euch", "dich", "dir",
+    "bist", "seid", "warst", "wart", "sei", "gewesen", "hast", "habt", "hatten", "werde", "wirst",
+    "würde", "würden", "kannst", "können", "könnte", "müssen", "sollen", "will", "wollen",
+    "wollte", "darf", "mag", "möchte", "gab", "geht", "ging", "gemacht", "macht", "mal", "nun",
+    "eben", "halt", "eh", "wohl", "etwa", "eines", "ans", "beim", "aufs", "fürs", "ums", "falls",
+    "damit", "hallo", "danke", "bitte", "ok", "okay", "dabei", "dazu", "darauf", "darüber",
+    "davon", "dafür", "wieso", "sogar", "selbst", "einmal", "erst", "mehrmals", "oft", "tag",
+    "tagen", "woche", "zeit", "mich", "sich", "meinen", "einen", "weniger",
+];

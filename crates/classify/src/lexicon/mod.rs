@@ -199,6 +199,63 @@ fn parse_tsv(tsv: &str, scale: f32) -> Vec<(String, f32)> {
         .collect()
 }
 
+/// Every word that says nothing on its own in `lang` (folded): the language-vote stop
+/// words, negators, contrast words, barriers, boosters and the other function words of
+/// the lexicon ([`Language::Other`]: both languages'). An emerging phrase
+/// (`crate::emerging`) may not start or end with one; the classifier itself reads the
+/// same lists through [`Lexicons`].
+pub(crate) fn function_words(lang: Language) -> impl Iterator<Item = String> {
+    fn of(
+        stop: &'static [&'static str],
+        negators: &'static [&'static str],
+        contrast: &'static [&'static str],
+        barriers: &'static [&'static str],
+        boosters: &'static [(&'static str, f32)],
+        function: &'static [&'static str],
+    ) -> impl Iterator<Item = &'static str> {
+        stop.iter()
+            .chain(negators)
+            .chain(contrast)
+            .chain(barriers)
+            .chain(function)
+            .copied()
+            .chain(boosters.iter().map(|&(w, _)| w))
+    }
+    let en = of(
+        en::STOPWORDS,
+        en::NEGATORS,
+        en::CONTRAST,
+        en::BARRIERS,
+        en::BOOSTERS,
+        en::FUNCTION_WORDS,
+    );
+    let de = of(
+        de::STOPWORDS,
+        de::NEGATORS,
+        de::CONTRAST,
+        de::BARRIERS,
+        de::BOOSTERS,
+        de::FUNCTION_WORDS,
+    )
+    .chain(de::POST_NEGATORS.iter().copied());
+    let (take_en, take_de) = match lang {
+        Language::En => (true, false),
+        Language::De => (false, true),
+        Language::Other => (true, true),
+    };
+    en.filter(move |_| take_en)
+        .chain(de.filter(move |_| take_de))
+        .map(fold)
+}
+
+/// Contrast words ("but", "aber") of `lang` (both for [`Language::Other`]), folded: an
+/// emerging phrase does not run across one.
+pub(crate) fn contrast_words(lang: Language) -> impl Iterator<Item = String> {
+    let en = en::CONTRAST.iter().filter(move |_| lang != Language::De);
+    let de = de::CONTRAST.iter().filter(move |_| lang != Language::En);
+    en.chain(de).map(|w| fold(w))
+}
+
 /// Weight of third-party noun entries relative to adjectives and verbs.
 const NOUN_SCALE: f32 = 0.5;
 

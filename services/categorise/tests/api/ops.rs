@@ -1,5 +1,6 @@
 //! What operators and the orchestrator see: `/readyz` turns ready only once the
-//! consumers have joined their groups, and `/metrics` counts what was categorised.
+//! consumers have joined their groups, and `/metrics` counts what was categorised (and
+//! what matched no theme).
 
 use closeloop_bus::Fault;
 use closeloop_testkit::eventually;
@@ -62,5 +63,33 @@ async fn ready_only_once_joined_and_metrics_count_what_was_categorised() {
             .await
             >= 1.0
     );
+    // Feedback no theme covers is counted as unmatched, by language; matched feedback
+    // is not.
+    let unmatched = |language: &'static str| {
+        let categorise = &categorise;
+        async move {
+            let label = format!(r#"language="{language}""#);
+            categorise
+                .metric("closeloop_feedback_unmatched_total", &[label.as_str()])
+                .await
+        }
+    };
+    assert_eq!(
+        unmatched("en").await,
+        0.0,
+        "the series exists from the start"
+    );
+    let new_topic = feedback(
+        "frieda",
+        "de-DE",
+        "Meine Treuepunkte sind über Nacht verschwunden.",
+        3,
+    );
+    categorise.publish(&new_topic).await;
+    eventually(WAIT, "the unmatched feedback counted", || async {
+        (unmatched("de").await == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(unmatched("en").await, 0.0);
     categorise.stop().await;
 }

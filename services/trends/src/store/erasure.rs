@@ -1,5 +1,5 @@
-//! Forgetting a customer: the erasure ledger, pseudonymised mentions, and scrubbed
-//! evidence quotes.
+//! Forgetting a customer: the erasure ledger, pseudonymised mentions and feedback of
+//! emerging topics, and scrubbed evidence quotes.
 
 use std::collections::HashSet;
 
@@ -67,6 +67,27 @@ impl TrendsStore {
         .execute(self.db.pool())
         .await?;
         Ok((done.rows_affected(), feedback_ids.into_iter().collect()))
+    }
+
+    /// Puts the customer's pseudonym in place of their id on their feedback stored for
+    /// emerging topics in `scope` (a source, or `*`), and forgets their words: the
+    /// excerpt and the phrases (which are their words too). The row stays, so a replay
+    /// of the feedback changes nothing. Returns how many rows were changed.
+    pub async fn pseudonymise_topic_feedback(
+        &self,
+        customer_id: &str,
+        scope: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE trends_topic_feedback SET customer_id = $1, excerpt = NULL, phrases = '' \
+             WHERE customer_id = $2 AND ($3 = '*' OR source = $3)",
+        )
+        .bind(self.pseudonyms.of(customer_id))
+        .bind(customer_id)
+        .bind(scope)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Evidence (of actions in any status, and of historical findings) that may quote

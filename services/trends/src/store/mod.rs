@@ -10,7 +10,8 @@
 //! - [`findings`]: what a detector found in the past, reported but not raised;
 //! - [`history`]: who did what to an action, when;
 //! - [`erasure`]: forgetting a customer;
-//! - [`sessions`]: `/ops` sign-ins.
+//! - [`sessions`]: `/ops` sign-ins;
+//! - [`topics`]: the feedback emerging topics are found in.
 
 mod actions;
 mod erasure;
@@ -19,6 +20,7 @@ mod findings;
 mod history;
 mod mentions;
 mod sessions;
+mod topics;
 
 use closeloop_runtime::Pseudonyms;
 use closeloop_store::sqlx;
@@ -29,6 +31,7 @@ pub use evidence::{ExcerptRow, SeriesRow, SliceRow, Span};
 pub use findings::FindingRow;
 pub use history::LogRow;
 pub use mentions::MentionRow;
+pub use topics::{TopicFeedbackRow, TopicScanRow};
 
 /// Whether `error` is the unique index refusing a second unresolved action of a theme.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
