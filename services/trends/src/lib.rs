@@ -19,6 +19,7 @@ mod action;
 mod announce;
 mod api;
 mod auth;
+mod chart;
 mod config;
 mod context;
 mod detection;

@@ -1,5 +1,6 @@
 //! `/ops`: a small server-rendered page for the ops team — the unresolved actions with
-//! their evidence, the emerging topics no theme covers yet, and plain HTML forms to acknowledge, assign, resolve (with the message
+//! their evidence (counts over time as an inline SVG chart, see [`crate::chart`]), the
+//! emerging topics no theme covers yet, and plain HTML forms to acknowledge, assign, resolve (with the message
 //! in English and German) and reopen. No JavaScript at all.
 //!
 //! Everything shown that came from outside — feedback excerpts above all, but also theme
@@ -33,6 +34,7 @@ use uuid::Uuid;
 
 use crate::action::{Action, Finding};
 use crate::auth::Session;
+use crate::chart;
 use crate::context::Context;
 use crate::emerging::{self, EmergingView, Kind};
 use crate::request::{self, parse_action_id};
@@ -95,7 +97,8 @@ article{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}\
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:right}\
 th:first-child,td:first-child{text-align:left}blockquote{margin:.3rem 0;padding:.3rem .8rem;border-left:3px solid #999;background:#f7f7f7}\
 form{margin:.5rem 0}textarea{width:100%;min-height:3rem}label{display:block;margin:.3rem 0}\
-.forms{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}";
+.forms{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
+svg.chart{display:block;margin:.5rem 0}details.series summary{cursor:pointer;color:#555}";
 
 fn layout(title: &str, body: &str) -> String {
     format!(
@@ -448,8 +451,10 @@ fn evidence_of(out: &mut String, e: &Evidence, note: Option<&str>) {
     }
     let _ = write!(out, "<p class=\"meta\">Rule: {}</p>", escape(&e.rule));
     if !e.series.is_empty() {
+        out.push_str(&chart::of(e, "Negative and all mentions over time"));
         out.push_str(
-            "<table><tr><th>from</th><th>mentions</th><th>negative</th><th>customers</th></tr>",
+            "<details class=\"series\"><summary>Counts per bucket</summary>\
+             <table><tr><th>from</th><th>mentions</th><th>negative</th><th>customers</th></tr>",
         );
         for bucket in &e.series {
             let _ = write!(
@@ -461,7 +466,7 @@ fn evidence_of(out: &mut String, e: &Evidence, note: Option<&str>) {
                 bucket.counts.distinct_customers
             );
         }
-        out.push_str("</table>");
+        out.push_str("</table></details>");
     }
     counts_table(out, "channel", &e.by_channel);
     counts_table(out, "touchpoint", &e.by_touchpoint);
@@ -717,7 +722,7 @@ async fn transition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use closeloop_events::{ActionWorkflow, Evidence, EvidenceExcerpt};
+    use closeloop_events::{ActionWorkflow, Evidence, EvidenceBucket, EvidenceExcerpt};
 
     const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;";
 
@@ -748,6 +753,17 @@ mod tests {
                     given_at: now,
                 }],
                 by_channel: BTreeMap::from([(HOSTILE.into(), EvidenceCounts::default())]),
+                series: [0, 10, 30]
+                    .map(|minutes| EvidenceBucket {
+                        start: now + chrono::TimeDelta::minutes(minutes),
+                        counts: EvidenceCounts {
+                            mentions: 3,
+                            negative_mentions: 2,
+                            distinct_customers: 2,
+                        },
+                    })
+                    .to_vec(),
+                expected_negative_mentions: Some(0.5),
                 ..Evidence::default()
             },
             resolution: (status == ActionStatus::Resolved).then(|| closeloop_events::Resolution {
@@ -891,6 +907,40 @@ mod tests {
         assert!(
             shown(Some(chrono::TimeDelta::hours(30))),
             "found a day late"
+        );
+    }
+
+    #[test]
+    fn an_open_action_shows_its_series_as_a_chart_above_the_table() {
+        let open = hostile_action(ActionStatus::Open);
+        let page = page_body(
+            std::slice::from_ref(&open),
+            &[],
+            &[],
+            &no_topics(),
+            None,
+            &[],
+            "c",
+            false,
+        );
+        let card = page
+            .split(&format!("id=\"action-{}\"", open.action_id))
+            .nth(1)
+            .and_then(|rest| rest.split("</article>").next())
+            .expect("the action's card");
+        let chart = card.find("<svg").expect("a chart in the card");
+        let table = card.find("<details").expect("the table under it");
+        assert!(chart < table, "{card}");
+        assert_eq!(
+            card.matches("<g class=\"bucket\">").count(),
+            open.evidence.series.len()
+        );
+        assert!(card.contains("class=\"expected\""), "{card}");
+        let rows = card[table..].split("</details>").next().unwrap_or_default();
+        assert_eq!(
+            rows.matches("<tr><td>").count(),
+            3,
+            "the table stays: {card}"
         );
     }
 

@@ -104,6 +104,21 @@ async fn the_ops_page_signs_in_escapes_and_refuses_forged_forms() {
         "hostile text is escaped"
     );
     assert!(body.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"));
+    // The action's counts over time: an inline chart, one bar group per bucket, with the
+    // table of buckets kept under it.
+    let card = body
+        .split(&format!("id=\"action-{}\"", raised.action_id))
+        .nth(1)
+        .and_then(|rest| rest.split("</article>").next())
+        .expect("the action's card");
+    assert!(!raised.evidence.series.is_empty(), "{:?}", raised.evidence);
+    assert!(card.contains("<svg class=\"chart\""), "{card}");
+    assert_eq!(
+        card.matches("<g class=\"bucket\">").count(),
+        raised.evidence.series.len(),
+        "{card}"
+    );
+    assert!(card.contains("<details class=\"series\">"), "{card}");
 
     // A form without the CSRF token (a stale page, or another site) changes nothing.
     let resolve = app.url(&format!("/ops/actions/{}/resolve", raised.action_id));
