@@ -40,6 +40,8 @@ enum EvalCommand {
     Classify(eval::classify::EvalClassifyArgs),
     /// Trend detection on generated scenarios: precision, recall and time-to-detect.
     Trends(eval::trends::EvalArgs),
+    /// Emerging topics on generated feedback: time until a new topic is listed, precision.
+    Topics(eval::topics::EvalArgs),
 }
 
 #[tokio::main]
@@ -66,6 +68,7 @@ async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()
         Command::Bench(args) => bench::run(args, shutdown).await?,
         Command::Eval(EvalCommand::Classify(args)) => eval::classify::run(args, shutdown).await?,
         Command::Eval(EvalCommand::Trends(args)) => eval::trends::run(&args)?,
+        Command::Eval(EvalCommand::Topics(args)) => eval::topics::run(&args)?,
         Command::Up(args) => closeloop::up::run(args, shutdown).await?,
         Command::Import(args) => {
             let summary = closeloop::import::run(*args, shutdown).await?;

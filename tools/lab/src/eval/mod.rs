@@ -6,4 +6,5 @@ pub mod classify;
 pub mod datasets;
 pub mod fetch;
 pub mod metrics;
+pub mod topics;
 pub mod trends;
