@@ -247,21 +247,6 @@ mod tests {
     use super::*;
     use crate::outbox::{self, NewDelivery};
 
-    /// Fresh migrated databases: SQLite, and PostgreSQL when `DATABASE_URL` names one.
-    async fn databases(test: &str) -> Vec<Database> {
-        let mut configs = vec![closeloop_store::testing::sqlite_config()];
-        configs.extend(closeloop_store::testing::postgres_config(test));
-        let mut databases = Vec::new();
-        for config in configs {
-            let db = Database::connect(&config).await.expect("database");
-            db.migrate(sqlx::migrate!("./migrations"))
-                .await
-                .expect("migrations");
-            databases.push(db);
-        }
-        databases
-    }
-
     fn delivery(action: &str, customer: &str, at_ms: i64) -> NewDelivery {
         NewDelivery {
             delivery_id: uuid::Uuid::now_v7().to_string(),
@@ -290,7 +275,8 @@ mod tests {
 
     #[tokio::test]
     async fn one_message_per_period_the_rest_held_then_combined() {
-        for db in databases("one_message_per_period_the_rest_held_then_combined").await {
+        for db in crate::test_databases("one_message_per_period_the_rest_held_then_combined").await
+        {
             let cap = Some(&CAP);
             let first = outbox::enqueue(&db, &[delivery("a1", "c", 0)], &[], cap)
                 .await
@@ -347,7 +333,9 @@ mod tests {
 
     #[tokio::test]
     async fn held_messages_wait_for_a_period_another_message_opened() {
-        for db in databases("held_messages_wait_for_a_period_another_message_opened").await {
+        for db in
+            crate::test_databases("held_messages_wait_for_a_period_another_message_opened").await
+        {
             let cap = Some(&CAP);
             outbox::enqueue(&db, &[delivery("a1", "c", 0)], &[], cap)
                 .await

@@ -460,6 +460,25 @@ impl Service {
     }
 }
 
+/// Fresh, migrated notify databases for a unit test: SQLite, and PostgreSQL when
+/// `DATABASE_URL` names one (each statement must mean the same on both).
+#[cfg(test)]
+pub(crate) async fn test_databases(test: &str) -> Vec<closeloop_store::Database> {
+    let mut configs = vec![closeloop_store::testing::sqlite_config()];
+    configs.extend(closeloop_store::testing::postgres_config(test));
+    let mut databases = Vec::new();
+    for config in configs {
+        let db = closeloop_store::Database::connect(&config)
+            .await
+            .expect("database");
+        db.migrate(sqlx::migrate!("./migrations"))
+            .await
+            .expect("migrations");
+        databases.push(db);
+    }
+    databases
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

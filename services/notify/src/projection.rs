@@ -483,22 +483,6 @@ mod tests {
         assert_eq!(record(&db, &pseudonyms, &shopdesk).await.unwrap(), 1);
     }
 
-    /// A fresh, migrated database on SQLite and, when `DATABASE_URL` names one, on
-    /// PostgreSQL: the batch SQL must mean the same on both.
-    async fn databases(test: &str) -> Vec<Database> {
-        let mut configs = vec![closeloop_store::testing::sqlite_config()];
-        configs.extend(closeloop_store::testing::postgres_config(test));
-        let mut databases = Vec::new();
-        for config in configs {
-            let db = Database::connect(&config).await.expect("database");
-            db.migrate(sqlx::migrate!("./migrations"))
-                .await
-                .expect("migrations");
-            databases.push(db);
-        }
-        databases
-    }
-
     type Stored = (
         String,
         String,
@@ -573,8 +557,8 @@ mod tests {
         let pseudonyms = Pseudonyms::development();
         let batch = mixed_batch();
         let expected_rows = batch.iter().map(|f| f.themes.len() as u64).sum::<u64>() - 2;
-        let one_by_one = databases("a_batch_stores_what_one_by_one_stores").await;
-        let together = databases("a_batch_stores_what_one_by_one_stores").await;
+        let one_by_one = crate::test_databases("a_batch_stores_what_one_by_one_stores").await;
+        let together = crate::test_databases("a_batch_stores_what_one_by_one_stores").await;
         for (single, batched) in one_by_one.iter().zip(&together) {
             let mut inserted = 0;
             for categorised in &batch {
@@ -601,7 +585,7 @@ mod tests {
     async fn a_replayed_batch_stores_nothing_twice() {
         let pseudonyms = Pseudonyms::development();
         let batch = mixed_batch();
-        for db in databases("a_replayed_batch_stores_nothing_twice").await {
+        for db in crate::test_databases("a_replayed_batch_stores_nothing_twice").await {
             let first = record_all(&db, &pseudonyms, &batch).await.unwrap();
             let rows = stored(&db).await;
             assert_eq!(rows.len() as u64, first);
@@ -635,8 +619,8 @@ mod tests {
             before("b", "shopdesk", "b via another source"),
             before("c", "shopdesk", "c never erased"),
         ];
-        let one_by_one = databases("erased_customers_records_in_a_batch").await;
-        let together = databases("erased_customers_records_in_a_batch").await;
+        let one_by_one = crate::test_databases("erased_customers_records_in_a_batch").await;
+        let together = crate::test_databases("erased_customers_records_in_a_batch").await;
         for (single, batched) in one_by_one.iter().zip(&together) {
             for db in [single, batched] {
                 let at = erased_at.timestamp_millis();
