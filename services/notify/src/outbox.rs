@@ -428,19 +428,21 @@ pub struct DeliveryRow {
     pub combined_into: Option<String>,
 }
 
-/// Every delivery of an action, in creation order.
+/// Every customer delivery of an action, in creation order (ops alerts, the `ops_*`
+/// channels, have their own ledger and are not the customers' business).
 pub async fn for_action(db: &Database, action_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
          last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
-         FROM notify_deliveries WHERE action_id = $1 ORDER BY created_at_ms, delivery_id",
+         FROM notify_deliveries WHERE action_id = $1 AND channel NOT LIKE 'ops%' \
+         ORDER BY created_at_ms, delivery_id",
     )
     .bind(action_id)
     .fetch_all(db.pool())
     .await
 }
 
-/// Deliveries of every action in `status`, most recent first, at most `limit`.
+/// Customer deliveries of every action in `status`, most recent first, at most `limit`.
 pub async fn with_status(
     db: &Database,
     status: &str,
@@ -449,7 +451,8 @@ pub async fn with_status(
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
          last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
-         FROM notify_deliveries WHERE status = $1 ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
+         FROM notify_deliveries WHERE status = $1 AND channel NOT LIKE 'ops%' \
+         ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
     )
     .bind(status)
     .bind(limit)
