@@ -670,7 +670,7 @@ pub fn slack_as_text(payload: &Value) -> String {
                     .map(|f| text(f).replace('\n', ": "))
                     .collect();
                 if !fields.is_empty() {
-                    lines.push(fields.join("   "));
+                    lines.push(fields.join(" · "));
                 }
             }
             "actions" => {
@@ -685,11 +685,28 @@ pub fn slack_as_text(payload: &Value) -> String {
             _ => {}
         }
     }
+    // What Slack draws instead of the markup: bold as plain text, a quote with a bar.
     lines
         .into_iter()
-        .map(|line| line.replace('*', ""))
+        .map(|line| match line.strip_prefix('>') {
+            Some(quoted) => format!("▍ {quoted}"),
+            None => line.replace('*', ""),
+        })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The Slack alert about a newly raised `event`, as the team reads it (plain text): what
+/// `closeloop demo` shows.
+pub fn slack_preview(event: &ActionEvent, language: &str, ops_url: &str) -> String {
+    let link = format!("{}#action-{}", ops_url, event.action_id);
+    slack_as_text(&slack_payload(&parts(
+        language,
+        event,
+        AlertKind::Raised,
+        None,
+        &link,
+    )))
 }
 
 /// Teams workflow-webhook body: one Adaptive Card 1.4. Card text is plain JSON, so the
@@ -1020,7 +1037,11 @@ events = ["raised"]
         assert!(!quoted.contains("<@channel>"));
         let text = slack_as_text(&slack);
         assert!(text.starts_with("New action: Delivery time\n"), "{text}");
-        assert!(text.contains("<@channel> & bold"), "{text}");
+        assert!(text.contains("▍ <@channel> & *bold*"), "{text}");
+        assert!(
+            text.contains("Customers: 4 · Negative mentions: 9"),
+            "{text}"
+        );
         assert!(
             text.contains("[Open in /ops] http://o/ops#action-1"),
             "{text}"
