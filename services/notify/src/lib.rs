@@ -13,6 +13,9 @@
 //! privacy.erasure.v1 ──▶ forget the customer, cancel their pending deliveries
 //! customers.preferences.v1 ──▶ notify_preferences (consent, channels, language,
 //!                              unsubscribed); unsubscribing cancels what is waiting
+//! actions.v1 (raised / reopened / escalating) ──▶ notify_ops_alerts (quiet period)
+//!                              ──▶ notify_deliveries, channels ops_* ──▶ Slack / Teams /
+//!                                  signed webhook of the ops team ([`ops_alert`])
 //! ```
 //!
 //! Every message carries a signed one-click unsubscribe link that notify serves

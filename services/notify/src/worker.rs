@@ -347,12 +347,16 @@ impl Worker {
             }
             DeliveryOutcome::Retrying => tracing::warn!(
                 delivery_id = %due.delivery_id,
+                source = %due.source,
+                channel = %due.channel,
                 attempts,
                 error = error.as_deref().unwrap_or_default(),
                 "notification attempt failed, will retry"
             ),
             _ => tracing::warn!(
                 delivery_id = %due.delivery_id,
+                source = %due.source,
+                channel = %due.channel,
                 attempts,
                 error = error.as_deref().unwrap_or_default(),
                 "notification dead-lettered"
