@@ -928,7 +928,8 @@ events = ["raised"]
         assert_eq!(routes[0].events.len(), 3);
         assert_eq!(routes[1].language, "de");
         assert!(routes[1].secret.is_some());
-        let printed = format!("{routes:?}");
+        let sender = OpsSender::new(reqwest::Client::new(), &routes, Duration::from_secs(1));
+        let printed = format!("{routes:?} {sender:?}");
         assert!(!printed.contains("sEcReTtOkEn"), "{printed}");
         assert!(!printed.contains("c2VjcmV0"), "{printed}");
         assert!(printed.contains("[redacted]"));
@@ -1052,6 +1053,66 @@ events = ["raised"]
         assert!(card.to_string().contains("<@channel> & *bold*"));
         let de = parts_de(&event);
         assert_eq!(de.title, "Neue Maßnahme: Lieferzeit");
+    }
+
+    #[tokio::test]
+    async fn decisions_are_stored_once_and_the_quiet_period_holds_raises_not_escalations() {
+        for db in crate::test_databases("ops_alert_decide").await {
+            let alerts = OpsAlerts {
+                routes: parse_routes(ROUTES).unwrap(),
+                quiet_ms: 3_600_000,
+                escalation_factor: 2.0,
+                ops_url: "http://o/ops".into(),
+            };
+            let t = 1_700_000_000_000;
+            let first = event(ActionEventKind::Raised, 4);
+            let decided = decide(&db, &alerts, &first, t, t).await.unwrap();
+            assert_eq!(decided.queued, vec![(Target::Slack, AlertKind::Raised)]);
+            // Replayed: nothing new.
+            assert_eq!(
+                decide(&db, &alerts, &first, t, t).await.unwrap(),
+                Decided::default()
+            );
+            // Another action on the theme 10 minutes later: quiet.
+            let second = event(ActionEventKind::Raised, 5);
+            let decided = decide(&db, &alerts, &second, t + 600_000, t).await.unwrap();
+            assert_eq!(decided.suppressed, vec![Target::Slack]);
+            // The first action's customers doubled: escalates through the quiet period,
+            // once, and again only after doubling once more.
+            let mut update = first.clone();
+            update.kind = ActionEventKind::Updated;
+            update.evidence.distinct_customers = 8;
+            let decided = decide(&db, &alerts, &update, t + 700_000, t).await.unwrap();
+            assert_eq!(decided.queued, vec![(Target::Slack, AlertKind::Escalated)]);
+            assert_eq!(
+                decide(&db, &alerts, &update, t + 700_000, t).await.unwrap(),
+                Decided::default()
+            );
+            update.evidence.distinct_customers = 15;
+            assert_eq!(
+                decide(&db, &alerts, &update, t + 800_000, t).await.unwrap(),
+                Decided::default()
+            );
+            update.evidence.distinct_customers = 16;
+            let decided = decide(&db, &alerts, &update, t + 900_000, t).await.unwrap();
+            assert_eq!(decided.queued, vec![(Target::Slack, AlertKind::Escalated)]);
+            // An hour after the last alert sent (the escalation), a raise goes out again.
+            let third = event(ActionEventKind::Raised, 3);
+            let decided = decide(&db, &alerts, &third, t + 4_500_001, t)
+                .await
+                .unwrap();
+            assert_eq!(decided.queued, vec![(Target::Slack, AlertKind::Raised)]);
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT customer_id, channel FROM notify_deliveries ORDER BY created_at_ms, delivery_id",
+            )
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+            assert_eq!(rows.len(), 4);
+            assert!(rows.iter().all(|(_, channel)| channel == "ops_slack"));
+            assert_eq!(rows[1].0, "ops:ops-slack:escalated:1");
+            assert_eq!(rows[2].0, "ops:ops-slack:escalated:2");
+        }
     }
 
     fn parts_de(event: &ActionEvent) -> Parts {
