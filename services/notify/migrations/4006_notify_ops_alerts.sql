@@ -15,7 +15,8 @@ CREATE TABLE notify_ops_alerts (
     distinct_customers BIGINT NOT NULL,
     -- Event time of the actions.v1 record (the quiet period runs on it).
     decided_at_ms BIGINT NOT NULL,
-    -- `queued` or `suppressed`.
+    -- `queued`, `suppressed` (quiet period) or `unwanted` (the route's `events` leave this
+    -- kind out; kept as the baseline of the next escalation).
     outcome TEXT NOT NULL,
     UNIQUE (route, action_id, alert)
 );

@@ -42,6 +42,9 @@ pub const CHANNEL_PREFIX: &str = "ops_";
 /// Ledger outcomes.
 pub const QUEUED: &str = "queued";
 pub const SUPPRESSED: &str = "suppressed";
+/// Not sent because the route does not want this kind of alert; kept as the baseline
+/// of the action's next escalation (a route for escalations only needs one).
+pub const UNWANTED: &str = "unwanted";
 /// Excerpts quoted per alert.
 const EXCERPTS: usize = 3;
 /// Characters kept of one excerpt.
@@ -367,10 +370,9 @@ pub async fn decide(
         let Some((kind, alert)) = alert_for(event, previous, alerts.escalation_factor) else {
             continue;
         };
-        if !route.events.contains(&kind) {
-            continue;
-        }
-        let quiet = kind != AlertKind::Escalated
+        let wanted = route.events.contains(&kind);
+        let quiet = wanted
+            && kind != AlertKind::Escalated
             && recently_alerted(
                 db,
                 &route.name,
@@ -379,7 +381,11 @@ pub async fn decide(
             )
             .await?;
         let alert_id = Uuid::now_v7().to_string();
-        let outcome = if quiet { SUPPRESSED } else { QUEUED };
+        let outcome = match (wanted, quiet) {
+            (false, _) => UNWANTED,
+            (true, true) => SUPPRESSED,
+            (true, false) => QUEUED,
+        };
         let mut tx = db.pool().begin().await?;
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO notify_ops_alerts (alert_id, route, action_id, theme, alert, \
@@ -399,9 +405,11 @@ pub async fn decide(
         if inserted.is_none() {
             continue; // decided before: a replay
         }
-        if quiet {
+        if outcome != QUEUED {
             tx.commit().await?;
-            decided.suppressed.push(route.target);
+            if quiet {
+                decided.suppressed.push(route.target);
+            }
             continue;
         }
         let previous_customers = previous.map(|p| p.distinct_customers);
@@ -875,6 +883,13 @@ kind = "slack"
 url = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
 
 [[route]]
+name = "escalations"
+theme = "*"
+kind = "teams"
+url = "https://example.webhook.office.com/workflows/sEcReTtOkEn"
+events = ["escalated"]
+
+[[route]]
 name = "payments-hook"
 theme = "payment"
 kind = "webhook"
@@ -923,11 +938,11 @@ events = ["raised"]
     #[test]
     fn routes_parse_and_never_print_their_secrets() {
         let routes = parse_routes(ROUTES).unwrap();
-        assert_eq!(routes.len(), 2);
+        assert_eq!(routes.len(), 3);
         assert_eq!(routes[0].language, "en");
         assert_eq!(routes[0].events.len(), 3);
-        assert_eq!(routes[1].language, "de");
-        assert!(routes[1].secret.is_some());
+        assert_eq!(routes[2].language, "de");
+        assert!(routes[2].secret.is_some());
         let sender = OpsSender::new(reqwest::Client::new(), &routes, Duration::from_secs(1));
         let printed = format!("{routes:?} {sender:?}");
         assert!(!printed.contains("sEcReTtOkEn"), "{printed}");
@@ -1083,7 +1098,14 @@ events = ["raised"]
             update.kind = ActionEventKind::Updated;
             update.evidence.distinct_customers = 8;
             let decided = decide(&db, &alerts, &update, t + 700_000, t).await.unwrap();
-            assert_eq!(decided.queued, vec![(Target::Slack, AlertKind::Escalated)]);
+            assert_eq!(
+                decided.queued,
+                vec![
+                    (Target::Slack, AlertKind::Escalated),
+                    // The escalations-only route knows the raise as its baseline.
+                    (Target::Teams, AlertKind::Escalated)
+                ]
+            );
             assert_eq!(
                 decide(&db, &alerts, &update, t + 700_000, t).await.unwrap(),
                 Decided::default()
@@ -1095,7 +1117,14 @@ events = ["raised"]
             );
             update.evidence.distinct_customers = 16;
             let decided = decide(&db, &alerts, &update, t + 900_000, t).await.unwrap();
-            assert_eq!(decided.queued, vec![(Target::Slack, AlertKind::Escalated)]);
+            assert_eq!(
+                decided.queued,
+                vec![
+                    (Target::Slack, AlertKind::Escalated),
+                    // The escalations-only route knows the raise as its baseline.
+                    (Target::Teams, AlertKind::Escalated)
+                ]
+            );
             // An hour after the last alert sent (the escalation), a raise goes out again.
             let third = event(ActionEventKind::Raised, 3);
             let decided = decide(&db, &alerts, &third, t + 4_500_001, t)
@@ -1108,10 +1137,19 @@ events = ["raised"]
             .fetch_all(db.pool())
             .await
             .unwrap();
-            assert_eq!(rows.len(), 4);
-            assert!(rows.iter().all(|(_, channel)| channel == "ops_slack"));
-            assert_eq!(rows[1].0, "ops:ops-slack:escalated:1");
-            assert_eq!(rows[2].0, "ops:ops-slack:escalated:2");
+            let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(
+                ids,
+                [
+                    "ops:ops-slack:raised",
+                    "ops:ops-slack:escalated:1",
+                    "ops:escalations:escalated:1",
+                    "ops:ops-slack:escalated:2",
+                    "ops:escalations:escalated:2",
+                    "ops:ops-slack:raised",
+                ]
+            );
+            assert_eq!(rows[2].1, "ops_teams");
         }
     }
 
