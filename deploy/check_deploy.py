@@ -55,6 +55,7 @@ COUNTERS_AND_GAUGES = {
     "closeloop_notifications_combined_total",
     "closeloop_notify_preference_updates_total",
     "closeloop_notify_unsubscribe_requests_total",
+    "closeloop_ops_alerts_total",
 }
 HISTOGRAMS = {
     "closeloop_http_request_duration_seconds",

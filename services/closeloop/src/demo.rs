@@ -199,6 +199,20 @@ async fn play(
         );
     }
 
+    // The ops team hears of it in chat: the alert notify would post to Slack (with an
+    // `NOTIFY_OPS_ALERTS` route), rendered by the same code, as text.
+    let mut raised = action.clone();
+    raised["kind"] = json!("raised");
+    if let Ok(event) = serde_json::from_value::<closeloop_events::ActionEvent>(raised) {
+        println!("\n   💬 the ops team's Slack channel:");
+        let ops_url = format!("http://{}/ops", stack.trends);
+        for line in closeloop_notify::ops_alert::slack_preview(&event, "en", &ops_url).lines() {
+            for line in wrap(line, 88) {
+                println!("{}", format!("     │ {line}").trim_end());
+            }
+        }
+    }
+
     // 3. The ops team fixes it and resolves the action with a "we did" message.
     let action_id = action["action_id"].as_str().unwrap_or_default().to_owned();
     let resolution = json!({

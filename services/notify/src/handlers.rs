@@ -21,6 +21,7 @@ use crate::email::{self, EmailPayload};
 use crate::frequency::{Cap, Held};
 use crate::message;
 use crate::metrics::NotifyMetrics;
+use crate::ops_alert::{self, OpsAlerts};
 use crate::outbox::{self, Cancelled, NewDelivery, Skip};
 use crate::preferences::{self, Preferences, UNSUBSCRIBED};
 use crate::projection::{self, Mention};
@@ -100,6 +101,8 @@ pub struct Context {
     pub cap: Option<Cap>,
     /// Makes the unsubscribe link every message carries.
     pub links: Arc<Links>,
+    /// Ops alert routes and settings, `None` when none are configured.
+    pub ops: Option<Arc<OpsAlerts>>,
 }
 
 /// A store error, classified the way the consumer loop needs it.
@@ -180,10 +183,10 @@ impl Handler for ActionHandler {
     async fn handle(&self, incoming: &Incoming<ActionEvent>) -> Result<(), HandlerError> {
         let action = &incoming.envelope.data;
         // Only a resolution closes the loop; every other kind (raised, updated,
-        // reopened, and any added later) tells nobody.
+        // reopened, and any added later) tells no customer, but may alert ops.
         match action.kind {
             ActionEventKind::Resolved => {}
-            _ => return Ok(()),
+            _ => return self.alert_ops(incoming).await,
         }
         let Some(resolution) = &action.resolution else {
             return Err(HandlerError::permanent(format!(
@@ -312,6 +315,44 @@ impl Handler for ActionHandler {
                 error: Some(skip.reason),
             };
             publish_outcome(&self.ctx.publisher, &self.ctx.metrics, record).await;
+        }
+        Ok(())
+    }
+}
+
+impl ActionHandler {
+    /// Raised, reopened and escalating actions → ops alerts (see [`ops_alert`]).
+    async fn alert_ops(&self, incoming: &Incoming<ActionEvent>) -> Result<(), HandlerError> {
+        let Some(ops) = &self.ctx.ops else {
+            return Ok(());
+        };
+        let action = &incoming.envelope.data;
+        let decided = ops_alert::decide(
+            &self.ctx.db,
+            ops,
+            action,
+            incoming.envelope.occurred_at.timestamp_millis(),
+            Utc::now().timestamp_millis(),
+        )
+        .await
+        .map_err(db_error)?;
+        let counter = |target: ops_alert::Target, result: &str| {
+            self.ctx
+                .metrics
+                .ops_alerts
+                .with_label_values(&[target.as_str(), result])
+                .inc()
+        };
+        for (target, kind) in &decided.queued {
+            counter(*target, "queued");
+            tracing::info!(action_id = %action.action_id, theme = %action.theme, target = target.as_str(), alert = kind.as_str(), "ops alert queued");
+        }
+        for target in &decided.suppressed {
+            counter(*target, "suppressed");
+            tracing::info!(action_id = %action.action_id, theme = %action.theme, target = target.as_str(), "ops alert suppressed: the route's quiet period for this theme is running");
+        }
+        if !decided.queued.is_empty() {
+            self.ctx.wake.notify_one();
         }
         Ok(())
     }

@@ -13,6 +13,9 @@
 //! privacy.erasure.v1 ──▶ forget the customer, cancel their pending deliveries
 //! customers.preferences.v1 ──▶ notify_preferences (consent, channels, language,
 //!                              unsubscribed); unsubscribing cancels what is waiting
+//! actions.v1 (raised / reopened / escalating) ──▶ notify_ops_alerts (quiet period)
+//!                              ──▶ notify_deliveries, channels ops_* ──▶ Slack / Teams /
+//!                                  signed webhook of the ops team ([`ops_alert`])
 //! ```
 //!
 //! Every message carries a signed one-click unsubscribe link that notify serves
@@ -28,6 +31,7 @@ pub mod frequency;
 pub mod handlers;
 pub mod message;
 pub mod metrics;
+pub mod ops_alert;
 pub mod outbox;
 pub mod preferences;
 pub mod projection;
@@ -58,6 +62,7 @@ use crate::handlers::{
     ActionHandler, Context, ErasureHandler, FeedbackHandler, Prefer, PreferencesHandler, Routing,
 };
 use crate::metrics::NotifyMetrics;
+use crate::ops_alert::{OpsAlerts, OpsSender};
 use crate::template::Templates;
 use crate::webhook::WebhookSender;
 use crate::worker::Worker;
@@ -156,6 +161,25 @@ pub struct Config {
     /// How long an unsubscribe link works.
     #[arg(long, env = "NOTIFY_UNSUBSCRIBE_LINK_DAYS", default_value_t = 365)]
     pub unsubscribe_link_days: u32,
+    /// A TOML file of ops alert routes (`[[route]]` with name, theme, kind = slack |
+    /// teams | webhook, url, secret, language, events). Without it, ops get no alerts.
+    #[arg(long, env = "NOTIFY_OPS_ALERTS")]
+    pub ops_alerts: Option<PathBuf>,
+    /// A route that alerted about a theme stays quiet about it this long (`1h`, `30m`;
+    /// `0`: never quiet). Escalations pass.
+    #[arg(long, env = "NOTIFY_OPS_QUIET_PERIOD", default_value = "1h", value_parser = parse_period)]
+    pub ops_quiet_period: Duration,
+    /// Alert again about an open action when its distinct customers reach this factor
+    /// times the count at its last alert.
+    #[arg(long, env = "NOTIFY_OPS_ESCALATION_FACTOR", default_value_t = 2.0)]
+    pub ops_escalation_factor: f64,
+    /// trends' `/ops` page, which alerts link to (`#action-<id>`).
+    #[arg(
+        long,
+        env = "NOTIFY_OPS_URL",
+        default_value = "http://localhost:8082/ops"
+    )]
+    pub ops_url: reqwest::Url,
 }
 
 /// A period such as `7d`, `36h`, `90m`, `30s` or `0`.
@@ -276,6 +300,27 @@ fn routes(config: &Config) -> Result<Routes, Error> {
     Ok(Routes { webhooks, secrets })
 }
 
+/// The ops alert settings, checked once so a bad route fails start-up naming the route
+/// and the field; `None` without a routes file.
+fn ops_alerts(config: &Config) -> Result<Option<Arc<OpsAlerts>>, Error> {
+    let Some(path) = &config.ops_alerts else {
+        return Ok(None);
+    };
+    let factor = config.ops_escalation_factor;
+    if !(factor.is_finite() && factor > 1.0) {
+        return Err(Error::Config(
+            "the ops escalation factor (NOTIFY_OPS_ESCALATION_FACTOR) must be above 1".into(),
+        ));
+    }
+    let routes = ops_alert::load_routes(path).map_err(|e| Error::Config(e.to_string()))?;
+    Ok(Some(Arc::new(OpsAlerts {
+        routes,
+        quiet_ms: i64::try_from(config.ops_quiet_period.as_millis()).unwrap_or(i64::MAX),
+        escalation_factor: factor,
+        ops_url: config.ops_url.to_string(),
+    })))
+}
+
 /// The key that signs unsubscribe links: the configured one, else the pseudonym key
 /// (the MAC is domain-separated, so sharing it is safe), else the public development
 /// key, which on PostgreSQL (the production form) is said loudly.
@@ -305,6 +350,7 @@ pub struct Service {
     webhook: WebhookSender,
     email: Option<EmailSender>,
     templates: Arc<Templates>,
+    ops: Option<Arc<OpsAlerts>>,
 }
 
 impl Service {
@@ -330,6 +376,7 @@ impl Service {
             ));
         }
         let Routes { webhooks, secrets } = routes(&config)?;
+        let ops = ops_alerts(&config)?;
         let templates = Templates::load(config.templates_dir.as_deref())
             .map_err(|e| Error::setup("message templates", e))?;
         let email = match (&config.smtp_url, &config.email_from) {
@@ -356,7 +403,7 @@ impl Service {
             .map_err(|e| Error::setup("webhook HTTP client", e))?;
 
         let webhook = WebhookSender {
-            http,
+            http: http.clone(),
             urls: webhooks,
             secrets,
             timeout: Duration::from_millis(config.http_timeout_ms.max(1)),
@@ -365,6 +412,7 @@ impl Service {
             http_addr = %foundation.http_addr(),
             sources = webhook.urls.len(),
             email = email.is_some(),
+            ops_alert_routes = ops.as_ref().map_or(0, |ops| ops.routes.len()),
             languages = ?templates.languages().collect::<Vec<_>>(),
             "notify built"
         );
@@ -375,6 +423,7 @@ impl Service {
             webhook,
             email,
             templates: Arc::new(templates),
+            ops,
         })
     }
 
@@ -394,6 +443,7 @@ impl Service {
             webhook,
             email,
             templates,
+            ops,
         } = self;
         let db = foundation.db.clone();
         let publisher = foundation.publisher.clone();
@@ -427,7 +477,13 @@ impl Service {
             pseudonyms: config.pseudonym.pseudonyms("notify", &db),
             cap,
             links: links.clone(),
+            ops: ops.clone(),
         };
+        let ops_sender = OpsSender::new(
+            webhook.http.clone(),
+            ops.as_ref().map_or(&[][..], |ops| &ops.routes),
+            webhook.timeout,
+        );
         let worker = Worker {
             db: db.clone(),
             publisher,
@@ -440,6 +496,7 @@ impl Service {
             lease_margin: Duration::from_millis(config.lease_margin_ms),
             wake,
             cap,
+            ops: ops_sender,
             templates,
         };
         let routes =

@@ -5,6 +5,15 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
+/// The `result` values of `closeloop_ops_alerts_total`.
+pub const OPS_ALERT_RESULTS: [&str; 5] = [
+    "queued",
+    "suppressed",
+    "delivered",
+    "failed",
+    "dead_lettered",
+];
+
 #[derive(Clone)]
 pub struct NotifyMetrics {
     /// Attempt outcomes by channel and outcome (`delivered`, `retrying`, `dead_lettered`).
@@ -34,6 +43,10 @@ pub struct NotifyMetrics {
     pub preference_updates: IntCounterVec,
     /// One-click unsubscribe requests by result (`unsubscribed`, `invalid`, `expired`).
     pub unsubscribes: IntCounterVec,
+    /// Ops alerts by target kind (`slack`, `teams`, `webhook`) and result (`queued`,
+    /// `suppressed` by the quiet period, `delivered`, `failed` attempt that will be
+    /// retried, `dead_lettered`).
+    pub ops_alerts: IntCounterVec,
 }
 
 impl NotifyMetrics {
@@ -129,6 +142,19 @@ impl NotifyMetrics {
         for result in ["unsubscribed", "invalid", "expired"] {
             unsubscribes.with_label_values(&[result]);
         }
+        let ops_alerts = IntCounterVec::new(
+            Opts::new(
+                "closeloop_ops_alerts_total",
+                "Ops alerts (Slack, Teams, webhook) by target kind and result.",
+            ),
+            &["kind", "result"],
+        )?;
+        for kind in crate::ops_alert::Target::ALL {
+            for result in OPS_ALERT_RESULTS {
+                ops_alerts.with_label_values(&[kind.as_str(), result]);
+            }
+        }
+        registry.register(Box::new(ops_alerts.clone()))?;
         registry.register(Box::new(held.clone()))?;
         registry.register(Box::new(combined.clone()))?;
         registry.register(Box::new(preference_updates.clone()))?;
@@ -146,6 +172,7 @@ impl NotifyMetrics {
             combined,
             preference_updates,
             unsubscribes,
+            ops_alerts,
         })
     }
 }

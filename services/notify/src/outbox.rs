@@ -303,9 +303,12 @@ pub async fn record_attempt(
         Recorded::Retry { next_attempt_at_ms } => (PENDING, *next_attempt_at_ms, None),
         Recorded::Dead => (DEAD, 0, None),
     };
+    // An ops alert quotes customers without naming them, so no erasure could find it:
+    // once it is delivered or dead, its payload goes.
     let result = sqlx::query(
         "UPDATE notify_deliveries SET status = $1, attempts = $2, next_attempt_at_ms = $3, \
-         last_error = $4, last_status_code = $5, delivered_at_ms = $6 \
+         last_error = $4, last_status_code = $5, delivered_at_ms = $6, \
+         payload = CASE WHEN $1 <> $8 AND channel LIKE 'ops%' THEN NULL ELSE payload END \
          WHERE delivery_id = $7 AND status = $8",
     )
     .bind(status)
@@ -428,19 +431,21 @@ pub struct DeliveryRow {
     pub combined_into: Option<String>,
 }
 
-/// Every delivery of an action, in creation order.
+/// Every customer delivery of an action, in creation order (ops alerts, the `ops_*`
+/// channels, have their own ledger and are not the customers' business).
 pub async fn for_action(db: &Database, action_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
          last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
-         FROM notify_deliveries WHERE action_id = $1 ORDER BY created_at_ms, delivery_id",
+         FROM notify_deliveries WHERE action_id = $1 AND channel NOT LIKE 'ops%' \
+         ORDER BY created_at_ms, delivery_id",
     )
     .bind(action_id)
     .fetch_all(db.pool())
     .await
 }
 
-/// Deliveries of every action in `status`, most recent first, at most `limit`.
+/// Customer deliveries of every action in `status`, most recent first, at most `limit`.
 pub async fn with_status(
     db: &Database,
     status: &str,
@@ -449,7 +454,8 @@ pub async fn with_status(
     sqlx::query_as(
         "SELECT delivery_id, action_id, customer_id, channel, language, status, attempts, \
          last_error, last_status_code, created_at_ms, delivered_at_ms, combined_into \
-         FROM notify_deliveries WHERE status = $1 ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
+         FROM notify_deliveries WHERE status = $1 AND channel NOT LIKE 'ops%' \
+         ORDER BY created_at_ms DESC, delivery_id DESC LIMIT $2",
     )
     .bind(status)
     .bind(limit)

@@ -53,67 +53,84 @@ impl WebhookSender {
                 error: format!("no webhook configured for source {}", due.source),
             };
         };
-        let Some(payload) = due.payload.as_deref() else {
-            return Attempt::Reject {
-                status: None,
-                error: "payload missing".to_owned(),
-            };
+        let (body, sent_at) = match with_sent_at(due.payload.as_deref()) {
+            Ok(stamped) => stamped,
+            Err(rejected) => return rejected,
         };
-        let mut body =
-            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(payload) {
-                Ok(body) => body,
-                Err(error) => {
-                    return Attempt::Reject {
-                        status: None,
-                        error: format!("stored payload is not a JSON object: {error}"),
-                    }
-                }
-            };
-        let sent_at = Utc::now();
-        body.insert(
-            "sent_at".to_owned(),
-            serde_json::Value::String(sent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        post(
+            &self.http,
+            url,
+            &due.delivery_id,
+            self.secrets.get(&due.source),
+            body,
+            sent_at,
+            self.timeout,
+        )
+        .await
+    }
+}
+
+/// The stored JSON object with `sent_at` (now) added, encoded, and that time; a payload
+/// that is missing or not an object is rejected (it will not get better).
+pub fn with_sent_at(payload: Option<&str>) -> Result<(Vec<u8>, chrono::DateTime<Utc>), Attempt> {
+    let reject = |error: String| Attempt::Reject {
+        status: None,
+        error,
+    };
+    let payload = payload.ok_or_else(|| reject("payload missing".to_owned()))?;
+    let mut body = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(payload)
+        .map_err(|error| reject(format!("stored payload is not a JSON object: {error}")))?;
+    let sent_at = Utc::now();
+    body.insert(
+        "sent_at".to_owned(),
+        serde_json::Value::String(sent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    let body = serde_json::to_vec(&body)
+        .map_err(|error| reject(format!("could not encode payload: {error}")))?;
+    Ok((body, sent_at))
+}
+
+/// One JSON POST with the Standard Webhooks headers (`webhook-id` = `id`, stable across
+/// retries; signed when there is a `secret`), its answer classified. Errors never quote
+/// the URL: ops chat webhook URLs are secrets.
+pub async fn post(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    id: &str,
+    secret: Option<&Secret>,
+    body: Vec<u8>,
+    sent_at: chrono::DateTime<Utc>,
+    timeout: Duration,
+) -> Attempt {
+    let timestamp = sent_at.timestamp();
+    let mut request = http
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string());
+    if let Some(secret) = secret {
+        request = request.header(
+            "webhook-signature",
+            signature::sign(secret.expose(), id, timestamp, &body),
         );
-        let body = match serde_json::to_vec(&body) {
-            Ok(body) => body,
-            Err(error) => {
-                return Attempt::Reject {
-                    status: None,
-                    error: format!("could not encode payload: {error}"),
-                }
-            }
-        };
-        let timestamp = sent_at.timestamp();
-        let mut request = self
-            .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header("webhook-id", &due.delivery_id)
-            .header("webhook-timestamp", timestamp.to_string());
-        if let Some(secret) = self.secrets.get(&due.source) {
-            request = request.header(
-                "webhook-signature",
-                signature::sign(secret.expose(), &due.delivery_id, timestamp, &body),
-            );
-        }
-        match request.body(body).send().await {
-            Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER)),
-            Err(error) if error.is_builder() => Attempt::Reject {
-                status: None,
-                error: format!("invalid request: {error}"),
+    }
+    match request.body(body).send().await {
+        Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER)),
+        Err(error) if error.is_builder() => Attempt::Reject {
+            status: None,
+            error: format!("invalid request: {}", error.without_url()),
+        },
+        Err(error) => Attempt::Retry {
+            status: None,
+            error: if error.is_timeout() {
+                format!("timed out after {} ms", timeout.as_millis())
+            } else if error.is_connect() {
+                format!("could not connect: {}", error.without_url())
+            } else {
+                format!("request failed: {}", error.without_url())
             },
-            Err(error) => Attempt::Retry {
-                status: None,
-                error: if error.is_timeout() {
-                    format!("timed out after {} ms", self.timeout.as_millis())
-                } else if error.is_connect() {
-                    format!("could not connect: {error}")
-                } else {
-                    format!("request failed: {error}")
-                },
-                retry_after: None,
-            },
-        }
+            retry_after: None,
+        },
     }
 }
 

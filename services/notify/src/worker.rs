@@ -27,6 +27,7 @@ use crate::email::EmailSender;
 use crate::frequency::{self, Cap, Held};
 use crate::handlers::combined_payload;
 use crate::metrics::NotifyMetrics;
+use crate::ops_alert::{OpsSender, Target, CHANNEL_PREFIX};
 use crate::outbox::{self, Due, Recorded};
 use crate::template::Templates;
 use crate::webhook::WebhookSender;
@@ -67,6 +68,8 @@ pub struct Worker {
     pub cap: Option<Cap>,
     /// For combined messages.
     pub templates: Arc<Templates>,
+    /// Sends ops alerts (`ops_*` channels).
+    pub ops: OpsSender,
 }
 
 /// What one attempt came to, before it is recorded.
@@ -302,10 +305,25 @@ impl Worker {
             }
         }
 
-        self.metrics
-            .notifications
-            .with_label_values(&[due.channel.as_str(), outcome.as_str()])
-            .inc();
+        let ops_target = Target::of_channel(&due.channel);
+        match ops_target {
+            Some(target) => {
+                let result = match outcome {
+                    DeliveryOutcome::Delivered => "delivered",
+                    DeliveryOutcome::Retrying => "failed",
+                    _ => "dead_lettered",
+                };
+                self.metrics
+                    .ops_alerts
+                    .with_label_values(&[target.as_str(), result])
+                    .inc();
+            }
+            None => self
+                .metrics
+                .notifications
+                .with_label_values(&[due.channel.as_str(), outcome.as_str()])
+                .inc(),
+        }
         match outcome {
             DeliveryOutcome::Delivered => {
                 let seconds = (now - due.created_at_ms).max(0) as f64 / 1000.0;
@@ -329,25 +347,33 @@ impl Worker {
             }
             DeliveryOutcome::Retrying => tracing::warn!(
                 delivery_id = %due.delivery_id,
+                source = %due.source,
+                channel = %due.channel,
                 attempts,
                 error = error.as_deref().unwrap_or_default(),
                 "notification attempt failed, will retry"
             ),
             _ => tracing::warn!(
                 delivery_id = %due.delivery_id,
+                source = %due.source,
+                channel = %due.channel,
                 attempts,
                 error = error.as_deref().unwrap_or_default(),
                 "notification dead-lettered"
             ),
         }
-        self.publish_outcome(&due, outcome, attempts, status, error)
-            .await;
+        // notifications.v1 is the customers' audit trail; ops alerts have the ledger.
+        if ops_target.is_none() {
+            self.publish_outcome(&due, outcome, attempts, status, error)
+                .await;
+        }
     }
 
     /// The rate-limit key of a delivery's destination.
     fn destination(&self, due: &Due) -> Option<String> {
         match due.channel.as_str() {
             "email" => self.email.as_ref()?.destination(due),
+            channel if channel.starts_with(CHANNEL_PREFIX) => self.ops.destination(&due.source),
             _ => self.webhook.destination(&due.source),
         }
     }
@@ -356,6 +382,7 @@ impl Worker {
     fn timeout(&self, due: &Due) -> Duration {
         match (due.channel.as_str(), &self.email) {
             ("email", Some(email)) => email.timeout,
+            (channel, _) if channel.starts_with(CHANNEL_PREFIX) => self.ops.timeout,
             _ => self.webhook.timeout,
         }
     }
@@ -364,6 +391,7 @@ impl Worker {
     async fn send(&self, due: &Due) -> Attempt {
         match due.channel.as_str() {
             "webhook" => self.webhook.send(due).await,
+            channel if channel.starts_with(CHANNEL_PREFIX) => self.ops.send(due).await,
             "email" => match &self.email {
                 Some(email) => email.send(due).await,
                 None => Attempt::Reject {

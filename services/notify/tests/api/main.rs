@@ -10,6 +10,7 @@ mod cap;
 mod email;
 mod failures;
 mod helpers;
+mod ops_alerts;
 mod preferences;
 mod rate_limit;
 mod restart;
