@@ -824,11 +824,9 @@ impl OpsSender {
 
     /// The rate-limit key of the route's receiver (host and port; not the secret path).
     pub fn destination(&self, route: &str) -> Option<String> {
-        let url = self.routes.get(route)?.url.expose();
-        Some(format!(
-            "ops:{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
+        Some(webhook::rate_limit_key(
+            "ops",
+            self.routes.get(route)?.url.expose(),
         ))
     }
 

@@ -37,12 +37,7 @@ impl WebhookSender {
     /// The rate-limit key of `source`'s receiver: its host and port, so sources that
     /// share a receiver share its limit.
     pub fn destination(&self, source: &str) -> Option<String> {
-        let url = self.urls.get(source)?;
-        Some(format!(
-            "webhook:{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
-        ))
+        Some(rate_limit_key("webhook", self.urls.get(source)?))
     }
 
     /// One signed POST.
@@ -132,6 +127,16 @@ pub async fn post(
             retry_after: None,
         },
     }
+}
+
+/// The rate-limit key of a receiver: `kind`, host and port (never the path, which may
+/// hold a secret), so senders that share a receiver share its limit.
+pub fn rate_limit_key(kind: &str, url: &reqwest::Url) -> String {
+    format!(
+        "{kind}:{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
 }
 
 /// What a receiver's answer means for the delivery: 2xx delivered; 5xx, 408 (the

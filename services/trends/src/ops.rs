@@ -755,6 +755,15 @@ mod tests {
 
     const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;";
 
+    fn hostile_excerpt() -> EvidenceExcerpt {
+        EvidenceExcerpt {
+            feedback_id: Uuid::now_v7(),
+            customer_id: HOSTILE.into(),
+            excerpt: HOSTILE.into(),
+            given_at: Utc::now(),
+        }
+    }
+
     fn hostile_action(status: ActionStatus) -> Action {
         let now = Utc::now();
         Action {
@@ -775,12 +784,7 @@ mod tests {
                 distinct_customers: 2,
                 rule: HOSTILE.into(),
                 reason: HOSTILE.into(),
-                excerpts: vec![EvidenceExcerpt {
-                    feedback_id: Uuid::now_v7(),
-                    customer_id: HOSTILE.into(),
-                    excerpt: HOSTILE.into(),
-                    given_at: now,
-                }],
+                excerpts: vec![hostile_excerpt()],
                 by_channel: BTreeMap::from([(HOSTILE.into(), EvidenceCounts::default())]),
                 series: [0, 10, 30]
                     .map(|minutes| EvidenceBucket {
@@ -797,12 +801,7 @@ mod tests {
                     theme: "delivery".into(),
                     theme_name: BTreeMap::from([("en".into(), HOSTILE.into())]),
                     reason: HOSTILE.into(),
-                    excerpts: vec![EvidenceExcerpt {
-                        feedback_id: Uuid::now_v7(),
-                        customer_id: HOSTILE.into(),
-                        excerpt: HOSTILE.into(),
-                        given_at: now,
-                    }],
+                    excerpts: vec![hostile_excerpt()],
                     ..RelatedEvidence::default()
                 }],
                 ..Evidence::default()
