@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
 use closeloop_bus::{BusError, Handler, HandlerError, Incoming, Publisher};
@@ -277,6 +277,9 @@ pub struct CategoriseHandler {
     pub pseudonyms: Pseudonyms,
     pub publisher: Publisher,
     pub metrics: CategoriseMetrics,
+    /// Feedback a failed batch stored but could not publish: its retry finds it stored
+    /// already and must still count it.
+    pub uncounted: Mutex<HashSet<String>>,
 }
 
 impl Handler for CategoriseHandler {
@@ -308,12 +311,29 @@ impl CategoriseHandler {
         )
         .await
         .map_err(db_error)?;
-        self.publish(batch, &prepared, &stored)
-            .await
-            .map_err(HandlerError::transient)?;
-        // Counted once the whole batch went out: a retried batch counts nothing twice.
+        let published = self.publish(batch, &prepared, &stored).await;
+        let mut uncounted = self
+            .uncounted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = published {
+            uncounted.extend(
+                prepared
+                    .iter()
+                    .zip(&stored)
+                    .filter(|(_, stored)| **stored == Stored::New)
+                    .map(|(prepared, _)| prepared.feedback_id.clone()),
+            );
+            return Err(HandlerError::transient(error));
+        }
+        // Counted once the whole batch went out: a retried batch counts nothing twice,
+        // and nothing it stored before its publish failed once.
         for ((incoming, prepared), stored) in batch.iter().zip(&prepared).zip(&stored) {
-            self.account(incoming, prepared, *stored);
+            let stored = match stored {
+                Stored::Again if uncounted.remove(&prepared.feedback_id) => Stored::New,
+                stored => *stored,
+            };
+            self.account(incoming, prepared, stored);
         }
         Ok(())
     }
@@ -542,6 +562,59 @@ mod tests {
             .await
             .expect("categorise's migrations");
         db
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_publish_failed_is_counted_when_its_retry_goes_out() {
+        use closeloop_bus::{BusMetrics, EmbeddedBroker, Fault, PublisherConfig, TopicSpec};
+
+        let broker = EmbeddedBroker::start(1, &TopicSpec::all(1)).expect("embedded broker");
+        // A broker that is down fails the publish in a second, not in the default minutes.
+        let publisher = Publisher::new(
+            &PublisherConfig {
+                delivery_timeout: std::time::Duration::from_secs(1),
+                ..PublisherConfig::new(broker.bootstrap_servers())
+            },
+            BusMetrics::unregistered(),
+        )
+        .expect("publisher");
+        let handler = CategoriseHandler {
+            classifier: Arc::new(LexiconClassifier::default()),
+            db: migrated_store().await,
+            pseudonyms: Pseudonyms::development(),
+            publisher,
+            metrics: CategoriseMetrics::register(&prometheus::Registry::new()).expect("metrics"),
+            uncounted: Default::default(),
+        };
+        let complaint = Incoming {
+            envelope: Envelope::new(feedback("The parcel came a week late.", "en-GB")),
+            topic: closeloop_events::topics::FEEDBACK_RAW.to_owned(),
+            partition: 0,
+            offset: 0,
+            traceparent: None,
+        };
+        let batch = std::slice::from_ref(&complaint);
+        let counted = || {
+            handler
+                .metrics
+                .categorised
+                .with_label_values(&["en", "negative"])
+                .get()
+        };
+        broker.inject(Fault::BrokerDown(1)).expect("broker down");
+        assert!(
+            handler.handle_batch(batch).await.is_err(),
+            "stored, but not published"
+        );
+        assert_eq!(counted(), 0, "nothing counted before it went out");
+        broker.inject(Fault::BrokerUp(1)).expect("broker up");
+        handler
+            .handle_batch(batch)
+            .await
+            .expect("the retry goes out");
+        assert_eq!(counted(), 1);
+        handler.handle_batch(batch).await.expect("a replay");
+        assert_eq!(counted(), 1, "a replay counts nothing");
     }
 
     #[tokio::test]

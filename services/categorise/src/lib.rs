@@ -82,6 +82,7 @@ impl Service {
             publisher: foundation.publisher.clone(),
             metrics,
             pseudonyms: pseudonyms.clone(),
+            uncounted: Default::default(),
         };
         let erasure = handler::ErasureHandler {
             db: foundation.db.clone(),
