@@ -186,8 +186,6 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
         average_rating: average(rating_sum, rating_count),
         average_nps: average(nps_sum, nps_count),
         triggered_at: Some(time(signal.triggered_at_ms())),
-        // Filled by related themes (`ThemesHandler::join`), kept by updates.
-        related: Vec::new(),
     }
 }
 

@@ -8,7 +8,6 @@
 
 use closeloop_events::{ActionEventKind, ActionStatus};
 use closeloop_store::sqlx::{self, Row};
-use closeloop_store::values;
 
 use super::TrendsStore;
 
@@ -111,27 +110,19 @@ pub struct ActionFilter {
 impl TrendsStore {
     /// When each theme's latest action was resolved: the hysteresis boundary.
     pub async fn last_resolutions(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        // A theme's resolutions include those of the actions that covered it.
         sqlx::query_as(
-            "SELECT theme, MAX(resolved_at_ms) FROM ( \
-               SELECT theme, resolved_at_ms FROM trends_actions \
-               WHERE resolved_at_ms IS NOT NULL \
-               UNION ALL \
-               SELECT c.theme, a.resolved_at_ms FROM trends_action_themes c \
-               JOIN trends_actions a ON a.action_id = c.action_id \
-               WHERE a.resolved_at_ms IS NOT NULL \
-             ) resolutions GROUP BY theme ORDER BY theme",
+            "SELECT theme, MAX(resolved_at_ms) FROM trends_actions \
+             WHERE resolved_at_ms IS NOT NULL GROUP BY theme ORDER BY theme",
         )
         .fetch_all(self.db.pool())
         .await
     }
 
-    /// When `theme`'s latest action was resolved, if ever: its own or one that covered it.
+    /// When `theme`'s latest action was resolved, if ever.
     pub async fn last_resolution(&self, theme: &str) -> Result<Option<i64>, sqlx::Error> {
         let row: Option<(Option<i64>,)> = sqlx::query_as(
             "SELECT MAX(resolved_at_ms) FROM trends_actions \
-             WHERE resolved_at_ms IS NOT NULL AND (theme = $1 OR action_id IN \
-             (SELECT action_id FROM trends_action_themes WHERE theme = $1))",
+             WHERE theme = $1 AND resolved_at_ms IS NOT NULL",
         )
         .bind(theme)
         .fetch_optional(self.db.pool())
@@ -150,47 +141,6 @@ impl TrendsStore {
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(action_from_row).transpose()
-    }
-
-    /// The oldest unresolved action of any of `themes` (a theme's lineage): the action
-    /// a surge of the theme joins.
-    pub async fn unresolved_action_of_any(
-        &self,
-        themes: &[&str],
-    ) -> Result<Option<ActionRow>, sqlx::Error> {
-        if themes.is_empty() {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE status <> $1 AND theme IN ({}) \
-             ORDER BY raised_at_ms, action_id LIMIT 1",
-            values::list(themes.len(), 2)
-        );
-        let mut query = sqlx::query(&sql).bind(ActionStatus::Resolved.as_str());
-        for theme in themes {
-            query = query.bind(*theme);
-        }
-        let row = query.fetch_optional(self.db.pool()).await?;
-        row.as_ref().map(action_from_row).transpose()
-    }
-
-    /// Notes that `action_id` covers `theme` too (a replay changes nothing).
-    pub async fn cover_theme(
-        &self,
-        action_id: &str,
-        theme: &str,
-        at_ms: i64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO trends_action_themes (action_id, theme, joined_at_ms) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(action_id)
-        .bind(theme)
-        .bind(at_ms)
-        .execute(self.db.pool())
-        .await?;
-        Ok(())
     }
 
     /// The theme's most recently resolved action, the candidate for a reopen.
@@ -316,27 +266,23 @@ impl TrendsStore {
     }
 
     /// New evidence for an unresolved action (and, with `announced`, the note that its
-    /// `raised` event went out), if its evidence is still `expected`: the action's own
-    /// theme and a related theme (see `covered_themes`) write it from different tasks.
-    /// `false` if the action is resolved or its evidence changed meanwhile.
+    /// `raised` event went out). `false` if the action is resolved (by now).
     pub async fn update_evidence(
         &self,
         action_id: &str,
-        expected: &str,
         evidence_json: &str,
         announced: bool,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE trends_actions SET evidence_json = $2, announced = $3, updated_at_ms = $4 \
-             WHERE action_id = $1 AND status <> $5 AND evidence_json = $6",
+             WHERE action_id = $1 AND status <> $5",
         )
         .bind(action_id)
         .bind(evidence_json)
         .bind(i64::from(announced))
         .bind(now_ms)
         .bind(ActionStatus::Resolved.as_str())
-        .bind(expected)
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -460,51 +406,6 @@ mod tests {
 
     fn action(id: &str) -> ActionRow {
         ActionRow::raised(id.into(), "delivery_time".into(), 1, "{}".into())
-    }
-
-    #[tokio::test]
-    async fn a_theme_covered_by_an_action_shares_its_resolution() {
-        let store = store().await;
-        assert!(store.insert_action(&action("a1")).await.unwrap());
-        let lineage = ["delivery", "delivery_time"];
-        let owner = store.unresolved_action_of_any(&lineage).await.unwrap();
-        assert_eq!(owner.map(|a| a.action_id), Some("a1".to_owned()));
-        assert!(store
-            .unresolved_action_of_any(&["price"])
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store.unresolved_action_of_any(&[]).await.unwrap().is_none());
-
-        store.cover_theme("a1", "delivery", 5).await.unwrap();
-        store.cover_theme("a1", "delivery", 6).await.unwrap();
-        assert_eq!(store.last_resolution("delivery").await.unwrap(), None);
-        // The evidence is written only over what the writer read.
-        assert!(!store
-            .update_evidence("a1", "{\"stale\":1}", "{\"x\":1}", true, 7)
-            .await
-            .unwrap());
-        assert!(store
-            .update_evidence("a1", "{}", "{\"x\":1}", true, 7)
-            .await
-            .unwrap());
-        assert!(store.resolve_action("a1", "{}", 50).await.unwrap());
-        assert_eq!(store.last_resolution("delivery").await.unwrap(), Some(50));
-        assert_eq!(
-            store.last_resolutions().await.unwrap(),
-            [
-                ("delivery".to_owned(), 50),
-                ("delivery_time".to_owned(), 50)
-            ]
-        );
-        assert!(
-            store
-                .latest_resolved_action("delivery")
-                .await
-                .unwrap()
-                .is_none(),
-            "a covered theme reopens nothing of another theme"
-        );
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 
 mod emerging;
 mod helpers;
-mod hierarchy;
 mod history;
 mod late;
 mod lifecycle;
