@@ -475,10 +475,12 @@ mod tests {
     #[test]
     fn the_config_is_checked() {
         assert!(ImpactConfig::default().validate().is_ok());
-        let mut config = ImpactConfig::default();
-        config.min_count = 1;
+        let config = ImpactConfig {
+            min_count: 1,
+            z: 1.96,
+        };
         assert!(config.validate().is_err());
-        config = ImpactConfig {
+        let config = ImpactConfig {
             min_count: 10,
             z: f64::NAN,
         };
