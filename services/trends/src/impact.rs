@@ -181,8 +181,9 @@ pub(crate) async fn keep_fresh(
         .await
         {
             Ok(ranking) => {
-                publish(&ctx, &ranking);
+                // Evidence first: a gauge seen means new evidence quotes the same figures.
                 ctx.impact.set(&ranking);
+                publish(&ctx, &ranking);
             }
             Err(error) => {
                 tracing::warn!(%error, "could not compute the themes' impact; trying again")
