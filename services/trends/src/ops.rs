@@ -511,7 +511,7 @@ fn evidence_of(out: &mut String, e: &Evidence, note: Option<&str>) {
     }
     out.push_str("</p>");
     if e.nps_impact.is_some() || e.rating_impact.is_some() {
-        out.push_str("<p class=\"impact\">What it costs (last days, 95 % interval):");
+        out.push_str("<p class=\"impact\">What it costs over the last days (95 % interval):");
         for (name, impact, unit) in [
             ("NPS", e.nps_impact, " points"),
             ("rating", e.rating_impact, " stars"),
@@ -899,6 +899,29 @@ mod tests {
                 theme("price", ImpactValue::NotEnoughData("not_enough_data")),
             ],
         }
+    }
+
+    #[test]
+    fn evidence_shows_what_the_theme_costs() {
+        let mut out = String::new();
+        let impact = closeloop_events::ScoreImpact {
+            value: 12.5,
+            ci_low: 3.25,
+            ci_high: 21.75,
+        };
+        evidence_of(
+            &mut out,
+            &Evidence {
+                nps_impact: Some(impact),
+                ..Evidence::default()
+            },
+            None,
+        );
+        assert!(out.contains("NPS +12.50 points (+3.25 to +21.75)"), "{out}");
+        assert!(!out.contains("rating"), "none without enough data: {out}");
+        let mut without = String::new();
+        evidence_of(&mut without, &Evidence::default(), None);
+        assert!(!without.contains("What it costs"), "{without}");
     }
 
     #[test]
