@@ -49,6 +49,8 @@ COUNTERS_AND_GAUGES = {
     "closeloop_actions_total",
     "closeloop_action_opened_timestamp_seconds",
     "closeloop_trends_emerging_topics",
+    "closeloop_theme_nps_impact",
+    "closeloop_theme_rating_impact",
     "closeloop_notifications_total",
     "closeloop_notifications_skipped_total",
     "closeloop_notifications_held_total",

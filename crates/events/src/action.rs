@@ -116,6 +116,15 @@ pub struct EvidenceBucket {
     pub counts: EvidenceCounts,
 }
 
+/// How much higher a score's mean would be without the feedback mentioning a theme
+/// negatively, with its 95 % confidence interval (trends' `GET /v1/themes/impact`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreImpact {
+    pub value: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
 /// Why the action exists: what the detector saw, by event time. Fields after `excerpts`
 /// were added later; they default when absent so older events still decode.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -166,6 +175,13 @@ pub struct Evidence {
     /// late (a backlog, an import) can put it well before the action was raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triggered_at: Option<DateTime<Utc>>,
+    /// The theme's impact on NPS (points) over the last days when the evidence was put
+    /// together; absent without enough scored feedback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nps_impact: Option<ScoreImpact>,
+    /// Likewise on the average rating (1–5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_impact: Option<ScoreImpact>,
 }
 
 /// Who is working on an action and how often it came back. Added after the first
@@ -295,6 +311,7 @@ mod tests {
         assert_eq!(event.workflow, ActionWorkflow::default());
         assert_eq!(event.evidence.negative_share, 0.0);
         assert!(event.evidence.by_channel.is_empty());
+        assert_eq!(event.evidence.nps_impact, None);
     }
 
     #[test]
@@ -320,6 +337,11 @@ mod tests {
                     start: now,
                     counts: EvidenceCounts::default(),
                 }],
+                nps_impact: Some(ScoreImpact {
+                    value: 4.5,
+                    ci_low: 1.0,
+                    ci_high: 8.0,
+                }),
                 ..Evidence::default()
             },
             resolution: None,

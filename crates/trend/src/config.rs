@@ -128,7 +128,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn check(ok: bool, field: &str, reason: impl Into<String>) -> Result<(), ConfigError> {
+pub(crate) fn check(ok: bool, field: &str, reason: impl Into<String>) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {

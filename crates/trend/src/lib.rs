@@ -23,10 +23,12 @@
 //! stays active until neither detector fired for `cooldown`; a resolution resets it.
 //!
 //! [`emerging`] is the same kind of scorer for what no theme covers yet: phrases whose
-//! share of recent feedback is significantly above their baseline.
+//! share of recent feedback is significantly above their baseline, and [`impact`] says
+//! how much each theme costs the average NPS and rating.
 
 mod config;
 pub mod emerging;
+pub mod impact;
 mod poisson;
 mod theme;
 
@@ -38,6 +40,7 @@ pub use config::{
     span, ConfigError, DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig,
 };
 pub use emerging::{EmergingConfig, Ranking, Tally, Topic, Windows};
+pub use impact::{ImpactConfig, ImpactRanking, ImpactTally, Scores, ThemeImpact};
 pub use poisson::upper_tail as poisson_upper_tail;
 pub use theme::ThemeStats;
 

@@ -213,6 +213,10 @@ async fn play(
         }
     }
 
+    if let Some(theme) = action["theme"].as_str() {
+        print_impact(ops, stack.trends, theme).await?;
+    }
+
     // 3. The ops team fixes it and resolves the action with a "we did" message.
     let action_id = action["action_id"].as_str().unwrap_or_default().to_owned();
     let resolution = json!({
@@ -304,6 +308,46 @@ async fn play(
             }
         }
     }
+    Ok(())
+}
+
+/// What the theme costs NPS and rating over the last 30 days (`GET /v1/themes/impact`).
+async fn print_impact(
+    ops: &reqwest::Client,
+    trends: std::net::SocketAddr,
+    theme: &str,
+) -> anyhow::Result<()> {
+    let ranking: Value = ops
+        .get(format!("http://{trends}/v1/themes/impact"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let Some(impact) = ranking["themes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["theme"] == theme)
+    else {
+        return Ok(());
+    };
+    let figure = |value: &Value, unit: &str| match value["value"].as_f64() {
+        Some(v) => format!(
+            "{v:+.2} {unit} (95 % CI {:+.2} to {:+.2})",
+            value["ci_low"].as_f64().unwrap_or(f64::NAN),
+            value["ci_high"].as_f64().unwrap_or(f64::NAN)
+        ),
+        None => format!("not enough data for {unit}"),
+    };
+    println!(
+        "     what it costs: without its {} negative scored mentions ({:.0} % of {} scored feedback), \
+         the period would gain NPS {} and average rating {}",
+        impact["negative_mentions"],
+        impact["negative_share"].as_f64().unwrap_or(0.0) * 100.0,
+        ranking["feedback"],
+        figure(&impact["nps_impact"], "points"),
+        figure(&impact["rating_impact"], "stars"),
+    );
     Ok(())
 }
 

@@ -441,7 +441,12 @@ fn rating_for(rng: &mut StdRng, channel: &str, sentiment: Sentiment) -> Option<u
 }
 
 fn nps_for(rng: &mut StdRng, channel: &str, sentiment: Sentiment) -> Option<u8> {
-    let p = if channel == "survey" { 0.8 } else { 0.0 };
+    // Surveys ask for it; so does the short survey after a support contact.
+    let p = match channel {
+        "survey" => 0.8,
+        "ticket" | "chat" | "email" => 0.4,
+        _ => 0.0,
+    };
     if !rng.random_bool(p) {
         return None;
     }

@@ -26,6 +26,7 @@ use crate::action::{time, Action, Finding, HistoryEntry};
 use crate::context::Context;
 use crate::detection::check_theme;
 use crate::emerging::{self, EmergingView, Kind};
+use crate::impact::{self, ImpactView};
 use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, ActionRow, Span, StatusFilter};
 use crate::workflow::{self, database_problem, Step};
@@ -62,6 +63,7 @@ pub(crate) fn routes(ctx: Arc<Context>) -> Router<Arc<Context>> {
         .route("/v1/themes/{theme}/stats", get(theme_stats))
         .route("/v1/findings", get(list_findings))
         .route("/v1/topics/emerging", get(emerging_topics))
+        .route("/v1/themes/impact", get(themes_impact))
         // route_layer: only matched /v1 routes need the token, /metrics, probes, the
         // OpenAPI document and /ops (which signs in with a cookie) not.
         .route_layer(middleware::from_fn_with_state(
@@ -234,6 +236,37 @@ async fn emerging_topics(
             })?,
     };
     let view = emerging::view(&ctx.store, &ctx.emerging, kind, limit)
+        .await
+        .map_err(|e| database_problem(&e))?;
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize)]
+struct ImpactParams {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /v1/themes/impact`: per theme, how much higher NPS and the average rating of the
+/// period (event time; the last `TRENDS_IMPACT_DAYS` by default) would be without the
+/// feedback that mentions it negatively, what costs most first.
+async fn themes_impact(
+    State(ctx): State<Arc<Context>>,
+    query: Result<Query<ImpactParams>, QueryRejection>,
+) -> Result<Json<ImpactView>, Problem> {
+    let Query(params) = query.map_err(query_rejection)?;
+    let until_ms = match params.until.as_deref() {
+        Some(until) => parse_time("until", until)?,
+        None => Utc::now().timestamp_millis(),
+    };
+    let since_ms = match params.since.as_deref() {
+        Some(since) => parse_time("since", since)?,
+        None => until_ms - ctx.impact.settings.period_ms,
+    };
+    if since_ms >= until_ms {
+        return Err(invalid_query("since", "must be before `until`"));
+    }
+    let view = impact::view(&ctx, since_ms, until_ms)
         .await
         .map_err(|e| database_problem(&e))?;
     Ok(Json(view))
@@ -454,6 +487,7 @@ mod tests {
                 "/v1/actions/{id}/reopen",
                 "/v1/actions/{id}/resolve",
                 "/v1/findings",
+                "/v1/themes/impact",
                 "/v1/themes/{theme}/stats",
                 "/v1/topics/emerging",
             ],

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ArgAction;
 use closeloop_trend::{
-    DetectorConfig, DetectorSettings, EmergingConfig, RecurrenceConfig, SurgeConfig,
+    DetectorConfig, DetectorSettings, EmergingConfig, ImpactConfig, RecurrenceConfig, SurgeConfig,
 };
 use serde::Deserialize;
 
@@ -141,6 +141,18 @@ pub struct Config {
     /// baseline share predicts.
     #[arg(long, env = "TRENDS_EMERGING_MIN_RATIO", default_value_t = 2.0)]
     pub emerging_min_ratio: f64,
+    /// Theme impact: the period the ranking on `/ops`, the action evidence and the
+    /// `closeloop_theme_*_impact` gauges cover, in days up to now.
+    #[arg(long, env = "TRENDS_IMPACT_DAYS", default_value_t = 30)]
+    pub impact_days: i64,
+    /// Theme impact: scored feedback needed both with the theme mentioned negatively and
+    /// without it; fewer is "not enough data".
+    #[arg(long, env = "TRENDS_IMPACT_MIN_COUNT", default_value_t = 10)]
+    pub impact_min_count: u32,
+    /// Theme impact: how often the gauges and the evidence figures are computed again, in
+    /// seconds.
+    #[arg(long, env = "TRENDS_IMPACT_REFRESH_SECONDS", default_value_t = 60)]
+    pub impact_refresh_seconds: u64,
     /// Kafka consumer group; instances in one group share the themes by partition.
     #[arg(long, env = "TRENDS_GROUP_ID", default_value = "closeloop-trends")]
     pub group_id: String,
@@ -251,6 +263,7 @@ pub struct Checked {
     /// 0 = nothing is historical.
     pub historical_after_ms: i64,
     pub emerging: crate::emerging::Settings,
+    pub impact: crate::impact::Settings,
 }
 
 impl Config {
@@ -321,6 +334,35 @@ impl Config {
             reopen_within_ms: self.reopen_within_hours * HOUR_MS,
             historical_after_ms: self.historical_after_hours * HOUR_MS,
             emerging: self.emerging()?,
+            impact: self.impact()?,
+        })
+    }
+
+    /// The theme-impact settings, checked.
+    fn impact(&self) -> Result<crate::impact::Settings, String> {
+        if !(1..=24 * 3600).contains(&self.impact_refresh_seconds) {
+            return Err(format!(
+                "impact_refresh_seconds must be between 1 and a day, got {}",
+                self.impact_refresh_seconds
+            ));
+        }
+        if !(1..=365).contains(&self.impact_days) {
+            return Err(format!(
+                "impact_days must be between 1 and 365, got {}",
+                self.impact_days
+            ));
+        }
+        let rules = ImpactConfig {
+            min_count: self.impact_min_count,
+            ..ImpactConfig::default()
+        };
+        rules
+            .validate()
+            .map_err(|e| format!("impact setting {e}"))?;
+        Ok(crate::impact::Settings {
+            refresh: std::time::Duration::from_secs(self.impact_refresh_seconds),
+            period_ms: self.impact_days * DAY_MS,
+            rules,
         })
     }
 
@@ -387,6 +429,8 @@ mod tests {
         assert_eq!(checked.emerging.window_ms, 7 * DAY_MS);
         assert_eq!(checked.emerging.baseline_ms, 28 * DAY_MS);
         assert_eq!(checked.emerging.refresh.as_secs(), 60);
+        assert_eq!(checked.impact.rules, ImpactConfig::default());
+        assert_eq!(checked.impact.period_ms, 30 * DAY_MS);
         assert_eq!(config.group_id, "closeloop-trends");
     }
 
@@ -413,6 +457,8 @@ mod tests {
         );
         assert!(error(&["--detector-config", "/nonexistent.toml"]).contains("cannot read"));
         assert!(error(&["--emerging-refresh-seconds", "0"]).contains("emerging_refresh"));
+        assert!(error(&["--impact-min-count", "1"]).contains("min_count"));
+        assert!(error(&["--impact-days", "0"]).contains("impact_days"));
         assert!(error(&["--emerging-window-days", "0"]).contains("emerging_window_days"));
         assert!(error(&["--emerging-baseline-days", "400"]).contains("emerging_baseline"));
         assert!(error(&["--emerging-min-customers", "0"]).contains("min_customers"));

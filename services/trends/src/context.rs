@@ -11,6 +11,7 @@ use closeloop_classify::{Language, Taxonomy};
 use crate::auth::OpsAuth;
 use crate::detection::DetectionState;
 use crate::emerging::Emerging;
+use crate::impact::Impact;
 use crate::metrics::TrendsMetrics;
 use crate::store::{self, TrendsStore};
 
@@ -70,6 +71,8 @@ pub(crate) struct Context {
     pub(crate) historical_after_ms: i64,
     /// The emerging-topic lists, their settings and the phrase extractor.
     pub(crate) emerging: Emerging,
+    /// The themes' impact on NPS and rating as last computed, and its settings.
+    pub(crate) impact: Impact,
 }
 
 impl Context {
@@ -161,6 +164,11 @@ pub(crate) mod testing {
                 },
                 PhraseExtractor::new(&Taxonomy::builtin()),
             ),
+            impact: crate::impact::Impact::new(crate::impact::Settings {
+                refresh: Duration::from_secs(60),
+                period_ms: 30 * 24 * 3_600_000,
+                rules: closeloop_trend::ImpactConfig::default(),
+            }),
         }
     }
 }

@@ -437,7 +437,10 @@ impl ThemesHandler {
             Trigger::Surge { .. } => config.describe_surge(),
             Trigger::Recurrence { .. } => config.describe_recurrence(),
         };
-        Ok(evidence::assemble(span, signal, rule, &gathered))
+        let mut evidence = evidence::assemble(span, signal, rule, &gathered);
+        // What the theme costs, as last computed: a refresh old at most, and no query here.
+        (evidence.nps_impact, evidence.rating_impact) = self.ctx.impact.quoted(theme);
+        Ok(evidence)
     }
 
     async fn raise(

@@ -13,6 +13,9 @@
 //!   ─► GET /v1/topics/emerging, /ops, closeloop_trends_emerging_topics{kind}
 //! ```
 //!
+//! The same consumer stores every scored feedback for theme impact, in the same
+//! transaction (see [`crate::impact`]).
+//!
 //! Phrases are cut here rather than in categorise, so categorise's hot path only counts
 //! unmatched feedback (`closeloop_feedback_unmatched_total`). The lists are computed from
 //! the shared database, so every replica computes the same whichever partitions it
@@ -37,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::action::time;
 use crate::context::Context;
 use crate::detection::db_error;
-use crate::store::{TopicFeedbackRow, TopicScanRow, TrendsStore};
+use crate::store::{ScoreRow, TopicFeedbackRow, TopicScanRow, TrendsStore};
 
 /// How long an excerpt of a feedback is kept (as categorise cuts theme mentions' excerpts).
 const EXCERPT_CHARS: usize = 160;
@@ -186,18 +189,27 @@ impl TopicFeedbackHandler {
         Self { ctx }
     }
 
-    /// One record or a whole batch: one transaction either way. A feedback twice in the
-    /// batch is stored once (the first, as one by one would).
+    /// One record or a whole batch: one transaction either way, for the emerging topics'
+    /// feedback and the scored feedback of theme impact ([`crate::impact`]) alike. A
+    /// feedback twice in the batch is stored once (the first, as one by one would).
     async fn store(&self, records: &[Incoming<FeedbackCategorised>]) -> Result<(), HandlerError> {
         let mut seen = std::collections::HashSet::new();
-        let rows: Vec<TopicFeedbackRow> = records
+        let firsts: Vec<&FeedbackCategorised> = records
             .iter()
-            .filter_map(|incoming| self.ctx.emerging.row_of(&incoming.envelope.data))
-            .filter(|row| seen.insert(row.feedback_id.clone()))
+            .map(|incoming| &incoming.envelope.data)
+            .filter(|data| seen.insert(data.feedback.feedback_id))
+            .collect();
+        let topics: Vec<TopicFeedbackRow> = firsts
+            .iter()
+            .filter_map(|data| self.ctx.emerging.row_of(data))
+            .collect();
+        let scores: Vec<ScoreRow> = firsts
+            .iter()
+            .filter_map(|data| crate::impact::score_row_of(data))
             .collect();
         self.ctx
             .store
-            .insert_topic_feedback(&rows)
+            .insert_categorised(&topics, &scores)
             .await
             .map_err(db_error)?;
         Ok(())

@@ -19,6 +19,10 @@
 //! among the list's customers but no longer towards any phrase. Excerpts of emerging
 //! topics are read from the table per request, so no replica quotes them afterwards.
 //!
+//! Scored feedback for theme impact (`trends_feedback_scores`) has no step here: it holds
+//! no customer id and no words — scores, theme ids and a time — linked to the customer
+//! only through the feedback id, which the pseudonymised mentions keep as well.
+//!
 //! Scope: a source's erasure reaches the mentions that came through that source (and
 //! those stored before mentions recorded their source); an admin's, every mention. A
 //! customer erased by one source only can then count twice among a window's distinct

@@ -186,6 +186,9 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
         average_rating: average(rating_sum, rating_count),
         average_nps: average(nps_sum, nps_count),
         triggered_at: Some(time(signal.triggered_at_ms())),
+        // Filled in by the caller, which knows the theme's last computed impact.
+        nps_impact: None,
+        rating_impact: None,
     }
 }
 

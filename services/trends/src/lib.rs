@@ -4,7 +4,9 @@
 //! serves the ops API and the `/ops` page through which an operator acknowledges, assigns
 //! and resolves it with the message customers will get. A second consumer applies
 //! `privacy.erasure.v1` (see [`erasure`]); a third stores the feedback that matched no
-//! theme or is negative, from which the emerging topics are computed (see [`emerging`]).
+//! theme or is negative, from which the emerging topics are computed (see [`emerging`]),
+//! and every scored feedback, from which each theme's impact on NPS and rating is
+//! computed (see [`impact`]).
 //!
 //! Shape (as every closeloop service): [`Config`] → [`Service::build`] (connect, migrate,
 //! rebuild state, bind) → [`Service::run_until_stopped`] (consumer loop + HTTP server).
@@ -26,6 +28,7 @@ mod detection;
 mod emerging;
 mod erasure;
 mod evidence;
+mod impact;
 mod metrics;
 mod ops;
 mod request;
@@ -101,6 +104,7 @@ impl Service {
             reopen_within_ms: checked.reopen_within_ms,
             historical_after_ms: checked.historical_after_ms,
             emerging: emerging::Emerging::new(checked.emerging, PhraseExtractor::new(&taxonomy)),
+            impact: impact::Impact::new(checked.impact),
             taxonomy,
         });
         Ok(Service {
@@ -139,6 +143,10 @@ impl Service {
                 tasks.spawn(
                     "trends emerging topics",
                     emerging::keep_fresh(ctx.clone(), tasks.stop_token()),
+                );
+                tasks.spawn(
+                    "trends theme impact",
+                    impact::keep_fresh(ctx.clone(), tasks.stop_token()),
                 );
                 tasks.consumer(
                     format!("{group_id}-topics"),

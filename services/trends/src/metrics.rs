@@ -42,6 +42,11 @@ pub struct TrendsMetrics {
     pub pipeline_latency: HistogramVec,
     /// Phrases listed as emerging topics, by `kind` (unmatched, negative).
     pub emerging: IntGaugeVec,
+    /// How much higher NPS (points) and the average rating of the last `TRENDS_IMPACT_DAYS`
+    /// would be without the feedback mentioning the theme negatively; absent while there
+    /// is not enough data.
+    pub theme_nps_impact: GaugeVec,
+    pub theme_rating_impact: GaugeVec,
 }
 
 impl TrendsMetrics {
@@ -97,6 +102,22 @@ impl TrendsMetrics {
             ),
             &["kind"],
         )?;
+        let theme_nps_impact = GaugeVec::new(
+            Opts::new(
+                "closeloop_theme_nps_impact",
+                "NPS points the last period would gain without the feedback mentioning the theme negatively.",
+            ),
+            &["theme"],
+        )?;
+        let theme_rating_impact = GaugeVec::new(
+            Opts::new(
+                "closeloop_theme_rating_impact",
+                "Average rating (1-5) the last period would gain without the feedback mentioning the theme negatively.",
+            ),
+            &["theme"],
+        )?;
+        registry.register(Box::new(theme_nps_impact.clone()))?;
+        registry.register(Box::new(theme_rating_impact.clone()))?;
         registry.register(Box::new(emerging.clone()))?;
         registry.register(Box::new(actions_open.clone()))?;
         registry.register(Box::new(actions_total.clone()))?;
@@ -127,7 +148,24 @@ impl TrendsMetrics {
             opened_timestamp,
             pipeline_latency,
             emerging,
+            theme_nps_impact,
+            theme_rating_impact,
         })
+    }
+
+    /// A theme's impact on NPS and rating; `None` removes the series (not enough data).
+    pub(crate) fn theme_impact(&self, theme: &str, nps: Option<f64>, rating: Option<f64>) {
+        for (gauge, value) in [
+            (&self.theme_nps_impact, nps),
+            (&self.theme_rating_impact, rating),
+        ] {
+            match value {
+                Some(value) => gauge.with_label_values(&[theme]).set(value),
+                None => {
+                    let _ = gauge.remove_label_values(&[theme]);
+                }
+            }
+        }
     }
 
     /// The theme's action is unresolved since `since_ms` (raised or reopened then).

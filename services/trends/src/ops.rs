@@ -1,6 +1,7 @@
 //! `/ops`: a small server-rendered page for the ops team — the unresolved actions with
 //! their evidence (counts over time as an inline SVG chart, see [`crate::chart`]), the
-//! emerging topics no theme covers yet, and plain HTML forms to acknowledge, assign, resolve (with the message
+//! emerging topics no theme covers yet, what costs us most (each theme's impact on NPS and
+//! rating, see [`crate::impact`]), and plain HTML forms to acknowledge, assign, resolve (with the message
 //! in English and German) and reopen. No JavaScript at all.
 //!
 //! Everything shown that came from outside — feedback excerpts above all, but also theme
@@ -37,6 +38,7 @@ use crate::auth::Session;
 use crate::chart;
 use crate::context::Context;
 use crate::emerging::{self, EmergingView, Kind};
+use crate::impact::{self, ImpactValue, ImpactView};
 use crate::request::{self, parse_action_id};
 use crate::store::{ActionFilter, StatusFilter};
 use crate::workflow::{self, database_problem, Step};
@@ -188,13 +190,17 @@ async fn render(
         .await;
     let findings = ctx.store.findings(None, FINDINGS_SHOWN).await;
     let topics = emerging::view(&ctx.store, &ctx.emerging, Kind::Unmatched, EMERGING_SHOWN).await;
-    let (unresolved, resolved, findings, topics) = match (unresolved, resolved, findings, topics) {
-        (Ok(u), Ok(r), Ok(f), Ok(t)) => (u, r, f, t),
-        (Err(error), _, _, _)
-        | (_, Err(error), _, _)
-        | (_, _, Err(error), _)
-        | (_, _, _, Err(error)) => return problem_page(&database_problem(&error)),
-    };
+    let now_ms = Utc::now().timestamp_millis();
+    let costs = impact::view(ctx, now_ms - ctx.impact.settings.period_ms, now_ms + 1).await;
+    let (unresolved, resolved, findings, topics, costs) =
+        match (unresolved, resolved, findings, topics, costs) {
+            (Ok(u), Ok(r), Ok(f), Ok(t), Ok(c)) => (u, r, f, t, c),
+            (Err(error), _, _, _, _)
+            | (_, Err(error), _, _, _)
+            | (_, _, Err(error), _, _)
+            | (_, _, _, Err(error), _)
+            | (_, _, _, _, Err(error)) => return problem_page(&database_problem(&error)),
+        };
     let findings: Vec<Finding> = findings
         .iter()
         .filter_map(
@@ -225,6 +231,7 @@ async fn render(
         &to_actions(resolved),
         &findings,
         &topics,
+        &costs,
         notice,
         errors,
         session.csrf(),
@@ -239,6 +246,7 @@ fn page_body(
     resolved: &[Action],
     findings: &[Finding],
     topics: &EmergingView,
+    costs: &ImpactView,
     notice: Option<&str>,
     errors: &[String],
     csrf: &str,
@@ -275,6 +283,7 @@ fn page_body(
     for action in unresolved {
         action_card(&mut body, action, csrf);
     }
+    costs_section(&mut body, costs);
     emerging_section(&mut body, topics);
     let _ = write!(body, "<h2>Recently resolved ({})</h2>", resolved.len());
     for action in resolved {
@@ -344,6 +353,64 @@ fn emerging_section(out: &mut String, view: &EmergingView) {
             let _ = write!(out, "<q class=\"excerpt\">{}</q>", escape(&example.excerpt));
         }
         out.push_str("</td></tr>");
+    }
+    out.push_str("</table>");
+}
+
+/// Themes shown in "What costs us most".
+const COSTS_SHOWN: usize = 10;
+
+/// An impact with its interval, or that there is too little data for one.
+fn impact_cell(value: &ImpactValue, unit: &str) -> String {
+    match value.estimate() {
+        Some(e) => format!(
+            "{:+.2}{unit} <small>({:+.2} to {:+.2})</small>",
+            e.value, e.ci_low, e.ci_high
+        ),
+        None => "not enough data".to_owned(),
+    }
+}
+
+/// The themes ranked by how much NPS (then rating) they cost over the last period.
+fn costs_section(out: &mut String, view: &ImpactView) {
+    let _ = write!(
+        out,
+        "<h2>What costs us most</h2><p class=\"meta\">How much higher NPS and the average \
+         rating of {} – {} would be without the feedback mentioning the theme negatively \
+         (95 % interval; at least {} scored feedback on each side). {} scored feedback",
+        escape(&when(view.since)),
+        escape(&when(view.until)),
+        view.min_count,
+        view.feedback,
+    );
+    if let Some(nps) = view.nps.mean {
+        let _ = write!(out, ", NPS {nps:+.0}");
+    }
+    if let Some(rating) = view.rating.mean {
+        let _ = write!(out, ", average rating {rating:.2}");
+    }
+    out.push_str(".</p>");
+    if view.themes.is_empty() {
+        out.push_str("<p id=\"no-theme-impact\">No scored feedback mentions a theme yet.</p>");
+        return;
+    }
+    out.push_str(
+        "<table id=\"theme-impact\"><tr><th>theme</th><th>mentions</th><th>negative</th>\
+         <th>share</th><th>NPS impact</th><th>rating impact</th></tr>",
+    );
+    for theme in view.themes.iter().take(COSTS_SHOWN) {
+        let _ = write!(
+            out,
+            "<tr class=\"theme-impact\" data-theme=\"{}\"><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{:.1}%</td><td>{}</td><td>{}</td></tr>",
+            escape(&theme.theme),
+            theme_title(&theme.theme, &theme.theme_name),
+            theme.mentions,
+            theme.negative_mentions,
+            theme.negative_share * 100.0,
+            impact_cell(&theme.nps_impact, " points"),
+            impact_cell(&theme.rating_impact, " stars"),
+        );
     }
     out.push_str("</table>");
 }
@@ -443,6 +510,22 @@ fn evidence_of(out: &mut String, e: &Evidence, note: Option<&str>) {
         let _ = write!(out, "; average NPS score {nps:.1}");
     }
     out.push_str("</p>");
+    if e.nps_impact.is_some() || e.rating_impact.is_some() {
+        out.push_str("<p class=\"impact\">What it costs over the last days (95 % interval):");
+        for (name, impact, unit) in [
+            ("NPS", e.nps_impact, " points"),
+            ("rating", e.rating_impact, " stars"),
+        ] {
+            if let Some(i) = impact {
+                let _ = write!(
+                    out,
+                    " {name} {:+.2}{unit} ({:+.2} to {:+.2});",
+                    i.value, i.ci_low, i.ci_high
+                );
+            }
+        }
+        out.push_str("</p>");
+    }
     if !e.reason.is_empty() {
         let _ = write!(out, "<p class=\"meta\">Why: {}</p>", escape(&e.reason));
     }
@@ -783,6 +866,83 @@ mod tests {
         }
     }
 
+    /// One theme with a number, one without, named `name`.
+    fn costs(name: &str) -> ImpactView {
+        let now = Utc::now();
+        let overall = impact::OverallView {
+            count: 40,
+            mean: Some(12.0),
+        };
+        let theme = |id: &str, nps: ImpactValue| impact::ThemeImpactView {
+            theme: id.into(),
+            theme_name: BTreeMap::from([("en".into(), name.into())]),
+            mentions: 12,
+            negative_mentions: 10,
+            negative_share: 0.25,
+            nps_impact: nps,
+            nps_score_impact: nps,
+            rating_impact: ImpactValue::NotEnoughData("not_enough_data"),
+        };
+        ImpactView {
+            since: now,
+            until: now,
+            min_count: 10,
+            feedback: 40,
+            nps: overall,
+            nps_score: overall,
+            rating: overall,
+            themes: vec![
+                theme(
+                    "delivery_time",
+                    ImpactValue::Estimate(closeloop_trend::impact::Estimate {
+                        value: 20.0,
+                        ci_low: 5.5,
+                        ci_high: 34.5,
+                    }),
+                ),
+                theme("price", ImpactValue::NotEnoughData("not_enough_data")),
+            ],
+        }
+    }
+
+    #[test]
+    fn evidence_shows_what_the_theme_costs() {
+        let mut out = String::new();
+        let impact = closeloop_events::ScoreImpact {
+            value: 12.5,
+            ci_low: 3.25,
+            ci_high: 21.75,
+        };
+        evidence_of(
+            &mut out,
+            &Evidence {
+                nps_impact: Some(impact),
+                ..Evidence::default()
+            },
+            None,
+        );
+        assert!(out.contains("NPS +12.50 points (+3.25 to +21.75)"), "{out}");
+        assert!(!out.contains("rating"), "none without enough data: {out}");
+        let mut without = String::new();
+        evidence_of(&mut without, &Evidence::default(), None);
+        assert!(!without.contains("What it costs"), "{without}");
+    }
+
+    #[test]
+    fn what_costs_most_is_a_ranked_table_with_intervals() {
+        let mut out = String::new();
+        costs_section(&mut out, &costs("Delivery"));
+        assert!(out.contains("<h2>What costs us most</h2>"), "{out}");
+        let delivery = out.find("data-theme=\"delivery_time\"").expect("listed");
+        let price = out.find("data-theme=\"price\"").expect("listed");
+        assert!(delivery < price, "in the order given");
+        assert!(
+            out.contains("+20.00 points <small>(+5.50 to +34.50)</small>"),
+            "{out}"
+        );
+        assert!(out.contains("not enough data"), "{out}");
+    }
+
     fn no_topics() -> EmergingView {
         EmergingView {
             kind: "unmatched",
@@ -848,6 +1008,7 @@ mod tests {
             &[hostile_action(ActionStatus::Resolved)],
             &[finding],
             &hostile_topics(),
+            &costs(HOSTILE),
             Some(HOSTILE),
             &[HOSTILE.to_owned()],
             "csrf-token",
@@ -878,6 +1039,7 @@ mod tests {
             std::slice::from_ref(&resolved),
             &[],
             &no_topics(),
+            &costs("Delivery"),
             None,
             &[],
             "c",
@@ -922,6 +1084,7 @@ mod tests {
             &[],
             &[],
             &no_topics(),
+            &costs("Delivery"),
             None,
             &[],
             "c",

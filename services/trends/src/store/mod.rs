@@ -11,7 +11,8 @@
 //! - [`history`]: who did what to an action, when;
 //! - [`erasure`]: forgetting a customer;
 //! - [`sessions`]: `/ops` sign-ins;
-//! - [`topics`]: the feedback emerging topics are found in.
+//! - [`topics`]: the feedback emerging topics are found in;
+//! - [`scores`]: scored feedback, for the themes' impact on NPS and rating.
 
 mod actions;
 mod erasure;
@@ -19,6 +20,7 @@ mod evidence;
 mod findings;
 mod history;
 mod mentions;
+mod scores;
 mod sessions;
 mod topics;
 
@@ -31,6 +33,7 @@ pub use evidence::{ExcerptRow, SeriesRow, SliceRow, Span};
 pub use findings::FindingRow;
 pub use history::LogRow;
 pub use mentions::MentionRow;
+pub use scores::ScoreRow;
 pub use topics::{TopicFeedbackRow, TopicScanRow};
 
 /// Whether `error` is the unique index refusing a second unresolved action of a theme.

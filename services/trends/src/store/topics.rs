@@ -3,7 +3,7 @@
 
 use closeloop_store::{sqlx, values};
 
-use super::TrendsStore;
+use super::{ScoreRow, TrendsStore};
 
 /// One feedback as stored for emerging topics.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,14 +52,38 @@ impl TrendsStore {
     /// (a replay) is left as it is, and one of a customer erased in its source's scope
     /// after it was given is stored under the pseudonym without their words. Returns how
     /// many rows were new.
+    #[cfg(test)]
     pub async fn insert_topic_feedback(
         &self,
         rows: &[TopicFeedbackRow],
     ) -> Result<u64, sqlx::Error> {
-        if rows.is_empty() {
-            return Ok(0);
+        Ok(self.insert_categorised(rows, &[]).await?.0)
+    }
+
+    /// What the categorised-feedback consumer stores, in one transaction: feedback for
+    /// emerging topics (as [`TrendsStore::insert_topic_feedback`]) and scored feedback
+    /// for theme impact (as [`TrendsStore::insert_scores_in`]). Returns how many rows of
+    /// each were new.
+    pub async fn insert_categorised(
+        &self,
+        topics: &[TopicFeedbackRow],
+        scores: &[ScoreRow],
+    ) -> Result<(u64, u64), sqlx::Error> {
+        if topics.is_empty() && scores.is_empty() {
+            return Ok((0, 0));
         }
         let mut tx = self.db.pool().begin().await?;
+        let topics = self.insert_topic_rows(&mut tx, topics).await?;
+        let scores = self.insert_scores_in(&mut tx, scores).await?;
+        tx.commit().await?;
+        Ok((topics, scores))
+    }
+
+    async fn insert_topic_rows(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        rows: &[TopicFeedbackRow],
+    ) -> Result<u64, sqlx::Error> {
         let mut inserted = 0;
         let per_statement =
             values::rows_per_statement(self.db.backend(), TopicFeedbackRow::COLUMNS);
@@ -97,9 +121,8 @@ impl TrendsStore {
                     .bind(row.given_at_ms)
                     .bind(self.pseudonyms.of(&row.customer_id));
             }
-            inserted += query.execute(&mut *tx).await?.rows_affected();
+            inserted += query.execute(&mut *conn).await?.rows_affected();
         }
-        tx.commit().await?;
         Ok(inserted)
     }
 

@@ -15,7 +15,7 @@ use closeloop_testkit::eventually;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{get_json, metric, Bus, TestApp};
+use crate::helpers::{consumed, get_json, metric, Bus, TestApp};
 
 const TOKEN: &str = "s3cret-ops-token";
 
@@ -134,17 +134,6 @@ async fn publish(bus: &Bus, stream: &[Envelope<FeedbackCategorised>]) {
             .await
             .expect("feedback acknowledged");
     }
-}
-
-/// Categorised feedback records trends has consumed.
-async fn consumed(app: &TestApp) -> f64 {
-    let text = closeloop_testkit::get_text(&app.url("/metrics")).await;
-    metric(
-        &text,
-        "closeloop_events_consumed_total",
-        "topic=\"feedback.categorised.v1\"",
-    )
-    .unwrap_or(0.0)
 }
 
 /// The list once it was computed after `after`.

@@ -163,6 +163,17 @@ pub fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
         .find_map(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
+/// Categorised feedback records trends has consumed.
+pub async fn consumed(app: &TestApp) -> f64 {
+    let text = closeloop_testkit::get_text(&app.url("/metrics")).await;
+    metric(
+        &text,
+        "closeloop_events_consumed_total",
+        "topic=\"feedback.categorised.v1\"",
+    )
+    .unwrap_or(0.0)
+}
+
 /// A GET of the API with the ops token, as JSON.
 pub async fn get_json(app: &TestApp, path: &str, token: &str) -> serde_json::Value {
     app.client

@@ -4,6 +4,7 @@
 mod emerging;
 mod helpers;
 mod history;
+mod impact;
 mod late;
 mod lifecycle;
 mod ops_page;

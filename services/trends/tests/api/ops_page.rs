@@ -405,6 +405,15 @@ async fn an_operator_resolves_an_action_in_headless_chromium() {
     let actions = ActionReader::new(bus.brokers());
     let raised = raise_hostile_action(&bus, &actions).await;
     let id = raised.action_id;
+    // Scored feedback for "What costs us most" (see impact.rs for its figures).
+    let scored = crate::impact::stream();
+    crate::impact::publish(&bus, &scored).await;
+    closeloop_testkit::eventually(
+        Duration::from_secs(60),
+        "the scored feedback consumed",
+        || async { (crate::helpers::consumed(&app).await >= scored.len() as f64).then_some(()) },
+    )
+    .await;
 
     let driver = start_driver().await;
     let browser = Browser::start(&driver).await;
@@ -424,6 +433,19 @@ async fn an_operator_resolves_an_action_in_headless_chromium() {
     assert_eq!(browser.count(&format!("{card} script")).await, 0);
     assert_eq!(browser.count(&format!("{card} img")).await, 0);
     assert_ne!(browser.title().await, "pwned", "no script ran");
+
+    // What costs us most: delivery first, with its interval; price without enough data.
+    let costs = browser.text("table#theme-impact").await;
+    assert!(costs.contains("+66.67 points"), "{costs}");
+    assert!(costs.contains("not enough data"), "{costs}");
+    assert_eq!(browser.count("tr.theme-impact").await, 2);
+    assert_eq!(
+        browser
+            .count("tr[data-theme=delivery_time] + tr[data-theme=price]")
+            .await,
+        1,
+        "delivery ranked right above price"
+    );
 
     // Resolve with a message in English and German.
     let form = format!("form#resolve-{id}");
