@@ -199,6 +199,10 @@ async fn play(
         );
     }
 
+    if let Some(theme) = action["theme"].as_str() {
+        print_impact(ops, stack.trends, theme).await?;
+    }
+
     // The ops team hears of it in chat: the alert notify would post to Slack (with an
     // `NOTIFY_OPS_ALERTS` route), rendered by the same code, as text.
     let mut raised = action.clone();
@@ -211,10 +215,6 @@ async fn play(
                 println!("{}", format!("     │ {line}").trim_end());
             }
         }
-    }
-
-    if let Some(theme) = action["theme"].as_str() {
-        print_impact(ops, stack.trends, theme).await?;
     }
 
     // 3. The ops team fixes it and resolves the action with a "we did" message.
