@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use closeloop_tests::{
-    eventually, feedback, open_action, post_all, received_at_least, resolve, start_loop,
+    eventually, feedback, loop_configs, open_action, post_all, received_at_least, resolve,
+    start_loop_with,
 };
 
 /// The files whose queries must find data, relative to the repository root.
@@ -96,22 +97,45 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         "the deploy files query only {queried:?}"
     );
 
-    let (stack, sink) = start_loop().await;
+    // Theme impact is a number (and its gauges a series) from two scored feedback on
+    // each side, computed every second.
+    let mut configs = loop_configs();
+    configs.trends.impact_min_count = 2;
+    configs.trends.impact_refresh_seconds = 1;
+    let (stack, sink) = start_loop_with(configs).await;
     let services = [stack.ingest, stack.categorise, stack.trends, stack.notify];
+    let with_nps = |mut feedback: serde_json::Value, nps: u8| {
+        feedback["nps"] = nps.into();
+        feedback
+    };
     post_all(
         &stack,
         "m",
         &[
             feedback("ana", "en-GB", true, "My parcel arrived two weeks late.", 1),
             feedback("ana", "en-GB", true, "The delivery is late again!", 1),
-            feedback("ben", "de-DE", true, "Die Lieferung kam viel zu spät.", 1),
-            feedback("cai", "en-US", true, "Delivery was delayed by ten days.", 2),
+            with_nps(
+                feedback("ben", "de-DE", true, "Die Lieferung kam viel zu spät.", 1),
+                2,
+            ),
+            with_nps(
+                feedback("cai", "en-US", true, "Delivery was delayed by ten days.", 2),
+                3,
+            ),
             feedback(
                 "dan",
                 "en-IE",
                 false,
                 "The order was delivered far too late.",
                 1,
+            ),
+            with_nps(
+                feedback("eve", "en-GB", true, "Lovely quality, great product.", 5),
+                10,
+            ),
+            with_nps(
+                feedback("fin", "en-GB", true, "Great value, very happy.", 5),
+                9,
             ),
         ],
     )
