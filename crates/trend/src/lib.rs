@@ -22,10 +22,14 @@
 //! neither raises a theme nor inflates its baseline. Hysteresis: once raised, a theme
 //! stays active until neither detector fired for `cooldown`; a resolution resets it.
 //!
+//! [`effect`] judges whether a resolution worked: the theme's negative mentions per day
+//! and their share, before vs after it (conditional tests that fit counts).
+//!
 //! [`emerging`] is the same kind of scorer for what no theme covers yet: phrases whose
 //! share of recent feedback is significantly above their baseline.
 
 mod config;
+pub mod effect;
 pub mod emerging;
 mod poisson;
 mod theme;
@@ -37,6 +41,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{
     span, ConfigError, DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig,
 };
+pub use effect::{Effect, EffectConfig, Verdict, WindowCounts};
 pub use emerging::{EmergingConfig, Ranking, Tally, Topic, Windows};
 pub use poisson::upper_tail as poisson_upper_tail;
 pub use theme::ThemeStats;
