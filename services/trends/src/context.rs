@@ -70,6 +70,8 @@ pub(crate) struct Context {
     pub(crate) historical_after_ms: i64,
     /// The emerging-topic lists, their settings and the phrase extractor.
     pub(crate) emerging: Emerging,
+    /// How the effects of resolutions are measured.
+    pub(crate) effect: crate::effect::Settings,
 }
 
 impl Context {
@@ -161,6 +163,10 @@ pub(crate) mod testing {
                 },
                 PhraseExtractor::new(&Taxonomy::builtin()),
             ),
+            effect: crate::effect::Settings {
+                refresh: Duration::from_secs(60),
+                rules: closeloop_trend::EffectConfig::default(),
+            },
         }
     }
 }

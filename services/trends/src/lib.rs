@@ -23,6 +23,7 @@ mod chart;
 mod config;
 mod context;
 mod detection;
+mod effect;
 mod emerging;
 mod erasure;
 mod evidence;
@@ -101,6 +102,7 @@ impl Service {
             reopen_within_ms: checked.reopen_within_ms,
             historical_after_ms: checked.historical_after_ms,
             emerging: emerging::Emerging::new(checked.emerging, PhraseExtractor::new(&taxonomy)),
+            effect: checked.effect,
             taxonomy,
         });
         Ok(Service {
@@ -139,6 +141,11 @@ impl Service {
                 tasks.spawn(
                     "trends emerging topics",
                     emerging::keep_fresh(ctx.clone(), tasks.stop_token()),
+                );
+                // Did "we did" work: the effect of each resolution, by event time.
+                tasks.spawn(
+                    "trends effects",
+                    effect::keep_measured(ctx.clone(), tasks.stop_token()),
                 );
                 tasks.consumer(
                     format!("{group_id}-topics"),
