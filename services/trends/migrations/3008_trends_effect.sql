@@ -13,5 +13,9 @@ CREATE TABLE IF NOT EXISTS trends_effects (
     effect_json TEXT NOT NULL,
     -- 1 once the final verdict's `effect_measured` event was acknowledged by the broker,
     -- so it is published once across restarts and replicas.
-    announced BIGINT NOT NULL DEFAULT 0
+    announced BIGINT NOT NULL DEFAULT 0,
+    -- Unix ms (wall clock) until which one instance holds the right to publish it: two
+    -- replicas measuring the same action do not both publish; a claim left by a crash
+    -- expires and the next round publishes.
+    claimed_until_ms BIGINT
 );

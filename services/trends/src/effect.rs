@@ -38,6 +38,9 @@ use crate::store::{ActionRow, DueRow, EffectRow, LogRow, WindowRow};
 
 /// Who the history names for a measurement.
 const ACTOR: &str = "closeloop-trends";
+/// How long an instance holds the right to publish an effect (wall clock): far longer
+/// than a publish takes, short enough that a crash delays the event only a little.
+const CLAIM_MS: i64 = 60_000;
 /// The chart and the `series` split each window into this many buckets (days, for the
 /// default week).
 const BUCKETS_PER_WINDOW: i64 = 7;
@@ -136,9 +139,10 @@ async fn measure_one(
     Ok(action_effect(&effect, from, resolved, to, clock_ms, series))
 }
 
-/// Publishes the final effect of `due` once: under the theme's transition lock, only if
-/// the action is still resolved by the same resolution and not announced yet. `true`
-/// when it was published now.
+/// Publishes the final effect of `due` once: under the theme's transition lock (no
+/// reopen in between), only if the action is still resolved by the same resolution, and
+/// only by the instance that claimed it in the store (replicas share the database).
+/// `true` when it was published now.
 async fn announce(ctx: &Context, due: &DueRow) -> Result<bool, MeasureError> {
     let _transition = ctx.transitions.of_theme(&due.theme).await;
     let Some(row) = ctx.store.action(&due.action_id).await? else {
@@ -153,6 +157,19 @@ async fn announce(ctx: &Context, due: &DueRow) -> Result<bool, MeasureError> {
         return Ok(false);
     }
     let effect: ActionEffect = serde_json::from_str(&stored.effect_json)?;
+    let now_ms = Utc::now().timestamp_millis();
+    if !ctx
+        .store
+        .claim_effect(
+            &due.action_id,
+            due.resolved_at_ms,
+            now_ms,
+            now_ms + CLAIM_MS,
+        )
+        .await?
+    {
+        return Ok(false);
+    }
     let Ok(mut action) = Action::from_row(&row, ctx.theme_name(&row.theme)) else {
         tracing::error!(action_id = %row.action_id, "stored action cannot be read; effect not published");
         return Ok(false);
@@ -163,6 +180,9 @@ async fn announce(ctx: &Context, due: &DueRow) -> Result<bool, MeasureError> {
     if let Err(error) = ctx.publisher.publish(&envelope, None).await {
         // Stays unannounced: the next round publishes it.
         tracing::warn!(action_id = %row.action_id, %error, "effect_measured not acknowledged; trying again");
+        ctx.store
+            .release_effect(&due.action_id, due.resolved_at_ms)
+            .await?;
         return Ok(false);
     }
     ctx.store

@@ -168,7 +168,7 @@ impl TrendsStore {
              VALUES ($1, $2, $3, $4, $5, 0) \
              ON CONFLICT (action_id) DO UPDATE SET resolved_at_ms = excluded.resolved_at_ms, \
              verdict = excluded.verdict, final = excluded.final, \
-             effect_json = excluded.effect_json, announced = 0 \
+             effect_json = excluded.effect_json, announced = 0, claimed_until_ms = NULL \
              WHERE trends_effects.resolved_at_ms <> excluded.resolved_at_ms \
              OR trends_effects.final = 0",
         )
@@ -180,6 +180,47 @@ impl TrendsStore {
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes the right to publish the final effect of `action_id`'s resolution until
+    /// `until_ms`; `false` when it is announced already or another instance holds an
+    /// unexpired claim (as of `now_ms`).
+    pub async fn claim_effect(
+        &self,
+        action_id: &str,
+        resolved_at_ms: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE trends_effects SET claimed_until_ms = $4 \
+             WHERE action_id = $1 AND resolved_at_ms = $2 AND final = 1 AND announced = 0 \
+             AND (claimed_until_ms IS NULL OR claimed_until_ms < $3)",
+        )
+        .bind(action_id)
+        .bind(resolved_at_ms)
+        .bind(now_ms)
+        .bind(until_ms)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives a claim up (the event was not acknowledged): the next round may try again.
+    pub async fn release_effect(
+        &self,
+        action_id: &str,
+        resolved_at_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE trends_effects SET claimed_until_ms = NULL \
+             WHERE action_id = $1 AND resolved_at_ms = $2",
+        )
+        .bind(action_id)
+        .bind(resolved_at_ms)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
     }
 
     /// The final effect's event was acknowledged: never publish it again.
@@ -253,7 +294,25 @@ mod tests {
         row.verdict = "improved".into();
         row.is_final = true;
         assert!(store.store_effect(&row).await.unwrap(), "too early → final");
+        assert!(store.claim_effect("a1", hour, 10, 20).await.unwrap());
+        assert!(
+            !store.claim_effect("a1", hour, 15, 25).await.unwrap(),
+            "claimed"
+        );
+        store.release_effect("a1", hour).await.unwrap();
+        assert!(
+            store.claim_effect("a1", hour, 15, 25).await.unwrap(),
+            "released"
+        );
+        assert!(
+            store.claim_effect("a1", hour, 30, 40).await.unwrap(),
+            "expired"
+        );
         store.mark_effect_announced("a1", hour).await.unwrap();
+        assert!(
+            !store.claim_effect("a1", hour, 50, 60).await.unwrap(),
+            "announced"
+        );
         row.verdict = "worse".into();
         assert!(!store.store_effect(&row).await.unwrap(), "final stays");
         let stored = store.effect("a1", hour).await.unwrap().unwrap();
