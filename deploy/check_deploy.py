@@ -49,6 +49,7 @@ COUNTERS_AND_GAUGES = {
     "closeloop_actions_total",
     "closeloop_action_opened_timestamp_seconds",
     "closeloop_trends_emerging_topics",
+    "closeloop_trends_effect_verdicts_total",
     "closeloop_notifications_total",
     "closeloop_notifications_skipped_total",
     "closeloop_notifications_held_total",
