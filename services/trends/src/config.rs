@@ -441,6 +441,8 @@ mod tests {
         assert_eq!(checked.emerging.window_ms, 7 * DAY_MS);
         assert_eq!(checked.emerging.baseline_ms, 28 * DAY_MS);
         assert_eq!(checked.emerging.refresh.as_secs(), 60);
+        assert_eq!(checked.effect.rules, EffectConfig::default());
+        assert_eq!(checked.effect.refresh.as_secs(), 60);
         assert_eq!(config.group_id, "closeloop-trends");
     }
 
