@@ -209,23 +209,20 @@ async fn render(
             },
         )
         .collect();
-    let to_actions = |rows: Vec<crate::store::ActionRow>| -> Vec<Action> {
-        rows.iter()
-            .filter_map(
-                |row| match Action::from_row(row, ctx.theme_name(&row.theme)) {
-                    Ok(action) => Some(action),
-                    Err(error) => {
-                        tracing::error!(%error, "stored action cannot be shown");
-                        None
-                    }
-                },
-            )
-            .collect()
+    let to_action = |row: &crate::store::ActionRow| -> Option<Action> {
+        match Action::from_row(row, ctx.theme_name(&row.theme)) {
+            Ok(action) => Some(action),
+            Err(error) => {
+                tracing::error!(%error, "stored action cannot be shown");
+                None
+            }
+        }
     };
+    let unresolved: Vec<Action> = unresolved.iter().filter_map(to_action).collect();
     // Resolved actions with the measured effect of their resolution.
     let mut resolved_actions = Vec::with_capacity(resolved.len());
     for row in &resolved {
-        let Some(mut action) = to_actions(vec![row.clone()]).pop() else {
+        let Some(mut action) = to_action(row) else {
             continue;
         };
         match crate::effect::of(ctx, row).await {
@@ -235,7 +232,7 @@ async fn render(
         resolved_actions.push(action);
     }
     let body = page_body(
-        &to_actions(unresolved),
+        &unresolved,
         &resolved_actions,
         &findings,
         &topics,
