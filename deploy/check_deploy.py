@@ -51,6 +51,7 @@ COUNTERS_AND_GAUGES = {
     "closeloop_trends_emerging_topics",
     "closeloop_theme_nps_impact",
     "closeloop_theme_rating_impact",
+    "closeloop_trends_effect_verdicts_total",
     "closeloop_notifications_total",
     "closeloop_notifications_skipped_total",
     "closeloop_notifications_held_total",

@@ -74,6 +74,9 @@ pub enum ActionEventKind {
     /// A resolved action is open again: by an operator, or because its theme surged
     /// again soon after the resolution.
     Reopened,
+    /// The effect of the resolution was measured (the window after it has passed in
+    /// event time): the event carries [`ActionEvent::effect`]. Tells no customer.
+    EffectMeasured,
 }
 
 impl ActionEventKind {
@@ -85,6 +88,7 @@ impl ActionEventKind {
             ActionEventKind::Assigned => "assigned",
             ActionEventKind::Resolved => "resolved",
             ActionEventKind::Reopened => "reopened",
+            ActionEventKind::EffectMeasured => "effect_measured",
         }
     }
 }
@@ -222,6 +226,73 @@ impl Resolution {
     }
 }
 
+/// Whether a resolution worked: the theme's negative mentions per day and their share in
+/// the window before the resolution against the same-length window after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectVerdict {
+    /// Negative mentions per day and their share both fell significantly.
+    Improved,
+    /// No significant change (a fall in volume alone, e.g. a seasonal dip, is none).
+    NoChange,
+    /// Negative mentions per day and their share both rose significantly.
+    Worse,
+    /// The window after the resolution has not passed yet in event time.
+    TooEarly,
+    /// Too few negative mentions in both windows to tell.
+    NotEnoughData,
+}
+
+impl EffectVerdict {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EffectVerdict::Improved => "improved",
+            EffectVerdict::NoChange => "no_change",
+            EffectVerdict::Worse => "worse",
+            EffectVerdict::TooEarly => "too_early",
+            EffectVerdict::NotEnoughData => "not_enough_data",
+        }
+    }
+}
+
+/// The measured effect of a resolution (see `closeloop_trend::effect` for the tests).
+/// Windows are event time: `before_start..resolved_at` and `resolved_at..after_end`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionEffect {
+    pub verdict: EffectVerdict,
+    /// `worse` or `no_change`: an operator should decide whether to reopen the action.
+    pub reopen_suggested: bool,
+    pub before_start: DateTime<Utc>,
+    pub resolved_at: DateTime<Utc>,
+    pub after_end: DateTime<Utc>,
+    pub before: EvidenceCounts,
+    /// The after window so far (complete unless `too_early`).
+    pub after: EvidenceCounts,
+    pub negative_per_day_before: f64,
+    pub negative_per_day_after: f64,
+    pub negative_share_before: f64,
+    pub negative_share_after: f64,
+    /// Relative change of the negative mentions per day; absent when there were none before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<f64>,
+    /// One-sided p-values (absent while too early): the negative rate fell / rose
+    /// (binomial given the total), the negative share fell / rose (Fisher's exact test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_rate_lower: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_rate_higher: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_share_lower: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_share_higher: Option<f64>,
+    /// The event-time clock (newest mention trends has seen) when this was measured.
+    pub measured_at: DateTime<Utc>,
+    /// Counts over time across both windows (buckets counted from `before_start`),
+    /// oldest first; buckets without mentions are absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<EvidenceBucket>,
+}
+
 /// The `actions.v1` payload: the action as it stands after `kind` happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionEvent {
@@ -238,6 +309,10 @@ pub struct ActionEvent {
     pub resolution: Option<Resolution>,
     #[serde(flatten, default)]
     pub workflow: ActionWorkflow,
+    /// The resolution's measured effect: on `effect_measured`, and on later events of
+    /// an action that has one. Absent in older events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<ActionEffect>,
 }
 
 impl Event for ActionEvent {
@@ -283,8 +358,10 @@ mod tests {
                 resolved_at: now,
             }),
             workflow: ActionWorkflow::default(),
+            effect: None,
         });
         assert_eq!(json["kind"], "resolved");
+        assert!(json.get("effect").is_none(), "absent when none");
         assert_eq!(json["status"], "resolved");
         assert_eq!(
             json["resolution"]["message"]["de"],
@@ -309,6 +386,7 @@ mod tests {
         });
         let event: ActionEvent = serde_json::from_value(first_version).expect("decodes");
         assert_eq!(event.workflow, ActionWorkflow::default());
+        assert_eq!(event.effect, None);
         assert_eq!(event.evidence.negative_share, 0.0);
         assert!(event.evidence.by_channel.is_empty());
         assert_eq!(event.evidence.nps_impact, None);
@@ -350,6 +428,7 @@ mod tests {
                 reopened_count: 1,
                 ..ActionWorkflow::default()
             },
+            effect: None,
         });
         assert_eq!(json["kind"], "assigned");
         assert_eq!(json["status"], "acknowledged");
@@ -393,5 +472,47 @@ mod tests {
         };
         assert_eq!(resolution.message_in("de"), "Fixed.");
         assert_eq!(resolution.message_in("en"), "Fixed.");
+    }
+
+    #[test]
+    fn an_effect_measured_event_round_trips() {
+        let now = Utc::now();
+        let json = round_trip(ActionEvent {
+            action_id: Uuid::now_v7(),
+            kind: ActionEventKind::EffectMeasured,
+            theme: "price".into(),
+            theme_name: BTreeMap::new(),
+            status: ActionStatus::Resolved,
+            raised_at: now,
+            evidence: Evidence::default(),
+            resolution: None,
+            workflow: ActionWorkflow::default(),
+            effect: Some(ActionEffect {
+                verdict: EffectVerdict::NoChange,
+                reopen_suggested: true,
+                before_start: now,
+                resolved_at: now,
+                after_end: now,
+                before: EvidenceCounts::default(),
+                after: EvidenceCounts::default(),
+                negative_per_day_before: 3.0,
+                negative_per_day_after: 2.5,
+                negative_share_before: 0.3,
+                negative_share_after: 0.28,
+                change: Some(-1.0 / 6.0),
+                p_rate_lower: Some(0.3),
+                p_rate_higher: Some(0.8),
+                p_share_lower: None,
+                p_share_higher: None,
+                measured_at: now,
+                series: vec![],
+            }),
+        });
+        assert_eq!(json["kind"], "effect_measured");
+        assert_eq!(ActionEventKind::EffectMeasured.as_str(), "effect_measured");
+        assert_eq!(json["effect"]["verdict"], "no_change");
+        assert_eq!(json["effect"]["reopen_suggested"], true);
+        assert!(json["effect"].get("p_share_lower").is_none());
+        assert_eq!(EffectVerdict::NotEnoughData.as_str(), "not_enough_data");
     }
 }

@@ -18,8 +18,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use action::{
-    ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, Evidence, EvidenceBucket,
-    EvidenceCounts, EvidenceExcerpt, Resolution, ScoreImpact, UnknownActionStatus,
+    ActionEffect, ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, EffectVerdict,
+    Evidence, EvidenceBucket, EvidenceCounts, EvidenceExcerpt, Resolution, ScoreImpact,
+    UnknownActionStatus,
 };
 pub use feedback::{
     Channel, CustomerRef, Feedback, FeedbackCategorised, Language, SentimentLabel, SentimentResult,

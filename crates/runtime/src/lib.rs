@@ -10,6 +10,7 @@
 //! Consumers close off the async runtime (see `closeloop_bus::run_consumer`).
 
 pub mod erasure;
+mod period;
 pub mod rate_limit;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use erasure::{PseudonymArgs, Pseudonyms};
+pub use period::parse_period;
 pub use rate_limit::RateLimiter;
 
 /// How long the producer may take to deliver what is queued when a service stops.

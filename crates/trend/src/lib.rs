@@ -22,11 +22,15 @@
 //! neither raises a theme nor inflates its baseline. Hysteresis: once raised, a theme
 //! stays active until neither detector fired for `cooldown`; a resolution resets it.
 //!
+//! [`effect`] judges whether a resolution worked: the theme's negative mentions per day
+//! and their share, before vs after it (conditional tests that fit counts).
+//!
 //! [`emerging`] is the same kind of scorer for what no theme covers yet: phrases whose
 //! share of recent feedback is significantly above their baseline, and [`impact`] says
 //! how much each theme costs the average NPS and rating.
 
 mod config;
+pub mod effect;
 pub mod emerging;
 pub mod impact;
 mod poisson;
@@ -39,6 +43,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{
     span, ConfigError, DetectorConfig, DetectorSettings, RecurrenceConfig, SurgeConfig,
 };
+pub use effect::{Effect, EffectConfig, Verdict, WindowCounts};
 pub use emerging::{EmergingConfig, Ranking, Tally, Topic, Windows};
 pub use impact::{ImpactConfig, ImpactRanking, ImpactTally, Scores, ThemeImpact};
 pub use poisson::upper_tail as poisson_upper_tail;

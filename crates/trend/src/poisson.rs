@@ -57,6 +57,52 @@ pub fn ln_upper_tail(k: u64, lambda: f64) -> f64 {
     (ln_first + sum.ln()).min(0.0)
 }
 
+/// The two one-sided tails of `x` successes: (P(X <= x), P(X >= x)), for a discrete
+/// distribution given by its ln pmf over the support `lo..=hi` (`x` inside it). Summed
+/// relative to the largest term, so tails of large counts neither underflow early nor
+/// lose the terms that matter.
+fn tails(x: u64, lo: u64, hi: u64, ln_pmf: impl Fn(u64) -> f64) -> (f64, f64) {
+    let ln: Vec<f64> = (lo..=hi).map(&ln_pmf).collect();
+    let top = ln.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = ln.iter().map(|l| (l - top).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let at = (x - lo) as usize;
+    let below: f64 = weights[..=at].iter().sum();
+    let above: f64 = weights[at..].iter().sum();
+    ((below / total).min(1.0), (above / total).min(1.0))
+}
+
+/// (P(X <= k), P(X >= k)) for X ~ Binomial(n, p), `k <= n`, `0 < p < 1`. The
+/// conditional test of two Poisson counts: given their sum `n`, the second is
+/// Binomial(n, its share of the exposure) when both have the same rate.
+pub(crate) fn binomial_tails(k: u64, n: u64, p: f64) -> (f64, f64) {
+    if n == 0 || k > n || !(p > 0.0 && p < 1.0) {
+        return (1.0, 1.0);
+    }
+    let (ln_p, ln_q, ln_n) = (p.ln(), (1.0 - p).ln(), ln_factorial(n));
+    tails(k, 0, n, |i| {
+        ln_n - ln_factorial(i) - ln_factorial(n - i) + i as f64 * ln_p + (n - i) as f64 * ln_q
+    })
+}
+
+/// (P(X <= x), P(X >= x)) for X ~ Hypergeometric: `draws` taken without replacement
+/// from `population` items of which `marked` are marked; `x` marked ones drawn. The
+/// exact test of two proportions (Fisher's, one-sided each way).
+pub(crate) fn hypergeometric_tails(x: u64, draws: u64, marked: u64, population: u64) -> (f64, f64) {
+    if draws > population || marked > population {
+        return (1.0, 1.0);
+    }
+    let lo = draws.saturating_sub(population - marked);
+    let hi = draws.min(marked);
+    if x < lo || x > hi || lo == hi {
+        return (1.0, 1.0);
+    }
+    let ln_choose = |n: u64, k: u64| ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k);
+    tails(x, lo, hi, |i| {
+        ln_choose(marked, i) + ln_choose(population - marked, draws - i)
+    })
+}
+
 /// ln(k!): exact summation for small `k`, Stirling's series (error < 1e-12) above.
 fn ln_factorial(k: u64) -> f64 {
     if k < 20 {
@@ -133,5 +179,32 @@ mod tests {
     fn ln_factorial_is_continuous_across_the_switch() {
         let exact: f64 = (2..=20u64).map(|i| (i as f64).ln()).sum();
         assert!((ln_factorial(20) - exact).abs() < 1e-10);
+    }
+
+    #[test]
+    fn binomial_tails_match_hand_computed_values() {
+        // Binomial(4, 1/2): pmf 1,4,6,4,1 over 16.
+        let (le, ge) = binomial_tails(1, 4, 0.5);
+        assert!(close(le, 5.0 / 16.0) && close(ge, 15.0 / 16.0), "{le} {ge}");
+        assert_eq!(binomial_tails(0, 0, 0.5), (1.0, 1.0));
+        let (le, _) = binomial_tails(0, 10, 0.5);
+        assert!(close(le, 1.0 / 1024.0));
+        // Large n does not underflow to nonsense.
+        let (le, ge) = binomial_tails(400, 1000, 0.5);
+        assert!(le > 0.0 && le < 1e-9 && close(ge, 1.0), "{le} {ge}");
+    }
+
+    #[test]
+    fn hypergeometric_tails_are_fishers_test() {
+        // 10 items, 5 marked, draw 5, got 1 marked: P(X <= 1) = (1 + 25) / 252.
+        let (le, ge) = hypergeometric_tails(1, 5, 5, 10);
+        assert!(close(le, 26.0 / 252.0), "{le}");
+        assert!(close(ge, 1.0 - 1.0 / 252.0), "{ge}");
+        assert_eq!(
+            hypergeometric_tails(0, 0, 3, 10),
+            (1.0, 1.0),
+            "nothing drawn"
+        );
+        assert_eq!(hypergeometric_tails(2, 4, 4, 4), (1.0, 1.0), "all marked");
     }
 }

@@ -2,7 +2,8 @@
 //! through the loop and narrates it closing — feedback accepted, a surging theme raised
 //! as an action, the action resolved, customers told "you said, we did" — and shows a
 //! few of those messages as the customers read them: e-mails as a local SMTP relay
-//! received them, webhooks as the source system received them.
+//! received them, webhooks as the source system received them. Last, feedback given in
+//! the minutes after the resolution shows whether the fix worked: the effect verdict.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -44,6 +45,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     // seconds, the background noise of other themes does not.
     configs.trends.min_negative_mentions = 20;
     configs.trends.min_distinct_customers = 10;
+    // The effect of the resolution, on a demo's time scale: four minutes each side (the
+    // feedback after it may be dated at most ingest's allowed clock skew ahead).
+    configs.trends.effect_window = EFFECT_WINDOW;
+    configs.trends.effect_refresh = Duration::from_secs(1);
     let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
     let sink_addr = sink_listener.local_addr()?;
     let secrets = local_defaults(&mut configs, sink_addr);
@@ -70,7 +75,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     stack.stop().await;
     demo?;
     println!(
-        "\n✔ loop closed in {:.1} s (everything included: start-up, {} events, detection, resolution, notification)",
+        "\n✔ loop closed in {:.1} s (everything included: start-up, {} events, detection, resolution, notification, effect)",
         started.elapsed().as_secs_f64(),
         args.events
     );
@@ -240,6 +245,11 @@ async fn play(
         response.status(),
         response.text().await.unwrap_or_default()
     );
+    let resolved: Value = response.json().await?;
+    let resolved_at: chrono::DateTime<chrono::Utc> = resolved["resolution"]["resolved_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the resolved action has no resolution time"))?;
     println!(
         "\n③ ops resolved it: “{}”",
         resolution["message"]["en"].as_str().unwrap_or_default()
@@ -308,6 +318,124 @@ async fn play(
             }
         }
     }
+
+    // 5. Did it work? Feedback given after the resolution, by its event time.
+    show_effect(args, stack, ops, &client, &action_id, resolved_at).await
+}
+
+/// The windows compared before and after the resolution in the demo.
+const EFFECT_WINDOW: Duration = Duration::from_secs(4 * 60);
+
+/// Posts the feedback of the minutes after the resolution — the delivery complaints
+/// mostly gone, customers praising the faster delivery, the rest as before — dated after
+/// it, then feedback just past the window so the event-time clock passes it, and shows
+/// the verdict trends measured.
+async fn show_effect(
+    args: &DemoArgs,
+    stack: &Stack,
+    ops: &reqwest::Client,
+    client: &reqwest::Client,
+    action_id: &str,
+    resolved_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    // Its own minute: the loop itself had `--timeout-secs`.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let window = chrono::Duration::from_std(EFFECT_WINDOW)?;
+    let later = demo_corpus::generate(args.seed.wrapping_add(1), args.events, resolved_at)?;
+    let mut surge = 0usize;
+    let mut after: Vec<_> = later
+        .into_iter()
+        .filter(|f| {
+            let delivery = f.expected_theme == Some("delivery_time");
+            if delivery && f.expected_negative {
+                // One in twenty-five of the complaints is still there.
+                surge += 1;
+                surge.is_multiple_of(25)
+            } else {
+                delivery || f.expected_theme.is_some()
+            }
+        })
+        .collect();
+    anyhow::ensure!(after.len() > 1, "no feedback for after the resolution");
+    // Spread over the window after the resolution; the last few just past it move the
+    // event-time clock beyond it (a few, as not every text yields a theme mention).
+    let n = after.len() as i32;
+    let past = n.min(10);
+    for (i, item) in after.iter_mut().enumerate() {
+        let i = i as i32;
+        let at = if i >= n - past {
+            resolved_at + window + chrono::Duration::seconds(10 + 3 * i64::from(i - (n - past)))
+        } else {
+            resolved_at
+                + chrono::Duration::seconds(5)
+                + (window - chrono::Duration::seconds(10)) * i / (n - past).max(1)
+        };
+        item.body["occurred_at"] =
+            Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    println!(
+        "
+⑤ did it work? {} more feedback events, dated in the {} minutes after the resolution (event time) …",
+        after.len(),
+        EFFECT_WINDOW.as_secs() / 60
+    );
+    for (i, item) in after.iter().enumerate() {
+        let status = client
+            .post(format!("http://{}/v1/feedback", stack.ingest))
+            .bearer_auth(dev_key(item.source))
+            .header("Idempotency-Key", format!("demo-after-{i}"))
+            .json(&item.body)
+            .send()
+            .await?
+            .status();
+        if status.as_u16() != 202 {
+            tracing::warn!(%status, "feedback after the resolution not accepted");
+        }
+    }
+    let effect = loop {
+        let action: Value = ops
+            .get(format!("http://{}/v1/actions/{action_id}", stack.trends))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let effect = &action["effect"];
+        if !effect.is_null() && effect["verdict"] != "too_early" {
+            break effect.clone();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the effect was not measured in time"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let percent = |v: &Value| v.as_f64().unwrap_or_default() * 100.0;
+    println!(
+        "   delivery complaints {} → {} ({:.0} → {:.0} a day{}), negative share {:.0} % → {:.0} %, complaining customers {} → {}",
+        effect["before"]["negative_mentions"],
+        effect["after"]["negative_mentions"],
+        effect["negative_per_day_before"].as_f64().unwrap_or_default(),
+        effect["negative_per_day_after"].as_f64().unwrap_or_default(),
+        effect["change"]
+            .as_f64()
+            .map(|c| format!(", {:+.0} %", c * 100.0))
+            .unwrap_or_default(),
+        percent(&effect["negative_share_before"]),
+        percent(&effect["negative_share_after"]),
+        effect["before"]["distinct_customers"],
+        effect["after"]["distinct_customers"],
+    );
+    println!(
+        "   ✓ effect: {}{}  (p = {:.1e} fewer, {:.1e} lower share; see /ops)",
+        effect["verdict"].as_str().unwrap_or("?"),
+        if effect["reopen_suggested"] == true {
+            " — flagged for a reopen decision"
+        } else {
+            ""
+        },
+        effect["p_rate_lower"].as_f64().unwrap_or(1.0),
+        effect["p_share_lower"].as_f64().unwrap_or(1.0),
+    );
     Ok(())
 }
 

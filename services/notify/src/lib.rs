@@ -182,31 +182,8 @@ pub struct Config {
     pub ops_url: reqwest::Url,
 }
 
-/// A period such as `7d`, `36h`, `90m`, `30s` or `0`.
-pub fn parse_period(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h or d (e.g. 7d)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a period such as 7d, 36h, 90m or 30s"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    };
-    number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
+/// Shared with the other services' durations.
+pub use closeloop_runtime::parse_period;
 
 /// The unsubscribe key; like [`parse_secret_pair`], never quoted back in an error.
 fn parse_link_key(text: &str) -> Result<Secret, String> {

@@ -929,6 +929,7 @@ events = ["raised"]
                 ..Evidence::default()
             },
             resolution: None,
+            effect: None,
             workflow: Default::default(),
         }
     }

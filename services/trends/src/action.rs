@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use closeloop_events::{
-    ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, Evidence, Resolution,
+    ActionEffect, ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, Evidence, Resolution,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -56,6 +56,9 @@ pub struct Action {
     pub resolution: Option<Resolution>,
     #[serde(flatten)]
     pub workflow: ActionWorkflow,
+    /// Did the resolution work? `null` unless resolved and measured (see
+    /// [`crate::effect`]); a reopened action's effect is moot and not shown.
+    pub effect: Option<ActionEffect>,
     /// Only in the detail view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
@@ -95,6 +98,7 @@ impl Action {
                 reopened_count: u32::try_from(row.reopened_count).unwrap_or(u32::MAX),
                 reopened_by: row.reopened_by.clone(),
             },
+            effect: None,
             history: None,
         })
     }
@@ -111,6 +115,7 @@ impl Action {
             evidence: self.evidence.clone(),
             resolution: self.resolution.clone(),
             workflow: self.workflow.clone(),
+            effect: self.effect.clone(),
         }
     }
 }

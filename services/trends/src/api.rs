@@ -77,11 +77,16 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-fn to_action(ctx: &Context, row: &ActionRow) -> Result<Action, Problem> {
-    Action::from_row(row, ctx.theme_name(&row.theme)).map_err(|error| {
+/// The stored action as the API shows it, with its measured effect.
+async fn to_action(ctx: &Context, row: &ActionRow) -> Result<Action, Problem> {
+    let mut action = Action::from_row(row, ctx.theme_name(&row.theme)).map_err(|error| {
         tracing::error!(%error, "stored action cannot be read");
         Problem::internal(error.to_string())
-    })
+    })?;
+    action.effect = crate::effect::of(ctx, row)
+        .await
+        .map_err(|e| database_problem(&e))?;
+    Ok(action)
 }
 
 fn invalid_query(pointer: &str, detail: impl Into<String>) -> Problem {
@@ -164,10 +169,10 @@ async fn list_actions(
         .actions(&filter)
         .await
         .map_err(|e| database_problem(&e))?;
-    let actions = rows
-        .iter()
-        .map(|row| to_action(&ctx, row))
-        .collect::<Result<_, _>>()?;
+    let mut actions = Vec::with_capacity(rows.len());
+    for row in &rows {
+        actions.push(to_action(&ctx, row).await?);
+    }
     Ok(Json(actions))
 }
 
@@ -287,7 +292,7 @@ async fn action_detail(ctx: &Context, id: Uuid) -> Result<Action, Problem> {
         .await
         .map_err(|e| database_problem(&e))?
         .ok_or_else(|| workflow::TransitionError::NotFound(id).problem())?;
-    let mut action = to_action(ctx, &row)?;
+    let mut action = to_action(ctx, &row).await?;
     let history = ctx
         .store
         .history(&row.action_id)

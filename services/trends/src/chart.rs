@@ -47,10 +47,36 @@ const INK: &str = "#555";
 pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// When the theme became active.
+    /// When the theme became active (or, for an effect, was resolved).
     pub fired_at: Option<DateTime<Utc>>,
     /// Negative mentions the baseline predicted for the whole window.
     pub expected_negative: Option<f64>,
+    /// What the marks are called in their hover texts.
+    pub labels: Labels,
+}
+
+/// The names of a chart's marks: an action's evidence and a resolution's effect draw
+/// the same shapes that mean different things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labels {
+    pub window: &'static str,
+    pub fired: &'static str,
+    pub expected: &'static str,
+}
+
+impl Labels {
+    /// An action's evidence: the detector's window, its firing and its baseline.
+    pub const EVIDENCE: Labels = Labels {
+        window: "window",
+        fired: "fired",
+        expected: "baseline",
+    };
+    /// A resolution's effect: the window after it, the resolution, the rate before it.
+    pub const EFFECT: Labels = Labels {
+        window: "after the resolution",
+        fired: "resolved",
+        expected: "before the resolution",
+    };
 }
 
 impl Window {
@@ -60,6 +86,7 @@ impl Window {
             end: evidence.window_end,
             fired_at: evidence.triggered_at,
             expected_negative: evidence.expected_negative_mentions,
+            labels: Labels::EVIDENCE,
         }
     }
 }
@@ -103,9 +130,10 @@ pub fn svg(series: &[EvidenceBucket], window: &Window, label: &str) -> String {
         let _ = write!(
             out,
             "<rect class=\"window\" x=\"{shade_from:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{WINDOW}\">\
-             <title>window {} – {}</title></rect>",
+             <title>{} {} – {}</title></rect>",
             shade_to - shade_from,
             BOTTOM - TOP,
+            escape(window.labels.window),
             escape(&when(window.start)),
             escape(&when(window.end)),
         );
@@ -141,7 +169,8 @@ pub fn svg(series: &[EvidenceBucket], window: &Window, label: &str) -> String {
              stroke-width=\"1.5\" stroke-dasharray=\"5 3\"><title>{1}</title></line>",
             y(expected),
             escape(&format!(
-                "baseline: {expected:.2} negative expected per bucket"
+                "{}: {expected:.2} negative per bucket",
+                window.labels.expected
             )),
         );
     }
@@ -151,7 +180,7 @@ pub fn svg(series: &[EvidenceBucket], window: &Window, label: &str) -> String {
             "<line class=\"fired\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{TOP}\" y2=\"{BOTTOM}\" stroke=\"#222\" \
              stroke-width=\"1.5\"><title>{1}</title></line>",
             x(fired_at),
-            escape(&format!("fired {}", when(fired_at))),
+            escape(&format!("{} {}", window.labels.fired, when(fired_at))),
         );
     }
     // Axes: the baseline of the bars, the maximum count, the first and last bucket.
@@ -259,6 +288,7 @@ mod tests {
             end: at(minutes),
             fired_at: Some(at(minutes - 5)),
             expected_negative: Some(3.0),
+            labels: Labels::EVIDENCE,
         }
     }
 
@@ -358,7 +388,7 @@ mod tests {
         let line = attribute(&svg, "expected", "y1");
         close(&line, &[BOTTOM - (BOTTOM - TOP) / 4.0]);
         assert!(svg.contains("stroke-dasharray"), "{svg}");
-        assert!(svg.contains("1.00 negative expected per bucket"), "{svg}");
+        assert!(svg.contains("baseline: 1.00 negative per bucket"), "{svg}");
         assert_eq!(svg.matches("<line class=\"fired\"").count(), 1, "{svg}");
         assert_eq!(svg.matches("<rect class=\"window\"").count(), 1, "{svg}");
 
@@ -395,6 +425,7 @@ mod tests {
             end: DateTime::<Utc>::default(),
             fired_at: None,
             expected_negative: Some(f64::NAN),
+            labels: Labels::EVIDENCE,
         };
         let svg = svg(&[bucket(0, 3, 2)], &odd, "t");
         assert!(

@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use clap::ArgAction;
+use closeloop_runtime::parse_period;
 use closeloop_trend::{
-    DetectorConfig, DetectorSettings, EmergingConfig, ImpactConfig, RecurrenceConfig, SurgeConfig,
+    DetectorConfig, DetectorSettings, EffectConfig, EmergingConfig, ImpactConfig, RecurrenceConfig,
+    SurgeConfig,
 };
 use serde::Deserialize;
 
@@ -153,6 +157,24 @@ pub struct Config {
     /// seconds.
     #[arg(long, env = "TRENDS_IMPACT_REFRESH_SECONDS", default_value_t = 60)]
     pub impact_refresh_seconds: u64,
+    /// Effect of a resolution: the length of the windows of event time compared, before
+    /// and after it (`7d`, `36h`, `90m`).
+    #[arg(long, env = "TRENDS_EFFECT_WINDOW", default_value = "7d", value_parser = parse_period)]
+    pub effect_window: Duration,
+    /// Effect: fewer negative mentions than this in both windows together are not
+    /// enough data for a verdict.
+    #[arg(
+        long,
+        env = "TRENDS_EFFECT_MIN_NEGATIVE_MENTIONS",
+        default_value_t = 10
+    )]
+    pub effect_min_negative_mentions: u32,
+    /// Effect: a one-sided p-value below this is a significant change.
+    #[arg(long, env = "TRENDS_EFFECT_MAX_P_VALUE", default_value_t = 0.05)]
+    pub effect_max_p_value: f64,
+    /// Effect: how often the effects of resolved actions are measured again (`1m`, `30s`).
+    #[arg(long, env = "TRENDS_EFFECT_REFRESH", default_value = "1m", value_parser = parse_period)]
+    pub effect_refresh: Duration,
     /// Kafka consumer group; instances in one group share the themes by partition.
     #[arg(long, env = "TRENDS_GROUP_ID", default_value = "closeloop-trends")]
     pub group_id: String,
@@ -264,6 +286,7 @@ pub struct Checked {
     pub historical_after_ms: i64,
     pub emerging: crate::emerging::Settings,
     pub impact: crate::impact::Settings,
+    pub effect: crate::effect::Settings,
 }
 
 impl Config {
@@ -335,6 +358,7 @@ impl Config {
             historical_after_ms: self.historical_after_hours * HOUR_MS,
             emerging: self.emerging()?,
             impact: self.impact()?,
+            effect: self.effect()?,
         })
     }
 
@@ -363,6 +387,37 @@ impl Config {
             refresh: std::time::Duration::from_secs(self.impact_refresh_seconds),
             period_ms: self.impact_days * DAY_MS,
             rules,
+        })
+    }
+
+    /// The effect settings, checked.
+    fn effect(&self) -> Result<crate::effect::Settings, String> {
+        let window_ms = i64::try_from(self.effect_window.as_millis()).unwrap_or(i64::MAX);
+        if !(MINUTE_MS..=365 * DAY_MS).contains(&window_ms) {
+            return Err(format!(
+                "effect_window must be between a minute and a year, got {:?}",
+                self.effect_window
+            ));
+        }
+        if self.effect_refresh.is_zero() || self.effect_refresh > Duration::from_secs(86_400) {
+            return Err(format!(
+                "effect_refresh must be between 1s and a day, got {:?}",
+                self.effect_refresh
+            ));
+        }
+        if !(self.effect_max_p_value > 0.0 && self.effect_max_p_value < 1.0) {
+            return Err(format!(
+                "effect_max_p_value must be between 0 and 1, got {}",
+                self.effect_max_p_value
+            ));
+        }
+        Ok(crate::effect::Settings {
+            refresh: self.effect_refresh,
+            rules: EffectConfig {
+                window_ms,
+                min_negative_mentions: self.effect_min_negative_mentions,
+                max_p_value: self.effect_max_p_value,
+            },
         })
     }
 
@@ -431,6 +486,8 @@ mod tests {
         assert_eq!(checked.emerging.refresh.as_secs(), 60);
         assert_eq!(checked.impact.rules, ImpactConfig::default());
         assert_eq!(checked.impact.period_ms, 30 * DAY_MS);
+        assert_eq!(checked.effect.rules, EffectConfig::default());
+        assert_eq!(checked.effect.refresh.as_secs(), 60);
         assert_eq!(config.group_id, "closeloop-trends");
     }
 
@@ -459,6 +516,9 @@ mod tests {
         assert!(error(&["--emerging-refresh-seconds", "0"]).contains("emerging_refresh"));
         assert!(error(&["--impact-min-count", "1"]).contains("min_count"));
         assert!(error(&["--impact-days", "0"]).contains("impact_days"));
+        assert!(error(&["--effect-window", "30s"]).contains("effect_window"));
+        assert!(error(&["--effect-refresh", "0"]).contains("effect_refresh"));
+        assert!(error(&["--effect-max-p-value", "1"]).contains("effect_max_p_value"));
         assert!(error(&["--emerging-window-days", "0"]).contains("emerging_window_days"));
         assert!(error(&["--emerging-baseline-days", "400"]).contains("emerging_baseline"));
         assert!(error(&["--emerging-min-customers", "0"]).contains("min_customers"));

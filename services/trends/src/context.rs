@@ -73,6 +73,8 @@ pub(crate) struct Context {
     pub(crate) emerging: Emerging,
     /// The themes' impact on NPS and rating as last computed, and its settings.
     pub(crate) impact: Impact,
+    /// How the effects of resolutions are measured.
+    pub(crate) effect: crate::effect::Settings,
 }
 
 impl Context {
@@ -169,6 +171,10 @@ pub(crate) mod testing {
                 period_ms: 30 * 24 * 3_600_000,
                 rules: closeloop_trend::ImpactConfig::default(),
             }),
+            effect: crate::effect::Settings {
+                refresh: Duration::from_secs(60),
+                rules: closeloop_trend::EffectConfig::default(),
+            },
         }
     }
 }

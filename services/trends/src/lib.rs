@@ -25,6 +25,7 @@ mod chart;
 mod config;
 mod context;
 mod detection;
+mod effect;
 mod emerging;
 mod erasure;
 mod evidence;
@@ -105,6 +106,7 @@ impl Service {
             historical_after_ms: checked.historical_after_ms,
             emerging: emerging::Emerging::new(checked.emerging, PhraseExtractor::new(&taxonomy)),
             impact: impact::Impact::new(checked.impact),
+            effect: checked.effect,
             taxonomy,
         });
         Ok(Service {
@@ -147,6 +149,11 @@ impl Service {
                 tasks.spawn(
                     "trends theme impact",
                     impact::keep_fresh(ctx.clone(), tasks.stop_token()),
+                );
+                // Did "we did" work: the effect of each resolution, by event time.
+                tasks.spawn(
+                    "trends effects",
+                    effect::keep_measured(ctx.clone(), tasks.stop_token()),
                 );
                 tasks.consumer(
                     format!("{group_id}-topics"),

@@ -9,14 +9,19 @@ use prometheus::{
 };
 
 /// Every `actions.v1` event kind, so each series exists from the start.
-const EVENTS: [&str; 6] = [
+const EVENTS: [&str; 7] = [
     "raised",
     "updated",
     "acknowledged",
     "assigned",
     "resolved",
     "reopened",
+    "effect_measured",
 ];
+
+/// Every final effect verdict (`too_early` is never published), so each series exists
+/// from the start.
+const VERDICTS: [&str; 4] = ["improved", "no_change", "worse", "not_enough_data"];
 
 #[derive(Clone)]
 pub struct TrendsMetrics {
@@ -47,6 +52,8 @@ pub struct TrendsMetrics {
     /// is not enough data.
     pub theme_nps_impact: GaugeVec,
     pub theme_rating_impact: GaugeVec,
+    /// Final effect verdicts of resolved actions published, by `verdict`.
+    pub effect_verdicts: IntCounterVec,
 }
 
 impl TrendsMetrics {
@@ -118,6 +125,14 @@ impl TrendsMetrics {
         )?;
         registry.register(Box::new(theme_nps_impact.clone()))?;
         registry.register(Box::new(theme_rating_impact.clone()))?;
+        let effect_verdicts = IntCounterVec::new(
+            Opts::new(
+                "closeloop_trends_effect_verdicts_total",
+                "Final effect verdicts of resolved actions published on actions.v1, by verdict.",
+            ),
+            &["verdict"],
+        )?;
+        registry.register(Box::new(effect_verdicts.clone()))?;
         registry.register(Box::new(emerging.clone()))?;
         registry.register(Box::new(actions_open.clone()))?;
         registry.register(Box::new(actions_total.clone()))?;
@@ -135,6 +150,9 @@ impl TrendsMetrics {
         for reason in ["beyond_horizon", "before_resolution"] {
             mentions_dropped.with_label_values(&[reason]);
         }
+        for verdict in VERDICTS {
+            effect_verdicts.with_label_values(&[verdict]);
+        }
         for kind in crate::emerging::Kind::ALL {
             emerging.with_label_values(&[kind.as_str()]);
         }
@@ -150,6 +168,7 @@ impl TrendsMetrics {
             emerging,
             theme_nps_impact,
             theme_rating_impact,
+            effect_verdicts,
         })
     }
 
@@ -166,6 +185,10 @@ impl TrendsMetrics {
                 }
             }
         }
+    }
+
+    pub fn effect_verdict(&self, verdict: &str) {
+        self.effect_verdicts.with_label_values(&[verdict]).inc();
     }
 
     /// The theme's action is unresolved since `since_ms` (raised or reopened then).

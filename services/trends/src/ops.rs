@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use closeloop_events::{ActionStatus, Evidence, EvidenceCounts};
+use closeloop_events::{ActionEffect, ActionStatus, EffectVerdict, Evidence, EvidenceCounts};
 use closeloop_http::html::page as html;
 use closeloop_http::{Problem, ProblemType};
 use serde::Deserialize;
@@ -100,7 +100,9 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;paddin
 th:first-child,td:first-child{text-align:left}blockquote{margin:.3rem 0;padding:.3rem .8rem;border-left:3px solid #999;background:#f7f7f7}\
 form{margin:.5rem 0}textarea{width:100%;min-height:3rem}label{display:block;margin:.3rem 0}\
 .forms{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
-svg.chart{display:block;margin:.5rem 0}details.series summary{cursor:pointer;color:#555}";
+svg.chart{display:block;margin:.5rem 0}details.series summary{cursor:pointer;color:#555}\
+.effect{border-top:1px dashed #ccc;margin-top:.5rem}.verdict-improved{color:#2e7d32}.verdict-worse,.verdict-no_change{color:#c62828}\
+.reopen-suggested{background:#fff3cd;padding:.5rem 1rem;border-left:4px solid #c62828}";
 
 fn layout(title: &str, body: &str) -> String {
     format!(
@@ -213,22 +215,31 @@ async fn render(
             },
         )
         .collect();
-    let to_actions = |rows: Vec<crate::store::ActionRow>| -> Vec<Action> {
-        rows.iter()
-            .filter_map(
-                |row| match Action::from_row(row, ctx.theme_name(&row.theme)) {
-                    Ok(action) => Some(action),
-                    Err(error) => {
-                        tracing::error!(%error, "stored action cannot be shown");
-                        None
-                    }
-                },
-            )
-            .collect()
+    let to_action = |row: &crate::store::ActionRow| -> Option<Action> {
+        match Action::from_row(row, ctx.theme_name(&row.theme)) {
+            Ok(action) => Some(action),
+            Err(error) => {
+                tracing::error!(%error, "stored action cannot be shown");
+                None
+            }
+        }
     };
+    let unresolved: Vec<Action> = unresolved.iter().filter_map(to_action).collect();
+    // Resolved actions with the measured effect of their resolution.
+    let mut resolved_actions = Vec::with_capacity(resolved.len());
+    for row in &resolved {
+        let Some(mut action) = to_action(row) else {
+            continue;
+        };
+        match crate::effect::of(ctx, row).await {
+            Ok(effect) => action.effect = effect,
+            Err(error) => return problem_page(&database_problem(&error)),
+        }
+        resolved_actions.push(action);
+    }
     let body = page_body(
-        &to_actions(unresolved),
-        &to_actions(resolved),
+        &unresolved,
+        &resolved_actions,
         &findings,
         &topics,
         &costs,
@@ -651,6 +662,9 @@ fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
     } else {
         out.push_str("</p>");
     }
+    if let Some(effect) = &action.effect {
+        effect_section(out, id, effect);
+    }
     let _ = write!(
         out,
         "{}<label>Why <input name=\"reason\" maxlength=\"2000\"></label>\
@@ -658,6 +672,75 @@ fn resolved_card(out: &mut String, action: &Action, csrf: &str) {
          <button type=\"submit\">Reopen</button></form></article>",
         step_form(id, Step::Reopen, &hidden_csrf(csrf))
     );
+}
+
+/// What a verdict says, in words.
+fn verdict_text(verdict: EffectVerdict) -> &'static str {
+    match verdict {
+        EffectVerdict::Improved => "improved",
+        EffectVerdict::NoChange => "no change",
+        EffectVerdict::Worse => "worse",
+        EffectVerdict::TooEarly => "too early to tell",
+        EffectVerdict::NotEnoughData => "not enough data",
+    }
+}
+
+/// Did the resolution work: the verdict, the numbers behind it, a flag asking for a
+/// reopen decision when it did not show, and the chart of the windows around it.
+fn effect_section(out: &mut String, id: Uuid, effect: &ActionEffect) {
+    let verdict = effect.verdict.as_str();
+    let _ = write!(
+        out,
+        "<section class=\"effect\" id=\"effect-{id}\" data-verdict=\"{verdict}\">\
+         <p><strong>Effect: <span class=\"verdict verdict-{verdict}\">{}</span></strong> — \
+         negative mentions per day {:.1} before, {:.1} after",
+        verdict_text(effect.verdict),
+        effect.negative_per_day_before,
+        effect.negative_per_day_after,
+    );
+    if let Some(change) = effect.change {
+        let _ = write!(out, " ({:+.0} %)", change * 100.0);
+    }
+    let _ = write!(
+        out,
+        "; negative share {:.0} % → {:.0} %; complaining customers {} → {}.",
+        effect.negative_share_before * 100.0,
+        effect.negative_share_after * 100.0,
+        effect.before.distinct_customers,
+        effect.after.distinct_customers,
+    );
+    if let (Some(rate), Some(share)) = (effect.p_rate_lower, effect.p_share_lower) {
+        let _ = write!(out, " p(fewer) = {rate:.2e}, p(lower share) = {share:.2e}.");
+    }
+    if effect.verdict == EffectVerdict::TooEarly {
+        let _ = write!(
+            out,
+            " Final once feedback reaches {}.",
+            escape(&when(effect.after_end))
+        );
+    }
+    out.push_str("</p>");
+    if effect.reopen_suggested {
+        let _ = write!(
+            out,
+            "<p class=\"reopen-suggested\" id=\"reopen-suggested-{id}\">⚑ <strong>Decide on a reopen:</strong> \
+             the fix does not show in the feedback ({}). Reopen below, or leave it resolved.</p>",
+            verdict_text(effect.verdict)
+        );
+    }
+    let window = chart::Window {
+        start: effect.resolved_at,
+        end: effect.after_end,
+        fired_at: Some(effect.resolved_at),
+        expected_negative: Some(f64::from(effect.before.negative_mentions)),
+        labels: chart::Labels::EFFECT,
+    };
+    out.push_str(&chart::svg(
+        &effect.series,
+        &window,
+        "negative mentions before and after the resolution",
+    ));
+    out.push_str("</section>");
 }
 
 /// Sets `cookie` on `response` (a value that cannot be a header is left out).
@@ -862,6 +945,7 @@ mod tests {
                 assignee: Some(HOSTILE.into()),
                 ..ActionWorkflow::default()
             },
+            effect: None,
             history: None,
         }
     }
@@ -941,6 +1025,47 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("not enough data"), "{out}");
+    }
+
+    fn effect(verdict: EffectVerdict, at: DateTime<Utc>) -> ActionEffect {
+        let day = chrono::TimeDelta::days(1);
+        ActionEffect {
+            verdict,
+            reopen_suggested: matches!(verdict, EffectVerdict::NoChange | EffectVerdict::Worse),
+            before_start: at - day * 7,
+            resolved_at: at,
+            after_end: at + day * 7,
+            before: EvidenceCounts {
+                mentions: 70,
+                negative_mentions: 35,
+                distinct_customers: 20,
+            },
+            after: EvidenceCounts {
+                mentions: 70,
+                negative_mentions: 30,
+                distinct_customers: 18,
+            },
+            negative_per_day_before: 5.0,
+            negative_per_day_after: 30.0 / 7.0,
+            negative_share_before: 0.5,
+            negative_share_after: 30.0 / 70.0,
+            change: Some(-1.0 / 7.0),
+            p_rate_lower: Some(0.3),
+            p_rate_higher: Some(0.8),
+            p_share_lower: Some(0.25),
+            p_share_higher: Some(0.8),
+            measured_at: at + day * 7,
+            series: (-7..7)
+                .map(|d| EvidenceBucket {
+                    start: at + day * d,
+                    counts: EvidenceCounts {
+                        mentions: 10,
+                        negative_mentions: 5,
+                        distinct_customers: 4,
+                    },
+                })
+                .collect(),
+        }
     }
 
     fn no_topics() -> EmergingView {
@@ -1118,5 +1243,51 @@ mod tests {
             Some(true)
         );
         assert_eq!(notice_text("<script>"), None);
+    }
+
+    #[test]
+    fn a_resolved_action_shows_its_effect_and_asks_for_a_reopen_decision_when_it_did_not_work() {
+        let mut resolved = hostile_action(ActionStatus::Resolved);
+        let card = |action: &Action| {
+            let mut out = String::new();
+            resolved_card(&mut out, action, "c");
+            out
+        };
+        assert!(
+            !card(&resolved).contains("class=\"effect\""),
+            "not measured yet"
+        );
+
+        resolved.effect = Some(effect(EffectVerdict::NoChange, resolved.raised_at));
+        let shown = card(&resolved);
+        let id = resolved.action_id;
+        assert!(
+            shown.contains(&format!("id=\"effect-{id}\" data-verdict=\"no_change\"")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("id=\"reopen-suggested-{id}\"")),
+            "{shown}"
+        );
+        assert!(shown.contains("5.0 before, 4.3 after (-14 %)"), "{shown}");
+        assert_eq!(shown.matches("<g class=\"bucket\">").count(), 14, "{shown}");
+        assert!(
+            shown.contains("<title>resolved "),
+            "the resolution is marked: {shown}"
+        );
+        let effect_at = shown.find("class=\"effect\"").unwrap_or_default();
+        let reopen_at = shown.find("/reopen\"").unwrap_or_default();
+        assert!(
+            effect_at < reopen_at,
+            "the verdict comes before the reopen form"
+        );
+
+        resolved.effect = Some(effect(EffectVerdict::Improved, resolved.raised_at));
+        let shown = card(&resolved);
+        assert!(shown.contains("data-verdict=\"improved\""));
+        assert!(!shown.contains("reopen-suggested"), "{shown}");
+
+        resolved.effect = Some(effect(EffectVerdict::TooEarly, resolved.raised_at));
+        assert!(card(&resolved).contains("Final once feedback reaches"));
     }
 }

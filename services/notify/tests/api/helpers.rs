@@ -450,6 +450,7 @@ pub fn resolved_on(theme: &str, action_id: Uuid, evidence: &[Uuid]) -> ActionEve
             resolved_at: now,
         }),
         workflow: Default::default(),
+        effect: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`mentions`]: storing mentions and reading them back for the detector;
 //! - [`evidence`]: what a span of mentions adds up to, for evidence and statistics;
 //! - [`actions`]: the action rows and their state changes;
+//! - [`effects`]: the measured effect of resolved actions;
 //! - [`findings`]: what a detector found in the past, reported but not raised;
 //! - [`history`]: who did what to an action, when;
 //! - [`erasure`]: forgetting a customer;
@@ -15,6 +16,7 @@
 //! - [`scores`]: scored feedback, for the themes' impact on NPS and rating.
 
 mod actions;
+mod effects;
 mod erasure;
 mod evidence;
 mod findings;
@@ -29,6 +31,7 @@ use closeloop_store::sqlx;
 use closeloop_store::Database;
 
 pub use actions::{ActionFilter, ActionRow, StatusFilter};
+pub use effects::{DueRow, EffectRow, WindowRow};
 pub use evidence::{ExcerptRow, SeriesRow, SliceRow, Span};
 pub use findings::FindingRow;
 pub use history::LogRow;

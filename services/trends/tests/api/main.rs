@@ -1,6 +1,7 @@
 //! The trends service end to end: the real `Service` on the embedded broker with a fresh
 //! database per test (PostgreSQL when `DATABASE_URL` says so, else a SQLite file).
 
+mod effect;
 mod emerging;
 mod helpers;
 mod history;

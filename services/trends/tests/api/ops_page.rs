@@ -11,7 +11,7 @@ use closeloop_events::{ActionEvent, ActionEventKind, ActionStatus, Envelope, Sen
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{mention, ActionReader, Bus, TestApp};
+use crate::helpers::{get_json, mention, ActionReader, Bus, TestApp};
 
 const TOKEN: &str = "ops-page-token";
 /// Feedback text that would run script if the page did not escape it.
@@ -401,6 +401,11 @@ async fn an_operator_resolves_an_action_in_headless_chromium() {
     let bus = Bus::start();
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
     config.ops_token = Some(TOKEN.parse().expect("a token"));
+    // The effect of the resolution: three hours each side, measured every second, and
+    // a verdict from as few complaints as this test gives.
+    config.effect_window = Duration::from_secs(3 * 3600);
+    config.effect_refresh = Duration::from_secs(1);
+    config.effect_min_negative_mentions = 4;
     let app = TestApp::spawn(config).await;
     let actions = ActionReader::new(bus.brokers());
     let raised = raise_hostile_action(&bus, &actions).await;
@@ -475,6 +480,44 @@ async fn an_operator_resolves_an_action_in_headless_chromium() {
         "{card_text}"
     );
     assert!(browser.text("body").await.contains("Open actions (0)"));
+
+    // The complaints go on after the fix, as many as before (an hour apart, so the theme
+    // does not surge again), until the three hours after it have passed in event time:
+    // the card shows "no change" and asks for a reopen decision.
+    let action = get_json(&app, &format!("/v1/actions/{id}"), TOKEN).await;
+    let resolved_at: chrono::DateTime<chrono::Utc> = action["resolution"]["resolved_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("resolved");
+    for (customer, minutes) in [("ann", 10), ("bob", 80), ("cyd", 150)] {
+        let at = resolved_at + chrono::Duration::minutes(minutes);
+        bus.publish(&mention(customer, SentimentLabel::Negative, at))
+            .await;
+    }
+    let later = resolved_at + chrono::Duration::minutes(181);
+    bus.publish(&mention("dee", SentimentLabel::Positive, later))
+        .await;
+    let flag = format!("#reopen-suggested-{id}");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            browser.go(&app.url("/ops")).await;
+            if browser.count(&flag).await == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the effect on /ops within 30 s");
+    let effect = browser.text(&format!("#effect-{id}")).await;
+    assert!(effect.contains("Effect: no change"), "{effect}");
+    assert!(effect.contains("Decide on a reopen"), "{effect}");
+    assert_eq!(
+        browser.count(&format!("#effect-{id} svg.chart")).await,
+        1,
+        "the effect window as a chart"
+    );
+    assert_eq!(browser.count("script").await, 0);
     browser.quit().await;
 
     let resolved = actions.next().await;

@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod datasets;
+pub mod effect;
 pub mod fetch;
 pub mod metrics;
 pub mod topics;

@@ -2,7 +2,8 @@
 //! theme mentions (scenarios), runs them through the real detector with the trends
 //! service's semantics (one open action per theme, an operator who resolves it a few
 //! hours later, reopening when the theme fires again after that), and prints precision,
-//! recall and time-to-detect per scenario.
+//! recall and time-to-detect per scenario; then how often the effect verdict of a
+//! resolution is right (see [`super::effect`]).
 //!
 //! Everything is in event time and seeded, so the figures are reproducible: the same
 //! seed and sizes print the same table on every machine.
@@ -766,6 +767,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Did "we did" work: the effect verdict on labelled resolutions, 200 per seed run.
+    println!();
+    print!(
+        "{}",
+        super::effect::report(args.seed, 200 * u32::try_from(args.runs).unwrap_or(1000))
+    );
     if args.runs > 1 {
         let mut all: Vec<ScenarioResult> = Vec::new();
         // The late deliveries' mentions, delivered live: what they are measured against.
