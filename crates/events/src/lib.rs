@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub use action::{
     ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, Evidence, EvidenceBucket,
-    EvidenceCounts, EvidenceExcerpt, Resolution, ScoreImpact, UnknownActionStatus,
+    EvidenceCounts, EvidenceExcerpt, RelatedEvidence, Resolution, ScoreImpact, UnknownActionStatus,
 };
 pub use feedback::{
     Channel, CustomerRef, Feedback, FeedbackCategorised, Language, SentimentLabel, SentimentResult,

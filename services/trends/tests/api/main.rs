@@ -3,6 +3,7 @@
 
 mod emerging;
 mod helpers;
+mod hierarchy;
 mod history;
 mod impact;
 mod late;
