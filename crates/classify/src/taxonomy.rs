@@ -66,6 +66,8 @@ pub enum TaxonomyError {
     DuplicateId(String),
     #[error("theme {id:?} names parent {parent:?}, which is not another theme")]
     UnknownParent { id: String, parent: String },
+    #[error("theme {0:?} is its own ancestor: the parents form a cycle")]
+    ParentCycle(String),
     #[error("theme {id:?} has no {lang:?} name")]
     MissingName { id: String, lang: &'static str },
 }
@@ -107,6 +109,40 @@ impl Taxonomy {
             .unwrap_or_else(|| id.to_string())
     }
 
+    /// The themes on `id`'s line of the hierarchy: its ancestors and its descendants,
+    /// not its siblings (a late parcel and a damaged one are different problems, a late
+    /// parcel and "delivery" are the same one). Empty for an unknown theme.
+    pub fn lineage(&self, id: &str) -> Vec<&str> {
+        let mut lineage = self.ancestors(id);
+        for theme in &self.themes {
+            let mut above = theme.parent.as_deref();
+            for _ in 0..self.themes.len() {
+                match above {
+                    Some(parent) if parent == id => {
+                        lineage.push(theme.id.as_str());
+                        break;
+                    }
+                    Some(parent) => above = self.theme(parent).and_then(|t| t.parent.as_deref()),
+                    None => break,
+                }
+            }
+        }
+        lineage
+    }
+
+    /// `id`'s parent, its parent, and so on up to the root.
+    pub fn ancestors(&self, id: &str) -> Vec<&str> {
+        let parent_of = |theme: &str| self.theme(theme).and_then(|t| t.parent.as_deref());
+        let mut ancestors = Vec::new();
+        // Validation rejects cycles; the bound keeps a hand-built value from looping.
+        let mut ancestor = parent_of(id);
+        while let Some(parent) = ancestor.filter(|_| ancestors.len() < self.themes.len()) {
+            ancestors.push(parent);
+            ancestor = parent_of(parent);
+        }
+        ancestors
+    }
+
     fn validate(&self) -> Result<(), TaxonomyError> {
         if self.version.trim().is_empty() {
             return Err(TaxonomyError::EmptyVersion);
@@ -133,6 +169,17 @@ impl Taxonomy {
                         id: theme.id.clone(),
                         parent: parent.clone(),
                     });
+                }
+            }
+            // A cycle would make a theme its own ancestor.
+            let mut ancestor = theme.parent.as_deref();
+            for _ in 0..self.themes.len() {
+                match ancestor {
+                    Some(parent) if parent == theme.id => {
+                        return Err(TaxonomyError::ParentCycle(theme.id.clone()))
+                    }
+                    Some(parent) => ancestor = self.theme(parent).and_then(|t| t.parent.as_deref()),
+                    None => break,
                 }
             }
             for lang in ["en", "de"] {
@@ -249,7 +296,40 @@ mod tests {
             Err(TaxonomyError::UnknownParent { .. })
         ));
 
+        let cycle = format!(
+            "version = \"1\"\n{}parent = \"b\"\n{}parent = \"a\"\n",
+            theme("a"),
+            theme("b")
+        );
+        assert!(matches!(
+            Taxonomy::from_toml_str(&cycle),
+            Err(TaxonomyError::ParentCycle(_))
+        ));
+
         let err = Taxonomy::load(Path::new("/nonexistent/taxonomy.toml")).unwrap_err();
         assert!(matches!(err, TaxonomyError::Io { .. }));
+    }
+
+    #[test]
+    fn lineage_is_ancestors_and_descendants_not_siblings() {
+        let toml = format!(
+            "version = \"1\"\n{}{}parent = \"root\"\n{}parent = \"child\"\n{}parent = \"root\"\n{}",
+            theme("root"),
+            theme("child"),
+            theme("grandchild"),
+            theme("sibling"),
+            theme("other")
+        );
+        let taxonomy = Taxonomy::from_toml_str(&toml).expect("valid");
+        assert_eq!(taxonomy.lineage("child"), ["root", "grandchild"]);
+        assert_eq!(taxonomy.lineage("grandchild"), ["child", "root"]);
+        assert_eq!(taxonomy.ancestors("grandchild"), ["child", "root"]);
+        assert!(taxonomy.ancestors("root").is_empty());
+        assert_eq!(taxonomy.lineage("root"), ["child", "grandchild", "sibling"]);
+        assert!(taxonomy.lineage("other").is_empty());
+        assert!(taxonomy.lineage("unknown").is_empty());
+        let builtin = Taxonomy::builtin();
+        assert_eq!(builtin.lineage("delivery_time"), ["delivery"]);
+        assert_eq!(builtin.lineage("delivery"), ["delivery_time"]);
     }
 }

@@ -186,6 +186,29 @@ pub struct Evidence {
     /// Likewise on the average rating (1–5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating_impact: Option<ScoreImpact>,
+    /// Themes of the same line of the hierarchy (the parent, a child) that surged while
+    /// this action was unresolved: the same problem, so they joined this action instead
+    /// of raising their own, and their complainers hear "we did" with this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<RelatedEvidence>,
+}
+
+/// What a related theme (see [`Evidence::related`]) contributed to an action.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelatedEvidence {
+    pub theme: String,
+    /// The theme's display name per language.
+    #[serde(default)]
+    pub theme_name: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub counts: EvidenceCounts,
+    /// What fired for the related theme, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Its negative feedback (capped like [`Evidence::feedback_ids`]).
+    pub feedback_ids: Vec<Uuid>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excerpts: Vec<EvidenceExcerpt>,
 }
 
 /// Who is working on an action and how often it came back. Added after the first

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 pub use action::{
     ActionEffect, ActionEvent, ActionEventKind, ActionStatus, ActionWorkflow, EffectVerdict,
-    Evidence, EvidenceBucket, EvidenceCounts, EvidenceExcerpt, Resolution, ScoreImpact,
-    UnknownActionStatus,
+    Evidence, EvidenceBucket, EvidenceCounts, EvidenceExcerpt, RelatedEvidence, Resolution,
+    ScoreImpact, UnknownActionStatus,
 };
 pub use feedback::{
     Channel, CustomerRef, Feedback, FeedbackCategorised, Language, SentimentLabel, SentimentResult,

@@ -196,15 +196,21 @@ impl Handler for ActionHandler {
         };
         let to_ms = resolution.resolved_at.timestamp_millis();
         let from_ms = to_ms.saturating_sub(self.ctx.lookback.num_milliseconds());
-        let recipients = projection::recipients(
-            &self.ctx.db,
-            &action.theme,
-            &action.evidence.feedback_ids,
-            from_ms,
-            to_ms,
-        )
-        .await
-        .map_err(db_error)?;
+        // Related themes joined the action as the same problem: their complainers too.
+        let related = &action.evidence.related;
+        let themes: Vec<&str> = std::iter::once(action.theme.as_str())
+            .chain(related.iter().map(|r| r.theme.as_str()))
+            .collect();
+        let evidence: Vec<Uuid> = action
+            .evidence
+            .feedback_ids
+            .iter()
+            .chain(related.iter().flat_map(|r| &r.feedback_ids))
+            .copied()
+            .collect();
+        let recipients = projection::recipients(&self.ctx.db, &themes, &evidence, from_ms, to_ms)
+            .await
+            .map_err(db_error)?;
         if recipients.missing_evidence > 0 {
             if self.keep_waiting(action.action_id) {
                 return Err(HandlerError::transient(format!(

@@ -200,45 +200,51 @@ pub struct Recipients {
     pub missing_evidence: usize,
 }
 
-/// The negative mentions of `theme` that are in `evidence` or were given in
+/// The negative mentions of `themes` that are in `evidence` or were given in
 /// `[from_ms, to_ms]`, reduced to the most recent one per customer.
 pub async fn recipients(
     db: &Database,
-    theme: &str,
+    themes: &[&str],
     evidence: &[Uuid],
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Recipients, sqlx::Error> {
-    let mut mentions: Vec<Mention> = sqlx::query_as(&format!(
-        "SELECT {MENTION_COLUMNS} FROM notify_mentions \
-         WHERE theme = $1 AND sentiment = 'negative' AND given_at_ms >= $2 AND given_at_ms <= $3"
-    ))
-    .bind(theme)
-    .bind(from_ms)
-    .bind(to_ms)
-    .fetch_all(db.pool())
-    .await?;
-
-    // Evidence may be older than the lookback window; fetch it by id, in chunks.
     let evidence: Vec<String> = evidence.iter().map(Uuid::to_string).collect();
+    let mut mentions: Vec<Mention> = Vec::new();
     let mut found = HashSet::new();
-    for chunk in evidence.chunks(values::rows_per_statement(db.backend(), 1)) {
-        let sql = format!(
-            "SELECT {MENTION_COLUMNS} FROM notify_mentions \
-             WHERE theme = $1 AND feedback_id IN ({})",
-            values::list(chunk.len(), 2)
+    // An action covers its own theme and the related themes that joined it: one
+    // problem, so a customer who raised it under several of them hears once.
+    for theme in themes {
+        mentions.extend(
+            sqlx::query_as::<_, Mention>(&format!(
+                "SELECT {MENTION_COLUMNS} FROM notify_mentions \
+                 WHERE theme = $1 AND sentiment = 'negative' AND given_at_ms >= $2 AND given_at_ms <= $3"
+            ))
+            .bind(theme)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(db.pool())
+            .await?,
         );
-        let mut query = sqlx::query_as::<_, Mention>(&sql).bind(theme);
-        for id in chunk {
-            query = query.bind(id);
-        }
-        // Found regardless of sentiment: the evidence row exists, the projection is
-        // not lagging; only negative ones make someone a recipient.
-        let rows: Vec<Mention> = query.fetch_all(db.pool()).await?;
-        for row in rows {
-            found.insert(row.feedback_id.clone());
-            if row.sentiment == "negative" {
-                mentions.push(row);
+        // Evidence may be older than the lookback window; fetch it by id, in chunks.
+        for chunk in evidence.chunks(values::rows_per_statement(db.backend(), 1)) {
+            let sql = format!(
+                "SELECT {MENTION_COLUMNS} FROM notify_mentions \
+                 WHERE theme = $1 AND feedback_id IN ({})",
+                values::list(chunk.len(), 2)
+            );
+            let mut query = sqlx::query_as::<_, Mention>(&sql).bind(theme);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            // Found regardless of sentiment: the evidence row exists, the projection is
+            // not lagging; only negative ones make someone a recipient.
+            let rows: Vec<Mention> = query.fetch_all(db.pool()).await?;
+            for row in rows {
+                found.insert(row.feedback_id.clone());
+                if row.sentiment == "negative" {
+                    mentions.push(row);
+                }
             }
         }
     }
@@ -364,6 +370,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_action_reaches_the_complainers_of_its_related_themes_once() {
+        let db = database().await;
+        let late = mention("a", true, SentimentLabel::Negative, 0, "late");
+        let mut lost = mention("a", true, SentimentLabel::Negative, 0, "parcel lost");
+        lost.themes[0].id = "delivery".into();
+        let mut parent_only = mention("b", true, SentimentLabel::Negative, 0, "no parcel");
+        parent_only.themes[0].id = "delivery".into();
+        let mut unrelated = mention("c", true, SentimentLabel::Negative, 0, "too pricey");
+        unrelated.themes[0].id = "price".into();
+        for m in [&late, &lost, &parent_only, &unrelated] {
+            record(&db, &Pseudonyms::development(), m).await.unwrap();
+        }
+        let now = Utc::now().timestamp_millis();
+        let window = (now - Duration::days(1).num_milliseconds(), now);
+        let own = recipients(&db, &["delivery_time"], &[], window.0, window.1)
+            .await
+            .unwrap();
+        assert_eq!(own.latest.keys().collect::<Vec<_>>(), ["a"]);
+        let with_related = recipients(
+            &db,
+            &["delivery_time", "delivery"],
+            &[parent_only.feedback.feedback_id],
+            window.0,
+            window.1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            with_related.latest.keys().collect::<Vec<_>>(),
+            ["a", "b"],
+            "one entry per customer, whatever the theme"
+        );
+        assert_eq!(with_related.missing_evidence, 0);
+    }
+
+    #[tokio::test]
     async fn keeps_no_contact_data_without_consent_and_ignores_replays() {
         let db = database().await;
         let no = mention("c1", false, SentimentLabel::Negative, 0, "late");
@@ -380,7 +422,7 @@ mod tests {
         // With consent, the contact route and the excerpt are kept.
         let yes = mention("c2", true, SentimentLabel::Negative, 0, "late\nagain");
         record(&db, &Pseudonyms::development(), &yes).await.unwrap();
-        let found = recipients(&db, "delivery_time", &[yes.feedback.feedback_id], 0, 0)
+        let found = recipients(&db, &["delivery_time"], &[yes.feedback.feedback_id], 0, 0)
             .await
             .unwrap();
         let c2 = &found.latest["c2"];
@@ -414,7 +456,7 @@ mod tests {
         let now = Utc::now().timestamp_millis();
         let found = recipients(
             &db,
-            "delivery_time",
+            &["delivery_time"],
             &[old_in_evidence.feedback.feedback_id, not_projected],
             now - Duration::days(30).num_milliseconds(),
             now,
@@ -447,7 +489,7 @@ mod tests {
                 .unwrap(),
             1
         );
-        let found = recipients(&db, "delivery_time", &[], 0, i64::MAX)
+        let found = recipients(&db, &["delivery_time"], &[], 0, i64::MAX)
             .await
             .unwrap();
         assert_eq!(found.latest["a"].excerpt.as_deref(), Some("new complaint"));

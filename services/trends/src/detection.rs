@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use closeloop_bus::{Handler, HandlerError, Incoming};
-use closeloop_events::{ActionEventKind, Envelope, Evidence, SentimentLabel, ThemeMention};
+use closeloop_events::{
+    ActionEventKind, Envelope, Evidence, EvidenceCounts, RelatedEvidence, SentimentLabel,
+    ThemeMention,
+};
 use closeloop_trend::{
     Detector, DetectorConfig, DetectorSettings, Intake, Mention, Observation, Signal, ThemeStats,
     Trigger,
@@ -303,6 +306,20 @@ impl ThemesHandler {
             }
             return self.found_in_history(theme, &trigger.signal).await;
         }
+        if let Some(owner) = self.covering_action(theme).await? {
+            if self.is_more_specific(theme, &owner.theme) {
+                return self
+                    .retitle(owner, theme, &trigger.signal, trigger.traceparent)
+                    .await;
+            }
+            let mark = EvidenceMark::of(&owner.action_id, &trigger.signal);
+            if owner.announced && self.settles_later(theme, &mark, trigger.touched) {
+                return Ok(());
+            }
+            return self
+                .join(owner, theme, &trigger.signal, trigger.traceparent)
+                .await;
+        }
         let evidence = self.evidence(theme, &trigger.signal).await?;
         if let Some(resolved) = self.reopen_candidate(theme).await? {
             return self.reopen(resolved, evidence, &trigger).await;
@@ -400,6 +417,218 @@ impl ThemesHandler {
                 distinct_customers = evidence.distinct_customers,
                 "historical finding: an episode of the past, reported, not raised"
             );
+        }
+        Ok(())
+    }
+
+    /// The unresolved action of another theme on `theme`'s line of the hierarchy (its
+    /// parent, a child): one problem gets one action, so a surge of the theme joins it.
+    async fn covering_action(&self, theme: &str) -> Result<Option<ActionRow>, HandlerError> {
+        let lineage = self.ctx.taxonomy.lineage(theme);
+        self.ctx
+            .store
+            .unresolved_action_of_any(&lineage)
+            .await
+            .map_err(db_error)
+    }
+
+    /// Whether `theme` refines `other` (is its child, grandchild, …): the more specific
+    /// name of one problem.
+    fn is_more_specific(&self, theme: &str, other: &str) -> bool {
+        self.ctx.taxonomy.ancestors(theme).contains(&other)
+    }
+
+    /// The theme's evidence in the form a related theme contributes it.
+    fn related(&self, theme: &str, evidence: Evidence) -> RelatedEvidence {
+        RelatedEvidence {
+            theme: theme.to_owned(),
+            theme_name: self.ctx.theme_name(theme),
+            counts: EvidenceCounts {
+                mentions: evidence.mentions,
+                negative_mentions: evidence.negative_mentions,
+                distinct_customers: evidence.distinct_customers,
+            },
+            reason: evidence.reason,
+            feedback_ids: evidence.feedback_ids,
+            excerpts: evidence.excerpts,
+        }
+    }
+
+    /// `theme` refines the theme of `owner`, the unresolved action of its line: the
+    /// action takes the more specific name, with `theme`'s evidence as its own and its
+    /// former theme's as related. Whichever of the two fires first, the same action
+    /// results — what the same mentions give must not depend on their arrival order.
+    async fn retitle(
+        &self,
+        owner: ActionRow,
+        theme: &str,
+        signal: &Signal,
+        traceparent: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let previous: Evidence =
+            serde_json::from_str(&owner.evidence_json).map_err(HandlerError::permanent)?;
+        let mut evidence = self.evidence(theme, signal).await?;
+        let mut related: Vec<RelatedEvidence> = previous
+            .related
+            .iter()
+            .filter(|r| r.theme != theme)
+            .cloned()
+            .collect();
+        related.insert(0, self.related(&owner.theme, previous));
+        evidence.related = related;
+        let evidence_json = serde_json::to_string(&evidence).map_err(HandlerError::permanent)?;
+        let now_ms = Utc::now().timestamp_millis();
+        let store = &self.ctx.store;
+        store
+            .cover_theme(&owner.action_id, &owner.theme, now_ms)
+            .await
+            .map_err(db_error)?;
+        let retitled = match store
+            .retitle_action(
+                &owner.action_id,
+                (&owner.theme, &owner.evidence_json),
+                theme,
+                &evidence_json,
+                now_ms,
+            )
+            .await
+        {
+            Ok(retitled) => retitled,
+            Err(error) if is_unique_violation(&error) => false,
+            Err(error) => return Err(db_error(error)),
+        };
+        if !retitled {
+            // Changed meanwhile (resolved, updated, or the theme raised its own on another
+            // instance): the retry sees the actions as they are now.
+            return Err(HandlerError::transient(
+                "the action changed while a more specific theme took it over",
+            ));
+        }
+        let row = store
+            .action(&owner.action_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| HandlerError::transient("retitled action vanished"))?;
+        let action =
+            Action::from_row(&row, self.ctx.theme_name(theme)).map_err(HandlerError::permanent)?;
+        // An action not announced yet is announced under its new theme by the next firing.
+        if owner.announced {
+            let envelope = publish_or_undo(
+                &self.ctx,
+                &action,
+                ActionEventKind::Updated,
+                traceparent,
+                Undo::Restore(&owner),
+            )
+            .await
+            .map_err(HandlerError::transient)?;
+            self.ctx.metrics.event(ActionEventKind::Updated.as_str());
+            let entry = LogRow {
+                at_ms: now_ms,
+                kind: ActionEventKind::Updated.as_str().into(),
+                actor: DETECTOR_ACTOR.into(),
+                note: Some(format!(
+                    "{theme} surged: the more specific name of this problem; {} is related now",
+                    owner.theme
+                )),
+            };
+            self.ctx.log(&envelope, &owner.action_id, &entry).await;
+        }
+        self.ctx.metrics.closed(&owner.theme);
+        self.ctx.metrics.opened(theme, owner.raised_at_ms);
+        self.ctx
+            .detection()
+            .reported(theme, EvidenceMark::of(&owner.action_id, signal));
+        tracing::info!(action_id = %owner.action_id, from = %owner.theme, to = theme, "action retitled to the more specific theme");
+        Ok(())
+    }
+
+    /// Adds the theme's evidence to `owner`, the unresolved action of its lineage, as
+    /// related evidence: the operators work one action, and on its resolution the
+    /// theme's complainers hear "we did" with the owner's. An `updated` event goes out
+    /// when the theme joins or clearly more of its customers are affected.
+    async fn join(
+        &self,
+        owner: ActionRow,
+        theme: &str,
+        signal: &Signal,
+        traceparent: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let mark = EvidenceMark::of(&owner.action_id, signal);
+        let evidence = self.evidence(theme, signal).await?;
+        let related = self.related(theme, evidence);
+        let mut joined: Evidence =
+            serde_json::from_str(&owner.evidence_json).map_err(HandlerError::permanent)?;
+        let known = joined.related.iter().position(|r| r.theme == theme);
+        let news = match known.map(|index| &joined.related[index]) {
+            Some(same) if *same == related => {
+                self.ctx.detection().reported(theme, mark);
+                return Ok(());
+            }
+            Some(before) => {
+                let customers = before.counts.distinct_customers;
+                related.counts.distinct_customers >= customers + update_step(customers)
+            }
+            None => true,
+        };
+        let customers = related.counts.distinct_customers;
+        match known {
+            Some(index) => joined.related[index] = related,
+            None => joined.related.push(related),
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        let store = &self.ctx.store;
+        store
+            .cover_theme(&owner.action_id, theme, now_ms)
+            .await
+            .map_err(db_error)?;
+        let evidence_json = serde_json::to_string(&joined).map_err(HandlerError::permanent)?;
+        // An action not announced yet is announced with this evidence by its own theme.
+        let envelope = if news && owner.announced {
+            let mut action = Action::from_row(&owner, self.ctx.theme_name(&owner.theme))
+                .map_err(HandlerError::permanent)?;
+            action.evidence = joined;
+            action.updated_at = time(now_ms);
+            let event = Envelope::new(action.event(ActionEventKind::Updated));
+            // Published before the row is written, as in `update`.
+            self.ctx
+                .publisher
+                .publish(&event, traceparent)
+                .await
+                .map_err(HandlerError::transient)?;
+            Some(event)
+        } else {
+            None
+        };
+        let written = store
+            .update_evidence(
+                &owner.action_id,
+                &owner.evidence_json,
+                &evidence_json,
+                owner.announced,
+                now_ms,
+            )
+            .await
+            .map_err(db_error)?;
+        if !written {
+            // Resolved or updated meanwhile: the retry sees the action as it is now.
+            return Err(HandlerError::transient(
+                "the action changed while a related theme joined it",
+            ));
+        }
+        self.ctx.detection().reported(theme, mark);
+        if let Some(envelope) = envelope {
+            self.ctx.metrics.event(ActionEventKind::Updated.as_str());
+            let entry = LogRow {
+                at_ms: now_ms,
+                kind: ActionEventKind::Updated.as_str().into(),
+                actor: DETECTOR_ACTOR.into(),
+                note: Some(format!(
+                    "{theme} surged too: same problem, joined this action ({customers} customers)"
+                )),
+            };
+            self.ctx.log(&envelope, &owner.action_id, &entry).await;
+            tracing::info!(action_id = %owner.action_id, action_theme = %owner.theme, theme, customers, "related theme joined the action");
         }
         Ok(())
     }
@@ -606,6 +835,11 @@ impl ThemesHandler {
     ) -> Result<(), HandlerError> {
         let mark = EvidenceMark::of(&open.action_id, signal);
         let previous: Option<Evidence> = serde_json::from_str(&open.evidence_json).ok();
+        // Related themes keep what they contributed; only they change it.
+        let mut evidence = evidence;
+        if let Some(previous) = &previous {
+            evidence.related = previous.related.clone();
+        }
         let kind = match &previous {
             // Stored but never announced (crash between insert and publish).
             _ if !open.announced => Some(ActionEventKind::Raised),
@@ -643,11 +877,24 @@ impl ThemesHandler {
                 .map_err(HandlerError::transient)?;
             envelope = Some(event);
         }
-        self.ctx
+        let written = self
+            .ctx
             .store
-            .update_evidence(&open.action_id, &evidence_json, true, now_ms)
+            .update_evidence(
+                &open.action_id,
+                &open.evidence_json,
+                &evidence_json,
+                true,
+                now_ms,
+            )
             .await
             .map_err(db_error)?;
+        if !written && self.still_unresolved(&open.action_id).await? {
+            // A related theme wrote the evidence meanwhile: read it again and retry.
+            return Err(HandlerError::transient(
+                "the action's evidence changed concurrently",
+            ));
+        }
         self.ctx.detection().reported(&open.theme, mark);
         if let (Some(kind), Some(envelope)) = (kind, envelope) {
             if kind == ActionEventKind::Raised {
@@ -667,6 +914,13 @@ impl ThemesHandler {
             tracing::info!(action_id = %open.action_id, theme = %open.theme, kind = kind.as_str(), "action {}", kind.as_str());
         }
         Ok(())
+    }
+}
+
+impl ThemesHandler {
+    async fn still_unresolved(&self, action_id: &str) -> Result<bool, HandlerError> {
+        let row = self.ctx.store.action(action_id).await.map_err(db_error)?;
+        Ok(row.is_some_and(|row| row.status != closeloop_events::ActionStatus::Resolved))
     }
 }
 
@@ -921,7 +1175,13 @@ impl ThemesHandler {
                 self.update(open, evidence, &episode, None).await
             }
             None if self.is_historical(&episode) => self.found_in_history(theme, &episode).await,
-            None => Ok(()),
+            None => match self.covering_action(theme).await? {
+                Some(owner) if self.is_more_specific(theme, &owner.theme) => {
+                    self.retitle(owner, theme, &episode, None).await
+                }
+                Some(owner) => self.join(owner, theme, &episode, None).await,
+                None => Ok(()),
+            },
         }
     }
 

@@ -120,18 +120,30 @@ fn without_excerpts_of(
     feedback_ids: Option<&HashSet<String>>,
 ) -> Option<String> {
     let mut evidence: Value = serde_json::from_str(evidence_json).ok()?;
-    let excerpts = evidence.get_mut("excerpts")?.as_array_mut()?;
-    let before = excerpts.len();
-    excerpts.retain(|excerpt| {
-        let quotes_them = excerpt["customer_id"].as_str() == Some(customer_id);
-        let in_scope = feedback_ids.is_none_or(|ids| {
-            excerpt["feedback_id"]
-                .as_str()
-                .is_some_and(|id| ids.contains(id))
-        });
-        !(quotes_them && in_scope)
-    });
-    if excerpts.len() == before {
+    let quotes_them = |excerpt: &Value| {
+        excerpt["customer_id"].as_str() == Some(customer_id)
+            && feedback_ids.is_none_or(|ids| {
+                excerpt["feedback_id"]
+                    .as_str()
+                    .is_some_and(|id| ids.contains(id))
+            })
+    };
+    let mut removed = 0;
+    let mut scrub = |excerpts: Option<&mut Value>| {
+        if let Some(excerpts) = excerpts.and_then(Value::as_array_mut) {
+            let before = excerpts.len();
+            excerpts.retain(|excerpt| !quotes_them(excerpt));
+            removed += before - excerpts.len();
+        }
+    };
+    scrub(evidence.get_mut("excerpts"));
+    // Related themes that joined the action quote their customers too.
+    if let Some(related) = evidence.get_mut("related").and_then(Value::as_array_mut) {
+        for theme in related {
+            scrub(theme.get_mut("excerpts"));
+        }
+    }
+    if removed == 0 {
         return None;
     }
     serde_json::to_string(&evidence).ok()
@@ -161,6 +173,27 @@ mod tests {
         assert_eq!(scrubbed["mentions"], 3);
         assert!(without_excerpts_of(&evidence, "carl", None).is_none());
         assert!(without_excerpts_of("not json", "anna", None).is_none());
+    }
+
+    #[test]
+    fn removes_the_quotes_of_related_themes_too() {
+        let evidence = json!({
+            "excerpts": [{"feedback_id": "f1", "customer_id": "bob", "excerpt": "late"}],
+            "related": [{
+                "theme": "delivery",
+                "excerpts": [
+                    {"feedback_id": "f2", "customer_id": "anna", "excerpt": "parcel lost"},
+                    {"feedback_id": "f3", "customer_id": "bob", "excerpt": "no parcel"},
+                ]
+            }]
+        })
+        .to_string();
+        let scrubbed: Value =
+            serde_json::from_str(&without_excerpts_of(&evidence, "anna", None).unwrap()).unwrap();
+        assert_eq!(scrubbed["excerpts"].as_array().unwrap().len(), 1);
+        let related = scrubbed["related"][0]["excerpts"].as_array().unwrap();
+        assert_eq!(related.len(), 1);
+        assert_eq!(related[0]["customer_id"], "bob");
     }
 
     #[test]

@@ -189,6 +189,8 @@ pub fn assemble(span: Span<'_>, signal: &Signal, rule: String, gathered: &Gather
         // Filled in by the caller, which knows the theme's last computed impact.
         nps_impact: None,
         rating_impact: None,
+        // Filled by related themes (`ThemesHandler::join`), kept by updates.
+        related: Vec::new(),
     }
 }
 

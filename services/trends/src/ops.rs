@@ -27,7 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use closeloop_events::{ActionEffect, ActionStatus, EffectVerdict, Evidence, EvidenceCounts};
+use closeloop_events::{
+    ActionEffect, ActionStatus, EffectVerdict, Evidence, EvidenceCounts, EvidenceExcerpt,
+};
 use closeloop_http::html::page as html;
 use closeloop_http::{Problem, ProblemType};
 use serde::Deserialize;
@@ -564,7 +566,36 @@ fn evidence_of(out: &mut String, e: &Evidence, note: Option<&str>) {
     }
     counts_table(out, "channel", &e.by_channel);
     counts_table(out, "touchpoint", &e.by_touchpoint);
-    for excerpt in &e.excerpts {
+    excerpts(out, &e.excerpts);
+    for related in &e.related {
+        let name = related
+            .theme_name
+            .get("en")
+            .map_or(related.theme.as_str(), String::as_str);
+        let _ = write!(
+            out,
+            "<div class=\"related\"><p><strong>Same problem: {}</strong> ({}) surged too and joined this action: \
+             {} negative of {} mentions from {} customers; they hear \"we did\" with it.</p>",
+            escape(name),
+            escape(&related.theme),
+            related.counts.negative_mentions,
+            related.counts.mentions,
+            related.counts.distinct_customers,
+        );
+        if !related.reason.is_empty() {
+            let _ = write!(
+                out,
+                "<p class=\"meta\">Why: {}</p>",
+                escape(&related.reason)
+            );
+        }
+        excerpts(out, &related.excerpts);
+        out.push_str("</div>");
+    }
+}
+
+fn excerpts(out: &mut String, excerpts: &[EvidenceExcerpt]) {
+    for excerpt in excerpts {
         let _ = write!(
             out,
             "<blockquote class=\"excerpt\">{}<br><small>customer {} · feedback {} · {}</small></blockquote>",
@@ -888,7 +919,7 @@ async fn transition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use closeloop_events::{ActionWorkflow, Evidence, EvidenceBucket, EvidenceExcerpt};
+    use closeloop_events::{ActionWorkflow, Evidence, EvidenceBucket, RelatedEvidence};
 
     const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;";
 
@@ -934,6 +965,18 @@ mod tests {
                     })
                     .to_vec(),
                 expected_negative_mentions: Some(0.5),
+                related: vec![RelatedEvidence {
+                    theme: "delivery".into(),
+                    theme_name: BTreeMap::from([("en".into(), HOSTILE.into())]),
+                    reason: HOSTILE.into(),
+                    excerpts: vec![EvidenceExcerpt {
+                        feedback_id: Uuid::now_v7(),
+                        customer_id: HOSTILE.into(),
+                        excerpt: HOSTILE.into(),
+                        given_at: now,
+                    }],
+                    ..RelatedEvidence::default()
+                }],
                 ..Evidence::default()
             },
             resolution: (status == ActionStatus::Resolved).then(|| closeloop_events::Resolution {
@@ -1145,6 +1188,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
         // The escaped text is still shown, once per place it appears.
         assert!(page.matches("&lt;script&gt;").count() >= 8);
+        assert!(page.contains("Same problem: &lt;script&gt;"), "{page}");
         assert!(page.contains("Historical findings (1)"), "{page}");
         assert!(page.contains("Emerging topics (1)"), "{page}");
         assert!(page.contains("<table id=\"emerging-topics\">"), "{page}");

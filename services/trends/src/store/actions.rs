@@ -8,6 +8,7 @@
 
 use closeloop_events::{ActionEventKind, ActionStatus};
 use closeloop_store::sqlx::{self, Row};
+use closeloop_store::values;
 
 use super::TrendsStore;
 
@@ -110,19 +111,27 @@ pub struct ActionFilter {
 impl TrendsStore {
     /// When each theme's latest action was resolved: the hysteresis boundary.
     pub async fn last_resolutions(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        // A theme's resolutions include those of the actions that covered it.
         sqlx::query_as(
-            "SELECT theme, MAX(resolved_at_ms) FROM trends_actions \
-             WHERE resolved_at_ms IS NOT NULL GROUP BY theme ORDER BY theme",
+            "SELECT theme, MAX(resolved_at_ms) FROM ( \
+               SELECT theme, resolved_at_ms FROM trends_actions \
+               WHERE resolved_at_ms IS NOT NULL \
+               UNION ALL \
+               SELECT c.theme, a.resolved_at_ms FROM trends_action_themes c \
+               JOIN trends_actions a ON a.action_id = c.action_id \
+               WHERE a.resolved_at_ms IS NOT NULL \
+             ) resolutions GROUP BY theme ORDER BY theme",
         )
         .fetch_all(self.db.pool())
         .await
     }
 
-    /// When `theme`'s latest action was resolved, if ever.
+    /// When `theme`'s latest action was resolved, if ever: its own or one that covered it.
     pub async fn last_resolution(&self, theme: &str) -> Result<Option<i64>, sqlx::Error> {
         let row: Option<(Option<i64>,)> = sqlx::query_as(
             "SELECT MAX(resolved_at_ms) FROM trends_actions \
-             WHERE theme = $1 AND resolved_at_ms IS NOT NULL",
+             WHERE resolved_at_ms IS NOT NULL AND (theme = $1 OR action_id IN \
+             (SELECT action_id FROM trends_action_themes WHERE theme = $1))",
         )
         .bind(theme)
         .fetch_optional(self.db.pool())
@@ -141,6 +150,75 @@ impl TrendsStore {
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(action_from_row).transpose()
+    }
+
+    /// The oldest unresolved action of any of `themes` (a theme's lineage): the action
+    /// a surge of the theme joins.
+    pub async fn unresolved_action_of_any(
+        &self,
+        themes: &[&str],
+    ) -> Result<Option<ActionRow>, sqlx::Error> {
+        if themes.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT {ACTION_COLUMNS} FROM trends_actions WHERE status <> $1 AND theme IN ({}) \
+             ORDER BY raised_at_ms, action_id LIMIT 1",
+            values::list(themes.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).bind(ActionStatus::Resolved.as_str());
+        for theme in themes {
+            query = query.bind(*theme);
+        }
+        let row = query.fetch_optional(self.db.pool()).await?;
+        row.as_ref().map(action_from_row).transpose()
+    }
+
+    /// Names the unresolved action after `theme` (a more specific theme of its line that
+    /// surged), with `evidence_json`, if it is still about `expected_theme` with
+    /// `expected_evidence`. Fails with a unique violation when `theme` has an unresolved
+    /// action of its own.
+    pub async fn retitle_action(
+        &self,
+        action_id: &str,
+        (expected_theme, expected_evidence): (&str, &str),
+        theme: &str,
+        evidence_json: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE trends_actions SET theme = $2, evidence_json = $3, updated_at_ms = $4 \
+             WHERE action_id = $1 AND status <> $5 AND theme = $6 AND evidence_json = $7",
+        )
+        .bind(action_id)
+        .bind(theme)
+        .bind(evidence_json)
+        .bind(now_ms)
+        .bind(ActionStatus::Resolved.as_str())
+        .bind(expected_theme)
+        .bind(expected_evidence)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that `action_id` covers `theme` too (a replay changes nothing).
+    pub async fn cover_theme(
+        &self,
+        action_id: &str,
+        theme: &str,
+        at_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO trends_action_themes (action_id, theme, joined_at_ms) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(action_id)
+        .bind(theme)
+        .bind(at_ms)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
     }
 
     /// The theme's most recently resolved action, the candidate for a reopen.
@@ -266,23 +344,27 @@ impl TrendsStore {
     }
 
     /// New evidence for an unresolved action (and, with `announced`, the note that its
-    /// `raised` event went out). `false` if the action is resolved (by now).
+    /// `raised` event went out), if its evidence is still `expected`: the action's own
+    /// theme and a related theme (see `covered_themes`) write it from different tasks.
+    /// `false` if the action is resolved or its evidence changed meanwhile.
     pub async fn update_evidence(
         &self,
         action_id: &str,
+        expected: &str,
         evidence_json: &str,
         announced: bool,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE trends_actions SET evidence_json = $2, announced = $3, updated_at_ms = $4 \
-             WHERE action_id = $1 AND status <> $5",
+             WHERE action_id = $1 AND status <> $5 AND evidence_json = $6",
         )
         .bind(action_id)
         .bind(evidence_json)
         .bind(i64::from(announced))
         .bind(now_ms)
         .bind(ActionStatus::Resolved.as_str())
+        .bind(expected)
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -379,7 +461,8 @@ impl TrendsStore {
         sqlx::query(
             "UPDATE trends_actions SET status = $2, evidence_json = $3, resolution_json = $4, \
              resolved_at_ms = $5, acknowledged_by = $6, acknowledged_at_ms = $7, assignee = $8, \
-             reopened_count = $9, reopened_by = $10, updated_at_ms = $11 WHERE action_id = $1",
+             reopened_count = $9, reopened_by = $10, updated_at_ms = $11, theme = $12 \
+             WHERE action_id = $1",
         )
         .bind(&a.action_id)
         .bind(a.status.as_str())
@@ -392,6 +475,7 @@ impl TrendsStore {
         .bind(a.reopened_count)
         .bind(a.reopened_by.clone())
         .bind(a.updated_at_ms)
+        .bind(&a.theme)
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -406,6 +490,51 @@ mod tests {
 
     fn action(id: &str) -> ActionRow {
         ActionRow::raised(id.into(), "delivery_time".into(), 1, "{}".into())
+    }
+
+    #[tokio::test]
+    async fn a_theme_covered_by_an_action_shares_its_resolution() {
+        let store = store().await;
+        assert!(store.insert_action(&action("a1")).await.unwrap());
+        let lineage = ["delivery", "delivery_time"];
+        let owner = store.unresolved_action_of_any(&lineage).await.unwrap();
+        assert_eq!(owner.map(|a| a.action_id), Some("a1".to_owned()));
+        assert!(store
+            .unresolved_action_of_any(&["price"])
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.unresolved_action_of_any(&[]).await.unwrap().is_none());
+
+        store.cover_theme("a1", "delivery", 5).await.unwrap();
+        store.cover_theme("a1", "delivery", 6).await.unwrap();
+        assert_eq!(store.last_resolution("delivery").await.unwrap(), None);
+        // The evidence is written only over what the writer read.
+        assert!(!store
+            .update_evidence("a1", "{\"stale\":1}", "{\"x\":1}", true, 7)
+            .await
+            .unwrap());
+        assert!(store
+            .update_evidence("a1", "{}", "{\"x\":1}", true, 7)
+            .await
+            .unwrap());
+        assert!(store.resolve_action("a1", "{}", 50).await.unwrap());
+        assert_eq!(store.last_resolution("delivery").await.unwrap(), Some(50));
+        assert_eq!(
+            store.last_resolutions().await.unwrap(),
+            [
+                ("delivery".to_owned(), 50),
+                ("delivery_time".to_owned(), 50)
+            ]
+        );
+        assert!(
+            store
+                .latest_resolved_action("delivery")
+                .await
+                .unwrap()
+                .is_none(),
+            "a covered theme reopens nothing of another theme"
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 mod effect;
 mod emerging;
 mod helpers;
+mod hierarchy;
 mod history;
 mod impact;
 mod late;
