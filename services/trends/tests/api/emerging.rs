@@ -15,7 +15,7 @@ use closeloop_testkit::eventually;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{consumed, get_json, metric, Bus, TestApp};
+use crate::helpers::{assert_bad_queries, consumed, get_json, metric, Bus, TestApp};
 
 const TOKEN: &str = "s3cret-ops-token";
 
@@ -230,34 +230,17 @@ async fn a_new_topic_in_unmatched_feedback_is_listed_first_and_a_replay_changes_
     assert_eq!(replayed["totals"], list["totals"]);
 
     // Bad parameters are problems that name them.
-    for (query, pointer) in [
-        ("kind=positive", "kind"),
-        ("limit=0", "limit"),
-        ("limit=x", "limit"),
-    ] {
-        let response = app
-            .client
-            .get(app.url(&format!("/v1/topics/emerging?{query}")))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 400, "{query}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{query}"
-        );
-        let problem: Value = response.json().await.expect("JSON");
-        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
-    }
-    let unauthorised = app
-        .client
-        .get(app.url("/v1/topics/emerging"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(unauthorised.status(), 401);
+    assert_bad_queries(
+        &app,
+        "/v1/topics/emerging",
+        TOKEN,
+        &[
+            ("kind=positive", "kind"),
+            ("limit=0", "limit"),
+            ("limit=x", "limit"),
+        ],
+    )
+    .await;
     app.stop().await;
 }
 

@@ -210,3 +210,27 @@ pub async fn counted(app: &TestApp, n: usize) {
     .await
     .expect("every mention counted within 30 s");
 }
+
+/// Each `(query, pointer)` of `path` is a 400 problem naming `pointer`, and `path` wants
+/// the ops token.
+pub async fn assert_bad_queries(app: &TestApp, path: &str, token: &str, cases: &[(&str, &str)]) {
+    for (query, pointer) in cases {
+        let response = app
+            .client
+            .get(app.url(&format!("{path}?{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{query}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{query}"
+        );
+        let problem: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(problem["errors"][0]["pointer"], *pointer, "{problem}");
+    }
+    let unauthorised = app.client.get(app.url(path)).send().await.expect("request");
+    assert_eq!(unauthorised.status(), 401);
+}

@@ -24,7 +24,9 @@ use closeloop_testkit::eventually;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{consumed, get_json, metric, negative, ActionReader, Bus, TestApp};
+use crate::helpers::{
+    assert_bad_queries, consumed, get_json, metric, negative, ActionReader, Bus, TestApp,
+};
 
 const TOKEN: &str = "impact-token";
 
@@ -254,37 +256,20 @@ async fn bad_periods_are_problems_that_name_the_parameter() {
     let mut config = bus.config(closeloop_store::testing::database_args("trends"));
     config.ops_token = Some(TOKEN.parse().expect("a token"));
     let app = TestApp::spawn(config).await;
-    for (query, pointer) in [
-        ("since=yesterday", "since"),
-        ("until=2025-13-01T00:00:00Z", "until"),
-        (
-            "since=2025-02-01T00:00:00Z&until=2025-01-01T00:00:00Z",
-            "since",
-        ),
-    ] {
-        let response = app
-            .client
-            .get(app.url(&format!("/v1/themes/impact?{query}")))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 400, "{query}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{query}"
-        );
-        let problem: Value = response.json().await.expect("JSON");
-        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
-    }
-    let unauthorised = app
-        .client
-        .get(app.url("/v1/themes/impact"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(unauthorised.status(), 401);
+    assert_bad_queries(
+        &app,
+        "/v1/themes/impact",
+        TOKEN,
+        &[
+            ("since=yesterday", "since"),
+            ("until=2025-13-01T00:00:00Z", "until"),
+            (
+                "since=2025-02-01T00:00:00Z&until=2025-01-01T00:00:00Z",
+                "since",
+            ),
+        ],
+    )
+    .await;
     let empty = get_json(&app, "/v1/themes/impact", TOKEN).await;
     assert_eq!(empty["feedback"], 0);
     assert_eq!(empty["nps"]["mean"], Value::Null);
