@@ -289,6 +289,9 @@ impl Foundation {
                             tracing::error!(service = self.name, %error, "stopping: a task failed");
                             first_error.get_or_insert(error);
                         }
+                        // A task that ended because the shutdown began (select! picks
+                        // either ready branch) is no news.
+                        None if stop.is_cancelled() => {}
                         // Tasks run until shutdown; one ending early leaves the service
                         // half-working, so it stops and its supervisor restarts it.
                         None => tracing::warn!(service = self.name, "stopping: a task ended before shutdown"),
