@@ -366,17 +366,19 @@ async fn announce_assignment<H: Handler>(
 /// (leave, final commit) and can block for a session timeout or hang outright in
 /// librdkafka (rust-rdkafka#509); when the loop's task is aborted, the consumer is
 /// handed to a thread of its own to close there.
-struct ClosesOffRuntime(Option<StreamConsumer<GroupContext>>);
+pub(crate) struct ClosesOffRuntime<C: ConsumerContext + 'static = GroupContext>(
+    pub(crate) Option<StreamConsumer<C>>,
+);
 
-impl std::ops::Deref for ClosesOffRuntime {
-    type Target = StreamConsumer<GroupContext>;
+impl<C: ConsumerContext + 'static> std::ops::Deref for ClosesOffRuntime<C> {
+    type Target = StreamConsumer<C>;
     fn deref(&self) -> &Self::Target {
         // Taken only at the end of the loop, after its last use.
         self.0.as_ref().expect("consumer is open")
     }
 }
 
-impl Drop for ClosesOffRuntime {
+impl<C: ConsumerContext + 'static> Drop for ClosesOffRuntime<C> {
     fn drop(&mut self) {
         if let Some(consumer) = self.0.take() {
             // If no thread can be started, it closes here after all.
@@ -642,7 +644,7 @@ async fn process<H: Handler>(
 }
 
 /// The record decoded, with where it came from; the reason when it cannot be decoded.
-fn incoming_of<E: Event>(message: &BorrowedMessage<'_>) -> Result<Incoming<E>, String> {
+pub(crate) fn incoming_of<E: Event>(message: &BorrowedMessage<'_>) -> Result<Incoming<E>, String> {
     let envelope =
         decode::<E>(message.payload().unwrap_or_default()).map_err(|error| error.to_string())?;
     let traceparent = message.headers().and_then(|headers| {
@@ -756,7 +758,7 @@ async fn dead_letter(
 
 /// The consumer's view of its group: publishes librdkafka's per-partition lag as a gauge
 /// and notes partition assignments and revocations for the loop.
-struct GroupContext {
+pub(crate) struct GroupContext {
     group: String,
     lag: prometheus::IntGaugeVec,
     /// Filled by the rebalance callbacks (inside `recv`), drained by the loop right after.

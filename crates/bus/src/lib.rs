@@ -13,6 +13,7 @@ mod embedded;
 mod journal;
 mod metrics;
 mod producer;
+mod reader;
 mod room;
 pub mod testing;
 mod topics;
@@ -24,6 +25,7 @@ pub use embedded::{EmbeddedBroker, Fault};
 pub use journal::{Journal, Restored};
 pub use metrics::BusMetrics;
 pub use producer::{Delivered, Publisher, PublisherConfig};
+pub use reader::{Progress, TopicReader};
 pub use topics::{ensure_topics, recreate_topics, TopicSpec};
 
 /// Where the Kafka cluster is: flags and environment shared by every service.
@@ -97,6 +99,8 @@ pub enum BusError {
         dir: std::path::PathBuf,
         reason: String,
     },
+    #[error("reading {topic}: {reason}")]
+    Read { topic: String, reason: String },
     #[error("could not take over partitions of {topic}: {reason}")]
     Assignment { topic: String, reason: String },
 }

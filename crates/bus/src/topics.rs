@@ -13,20 +13,37 @@ use crate::BusError;
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
+    /// Kept by key (`cleanup.policy=compact`) rather than deleted by age.
+    pub compacted: bool,
 }
 
 impl TopicSpec {
-    /// Every closeloop topic and its dead-letter topic, each with `partitions` partitions.
+    /// A topic deleted by age.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            compacted: false,
+        }
+    }
+
+    /// Every closeloop topic and its dead-letter topic, each with `partitions` partitions
+    /// (one for the topics whose records must stay in one order).
     pub fn all(partitions: i32) -> Vec<TopicSpec> {
-        closeloop_events::topics::ALL
-            .iter()
+        use closeloop_events::topics::{dead_letter_of, ALL, COMPACTED, SINGLE_PARTITION};
+        ALL.iter()
             .flat_map(|topic| {
-                [
-                    topic.to_string(),
-                    closeloop_events::topics::dead_letter_of(topic),
-                ]
+                let own = TopicSpec {
+                    name: topic.to_string(),
+                    partitions: if SINGLE_PARTITION.contains(topic) {
+                        1
+                    } else {
+                        partitions
+                    },
+                    compacted: COMPACTED.contains(topic),
+                };
+                [own, TopicSpec::new(dead_letter_of(topic), partitions)]
             })
-            .map(|name| TopicSpec { name, partitions })
             .collect()
     }
 }
@@ -48,6 +65,11 @@ pub async fn ensure_topics(
                 spec.partitions,
                 TopicReplication::Fixed(replication),
             );
+            let topic = if spec.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            };
             // With three copies, an acknowledged record (acks=all) is on at least two
             // brokers, so losing one broker loses nothing and the topic stays writable.
             if replication >= 3 {

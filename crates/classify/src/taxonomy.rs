@@ -70,6 +70,22 @@ pub enum TaxonomyError {
     ParentCycle(String),
     #[error("theme {id:?} has no {lang:?} name")]
     MissingName { id: String, lang: &'static str },
+    #[error("taxonomy is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("theme {id:?} has cues for language {lang:?}: only \"en\" and \"de\" are classified")]
+    UnknownLanguage { id: String, lang: String },
+    #[error("theme {id:?} has an empty cue in {field}.{lang}")]
+    EmptyCue {
+        id: String,
+        field: &'static str,
+        lang: String,
+    },
+    #[error("theme {0:?} has no keyword or phrase in any language, so it could never match")]
+    NoCues(String),
+    #[error("there is no theme {0:?}")]
+    UnknownTheme(String),
+    #[error("theme {id:?} is the parent of {child:?}: retire or re-parent that one first")]
+    HasChildren { id: String, child: String },
 }
 
 impl Taxonomy {
@@ -82,6 +98,74 @@ impl Taxonomy {
         let taxonomy: Taxonomy = toml::from_str(s)?;
         taxonomy.validate()?;
         Ok(taxonomy)
+    }
+
+    /// A taxonomy as it travels in a `taxonomy.v1` event, validated like a file.
+    pub fn from_json(value: serde_json::Value) -> Result<Taxonomy, TaxonomyError> {
+        let taxonomy: Taxonomy = serde_json::from_value(value)?;
+        taxonomy.validate()?;
+        Ok(taxonomy)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// This taxonomy as `version`, with `theme` added. A theme added at run time must
+    /// have cues (a file's may not, for a theme found by a parent's words only).
+    pub fn with_theme_added(
+        &self,
+        version: &str,
+        theme: ThemeDef,
+    ) -> Result<Taxonomy, TaxonomyError> {
+        theme.check_cues()?;
+        let mut next = self.renamed(version);
+        next.themes.push(theme);
+        next.validate()?;
+        Ok(next)
+    }
+
+    /// This taxonomy as `version`, with the theme of `theme.id` replaced by `theme`.
+    pub fn with_theme_replaced(
+        &self,
+        version: &str,
+        theme: ThemeDef,
+    ) -> Result<Taxonomy, TaxonomyError> {
+        theme.check_cues()?;
+        let mut next = self.renamed(version);
+        let slot = next
+            .themes
+            .iter_mut()
+            .find(|t| t.id == theme.id)
+            .ok_or_else(|| TaxonomyError::UnknownTheme(theme.id.clone()))?;
+        *slot = theme;
+        next.validate()?;
+        Ok(next)
+    }
+
+    /// This taxonomy as `version`, without theme `id`. Its mentions so far stay what
+    /// they were; no feedback is classified as it any more.
+    pub fn with_theme_retired(&self, version: &str, id: &str) -> Result<Taxonomy, TaxonomyError> {
+        if self.theme(id).is_none() {
+            return Err(TaxonomyError::UnknownTheme(id.to_owned()));
+        }
+        if let Some(child) = self.themes.iter().find(|t| t.parent.as_deref() == Some(id)) {
+            return Err(TaxonomyError::HasChildren {
+                id: id.to_owned(),
+                child: child.id.clone(),
+            });
+        }
+        let mut next = self.renamed(version);
+        next.themes.retain(|t| t.id != id);
+        next.validate()?;
+        Ok(next)
+    }
+
+    fn renamed(&self, version: &str) -> Taxonomy {
+        Taxonomy {
+            version: version.to_owned(),
+            themes: self.themes.clone(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Taxonomy, TaxonomyError> {
@@ -143,7 +227,8 @@ impl Taxonomy {
         ancestors
     }
 
-    fn validate(&self) -> Result<(), TaxonomyError> {
+    /// The checks every taxonomy passes, file or run-time version.
+    pub fn validate(&self) -> Result<(), TaxonomyError> {
         if self.version.trim().is_empty() {
             return Err(TaxonomyError::EmptyVersion);
         }
@@ -182,6 +267,7 @@ impl Taxonomy {
                     None => break,
                 }
             }
+            theme.check_cue_languages()?;
             for lang in ["en", "de"] {
                 let named = theme.names.get(lang).is_some_and(|n| !n.trim().is_empty());
                 if !named {
@@ -191,6 +277,43 @@ impl Taxonomy {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl ThemeDef {
+    /// Cues only for the languages the classifier knows, none empty.
+    fn check_cue_languages(&self) -> Result<(), TaxonomyError> {
+        for (field, cues) in [
+            ("keywords", &self.keywords),
+            ("phrases", &self.phrases),
+            ("weak", &self.weak),
+        ] {
+            for (lang, terms) in cues {
+                if !matches!(lang.as_str(), "en" | "de") {
+                    return Err(TaxonomyError::UnknownLanguage {
+                        id: self.id.clone(),
+                        lang: lang.clone(),
+                    });
+                }
+                if terms.iter().any(|term| term.trim().is_empty()) {
+                    return Err(TaxonomyError::EmptyCue {
+                        id: self.id.clone(),
+                        field,
+                        lang: lang.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At least one keyword or phrase: a theme with none could never be found.
+    fn check_cues(&self) -> Result<(), TaxonomyError> {
+        let cues = self.keywords.values().chain(self.phrases.values());
+        if cues.flatten().all(|term| term.trim().is_empty()) {
+            return Err(TaxonomyError::NoCues(self.id.clone()));
         }
         Ok(())
     }
@@ -308,6 +431,81 @@ mod tests {
 
         let err = Taxonomy::load(Path::new("/nonexistent/taxonomy.toml")).unwrap_err();
         assert!(matches!(err, TaxonomyError::Io { .. }));
+    }
+
+    #[test]
+    fn run_time_changes_make_validated_versions() {
+        let base = Taxonomy::builtin();
+        let mut theme = ThemeDef {
+            id: "app_release".into(),
+            names: [("en", "App release"), ("de", "App-Version")]
+                .map(|(l, n)| (l.to_owned(), n.to_owned()))
+                .into(),
+            keywords: BTreeMap::new(),
+            phrases: BTreeMap::new(),
+            weak: BTreeMap::new(),
+            parent: Some("usability".into()),
+        };
+        assert!(matches!(
+            base.with_theme_added("r2", theme.clone()),
+            Err(TaxonomyError::NoCues(_))
+        ));
+        theme.keywords.insert("en".into(), vec!["release".into()]);
+        let added = base.with_theme_added("r2", theme.clone()).expect("added");
+        assert_eq!(added.version, "r2");
+        assert_eq!(added.themes.len(), 16);
+        assert_eq!(base.themes.len(), 15, "the base is unchanged");
+        assert!(matches!(
+            added.with_theme_added("r3", theme.clone()),
+            Err(TaxonomyError::DuplicateId(_))
+        ));
+
+        let mut edited = theme.clone();
+        edited.keywords.insert("fr".into(), vec!["version".into()]);
+        assert!(matches!(
+            added.with_theme_replaced("r3", edited.clone()),
+            Err(TaxonomyError::UnknownLanguage { .. })
+        ));
+        edited.keywords.remove("fr");
+        edited
+            .phrases
+            .insert("de".into(), vec!["neue version".into(), " ".into()]);
+        assert!(matches!(
+            added.with_theme_replaced("r3", edited.clone()),
+            Err(TaxonomyError::EmptyCue {
+                field: "phrases",
+                ..
+            })
+        ));
+        edited
+            .phrases
+            .insert("de".into(), vec!["neue version".into()]);
+        let replaced = added.with_theme_replaced("r3", edited).expect("replaced");
+        assert!(replaced
+            .theme("app_release")
+            .expect("kept")
+            .phrases
+            .contains_key("de"));
+
+        assert!(matches!(
+            replaced.with_theme_retired("r4", "delivery"),
+            Err(TaxonomyError::HasChildren { .. })
+        ));
+        assert!(matches!(
+            replaced.with_theme_retired("r4", "nope"),
+            Err(TaxonomyError::UnknownTheme(_))
+        ));
+        let retired = replaced
+            .with_theme_retired("r4", "app_release")
+            .expect("retired");
+        assert!(retired.theme("app_release").is_none());
+
+        let back = Taxonomy::from_json(retired.to_json()).expect("round trip");
+        assert_eq!(back.themes.len(), 15);
+        assert!(matches!(
+            Taxonomy::from_json(serde_json::json!({"version": "x", "themes": []})),
+            Err(TaxonomyError::Empty)
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod action;
 mod feedback;
 mod notification;
 mod preferences;
+mod taxonomy;
 pub mod text;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,7 @@ pub use notification::{
     NotificationOutcome, ALL_SOURCES,
 };
 pub use preferences::{CustomerPreferences, SET_BY_CUSTOMER};
+pub use taxonomy::{Period, TaxonomyApplied, TAXONOMY_KEY};
 
 /// Topic names, one constant per row of the README's topic table (Architecture).
 pub mod topics {
@@ -41,6 +43,8 @@ pub mod topics {
     pub const NOTIFICATIONS: &str = "notifications.v1";
     pub const PRIVACY_ERASURE: &str = "privacy.erasure.v1";
     pub const CUSTOMER_PREFERENCES: &str = "customers.preferences.v1";
+    /// Compacted, one partition: the current taxonomy version and those before it.
+    pub const TAXONOMY: &str = "taxonomy.v1";
 
     /// Every topic the system reads or writes (dead-letter topics excluded).
     pub const ALL: &[&str] = &[
@@ -51,7 +55,16 @@ pub mod topics {
         NOTIFICATIONS,
         PRIVACY_ERASURE,
         CUSTOMER_PREFERENCES,
+        TAXONOMY,
     ];
+
+    /// Topics compacted by key rather than deleted by age: their newest record per key
+    /// is the state, and a consumer reads them from the start.
+    pub const COMPACTED: &[&str] = &[TAXONOMY];
+
+    /// Topics with one partition whatever the others have, because their records must
+    /// stay in one order.
+    pub const SINGLE_PARTITION: &[&str] = &[TAXONOMY];
 
     /// The dead-letter topic of `topic`: `feedback.raw.v1` → `feedback.raw.dlq.v1`.
     pub fn dead_letter_of(topic: &str) -> String {

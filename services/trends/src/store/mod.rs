@@ -13,7 +13,8 @@
 //! - [`erasure`]: forgetting a customer;
 //! - [`sessions`]: `/ops` sign-ins;
 //! - [`topics`]: the feedback emerging topics are found in;
-//! - [`scores`]: scored feedback, for the themes' impact on NPS and rating.
+//! - [`scores`]: scored feedback, for the themes' impact on NPS and rating;
+//! - [`taxonomy`]: the taxonomy versions, proposed and applied.
 
 mod actions;
 mod effects;
@@ -24,6 +25,7 @@ mod history;
 mod mentions;
 mod scores;
 mod sessions;
+mod taxonomy;
 mod topics;
 
 use closeloop_runtime::Pseudonyms;
@@ -37,6 +39,8 @@ pub use findings::FindingRow;
 pub use history::LogRow;
 pub use mentions::MentionRow;
 pub use scores::ScoreRow;
+#[allow(unused_imports)]
+pub use taxonomy::{Applied, TaxonomyVersionRow};
 pub use topics::{TopicFeedbackRow, TopicScanRow};
 
 /// Whether `error` is the unique index refusing a second unresolved action of a theme.

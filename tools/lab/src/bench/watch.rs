@@ -144,10 +144,7 @@ mod tests {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::producer::{FutureProducer, FutureRecord};
 
-        let topic = TopicSpec {
-            name: "retention.v1".into(),
-            partitions: 1,
-        };
+        let topic = TopicSpec::new("retention.v1", 1);
         let broker = EmbeddedBroker::start(1, &[topic]).expect("broker");
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", broker.bootstrap_servers())
