@@ -34,6 +34,18 @@ pub struct DemoArgs {
     /// Give up if the loop has not closed after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
+    /// Which story to play.
+    #[arg(long, value_enum, default_value_t = Scenario::Loop)]
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// A theme surges, ops resolve it, customers hear "we did", the effect is measured.
+    Loop,
+    /// A topic no theme covers emerges, becomes a theme (previewed, applied, the hour
+    /// reclassified) and, once it surges, an action.
+    NewTopic,
 }
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -49,6 +61,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     // feedback after it may be dated at most ingest's allowed clock skew ahead).
     configs.trends.effect_window = EFFECT_WINDOW;
     configs.trends.effect_refresh = Duration::from_secs(1);
+    // Emerging topics on a demo's time scale: listed within a second, against the day.
+    configs.trends.emerging_refresh_seconds = 1;
+    configs.trends.emerging_window_days = 1;
     let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
     let sink_addr = sink_listener.local_addr()?;
     let secrets = local_defaults(&mut configs, sink_addr);
@@ -68,17 +83,29 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let stack = Stack::start_embedded(configs, 1, 3).await?;
     sink.spawn(sink_listener, stack.shutdown_token())?;
     smtp.spawn(smtp_listener, stack.shutdown_token())?;
+    let story = async {
+        match args.scenario {
+            Scenario::Loop => play(&args, &stack, &ops, &sink, &smtp, started).await,
+            Scenario::NewTopic => crate::demo_topic::play(&args, &stack, &ops, started).await,
+        }
+    };
     let demo = tokio::select! {
-        result = play(&args, &stack, &ops, &sink, &smtp, started) => result,
+        result = story => result,
         _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     stack.stop().await;
     demo?;
-    println!(
-        "\n✔ loop closed in {:.1} s (everything included: start-up, {} events, detection, resolution, notification, effect)",
-        started.elapsed().as_secs_f64(),
-        args.events
-    );
+    match args.scenario {
+        Scenario::Loop => println!(
+            "\n✔ loop closed in {:.1} s (everything included: start-up, {} events, detection, resolution, notification, effect)",
+            started.elapsed().as_secs_f64(),
+            args.events
+        ),
+        Scenario::NewTopic => println!(
+            "\n✔ a new theme from the feedback itself in {:.1} s (start-up, emerging topic, preview, apply, reclassification, action)",
+            started.elapsed().as_secs_f64()
+        ),
+    }
     Ok(())
 }
 
@@ -104,7 +131,6 @@ async fn play(
     smtp: &SmtpSink,
     started: Instant,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(args.timeout_secs);
     println!(
         "  broker {}  ·  ingest http://{}  ·  trends http://{}  ·  notify http://{}",
@@ -131,33 +157,7 @@ async fn play(
         println!("   “{}”", sample.body["text"].as_str().unwrap_or_default());
     }
     let posted = Instant::now();
-    let mut accepted = 0usize;
-    let mut failed = 0usize;
-    let mut responses = futures::stream::iter(feedback.iter().enumerate())
-        .map(|(i, item)| {
-            let client = client.clone();
-            let url = format!("http://{}/v1/feedback", stack.ingest);
-            async move {
-                client
-                    .post(url)
-                    .bearer_auth(dev_key(item.source))
-                    .header("Idempotency-Key", format!("demo-{i}"))
-                    .json(&item.body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-            }
-        })
-        .buffer_unordered(16);
-    while let Some(status) = responses.next().await {
-        match status {
-            Ok(202) => accepted += 1,
-            other => {
-                failed += 1;
-                tracing::warn!(?other, "feedback not accepted");
-            }
-        }
-    }
+    let (accepted, failed) = post_feedback(stack, &feedback, "demo").await?;
     println!(
         "   ingest answered 202 for {accepted} ({failed} failed) in {:.2} s — each only after the broker acknowledged it",
         posted.elapsed().as_secs_f64()
@@ -320,7 +320,39 @@ async fn play(
     }
 
     // 5. Did it work? Feedback given after the resolution, by its event time.
-    show_effect(args, stack, ops, &client, &action_id, resolved_at).await
+    show_effect(args, stack, ops, &action_id, resolved_at).await
+}
+
+/// Posts `feedback` to ingest, 16 at a time, each with an idempotency key made of
+/// `key_prefix` and its index. Returns how many were accepted and how many not.
+pub(crate) async fn post_feedback(
+    stack: &Stack,
+    feedback: &[demo_corpus::DemoFeedback],
+    key_prefix: &str,
+) -> anyhow::Result<(usize, usize)> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/feedback", stack.ingest);
+    let mut responses = futures::stream::iter(feedback.iter().enumerate())
+        .map(|(i, item)| {
+            let request = client
+                .post(&url)
+                .bearer_auth(dev_key(item.source))
+                .header("Idempotency-Key", format!("{key_prefix}-{i}"))
+                .json(&item.body);
+            async move { request.send().await.map(|r| r.status().as_u16()) }
+        })
+        .buffer_unordered(16);
+    let (mut accepted, mut failed) = (0, 0);
+    while let Some(status) = responses.next().await {
+        match status {
+            Ok(202) => accepted += 1,
+            other => {
+                failed += 1;
+                tracing::warn!(?other, "feedback not accepted");
+            }
+        }
+    }
+    Ok((accepted, failed))
 }
 
 /// The windows compared before and after the resolution in the demo.
@@ -334,7 +366,6 @@ async fn show_effect(
     args: &DemoArgs,
     stack: &Stack,
     ops: &reqwest::Client,
-    client: &reqwest::Client,
     action_id: &str,
     resolved_at: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
@@ -379,19 +410,7 @@ async fn show_effect(
         after.len(),
         EFFECT_WINDOW.as_secs() / 60
     );
-    for (i, item) in after.iter().enumerate() {
-        let status = client
-            .post(format!("http://{}/v1/feedback", stack.ingest))
-            .bearer_auth(dev_key(item.source))
-            .header("Idempotency-Key", format!("demo-after-{i}"))
-            .json(&item.body)
-            .send()
-            .await?
-            .status();
-        if status.as_u16() != 202 {
-            tracing::warn!(%status, "feedback after the resolution not accepted");
-        }
-    }
+    post_feedback(stack, &after, "demo-after").await?;
     let effect = loop {
         let action: Value = ops
             .get(format!("http://{}/v1/actions/{action_id}", stack.trends))

@@ -6,6 +6,7 @@
 pub mod classify_cmd;
 pub mod demo;
 pub mod demo_corpus;
+mod demo_topic;
 pub mod import;
 pub mod logs;
 pub mod progress;
