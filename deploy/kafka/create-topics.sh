@@ -22,7 +22,11 @@ topics=(
   notifications.v1
   privacy.erasure.v1
   customers.preferences.v1
+  taxonomy.v1
 )
+# The current taxonomy: one partition (versions stay in order), compacted (the newest
+# record is the state; a consumer reads the topic from its start).
+compacted=(taxonomy.v1)
 
 create() {
   "$kafka_topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
@@ -30,7 +34,13 @@ create() {
 }
 
 for topic in "${topics[@]}"; do
-  create "$topic"
+  if [[ " ${compacted[*]} " == *" $topic "* ]]; then
+    "$kafka_topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
+      --topic "$topic" --partitions 1 --replication-factor "$replication" \
+      --config cleanup.policy=compact
+  else
+    create "$topic"
+  fi
   # feedback.raw.v1 → feedback.raw.dlq.v1 (closeloop_events::topics::dead_letter_of)
   create "${topic%.v1}.dlq.v1" --config "retention.ms=$dlq_retention_ms"
 done
