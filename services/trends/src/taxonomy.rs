@@ -465,7 +465,7 @@ pub(crate) struct ThemeBody {
     pub parent: Option<String>,
 }
 
-fn invalid(errors: Vec<FieldError>) -> Problem {
+pub(crate) fn invalid(errors: Vec<FieldError>) -> Problem {
     Problem::new(ProblemType::InvalidBody)
         .detail(format!(
             "Invalid taxonomy change: {} field(s) are invalid; nothing changed",
@@ -547,7 +547,6 @@ fn theme_of(at: &str, body: ThemeBody, errors: &mut Vec<FieldError>) -> ThemeDef
 /// Parses and checks a proposal's JSON body.
 fn proposal_from_json(body: &[u8]) -> Result<Proposal, Problem> {
     let JsonObject(body): JsonObject<ProposeBody> = parse_json(body)?;
-    let mut errors = Vec::new();
     let given = [
         body.add_theme.is_some(),
         body.edit_theme.is_some(),
@@ -559,18 +558,58 @@ fn proposal_from_json(body: &[u8]) -> Result<Proposal, Problem> {
             "give exactly one of `add_theme`, `edit_theme` and `retire_theme`",
         )]));
     }
-    let change = if let Some(JsonObject(theme)) = body.add_theme {
-        Change::Add(theme_of("/add_theme", theme, &mut errors))
+    let based_on = body.based_on;
+    if let Some(JsonObject(theme)) = body.add_theme {
+        theme_proposal(based_on, false, theme)
     } else if let Some(JsonObject(theme)) = body.edit_theme {
-        Change::Edit(theme_of("/edit_theme", theme, &mut errors))
+        theme_proposal(based_on, true, theme)
     } else {
-        let id = body.retire_theme.unwrap_or_default().trim().to_owned();
-        if id.is_empty() {
-            errors.push(Problem::field("/retire_theme", "is required"));
-        }
-        Change::Retire(id)
+        checked_proposal(
+            based_on,
+            Change::Retire(body.retire_theme.unwrap_or_default()),
+        )
+    }
+}
+
+/// An addition (or with `edit`, a replacement) of the theme in `body`, checked.
+pub(crate) fn theme_proposal(
+    based_on: Option<String>,
+    edit: bool,
+    body: ThemeBody,
+) -> Result<Proposal, Problem> {
+    let mut errors = Vec::new();
+    let change = if edit {
+        Change::Edit(theme_of("/edit_theme", body, &mut errors))
+    } else {
+        Change::Add(theme_of("/add_theme", body, &mut errors))
     };
-    let based_on = body.based_on.map(|b| b.trim().to_owned());
+    finish(based_on, change, errors)
+}
+
+/// A retirement (or an already checked theme change) with its base, checked.
+pub(crate) fn checked_proposal(
+    based_on: Option<String>,
+    change: Change,
+) -> Result<Proposal, Problem> {
+    finish(based_on, change, Vec::new())
+}
+
+fn finish(
+    based_on: Option<String>,
+    change: Change,
+    mut errors: Vec<FieldError>,
+) -> Result<Proposal, Problem> {
+    let change = match change {
+        Change::Retire(id) => {
+            let id = id.trim().to_owned();
+            if id.is_empty() {
+                errors.push(Problem::field("/retire_theme", "is required"));
+            }
+            Change::Retire(id)
+        }
+        other => other,
+    };
+    let based_on = based_on.map(|b| b.trim().to_owned());
     if based_on.as_deref() == Some("") {
         errors.push(Problem::field("/based_on", "must not be blank"));
     }
