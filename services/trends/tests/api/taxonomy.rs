@@ -504,3 +504,147 @@ async fn every_instance_follows_the_version_another_applied() {
     one.stop().await;
     other.stop().await;
 }
+
+/// The CSRF token the page's forms carry.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_owned()
+}
+
+/// The `href` of the first link with `class`.
+fn link_of(page: &str, class: &str) -> String {
+    page.split(&format!("class=\"{class}\" href=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the link")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_makes_an_emerging_topic_a_theme_and_it_is_no_longer_emerging() {
+    let bus = Bus::start();
+    let mut config = bus.config(closeloop_store::testing::database_args("trends"));
+    config.ops_token = None;
+    config.emerging_refresh_seconds = 1;
+    let app = TestApp::spawn(config).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = |path: &str| {
+        let url = app.url(path);
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    crate::emerging::publish(&bus, &crate::emerging::stream()).await;
+    eventually(
+        Duration::from_secs(60),
+        "the wallet app emerging",
+        || async {
+            let list = get_json(&app, "/v1/topics/emerging", TOKEN).await;
+            (list["topics"][0]["key"] == "wallet app").then_some(())
+        },
+    )
+    .await;
+
+    // The section, an edit form prefilled with the theme, and the emerging row's link.
+    let shown = page("/ops").await;
+    assert!(shown.contains("<h2 id=\"themes\">Themes</h2>"), "{shown}");
+    assert!(shown.contains("id=\"theme-delivery_time\""), "{shown}");
+    assert!(shown.contains("id=\"retire-delivery_time\""), "{shown}");
+    assert!(shown.contains("id=\"no-proposals\""), "{shown}");
+    let edit = page("/ops?edit_theme=delivery_time").await;
+    assert!(
+        edit.contains("name=\"id\" value=\"delivery_time\" readonly"),
+        "{edit}"
+    );
+    assert!(
+        edit.contains("<option value=\"delivery\" selected>"),
+        "{edit}"
+    );
+    let link = link_of(&shown, "make-theme");
+    assert!(link.starts_with("/ops?new_theme=wallet%20app"), "{link}");
+    let prefilled = page(&link).await;
+    assert!(
+        prefilled.contains("name=\"id\" value=\"wallet_app\""),
+        "{prefilled}"
+    );
+    assert!(prefilled.contains("name=\"phrases_en\" value=\"wallet app\""));
+    assert!(prefilled.contains("name=\"phrases_de\" value=\"wallet app\""));
+    let csrf = csrf_of(&prefilled);
+    let root = get_json(&app, "/v1/taxonomy", TOKEN).await["version"]
+        .as_str()
+        .expect("version")
+        .to_owned();
+
+    let post = |path: &str, fields: Vec<(&str, &str)>| {
+        client
+            .post(app.url(path))
+            .header("origin", app.address.clone())
+            .form(&fields)
+            .send()
+    };
+    let mut fields = vec![
+        ("csrf", csrf.as_str()),
+        ("change", "add"),
+        ("based_on", root.as_str()),
+        ("id", "wallet_app"),
+        ("name_en", "Wallet app"),
+        ("phrases_en", "wallet app"),
+        ("phrases_de", "wallet app"),
+        ("parent", ""),
+    ];
+    // Refused: the page says why, with the form as it was sent.
+    let refused = post("/ops/themes", fields.clone()).await.expect("post");
+    assert_eq!(refused.status(), 422);
+    let refused = refused.text().await.expect("page");
+    assert!(
+        refused.contains("add_theme names de: is required"),
+        "{refused}"
+    );
+    assert!(refused.contains("name=\"phrases_en\" value=\"wallet app\""));
+    fields.push(("name_de", "Wallet-App"));
+    let proposed = post("/ops/themes", fields).await.expect("post");
+    assert_eq!(proposed.status(), 303);
+    let version = format!("{root}-r2");
+    let shown = page("/ops").await;
+    assert!(
+        shown.contains(&format!("id=\"apply-{version}\"")),
+        "{shown}"
+    );
+    let applied = post(
+        &format!("/ops/themes/{version}/apply"),
+        vec![("csrf", csrf.as_str()), ("since", ""), ("until", "")],
+    )
+    .await
+    .expect("post");
+    assert_eq!(applied.status(), 303);
+    follows(&app, &version).await;
+    let shown = page("/ops?notice=taxonomy_applied").await;
+    assert!(shown.contains("id=\"theme-wallet_app\""), "{shown}");
+    assert!(shown.contains("Taxonomy version applied"), "{shown}");
+
+    // Its phrase is a cue now: no longer emerging.
+    let after = chrono::Utc::now();
+    let list = crate::emerging::list_after(&app, "unmatched", after).await;
+    let keys: Vec<&str> = list["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["key"].as_str())
+        .collect();
+    assert!(!keys.contains(&"wallet app"), "{keys:?}");
+    app.stop().await;
+}
