@@ -675,7 +675,11 @@ async fn propose_api(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let body = closeloop_http::read_json_body(&headers, body)?;
-    let proposal = proposal_from_json(&body)?;
+    let proposal = proposal_from_json(&body).inspect_err(|problem| {
+        if problem.problem_type() == ProblemType::InvalidBody {
+            ctx.metrics.taxonomy_change("rejected");
+        }
+    })?;
     let row = propose(&ctx, proposal).await?;
     let current = current_version(&ctx).await?;
     let location = format!("/v1/taxonomy/versions/{}", row.version);

@@ -405,7 +405,10 @@ pub(super) async fn propose(
     };
     let result = match proposal_of(&fields) {
         Ok(proposal) => taxonomy::propose(&ctx, proposal).await,
-        Err(problem) => Err(problem),
+        Err(problem) => {
+            ctx.metrics.taxonomy_change("rejected");
+            Err(problem)
+        }
     };
     match result {
         Ok(_) => see_other("/ops?notice=taxonomy_proposed#themes"),
