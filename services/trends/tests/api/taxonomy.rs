@@ -382,12 +382,11 @@ async fn concurrent_changes_apply_once() {
     assert!(detail.contains("propose the change again"), "{detail}");
 
     // One proposal applied twice at once: exactly one applies.
-    let (_, c) = post(
-        &app,
-        "/v1/taxonomy/versions",
-        json!({"retire_theme": "price"}),
-    )
-    .await;
+    // (Whichever won above, a theme of another id can be added.)
+    let mut loyalty = wallet_theme();
+    loyalty["id"] = json!("loyalty_points");
+    let (status, c) = post(&app, "/v1/taxonomy/versions", json!({"add_theme": loyalty})).await;
+    assert_eq!(status, 201, "{c}");
     let apply_c = apply(&c);
     let (first, second) = tokio::join!(
         post(&app, &apply_c, json!({})),
