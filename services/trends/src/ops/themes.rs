@@ -491,6 +491,39 @@ mod tests {
     }
 
     #[test]
+    fn operators_text_never_reaches_the_page_as_markup() {
+        const HOSTILE: &str = "<script>alert(1)</script>\"><img src=x onerror=alert(1)>";
+        let mut current = Taxonomy::builtin();
+        current.version = HOSTILE.to_owned();
+        current.themes[0].names.insert("en".into(), HOSTILE.into());
+        current.themes[0]
+            .keywords
+            .insert("en".into(), vec![HOSTILE.into()]);
+        let themes = Themes {
+            current,
+            applied_at: None,
+            proposed: vec![VersionView {
+                version: HOSTILE.into(),
+                based_on: Some(HOSTILE.into()),
+                state: "proposed",
+                change: HOSTILE.into(),
+                created_at: Utc::now(),
+                applied_at: None,
+                current: false,
+                taxonomy: None,
+                reclassify: None,
+            }],
+        };
+        let mut form = ThemeForm::of_phrase(HOSTILE, &["en"]);
+        form.fields.insert("parent".into(), HOSTILE.into());
+        let mut out = String::new();
+        section(&mut out, &themes, &form, HOSTILE);
+        assert!(!out.contains("<script"), "{out}");
+        assert!(!out.contains("<img"), "{out}");
+        assert!(out.contains("id=\"theme-form\""));
+    }
+
+    #[test]
     fn a_form_is_the_same_proposal_as_a_body() {
         let fields: HashMap<String, String> = [
             ("change", "add"),
