@@ -10,7 +10,7 @@ use closeloop_store::sqlx;
 use closeloop_testkit::eventually;
 use serde_json::{json, Value};
 
-use crate::helpers::{get_json, metric, Bus, TestApp};
+use crate::helpers::{get_json, metric, negative, ActionReader, Bus, TestApp};
 
 pub const TOKEN: &str = "s3cret-ops-token";
 
@@ -144,6 +144,17 @@ async fn a_theme_is_added_edited_and_retired_and_each_version_published_in_order
         .expect("themes")
         .iter()
         .any(|t| t["id"] == "wallet_app"));
+
+    // Actions name the new theme as the applied version does.
+    let actions = ActionReader::new(bus.brokers());
+    for customer in ["c1", "c2", "c3"] {
+        let mut complaint = negative(customer);
+        complaint.data.theme = "wallet_app".into();
+        bus.publish(&Envelope::new(complaint.data)).await;
+    }
+    let raised = actions.next().await;
+    assert_eq!(raised.theme, "wallet_app");
+    assert_eq!(raised.theme_name["de"], "Wallet-App");
 
     let mut edited_theme = wallet_theme();
     edited_theme["keywords"]["en"] = json!(["wallet", "loyalty"]);
