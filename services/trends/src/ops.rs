@@ -283,7 +283,7 @@ async fn render(
         }
         resolved_actions.push(action);
     }
-    let body = page_body(
+    let mut body = page_body(
         &unresolved,
         &resolved_actions,
         &findings,
@@ -294,7 +294,6 @@ async fn render(
         session.csrf(),
         session.can_sign_out(),
     );
-    let mut body = body;
     themes::section(&mut body, &themes, form, session.csrf());
     html(status, layout("closeloop ops", &body))
 }
