@@ -64,6 +64,7 @@ pub(crate) fn routes(ctx: Arc<Context>) -> Router<Arc<Context>> {
         .route("/v1/findings", get(list_findings))
         .route("/v1/topics/emerging", get(emerging_topics))
         .route("/v1/themes/impact", get(themes_impact))
+        .merge(crate::taxonomy::routes())
         // route_layer: only matched /v1 routes need the token, /metrics, probes, the
         // OpenAPI document and /ops (which signs in with a cookie) not.
         .route_layer(middleware::from_fn_with_state(
@@ -492,6 +493,10 @@ mod tests {
                 "/v1/actions/{id}/reopen",
                 "/v1/actions/{id}/resolve",
                 "/v1/findings",
+                "/v1/taxonomy",
+                "/v1/taxonomy/versions",
+                "/v1/taxonomy/versions/{version}",
+                "/v1/taxonomy/versions/{version}/apply",
                 "/v1/themes/impact",
                 "/v1/themes/{theme}/stats",
                 "/v1/topics/emerging",

@@ -3,10 +3,10 @@
 //! `Arc<Context>` rather than held in globals.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use closeloop_bus::Publisher;
-use closeloop_classify::{Language, Taxonomy};
+use closeloop_classify::{Language, PhraseExtractor, Taxonomy};
 
 use crate::auth::OpsAuth;
 use crate::detection::DetectionState;
@@ -61,7 +61,9 @@ pub(crate) struct Context {
     /// Held across a whole action transition (raise, update, resolve), awaits included,
     /// so the consumer and the API never interleave on the same action.
     pub(crate) transitions: Transitions,
-    pub(crate) taxonomy: Taxonomy,
+    /// The current taxonomy version: swapped whole when another becomes current (see
+    /// [`crate::taxonomy`]); read through [`Context::taxonomy`].
+    pub(crate) taxonomy: RwLock<Arc<Taxonomy>>,
     pub(crate) metrics: TrendsMetrics,
     /// The ops token and the `/ops` sessions.
     pub(crate) ops: OpsAuth,
@@ -103,14 +105,41 @@ impl Context {
         }
     }
 
+    /// The current taxonomy version.
+    pub(crate) fn taxonomy(&self) -> Arc<Taxonomy> {
+        self.taxonomy
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Makes `taxonomy` the current version of this instance, with a phrase extractor
+    /// that leaves its cues out (a phrase that became a cue is no longer emerging).
+    /// False when it already was current.
+    pub(crate) fn switch_taxonomy(&self, taxonomy: Taxonomy) -> bool {
+        if self.taxonomy().version == taxonomy.version {
+            return false;
+        }
+        let extractor = PhraseExtractor::new(&taxonomy);
+        let version = taxonomy.version.clone();
+        *self
+            .taxonomy
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(taxonomy);
+        self.emerging.set_extractor(extractor);
+        self.metrics.taxonomy_version(&version);
+        true
+    }
+
     /// The theme's display name per language, as actions carry it.
     pub(crate) fn theme_name(&self, theme: &str) -> BTreeMap<String, String> {
+        let taxonomy = self.taxonomy();
         [Language::En, Language::De]
             .into_iter()
             .map(|language| {
                 (
                     language.as_str().to_owned(),
-                    self.taxonomy.theme_name(theme, language),
+                    taxonomy.theme_name(theme, language),
                 )
             })
             .collect()
@@ -119,7 +148,7 @@ impl Context {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex, RwLock};
     use std::time::Duration;
 
     use closeloop_bus::{BusMetrics, Publisher, PublisherConfig};
@@ -152,7 +181,7 @@ pub(crate) mod testing {
             publisher,
             detection: Mutex::new(DetectionState::new(DetectorSettings::default())),
             transitions: Default::default(),
-            taxonomy: Taxonomy::builtin(),
+            taxonomy: RwLock::new(Arc::new(Taxonomy::builtin())),
             metrics: TrendsMetrics::register(&registry).expect("metrics"),
             ops: OpsAuth::new(None, 60, false, &[]),
             reopen_within_ms: 0,

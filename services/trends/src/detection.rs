@@ -424,7 +424,8 @@ impl ThemesHandler {
     /// The unresolved action of another theme on `theme`'s line of the hierarchy (its
     /// parent, a child): one problem gets one action, so a surge of the theme joins it.
     async fn covering_action(&self, theme: &str) -> Result<Option<ActionRow>, HandlerError> {
-        let lineage = self.ctx.taxonomy.lineage(theme);
+        let taxonomy = self.ctx.taxonomy();
+        let lineage = taxonomy.lineage(theme);
         self.ctx
             .store
             .unresolved_action_of_any(&lineage)
@@ -435,7 +436,7 @@ impl ThemesHandler {
     /// Whether `theme` refines `other` (is its child, grandchild, …): the more specific
     /// name of one problem.
     fn is_more_specific(&self, theme: &str, other: &str) -> bool {
-        self.ctx.taxonomy.ancestors(theme).contains(&other)
+        self.ctx.taxonomy().ancestors(theme).contains(&other)
     }
 
     /// The theme's evidence in the form a related theme contributes it.

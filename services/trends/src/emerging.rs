@@ -24,12 +24,12 @@
 //! request, so an erasure stops them being shown on every replica at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use closeloop_bus::{Handler, HandlerError, Incoming};
-use closeloop_classify::PhraseExtractor;
+use closeloop_classify::{Language, PhraseExtractor};
 use closeloop_events::{FeedbackCategorised, SentimentLabel};
 use closeloop_trend::emerging::{Counts, Feedback, Tone, ToneMix};
 use closeloop_trend::{EmergingConfig, Ranking, Tally, Topic, Windows};
@@ -112,7 +112,11 @@ impl Lists {
 /// What the handler, the refresher and the HTTP handlers share.
 pub(crate) struct Emerging {
     pub settings: Settings,
-    pub extractor: PhraseExtractor,
+    /// Follows the current taxonomy (see [`Emerging::set_extractor`]).
+    extractor: RwLock<Arc<PhraseExtractor>>,
+    /// Set once the taxonomy changed at run time: stored phrases were cut with an older
+    /// one, so each is checked again against the current cues before it is counted.
+    recheck: Mutex<Option<Arc<PhraseExtractor>>>,
     lists: Mutex<Arc<Lists>>,
     /// Rung when the lists should be computed again before the next round (an erasure).
     refresh_now: Notify,
@@ -122,10 +126,33 @@ impl Emerging {
     pub(crate) fn new(settings: Settings, extractor: PhraseExtractor) -> Self {
         Self {
             settings,
-            extractor,
+            extractor: RwLock::new(Arc::new(extractor)),
+            recheck: Mutex::new(None),
             lists: Mutex::new(Arc::new(Lists::default())),
             refresh_now: Notify::new(),
         }
+    }
+
+    pub(crate) fn extractor(&self) -> Arc<PhraseExtractor> {
+        self.extractor
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Cuts phrases with `extractor` (a new taxonomy's) from now on, and computes the
+    /// lists again soon without the phrases that became its cues.
+    pub(crate) fn set_extractor(&self, extractor: PhraseExtractor) {
+        let extractor = Arc::new(extractor);
+        *self
+            .extractor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = extractor.clone();
+        *self
+            .recheck
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(extractor);
+        self.refresh_soon();
     }
 
     /// The lists as last computed.
@@ -158,7 +185,10 @@ impl Emerging {
         }
         let feedback = &categorised.feedback;
         let mut phrases = String::new();
-        for phrase in self.extractor.phrases(&feedback.text, categorised.language) {
+        for phrase in self
+            .extractor()
+            .phrases(&feedback.text, categorised.language)
+        {
             // Keys are folded words and texts are cleaned: neither holds a tab or newline.
             phrases.push_str(&phrase.key);
             phrases.push('\t');
@@ -289,9 +319,21 @@ async fn refresh(ctx: &Context) -> Result<usize, RefreshError> {
         .await?;
     let n = rows.len();
     let rules = settings.rules.clone();
+    let recheck = ctx
+        .emerging
+        .recheck
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
     // Counting five weeks of feedback is CPU work: off the async workers.
-    let (unmatched, negative) =
-        tokio::task::spawn_blocking(move || compute(&rows, windows, &rules)).await?;
+    let (unmatched, negative) = tokio::task::spawn_blocking(move || {
+        let rows = match recheck {
+            Some(extractor) => without_cues(rows, &extractor),
+            None => rows,
+        };
+        compute(&rows, windows, &rules)
+    })
+    .await?;
     ctx.metrics
         .emerging_topics(Kind::Unmatched, unmatched.topics.len());
     ctx.metrics
@@ -303,6 +345,35 @@ async fn refresh(ctx: &Context) -> Result<usize, RefreshError> {
         negative,
     });
     Ok(n)
+}
+
+/// The rows without the phrases `extractor` no longer cuts (they became a theme's cues
+/// since the rows were stored): each phrase is cut again from its own text.
+fn without_cues(mut rows: Vec<TopicScanRow>, extractor: &PhraseExtractor) -> Vec<TopicScanRow> {
+    let mut kept: HashMap<(String, String), bool> = HashMap::new();
+    for row in &mut rows {
+        let language = Language::from_locale(&row.language);
+        let mut phrases = String::with_capacity(row.phrases.len());
+        for line in row.phrases.lines() {
+            let Some((key, text)) = line.split_once('\t') else {
+                continue;
+            };
+            let keep = *kept
+                .entry((row.language.clone(), key.to_owned()))
+                .or_insert_with(|| {
+                    extractor
+                        .phrases(text, language)
+                        .iter()
+                        .any(|phrase| phrase.key == key)
+                });
+            if keep {
+                phrases.push_str(line);
+                phrases.push('\n');
+            }
+        }
+        row.phrases = phrases;
+    }
+    rows
 }
 
 /// Both lists from the stored rows (pure).

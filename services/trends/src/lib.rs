@@ -35,10 +35,11 @@ mod ops;
 mod request;
 mod routes;
 mod store;
+mod taxonomy;
 mod workflow;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use closeloop_classify::{PhraseExtractor, Taxonomy};
 use closeloop_runtime::Foundation;
@@ -107,8 +108,10 @@ impl Service {
             emerging: emerging::Emerging::new(checked.emerging, PhraseExtractor::new(&taxonomy)),
             impact: impact::Impact::new(checked.impact),
             effect: checked.effect,
-            taxonomy,
+            taxonomy: RwLock::new(Arc::new(taxonomy)),
         });
+        // The stored current version replaces the file's (run-time edits survive).
+        taxonomy::follow_at_start(&ctx, &foundation.brokers).await?;
         Ok(Service {
             ctx,
             foundation,
@@ -158,6 +161,11 @@ impl Service {
                 tasks.consumer(
                     format!("{group_id}-topics"),
                     emerging::TopicFeedbackHandler::new(ctx.clone()),
+                );
+                // Every instance reads every taxonomy version: a group of its own.
+                tasks.consumer(
+                    format!("{group_id}-taxonomy-{}", uuid::Uuid::new_v4().simple()),
+                    taxonomy::TaxonomyHandler::new(ctx.clone()),
                 );
                 // Erasure requests have their own consumer group, so a backlog of
                 // mentions never delays them (and the other way round).

@@ -54,6 +54,10 @@ pub struct TrendsMetrics {
     pub theme_rating_impact: GaugeVec,
     /// Final effect verdicts of resolved actions published, by `verdict`.
     pub effect_verdicts: IntCounterVec,
+    /// Taxonomy versions proposed, applied, and changes refused, by `change`.
+    pub taxonomy_changes: IntCounterVec,
+    /// 1 for the taxonomy version this instance classifies and names themes with.
+    pub taxonomy_version: IntGaugeVec,
 }
 
 impl TrendsMetrics {
@@ -133,6 +137,25 @@ impl TrendsMetrics {
             &["verdict"],
         )?;
         registry.register(Box::new(effect_verdicts.clone()))?;
+        let taxonomy_changes = IntCounterVec::new(
+            Opts::new(
+                "closeloop_trends_taxonomy_changes_total",
+                "Taxonomy versions proposed and applied, and changes refused, by change.",
+            ),
+            &["change"],
+        )?;
+        registry.register(Box::new(taxonomy_changes.clone()))?;
+        let taxonomy_version = IntGaugeVec::new(
+            Opts::new(
+                "closeloop_trends_taxonomy_version_info",
+                "1 for the taxonomy version this instance follows.",
+            ),
+            &["version"],
+        )?;
+        registry.register(Box::new(taxonomy_version.clone()))?;
+        for change in ["proposed", "applied", "rejected"] {
+            taxonomy_changes.with_label_values(&[change]);
+        }
         registry.register(Box::new(emerging.clone()))?;
         registry.register(Box::new(actions_open.clone()))?;
         registry.register(Box::new(actions_total.clone()))?;
@@ -169,6 +192,8 @@ impl TrendsMetrics {
             theme_nps_impact,
             theme_rating_impact,
             effect_verdicts,
+            taxonomy_changes,
+            taxonomy_version,
         })
     }
 
@@ -185,6 +210,17 @@ impl TrendsMetrics {
                 }
             }
         }
+    }
+
+    /// `change`: proposed, applied or rejected.
+    pub(crate) fn taxonomy_change(&self, change: &str) {
+        self.taxonomy_changes.with_label_values(&[change]).inc();
+    }
+
+    /// `version` is now the one followed: its series alone is 1.
+    pub(crate) fn taxonomy_version(&self, version: &str) {
+        self.taxonomy_version.reset();
+        self.taxonomy_version.with_label_values(&[version]).set(1);
     }
 
     pub fn effect_verdict(&self, verdict: &str) {

@@ -15,6 +15,10 @@
 //! session's random CSRF token (a per-process one without a token) and must be posted
 //! from this site (`Origin`/`Referer`), so another site cannot post forms on an
 //! operator's behalf.
+//!
+//! The "Themes" section (edit the taxonomy at run time) is [`themes`].
+
+mod themes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -59,6 +63,8 @@ pub(crate) fn routes() -> Router<Arc<Context>> {
         .route("/ops/login", post(login))
         .route("/ops/logout", post(logout))
         .route("/ops/actions/{id}/{step}", post(transition))
+        .route("/ops/themes", post(themes::propose))
+        .route("/ops/themes/{version}/apply", post(themes::apply))
 }
 
 pub use closeloop_http::html::escape;
@@ -135,11 +141,24 @@ fn login_page(error: Option<&str>) -> String {
 #[derive(Debug, Deserialize)]
 struct PageParams {
     notice: Option<String>,
+    /// Opens the theme form to edit this theme.
+    edit_theme: Option<String>,
+    /// Opens the theme form prefilled with this emerging phrase (of `languages`,
+    /// comma-separated).
+    new_theme: Option<String>,
+    languages: Option<String>,
 }
 
 /// Fixed texts for the notices a redirect may ask for (the event a step published);
 /// anything else shows nothing.
 fn notice_text(notice: &str) -> Option<&'static str> {
+    match notice {
+        "taxonomy_proposed" => {
+            return Some("Taxonomy version proposed: apply it to make it current.")
+        }
+        "taxonomy_applied" => return Some("Taxonomy version applied: every service follows it."),
+        _ => {}
+    }
     let step = Step::ALL
         .into_iter()
         .find(|step| step.event_kind().as_str() == notice)?;
@@ -161,11 +180,31 @@ async fn page(
         Ok(None) => return html(StatusCode::OK, login_page(None)),
         Err(page) => return page,
     };
-    let notice = query
-        .ok()
-        .and_then(|Query(params)| params.notice)
-        .and_then(|notice| notice_text(&notice));
-    render(&ctx, &session, StatusCode::OK, notice, &[]).await
+    let params = query.ok().map(|Query(params)| params);
+    let notice = params
+        .as_ref()
+        .and_then(|params| params.notice.as_deref())
+        .and_then(notice_text);
+    let form = match &params {
+        Some(PageParams {
+            edit_theme: Some(id),
+            ..
+        }) => ctx
+            .taxonomy()
+            .theme(id)
+            .map(themes::ThemeForm::of_theme)
+            .unwrap_or_default(),
+        Some(PageParams {
+            new_theme: Some(phrase),
+            languages,
+            ..
+        }) => {
+            let languages: Vec<&str> = languages.as_deref().unwrap_or("en").split(',').collect();
+            themes::ThemeForm::of_phrase(phrase, &languages)
+        }
+        _ => themes::ThemeForm::default(),
+    };
+    render(&ctx, &session, StatusCode::OK, notice, &[], &form).await
 }
 
 /// The page with the actions, a notice and errors of a form that was refused.
@@ -175,7 +214,12 @@ async fn render(
     status: StatusCode,
     notice: Option<&str>,
     errors: &[String],
+    form: &themes::ThemeForm,
 ) -> Response {
+    let themes = match themes::load(ctx).await {
+        Ok(themes) => themes,
+        Err(problem) => return problem_page(&problem),
+    };
     let unresolved = ctx
         .store
         .actions(&ActionFilter {
@@ -239,7 +283,7 @@ async fn render(
         }
         resolved_actions.push(action);
     }
-    let body = page_body(
+    let mut body = page_body(
         &unresolved,
         &resolved_actions,
         &findings,
@@ -250,6 +294,7 @@ async fn render(
         session.csrf(),
         session.can_sign_out(),
     );
+    themes::section(&mut body, &themes, form, session.csrf());
     html(status, layout("closeloop ops", &body))
 }
 
@@ -345,7 +390,7 @@ fn emerging_section(out: &mut String, view: &EmergingView) {
     out.push_str(
         "<table id=\"emerging-topics\"><tr><th>phrase</th><th>customers</th><th>before</th>\
          <th>ratio</th><th>languages</th><th>negative / neutral / positive</th>\
-         <th>first seen</th><th>for example</th></tr>",
+         <th>first seen</th><th>for example</th><th></th></tr>",
     );
     for topic in &view.topics {
         let _ = write!(
@@ -365,7 +410,7 @@ fn emerging_section(out: &mut String, view: &EmergingView) {
         if let Some(example) = topic.excerpts.first() {
             let _ = write!(out, "<q class=\"excerpt\">{}</q>", escape(&example.excerpt));
         }
-        out.push_str("</td></tr>");
+        let _ = write!(out, "</td><td>{}</td></tr>", themes::make_theme_link(topic));
     }
     out.push_str("</table>");
 }
@@ -862,6 +907,7 @@ async fn refused(ctx: &Context, session: &Session, problem: Problem) -> Response
         problem.status(),
         None,
         &problem_lines(&problem),
+        &themes::ThemeForm::default(),
     )
     .await
 }

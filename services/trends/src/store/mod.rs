@@ -39,7 +39,6 @@ pub use findings::FindingRow;
 pub use history::LogRow;
 pub use mentions::MentionRow;
 pub use scores::ScoreRow;
-#[allow(unused_imports)]
 pub use taxonomy::{Applied, TaxonomyVersionRow};
 pub use topics::{TopicFeedbackRow, TopicScanRow};
 

@@ -1,6 +1,4 @@
 //! Taxonomy versions: proposed, applied (in one line), published.
-// Used by the taxonomy API and the replay preview, which land next.
-#![allow(dead_code, unused_imports)]
 
 use closeloop_store::sqlx;
 
@@ -223,6 +221,8 @@ impl TrendsStore {
         Ok(())
     }
 
+    // Read by the replay preview, which lands on its own branch.
+    #[allow(dead_code)]
     /// The themes trends counted for each of `feedback_ids` (a feedback without any has
     /// no entry): what a replay preview compares a proposed version with.
     pub async fn counted_themes(

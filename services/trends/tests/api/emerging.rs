@@ -85,7 +85,7 @@ const SURGE_DE: [&str; 3] = [
 
 /// Five weeks ending ten days ago: two customers a day on steady things, then eight
 /// English and six German customers on the wallet app in the last two days.
-fn stream() -> Vec<Envelope<FeedbackCategorised>> {
+pub(crate) fn stream() -> Vec<Envelope<FeedbackCategorised>> {
     let end = Utc::now() - chrono::Duration::days(10);
     let mut stream = Vec::new();
     for day in 0..35 {
@@ -127,7 +127,7 @@ fn stream() -> Vec<Envelope<FeedbackCategorised>> {
     stream
 }
 
-async fn publish(bus: &Bus, stream: &[Envelope<FeedbackCategorised>]) {
+pub(crate) async fn publish(bus: &Bus, stream: &[Envelope<FeedbackCategorised>]) {
     for record in stream {
         bus.publisher
             .publish(record, None)
@@ -137,7 +137,7 @@ async fn publish(bus: &Bus, stream: &[Envelope<FeedbackCategorised>]) {
 }
 
 /// The list once it was computed after `after`.
-async fn list_after(app: &TestApp, kind: &str, after: DateTime<Utc>) -> Value {
+pub(crate) async fn list_after(app: &TestApp, kind: &str, after: DateTime<Utc>) -> Value {
     eventually(
         Duration::from_secs(30),
         "the emerging topics computed again",

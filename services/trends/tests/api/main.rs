@@ -12,3 +12,4 @@ mod lifecycle;
 mod ops_page;
 mod restart;
 mod sessions;
+mod taxonomy;
