@@ -87,18 +87,19 @@ impl Service {
             "taxonomy loaded"
         );
         let classifier = versions::LiveClassifier::new(taxonomy, metrics.taxonomy_version.clone());
+        let pseudonyms = config.pseudonym.pseudonyms("categorise", &foundation.db);
         let (jobs, reclassifications) = reclassify::jobs(
             foundation.db.clone(),
             foundation.publisher.clone(),
             foundation.brokers.clone(),
             metrics.clone(),
+            pseudonyms.clone(),
         );
         let taxonomy = versions::TaxonomyHandler {
             classifier: classifier.clone(),
             loaded_up_to: loaded.last_offset,
             jobs,
         };
-        let pseudonyms = config.pseudonym.pseudonyms("categorise", &foundation.db);
         let handler = handler::CategoriseHandler {
             classifier,
             db: foundation.db.clone(),

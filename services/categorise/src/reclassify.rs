@@ -20,6 +20,7 @@ use chrono::{TimeZone, Utc};
 use closeloop_bus::{Publisher, TopicReader};
 use closeloop_classify::{LexiconClassifier, Taxonomy};
 use closeloop_events::{Envelope, Feedback, Period};
+use closeloop_runtime::Pseudonyms;
 use closeloop_store::{sqlx, values, Database};
 use futures::future::try_join_all;
 use tokio::sync::mpsc;
@@ -97,6 +98,7 @@ pub struct Runner {
     publisher: Publisher,
     brokers: String,
     metrics: CategoriseMetrics,
+    pseudonyms: Pseudonyms,
     /// Who claims: unique per instance.
     instance: String,
     wake: mpsc::UnboundedReceiver<String>,
@@ -107,6 +109,7 @@ pub fn jobs(
     publisher: Publisher,
     brokers: String,
     metrics: CategoriseMetrics,
+    pseudonyms: Pseudonyms,
 ) -> (Jobs, Runner) {
     let (wake, woken) = mpsc::unbounded_channel();
     let jobs = Jobs {
@@ -118,6 +121,7 @@ pub fn jobs(
         publisher,
         brokers,
         metrics,
+        pseudonyms,
         instance: uuid::Uuid::new_v4().to_string(),
         wake: woken,
     };
@@ -133,6 +137,7 @@ impl Runner {
             publisher: self.publisher.clone(),
             brokers: self.brokers.clone(),
             metrics: self.metrics.clone(),
+            pseudonyms: self.pseudonyms.clone(),
             instance: self.instance.clone(),
             stop: stop.clone(),
         });
@@ -191,6 +196,7 @@ struct JobContext {
     publisher: Publisher,
     brokers: String,
     metrics: CategoriseMetrics,
+    pseudonyms: Pseudonyms,
     instance: String,
     stop: CancellationToken,
 }
@@ -277,7 +283,20 @@ impl JobContext {
         match self.execute(version).await {
             Ok(()) => {}
             Err(JobError::Stopped) => {
-                tracing::info!(%version, "reclassification paused by the shutdown; it resumes when its lease ends")
+                // Released, so another instance takes it over at its next check rather
+                // than when the lease would have ended.
+                let released = sqlx::query(
+                    "UPDATE categorise_reclassifications SET lease_until_ms = 0 \
+                     WHERE version = $1 AND claimed_by = $2 AND done_at_ms IS NULL",
+                )
+                .bind(version)
+                .bind(&self.instance)
+                .execute(self.db.pool())
+                .await;
+                if let Err(error) = released {
+                    tracing::warn!(%version, %error, "could not release the reclassification");
+                }
+                tracing::info!(%version, "reclassification stopped by the shutdown; another instance (or the next start) takes it over")
             }
             Err(error) => {
                 tracing::error!(%version, %error, "reclassification failed; it is retried when its lease ends")
@@ -383,6 +402,7 @@ impl JobContext {
             .filter(|feedback| seen.insert(feedback.feedback_id))
             .collect();
         let stored = self.stored(&feedback).await?;
+        let erased = self.erased(&feedback).await?;
         let mut changes = Vec::new();
         for feedback in feedback {
             let id = feedback.feedback_id.to_string();
@@ -393,7 +413,9 @@ impl JobContext {
             };
             // Stored under a pseudonym: its customer was erased. Stored with another
             // body: this record was never published.
-            let erased = row.customer_id != feedback.customer.id;
+            // (The ledger as well: an erasure may not have reached the rows yet.)
+            let erased =
+                row.customer_id != feedback.customer.id || erased.contains(&feedback.feedback_id);
             let other_body = row
                 .content_hash
                 .as_deref()
@@ -460,6 +482,49 @@ impl JobContext {
                 .inc_by(u64::try_from(count).unwrap_or(0));
         }
         Ok(counts)
+    }
+
+    /// Those of `feedback` whose customer was erased (in their source's scope, or every
+    /// source) after they gave it: never published again.
+    async fn erased(&self, feedback: &[Feedback]) -> Result<HashSet<uuid::Uuid>, sqlx::Error> {
+        let pseudonyms: Vec<String> = feedback
+            .iter()
+            .map(|f| self.pseudonyms.of(&f.customer.id))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut ledger: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for chunk in pseudonyms.chunks(values::rows_per_statement(self.db.backend(), 1)) {
+            let sql = format!(
+                "SELECT customer_id, source, erased_at_ms FROM categorise_erasures \
+                 WHERE customer_id IN {}",
+                values::placeholders(1, chunk.len())
+            );
+            let select = chunk
+                .iter()
+                .fold(sqlx::query_as(&sql), |select, id| select.bind(id));
+            let rows: Vec<(String, String, i64)> = select.fetch_all(self.db.pool()).await?;
+            for (pseudonym, source, erased_at_ms) in rows {
+                ledger
+                    .entry(pseudonym)
+                    .or_default()
+                    .push((source, erased_at_ms));
+            }
+        }
+        Ok(feedback
+            .iter()
+            .filter(|f| {
+                ledger
+                    .get(&self.pseudonyms.of(&f.customer.id))
+                    .is_some_and(|erasures| {
+                        erasures.iter().any(|(source, at)| {
+                            (source == "*" || *source == f.source)
+                                && *at >= f.received_at.timestamp_millis()
+                        })
+                    })
+            })
+            .map(|f| f.feedback_id)
+            .collect())
     }
 
     /// The stored rows of `feedback`, by id.

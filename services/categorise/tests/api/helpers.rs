@@ -121,6 +121,22 @@ impl Spawned {
         count
     }
 
+    /// The customer id stored for `feedback_id` (a pseudonym once erased).
+    pub async fn stored_customer(&self, feedback_id: Uuid) -> Option<String> {
+        let db = Database::connect(&self.config.database.config("categorise"))
+            .await
+            .expect("categorise's database");
+        let customer = sqlx::query_scalar::<_, String>(
+            "SELECT customer_id FROM categorise_feedback WHERE feedback_id = $1",
+        )
+        .bind(feedback_id.to_string())
+        .fetch_optional(db.pool())
+        .await
+        .expect("read categorise_feedback");
+        db.close().await;
+        customer
+    }
+
     /// Every record on `topic` so far, once at least `min` have come (or [`WAIT`] passed).
     pub async fn records(&self, topic: &str, min: usize) -> Vec<Record> {
         read_records(

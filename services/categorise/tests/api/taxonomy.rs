@@ -3,7 +3,9 @@
 //! skipped, and a version applied with a period reclassifies that period once.
 
 use chrono::{Duration, Utc};
-use closeloop_events::{Envelope, Feedback, FeedbackCategorised, Period, ThemeMention};
+use closeloop_events::{
+    Envelope, ErasureRequest, ErasureScope, Feedback, FeedbackCategorised, Period, ThemeMention,
+};
 use closeloop_testkit::eventually;
 use uuid::Uuid;
 
@@ -199,6 +201,13 @@ async fn an_invalid_version_is_skipped_and_the_one_in_use_stays() {
     categorise.stop().await;
 }
 
+/// A reclassification count of `categorise`.
+async fn counted(categorise: &Spawned, result: &str) -> f64 {
+    categorise
+        .metric(RECLASSIFIED, &[&format!(r#"result="{result}""#)])
+        .await
+}
+
 /// The sum of the reclassification counts of `instances`.
 async fn reclassified(instances: &[&dyn Scrape]) -> f64 {
     let mut sum = 0.0;
@@ -229,6 +238,8 @@ struct History {
     inside: Envelope<Feedback>,
     plain: Envelope<Feedback>,
     outside: Envelope<Feedback>,
+    /// In the period, from a customer erased since.
+    erased: Envelope<Feedback>,
     period: Period,
 }
 
@@ -244,17 +255,39 @@ async fn history(categorise: &Spawned) -> History {
     plain.data.received_at = now - Duration::hours(1);
     let mut outside = zebra_feedback("ivy");
     outside.data.received_at = now - Duration::hours(3);
-    for envelope in [&inside, &plain, &outside] {
+    let mut erased = zebra_feedback("jack");
+    erased.data.received_at = now - Duration::hours(1);
+    for envelope in [&inside, &plain, &outside, &erased] {
         categorise.publish(envelope).await;
     }
-    for envelope in [&inside, &plain, &outside] {
+    for envelope in [&inside, &plain, &outside, &erased] {
         let events = categorised_of(categorise, envelope.data.feedback_id, 1).await;
         assert!(!events[0].themes.iter().any(|theme| theme.id == "zebra"));
     }
+    categorise
+        .publisher
+        .publish(
+            &Envelope::new(ErasureRequest {
+                customer_id: "jack".into(),
+                source: "admin".into(),
+                requested_at: Utc::now(),
+                scope: ErasureScope::All,
+            }),
+            None,
+        )
+        .await
+        .expect("the erasure published");
+    // By whichever replica consumes it.
+    eventually(WAIT, "the erasure applied", || async {
+        let customer = categorise.stored_customer(erased.data.feedback_id).await?;
+        customer.starts_with("erased:").then_some(())
+    })
+    .await;
     History {
         inside,
         plain,
         outside,
+        erased,
         period,
     }
 }
@@ -267,23 +300,15 @@ async fn a_reclassification_publishes_the_added_themes_once() {
     categorise
         .publish_taxonomy(applied(&r2, Some(history.period)))
         .await;
-    // Two feedback in the period (one changes, one does not); the third is not looked at.
+    // Three feedback in the period (one changes, one does not, one is of an erased
+    // customer); the fourth is not looked at.
     eventually(WAIT, "the reclassification done", || async {
-        (reclassified(&[&categorise]).await >= 2.0).then_some(())
+        (reclassified(&[&categorise]).await >= 3.0).then_some(())
     })
     .await;
-    assert_eq!(
-        categorise
-            .metric(RECLASSIFIED, &[r#"result="changed""#])
-            .await,
-        1.0
-    );
-    assert_eq!(
-        categorise
-            .metric(RECLASSIFIED, &[r#"result="unchanged""#])
-            .await,
-        1.0
-    );
+    assert_eq!(counted(&categorise, "changed").await, 1.0);
+    assert_eq!(counted(&categorise, "unchanged").await, 1.0);
+    assert_eq!(counted(&categorise, "skipped").await, 1.0);
 
     let inside = categorised_of(&categorise, history.inside.data.feedback_id, 2).await;
     assert_eq!(inside.len(), 2, "categorised again once");
@@ -294,7 +319,7 @@ async fn a_reclassification_publishes_the_added_themes_once() {
     let zebras = mentions_of(&categorise, "zebra").await;
     assert_eq!(zebras.len(), 1, "{zebras:#?}");
     assert_eq!(zebras[0].feedback_id, history.inside.data.feedback_id);
-    for untouched in [&history.plain, &history.outside] {
+    for untouched in [&history.plain, &history.outside, &history.erased] {
         let events = categorised_of(&categorise, untouched.data.feedback_id, 1).await;
         assert_eq!(events.len(), 1, "not published again");
     }
@@ -317,21 +342,12 @@ async fn a_reclassification_publishes_the_added_themes_once() {
         .publish_taxonomy(applied(&r3, Some(history.period)))
         .await;
     eventually(WAIT, "the second reclassification done", || async {
-        (reclassified(&[&categorise]).await >= 4.0).then_some(())
+        (reclassified(&[&categorise]).await >= 6.0).then_some(())
     })
     .await;
-    assert_eq!(
-        categorise
-            .metric(RECLASSIFIED, &[r#"result="changed""#])
-            .await,
-        1.0
-    );
-    assert_eq!(
-        categorise
-            .metric(RECLASSIFIED, &[r#"result="unchanged""#])
-            .await,
-        3.0
-    );
+    assert_eq!(counted(&categorise, "changed").await, 1.0);
+    assert_eq!(counted(&categorise, "unchanged").await, 3.0);
+    assert_eq!(counted(&categorise, "skipped").await, 2.0);
     assert_eq!(mentions_of(&categorise, "zebra").await.len(), 1);
     assert_eq!(
         categorised_of(&categorise, history.inside.data.feedback_id, 2)
@@ -359,14 +375,14 @@ async fn two_replicas_run_one_reclassification_once() {
     })
     .await;
     eventually(WAIT, "the reclassification done", || async {
-        (reclassified(&[&categorise, &replica]).await >= 2.0).then_some(())
+        (reclassified(&[&categorise, &replica]).await >= 3.0).then_some(())
     })
     .await;
     assert_eq!(categorise.records("taxonomy.v1", 1).await.len(), 1);
     assert_eq!(
         reclassified(&[&categorise, &replica]).await,
-        2.0,
-        "one run looked at the two feedback of the period"
+        3.0,
+        "one run looked at the three feedback of the period"
     );
     assert_eq!(mentions_of(&categorise, "zebra").await.len(), 1);
     replica.stop().await;
