@@ -569,3 +569,96 @@ fn classifier_version(classifier: &LexiconClassifier) -> String {
 fn lease_ms() -> i64 {
     i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use closeloop_bus::{BusMetrics, PublisherConfig};
+
+    async fn migrated_store() -> Database {
+        let args = closeloop_store::testing::database_args("categorise");
+        let db = Database::connect(&args.config("categorise"))
+            .await
+            .expect("a database");
+        db.migrate(sqlx::migrate!("./migrations"))
+            .await
+            .expect("categorise's migrations");
+        db
+    }
+
+    /// One instance's view of the jobs (never publishes here: nothing runs).
+    fn instance(db: &Database, name: &str) -> JobContext {
+        JobContext {
+            db: db.clone(),
+            publisher: Publisher::new(
+                &PublisherConfig::new("127.0.0.1:1"),
+                BusMetrics::unregistered(),
+            )
+            .expect("a publisher"),
+            brokers: "127.0.0.1:1".into(),
+            metrics: CategoriseMetrics::register(&prometheus::Registry::new()).expect("metrics"),
+            pseudonyms: Pseudonyms::development(),
+            instance: name.into(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_instance_holds_a_job_until_its_lease_expires_and_a_done_job_stays_done() {
+        let db = migrated_store().await;
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        let jobs = Jobs {
+            db: db.clone(),
+            wake,
+        };
+        let since = Utc::now();
+        let period = Period {
+            since,
+            until: since + chrono::Duration::hours(1),
+        };
+        let taxonomy = Taxonomy::builtin().to_json();
+        for _ in 0..2 {
+            // Every instance submits the same version: one job.
+            jobs.submit("v2", period, &taxonomy)
+                .await
+                .expect("submitted");
+        }
+        assert_eq!(woken.recv().await.as_deref(), Some("v2"));
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM categorise_reclassifications")
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+        assert_eq!(rows, 1);
+
+        let (a, b) = (instance(&db, "a"), instance(&db, "b"));
+        assert_eq!(a.unowned().await.expect("unowned"), ["v2"]);
+        assert!(a.claim("v2").await.expect("claim"));
+        assert!(!b.claim("v2").await.expect("claim"), "a's lease holds");
+        assert!(a.claim("v2").await.expect("claim"), "a keeps its own job");
+        assert!(b.unowned().await.expect("unowned").is_empty());
+        a.renew("v2", 1, 2, Counts::default())
+            .await
+            .expect("renewed");
+
+        // a stopped renewing (it died): its lease runs out and b takes the job over.
+        sqlx::query("UPDATE categorise_reclassifications SET lease_until_ms = 1")
+            .execute(db.pool())
+            .await
+            .expect("lease expired");
+        assert_eq!(b.unowned().await.expect("unowned"), ["v2"]);
+        assert!(b.claim("v2").await.expect("claim"));
+        assert!(matches!(
+            a.renew("v2", 2, 2, Counts::default()).await,
+            Err(JobError::LeaseLost)
+        ));
+
+        sqlx::query("UPDATE categorise_reclassifications SET done_at_ms = 1, lease_until_ms = 1")
+            .execute(db.pool())
+            .await
+            .expect("done");
+        assert!(!a.claim("v2").await.expect("claim"));
+        assert!(!b.claim("v2").await.expect("claim"));
+        assert!(a.unowned().await.expect("unowned").is_empty());
+        db.close().await;
+    }
+}
