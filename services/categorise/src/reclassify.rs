@@ -185,7 +185,8 @@ impl Runner {
                 }
             }
         }
-        // Jobs stop between batches; an unfinished one is taken over when its lease ends.
+        // Jobs stop between batches and release their lease: another instance (or the
+        // next start) takes an unfinished one over.
         while running.join_next().await.is_some() {}
         Ok(())
     }
