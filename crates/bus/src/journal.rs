@@ -15,6 +15,12 @@
 //! writer rolls to a new segment at 64 MiB or after a minute and deletes old segments once
 //! every group consuming their topics has processed them; a restart compacts everything
 //! into a new generation and only then removes the old one.
+//!
+//! Compacted topics (`closeloop_events::topics::COMPACTED`) are kept as Kafka compacts
+//! them: the newest record of each key always, whatever groups processed, and no group
+//! pins their records (a group of one instance that is gone, like categorise's
+//! per-instance `taxonomy.v1` group, would otherwise pin them and their segments for
+//! ever). So after a restart `taxonomy.v1` still holds the current version.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -53,6 +59,11 @@ const COMPLETE_MARKER: &str = "complete";
 const KIND_RECORD: u8 = 1;
 const KIND_PROCESSED: u8 = 2;
 const KIND_CONSUMES: u8 = 3;
+
+/// Whether `topic` keeps the newest record of each key rather than what groups still need.
+fn compacted(topic: &str) -> bool {
+    closeloop_events::topics::COMPACTED.contains(&topic)
+}
 
 /// One record as the broker stored it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +158,9 @@ impl Journal {
 
     /// Notes that `group` consumes `topic`, before it processes anything.
     pub(crate) fn consumes(&self, group: &str, topic: &str) {
+        if compacted(topic) {
+            return;
+        }
         self.room.consumes(group, topic);
         let _ = self
             .ops
@@ -156,6 +170,9 @@ impl Journal {
     /// Notes that `group` processed `topic`/`partition` below `next_offset`. Not synced
     /// on its own: losing the latest notes only means redoing some idempotent work.
     pub(crate) fn processed(&self, group: &str, topic: &str, partition: i32, next_offset: i64) {
+        if compacted(topic) {
+            return;
+        }
         let position = Position {
             group: group.to_owned(),
             topic: topic.to_owned(),
@@ -215,6 +232,9 @@ impl Backlog {
                         .entry(record.offset)
                         .or_insert(record);
                 }
+                // Groups pin nothing of a compacted topic.
+                Entry::Processed(position, _) if compacted(&position.topic) => {}
+                Entry::Consumes(_, topic) if compacted(&topic) => {}
                 Entry::Processed(position, next) => {
                     consumers
                         .entry(position.topic.clone())
@@ -234,7 +254,12 @@ impl Backlog {
             consumers: &consumers,
             positions: &positions,
         };
-        for ((topic, partition), by_offset) in records {
+        for ((topic, partition), mut by_offset) in records {
+            if compacted(&topic) {
+                let before = by_offset.len();
+                by_offset = newest_per_key(by_offset);
+                dropped += before - by_offset.len();
+            }
             // A topic no group consumes keeps what its live segments held.
             let from = low.lowest(&topic, partition);
             let mut kept = Vec::new();
@@ -280,6 +305,18 @@ impl Backlog {
         }
         by_group
     }
+}
+
+/// Of one partition's records by offset, the newest of each key.
+fn newest_per_key(by_offset: BTreeMap<i64, JournalRecord>) -> BTreeMap<i64, JournalRecord> {
+    let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+    for (offset, record) in &by_offset {
+        newest.insert(record.key.clone(), *offset);
+    }
+    by_offset
+        .into_iter()
+        .filter(|(offset, record)| newest.get(&record.key) == Some(offset))
+        .collect()
 }
 
 /// For each topic, the groups that consume it and how far each got: a record may be
@@ -410,6 +447,9 @@ struct WriterState {
     live: BTreeMap<u64, HashMap<(String, i32), i64>>,
     processed: HashMap<Position, i64>,
     consumers: Consumers,
+    /// The newest record of each key of the compacted topics, by (topic, partition, key):
+    /// written again into every new segment, so deleting older segments never loses it.
+    newest: HashMap<(String, i32, Vec<u8>), JournalRecord>,
 }
 
 impl WriterState {
@@ -423,6 +463,7 @@ impl WriterState {
             live,
             processed: HashMap::new(),
             consumers: Consumers::new(),
+            newest: HashMap::new(),
         }
     }
 
@@ -442,6 +483,16 @@ impl WriterState {
     }
 
     fn track(&mut self, record: &JournalRecord) {
+        if compacted(&record.topic) {
+            let key = (record.topic.clone(), record.partition, record.key.clone());
+            let newer = self
+                .newest
+                .get(&key)
+                .is_none_or(|known| known.offset <= record.offset);
+            if newer {
+                self.newest.insert(key, record.clone());
+            }
+        }
         let highest = self
             .live
             .entry(self.writer.number)
@@ -554,6 +605,14 @@ impl WriterState {
         self.writer = SegmentWriter::create(&self.generation, number)?;
         self.live.insert(number, HashMap::new());
         self.write_progress()?;
+        let newest: Vec<JournalRecord> = self.newest.values().cloned().collect();
+        for record in newest {
+            self.track(&record);
+            self.writer.write(&Entry::Record(record))?;
+        }
+        // Copies alone do not make the segment due for rolling (it would roll every
+        // minute just to copy them again).
+        self.writer.holds_records = false;
         self.writer.sync()?;
         self.delete_processed()
     }
@@ -894,6 +953,91 @@ mod tests {
         let positions = backlog.translated_positions();
         assert_eq!(positions["slow"], vec![("t".to_string(), 0, 0)]);
         assert_eq!(positions["fast"], vec![("t".to_string(), 0, 3)]);
+    }
+
+    fn keyed(topic: &str, offset: i64, key: &str) -> JournalRecord {
+        JournalRecord {
+            key: key.as_bytes().to_vec(),
+            ..record(topic, 0, offset)
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_the_newest_record_of_each_key_of_a_compacted_topic() {
+        let taxonomy = closeloop_events::topics::TAXONOMY;
+        let mut entries: Vec<Entry> = (0..4)
+            .map(|o| Entry::Record(keyed(taxonomy, o, "taxonomy")))
+            .collect();
+        entries.push(Entry::Record(keyed(taxonomy, 4, "other")));
+        entries.push(Entry::Record(keyed(taxonomy, 5, "taxonomy")));
+        // A group that processed everything, and one that never did: neither matters.
+        entries.push(processed("done", taxonomy, 0, 6));
+        entries.push(Entry::Consumes("gone".into(), taxonomy.into()));
+        let backlog = Backlog::compact(entries);
+        let kept: Vec<i64> = backlog.partitions[&(taxonomy.to_string(), 0)]
+            .iter()
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(kept, vec![4, 5]);
+        assert_eq!(backlog.dropped, 4);
+        assert!(!backlog.consumers.contains_key(taxonomy));
+        assert!(backlog.translated_positions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_newest_record_of_a_compacted_topic_survives_deleted_segments() {
+        let dir = temp_dir();
+        let taxonomy = closeloop_events::topics::TAXONOMY;
+        let rolling = Rolling {
+            segment_bytes: 1,
+            ..ROLLING
+        };
+        let journal = fresh_journal(&dir, rolling);
+        // Consumed in a group that is gone by the restart: it pins nothing.
+        journal.consumes("instance-1", taxonomy);
+        journal
+            .append(keyed(taxonomy, 0, "taxonomy"))
+            .await
+            .unwrap();
+        journal
+            .append(keyed(taxonomy, 1, "taxonomy"))
+            .await
+            .unwrap();
+        for offset in 0..3 {
+            journal.append(record("t", 0, offset)).await.unwrap();
+        }
+        journal.processed("g", "t", 0, 3);
+        journal.append(record("t", 0, 3)).await.unwrap();
+        drop(journal);
+        let (backlog, generation) = wait_for_backlog(&dir, 2).await;
+        let offsets = |topic: &str| -> Vec<i64> {
+            backlog.partitions[&(topic.to_string(), 0)]
+                .iter()
+                .map(|r| r.offset)
+                .collect()
+        };
+        assert_eq!(offsets(taxonomy), vec![1], "the newest version, once");
+        assert_eq!(offsets("t"), vec![3]);
+        let generation = generation.expect("a complete generation");
+        let mut first_segments = Vec::new();
+        read_segment(&segment_path(&generation, 1), &mut first_segments)
+            .expect_err("the segment of the first records was deleted");
+
+        // Restored into a new generation, it is still there after another restart.
+        let records: Vec<JournalRecord> = backlog.partitions.values().flatten().cloned().collect();
+        let journal = open_with(
+            &dir,
+            Some(generation),
+            &records,
+            &backlog.translated_positions(),
+            &backlog.consumers,
+            rolling,
+        )
+        .unwrap();
+        drop(journal);
+        let (again, _) = wait_for_backlog(&dir, 2).await;
+        assert_eq!(again.partitions[&(taxonomy.to_string(), 0)].len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use chrono::Utc;
 use closeloop_bus::{BusError, Handler, HandlerError, Incoming, Publisher};
@@ -15,6 +15,7 @@ use closeloop_store::{sqlx, values, Database};
 use futures::future::{try_join, try_join_all};
 
 use crate::metrics::CategoriseMetrics;
+use crate::versions::LiveClassifier;
 
 /// Up to this much text a batch is classified right on the async worker (a few tenths of
 /// a millisecond at the classifier's ~250k short texts/s); more goes to the blocking pool,
@@ -53,7 +54,7 @@ pub fn categorise(classifier: &dyn Classifier, feedback: Feedback) -> FeedbackCa
     }
 }
 
-fn db_error(error: sqlx::Error) -> HandlerError {
+pub(crate) fn db_error(error: sqlx::Error) -> HandlerError {
     if closeloop_store::is_transient(&error) {
         HandlerError::transient(error)
     } else {
@@ -119,7 +120,7 @@ impl Prepared {
 }
 
 /// One `feedback.themes.v1` record per theme of `categorised`.
-fn mentions_of(categorised: &FeedbackCategorised) -> Vec<Envelope<ThemeMention>> {
+pub(crate) fn mentions_of(categorised: &FeedbackCategorised) -> Vec<Envelope<ThemeMention>> {
     let feedback = &categorised.feedback;
     categorised
         .themes
@@ -272,7 +273,7 @@ async fn store(
 }
 
 pub struct CategoriseHandler {
-    pub classifier: Arc<dyn Classifier>,
+    pub classifier: LiveClassifier,
     pub db: Database,
     pub pseudonyms: Pseudonyms,
     pub publisher: Publisher,
@@ -342,7 +343,8 @@ impl CategoriseHandler {
     async fn prepare(&self, batch: &[Incoming<Feedback>]) -> Result<Vec<Prepared>, HandlerError> {
         let text: usize = batch.iter().map(|i| i.envelope.data.text.len()).sum();
         let feedback: Vec<Feedback> = batch.iter().map(|i| i.envelope.data.clone()).collect();
-        let classifier = Arc::clone(&self.classifier);
+        // One version for the whole batch, even when it switches meanwhile.
+        let classifier = self.classifier.current();
         let pseudonyms = self.pseudonyms.clone();
         let prepare = move || {
             feedback
@@ -579,7 +581,11 @@ mod tests {
         )
         .expect("publisher");
         let handler = CategoriseHandler {
-            classifier: Arc::new(LexiconClassifier::default()),
+            classifier: crate::versions::LiveClassifier::new(
+                closeloop_classify::Taxonomy::builtin(),
+                prometheus::IntGaugeVec::new(prometheus::Opts::new("v", "v"), &["version"])
+                    .expect("gauge"),
+            ),
             db: migrated_store().await,
             pseudonyms: Pseudonyms::development(),
             publisher,

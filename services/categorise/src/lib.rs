@@ -4,14 +4,15 @@
 
 mod handler;
 mod metrics;
+mod reclassify;
+mod versions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_bus::{KafkaArgs, PublisherConfig};
-use closeloop_classify::{LexiconClassifier, Taxonomy};
+use closeloop_classify::Taxonomy;
 use closeloop_runtime::{Foundation, PseudonymArgs, Spec};
 use closeloop_store::DatabaseArgs;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,8 @@ pub struct Service {
     foundation: Foundation,
     handler: handler::CategoriseHandler,
     erasure: handler::ErasureHandler,
+    taxonomy: versions::TaxonomyHandler,
+    reclassifications: reclassify::Runner,
 }
 
 impl Service {
@@ -60,11 +63,6 @@ impl Service {
             Some(path) => Taxonomy::load(path).map_err(|e| Error::setup("taxonomy", e))?,
             None => Taxonomy::builtin(),
         };
-        tracing::info!(
-            version = %taxonomy.version,
-            themes = taxonomy.themes.len(),
-            "taxonomy loaded"
-        );
         let foundation = Foundation::start(Spec {
             // Records leave as soon as they are ready: categorise publishes per record.
             publisher: PublisherConfig {
@@ -75,9 +73,35 @@ impl Service {
         })
         .await?;
         let metrics = metrics::CategoriseMetrics::register(&foundation.telemetry.registry)?;
+        // The newest version applied at run time wins over the file's, before the first
+        // feedback is classified.
+        let loaded = versions::load_current(&foundation.brokers)
+            .await
+            .map_err(|e| Error::setup("taxonomy.v1", e))?;
+        let from_topic = loaded.taxonomy.is_some();
+        let taxonomy = loaded.taxonomy.unwrap_or(taxonomy);
+        tracing::info!(
+            version = %taxonomy.version,
+            themes = taxonomy.themes.len(),
+            from = if from_topic { "taxonomy.v1" } else { "file" },
+            "taxonomy loaded"
+        );
+        let classifier = versions::LiveClassifier::new(taxonomy, metrics.taxonomy_version.clone());
         let pseudonyms = config.pseudonym.pseudonyms("categorise", &foundation.db);
+        let (jobs, reclassifications) = reclassify::jobs(
+            foundation.db.clone(),
+            foundation.publisher.clone(),
+            foundation.brokers.clone(),
+            metrics.clone(),
+            pseudonyms.clone(),
+        );
+        let taxonomy = versions::TaxonomyHandler {
+            classifier: classifier.clone(),
+            loaded_up_to: loaded.last_offset,
+            jobs,
+        };
         let handler = handler::CategoriseHandler {
-            classifier: Arc::new(LexiconClassifier::new(taxonomy)),
+            classifier,
             db: foundation.db.clone(),
             publisher: foundation.publisher.clone(),
             metrics,
@@ -93,6 +117,8 @@ impl Service {
             foundation,
             handler,
             erasure,
+            taxonomy,
+            reclassifications,
         })
     }
 
@@ -105,6 +131,13 @@ impl Service {
         &self.handler
     }
 
+    /// The taxonomy version feedback is classified with now, for tests.
+    #[doc(hidden)]
+    pub fn taxonomy_version(&self) -> String {
+        use closeloop_classify::Classifier;
+        self.handler.classifier.current().version()
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.foundation.http_addr()
     }
@@ -115,6 +148,8 @@ impl Service {
             foundation,
             handler,
             erasure,
+            taxonomy,
+            reclassifications,
         } = self;
         foundation
             .run(
@@ -124,6 +159,15 @@ impl Service {
                     tasks.consumer(&config.group_id, handler);
                     // Erasures have a group of their own: a feedback backlog never delays them.
                     tasks.consumer(format!("{}-erasure", config.group_id), erasure);
+                    // A group per instance: every replica reads every version.
+                    tasks.consumer(
+                        format!("{}-taxonomy-{}", config.group_id, uuid::Uuid::new_v4()),
+                        taxonomy,
+                    );
+                    tasks.spawn(
+                        "reclassifications",
+                        reclassifications.run(tasks.stop_token()),
+                    );
                 },
             )
             .await

@@ -1,5 +1,5 @@
 use closeloop_events::Language;
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct CategoriseMetrics {
@@ -10,6 +10,12 @@ pub struct CategoriseMetrics {
     pub theme_mentions: IntCounterVec,
     pub latency: HistogramVec,
     pub id_conflicts: IntCounter,
+    /// 1 for the taxonomy version feedback is classified with now (the series of the
+    /// version before is removed on a switch).
+    pub taxonomy_version: IntGaugeVec,
+    /// Feedback a reclassification looked at, by what it did: `changed` (themes added and
+    /// published), `unchanged`, `skipped` (not stored here, erased, or another body).
+    pub reclassified: IntCounterVec,
 }
 
 impl CategoriseMetrics {
@@ -50,12 +56,33 @@ impl CategoriseMetrics {
         }
         registry.register(Box::new(theme_mentions.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let taxonomy_version = IntGaugeVec::new(
+            Opts::new(
+                "closeloop_categorise_taxonomy_version_info",
+                "The taxonomy version feedback is classified with (1 for the one in use).",
+            ),
+            &["version"],
+        )?;
+        registry.register(Box::new(taxonomy_version.clone()))?;
+        let reclassified = IntCounterVec::new(
+            Opts::new(
+                "closeloop_categorise_reclassified_total",
+                "Feedback looked at by a reclassification, by result (changed, unchanged, skipped).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reclassified.clone()))?;
+        for result in ["changed", "unchanged", "skipped"] {
+            reclassified.with_label_values(&[result]);
+        }
         Ok(Self {
             categorised,
             unmatched,
             theme_mentions,
             latency,
             id_conflicts,
+            taxonomy_version,
+            reclassified,
         })
     }
 }

@@ -405,6 +405,43 @@ mod tests {
         assert_eq!(with_related.missing_evidence, 0);
     }
 
+    /// A reclassification (a taxonomy version applied over a period) publishes the
+    /// categorised event of a known feedback again, with a theme added: the projection is
+    /// keyed by (feedback, theme), so its customer hears about the new theme too.
+    #[tokio::test]
+    async fn a_reclassified_feedback_adds_its_new_theme() {
+        let db = database().await;
+        let first = mention(
+            "a",
+            true,
+            SentimentLabel::Negative,
+            0,
+            "late, and the app crashed",
+        );
+        let mut again = first.clone();
+        again.themes.push(ThemeMatch {
+            id: "app_release".into(),
+            ..first.themes[0].clone()
+        });
+        again.classifier_version = "test-r2".into();
+        let pseudonyms = Pseudonyms::development();
+        assert_eq!(record(&db, &pseudonyms, &first).await.unwrap(), 1);
+        assert_eq!(
+            record(&db, &pseudonyms, &again).await.unwrap(),
+            1,
+            "the added theme"
+        );
+        assert_eq!(
+            record(&db, &pseudonyms, &again).await.unwrap(),
+            0,
+            "a replay"
+        );
+        let found = recipients(&db, &["app_release"], &[], 0, Utc::now().timestamp_millis())
+            .await
+            .unwrap();
+        assert_eq!(found.latest.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
     #[tokio::test]
     async fn keeps_no_contact_data_without_consent_and_ignores_replays() {
         let db = database().await;

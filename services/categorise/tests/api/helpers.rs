@@ -2,6 +2,7 @@
 //! ([`spawn_categorise`]), a publisher for raw feedback, and ways to look at the outcome
 //! (rows in its store, records on its topics, its metrics).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use closeloop_bus::{
     BusMetrics, EmbeddedBroker, Incoming, KafkaArgs, Publisher, PublisherConfig, TopicSpec,
 };
 use closeloop_categorise::{Config, Service};
-use closeloop_events::{topics, Channel, CustomerRef, Envelope, Event, Feedback};
+use closeloop_classify::{Taxonomy, ThemeDef};
+use closeloop_events::{
+    topics, Channel, CustomerRef, Envelope, Event, Feedback, Period, TaxonomyApplied,
+};
 use closeloop_store::{sqlx, Database};
 use closeloop_testkit::{metric_value, read_records, scrape_metrics, Record};
 use serde::de::DeserializeOwned;
@@ -117,6 +121,22 @@ impl Spawned {
         count
     }
 
+    /// The customer id stored for `feedback_id` (a pseudonym once erased).
+    pub async fn stored_customer(&self, feedback_id: Uuid) -> Option<String> {
+        let db = Database::connect(&self.config.database.config("categorise"))
+            .await
+            .expect("categorise's database");
+        let customer = sqlx::query_scalar::<_, String>(
+            "SELECT customer_id FROM categorise_feedback WHERE feedback_id = $1",
+        )
+        .bind(feedback_id.to_string())
+        .fetch_optional(db.pool())
+        .await
+        .expect("read categorise_feedback");
+        db.close().await;
+        customer
+    }
+
     /// Every record on `topic` so far, once at least `min` have come (or [`WAIT`] passed).
     pub async fn records(&self, topic: &str, min: usize) -> Vec<Record> {
         read_records(
@@ -206,4 +226,113 @@ pub fn incoming(envelope: &Envelope<Feedback>, offset: i64) -> Incoming<Feedback
 pub struct Keyed<E> {
     pub key: Option<String>,
     pub event: E,
+}
+
+/// One more categorise instance (a replica, or a restart) on a broker and database that
+/// are already there.
+pub struct Replica {
+    pub http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), closeloop_categorise::Error>>,
+}
+
+impl Replica {
+    /// Builds categorise with `config` and runs it.
+    pub async fn start(config: &Config) -> Replica {
+        let service = Service::build(config.clone())
+            .await
+            .expect("categorise builds");
+        Replica::run(service)
+    }
+
+    pub fn run(service: Service) -> Replica {
+        let http_addr = service.http_addr();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(service.run_until_stopped(shutdown.clone()));
+        Replica {
+            http_addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// A metric's value summed over the series that have all of `labels`.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        metric_value(&scrape_metrics(self.http_addr).await, name, labels)
+    }
+
+    /// Stops this instance gracefully and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("categorise stops in time")
+            .expect("categorise task");
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
+
+impl Spawned {
+    /// Another instance on this one's broker and database.
+    pub async fn replica(&self) -> Replica {
+        Replica::start(&self.config).await
+    }
+
+    /// Publishes an applied taxonomy version on `taxonomy.v1`, as trends does.
+    pub async fn publish_taxonomy(&self, applied: TaxonomyApplied) {
+        self.publisher
+            .publish(&Envelope::new(applied), None)
+            .await
+            .expect("the broker acknowledges the taxonomy");
+    }
+}
+
+/// The built-in taxonomy as `version`, with theme `zebra` added: found by the word
+/// "zebra", which no built-in theme knows.
+pub fn zebra_taxonomy(version: &str) -> Taxonomy {
+    let both = |en: &str, de: &str| {
+        BTreeMap::from([
+            ("en".to_owned(), en.to_owned()),
+            ("de".to_owned(), de.to_owned()),
+        ])
+    };
+    let cue = |word: &str| {
+        BTreeMap::from([
+            ("en".to_owned(), vec![word.to_owned()]),
+            ("de".to_owned(), vec![word.to_owned()]),
+        ])
+    };
+    Taxonomy::builtin()
+        .with_theme_added(
+            version,
+            ThemeDef {
+                id: "zebra".into(),
+                names: both("Zebra", "Zebra"),
+                keywords: cue("zebra"),
+                phrases: BTreeMap::new(),
+                weak: BTreeMap::new(),
+                parent: None,
+            },
+        )
+        .expect("a valid taxonomy")
+}
+
+/// `taxonomy` applied, as trends publishes it.
+pub fn applied(taxonomy: &Taxonomy, reclassify: Option<Period>) -> TaxonomyApplied {
+    TaxonomyApplied {
+        version: taxonomy.version.clone(),
+        based_on: Some(Taxonomy::builtin().version),
+        taxonomy: taxonomy.to_json(),
+        change: "added theme zebra".into(),
+        applied_at: Utc::now(),
+        reclassify,
+    }
+}
+
+/// `lexicon-2+taxonomy-<version>`, as categorised events name it.
+pub fn classifier_version(version: &str) -> String {
+    use closeloop_classify::Classifier;
+    let mut taxonomy = Taxonomy::builtin();
+    taxonomy.version = version.to_owned();
+    closeloop_classify::LexiconClassifier::new(taxonomy).version()
 }

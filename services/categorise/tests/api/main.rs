@@ -11,3 +11,4 @@ mod dead_letters;
 mod helpers;
 mod ops;
 mod replay;
+mod taxonomy;
