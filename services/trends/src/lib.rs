@@ -32,6 +32,7 @@ mod evidence;
 mod impact;
 mod metrics;
 mod ops;
+mod preview;
 mod request;
 mod routes;
 mod store;
@@ -76,6 +77,7 @@ impl Service {
             config.pseudonym.pseudonyms("trends", &foundation.db),
         );
         let metrics = TrendsMetrics::register(&foundation.telemetry.registry)?;
+        let previews = preview::Previews::new(&foundation.telemetry.registry)?;
 
         let (detection, replayed) = DetectionState::rebuild(checked.detector, &store)
             .await
@@ -108,6 +110,8 @@ impl Service {
             impact: impact::Impact::new(checked.impact),
             effect: checked.effect,
             taxonomy,
+            brokers: foundation.brokers.clone(),
+            previews,
         });
         Ok(Service {
             ctx,
