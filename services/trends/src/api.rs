@@ -492,6 +492,8 @@ mod tests {
                 "/v1/actions/{id}/reopen",
                 "/v1/actions/{id}/resolve",
                 "/v1/findings",
+                "/v1/taxonomy/previews/{id}",
+                "/v1/taxonomy/versions/{version}/preview",
                 "/v1/themes/impact",
                 "/v1/themes/{theme}/stats",
                 "/v1/topics/emerging",

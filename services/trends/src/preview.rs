@@ -1029,6 +1029,42 @@ mod tests {
         assert!(!replay(&settings, "x", &surge, later).fired);
     }
 
+    fn job_view() -> JobView {
+        JobView {
+            id: Uuid::now_v7(),
+            version: "v".into(),
+            compared_with: None,
+            period: Period {
+                since: at("2026-12-01T00:00:00Z"),
+                until: at("2026-12-02T00:00:00Z"),
+            },
+            state: JobState::Running,
+            progress: JobProgress::default(),
+            result: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn at_most_two_run_at_once_and_the_last_twenty_are_kept() {
+        let previews = Previews::new(&Registry::new()).expect("metrics");
+        let first = previews.admit(job_view()).expect("admitted");
+        let second = previews.admit(job_view()).expect("admitted");
+        assert!(previews.admit(job_view()).is_none(), "a third waits");
+        first.view().state = JobState::Done;
+        let mut ids = vec![first.view().id];
+        for _ in 0..JOBS_KEPT + 5 {
+            let job = previews.admit(job_view()).expect("admitted");
+            job.view().state = JobState::Failed;
+            ids.push(job.view().id);
+        }
+        assert_eq!(previews.jobs().len(), JOBS_KEPT);
+        let second = second.view().id;
+        assert!(previews.get(second).is_some(), "running ones stay");
+        assert!(previews.get(ids[0]).is_none(), "the oldest ended one went");
+        assert!(previews.get(ids[ids.len() - 1]).is_some());
+    }
+
     #[test]
     fn the_page_escapes_what_feedback_says() {
         let hostile = "<script>alert(1)</script>";

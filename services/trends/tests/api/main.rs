@@ -10,5 +10,6 @@ mod impact;
 mod late;
 mod lifecycle;
 mod ops_page;
+mod preview;
 mod restart;
 mod sessions;
