@@ -77,6 +77,10 @@ pub(crate) struct Context {
     pub(crate) impact: Impact,
     /// How the effects of resolutions are measured.
     pub(crate) effect: crate::effect::Settings,
+    /// The Kafka bootstrap servers, for reading a topic once (a replay preview).
+    pub(crate) brokers: String,
+    /// The replay previews of taxonomy versions this instance runs and ran.
+    pub(crate) previews: crate::preview::Previews,
 }
 
 impl Context {
@@ -171,7 +175,7 @@ pub(crate) mod testing {
         let publisher = Publisher::new(
             &PublisherConfig {
                 delivery_timeout: Duration::from_millis(200),
-                ..PublisherConfig::new(brokers)
+                ..PublisherConfig::new(brokers.clone())
             },
             BusMetrics::register(&registry).expect("bus metrics"),
         )
@@ -204,6 +208,8 @@ pub(crate) mod testing {
                 refresh: Duration::from_secs(60),
                 rules: closeloop_trend::EffectConfig::default(),
             },
+            previews: crate::preview::Previews::new(&registry).expect("preview metrics"),
+            brokers,
         }
     }
 }

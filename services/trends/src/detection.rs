@@ -105,6 +105,11 @@ impl DetectionState {
         self.detector.config(theme)
     }
 
+    /// The detector's settings, for a replay with a detector of its own.
+    pub fn settings(&self) -> &DetectorSettings {
+        self.detector.settings()
+    }
+
     /// See [`Detector::observe_batch`].
     pub fn observe_batch(
         &mut self,

@@ -32,6 +32,7 @@ mod evidence;
 mod impact;
 mod metrics;
 mod ops;
+mod preview;
 mod request;
 mod routes;
 mod store;
@@ -77,6 +78,7 @@ impl Service {
             config.pseudonym.pseudonyms("trends", &foundation.db),
         );
         let metrics = TrendsMetrics::register(&foundation.telemetry.registry)?;
+        let previews = preview::Previews::new(&foundation.telemetry.registry)?;
 
         let (detection, replayed) = DetectionState::rebuild(checked.detector, &store)
             .await
@@ -109,6 +111,8 @@ impl Service {
             impact: impact::Impact::new(checked.impact),
             effect: checked.effect,
             taxonomy: RwLock::new(Arc::new(taxonomy)),
+            brokers: foundation.brokers.clone(),
+            previews,
         });
         // The stored current version replaces the file's (run-time edits survive).
         taxonomy::follow_at_start(&ctx, &foundation.brokers).await?;

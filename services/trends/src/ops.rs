@@ -71,7 +71,10 @@ pub use closeloop_http::html::escape;
 
 /// The request's session (always one without a token), or the page that says why not:
 /// `None` when the visitor must sign in first.
-async fn session(ctx: &Context, headers: &HeaderMap) -> Result<Option<Session>, Response> {
+pub(crate) async fn session(
+    ctx: &Context,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, Response> {
     ctx.ops
         .session(&ctx.store, headers)
         .await
@@ -79,7 +82,7 @@ async fn session(ctx: &Context, headers: &HeaderMap) -> Result<Option<Session>, 
 }
 
 /// A page that shows only a problem (a database outage, a refused post).
-fn problem_page(problem: &Problem) -> Response {
+pub(crate) fn problem_page(problem: &Problem) -> Response {
     html(
         problem.status(),
         layout(
@@ -92,7 +95,7 @@ fn problem_page(problem: &Problem) -> Response {
     )
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -112,7 +115,7 @@ svg.chart{display:block;margin:.5rem 0}details.series summary{cursor:pointer;col
 .effect{border-top:1px dashed #ccc;margin-top:.5rem}.verdict-improved{color:#2e7d32}.verdict-worse,.verdict-no_change{color:#c62828}\
 .reopen-suggested{background:#fff3cd;padding:.5rem 1rem;border-left:4px solid #c62828}";
 
-fn layout(title: &str, body: &str) -> String {
+pub(crate) fn layout(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -121,7 +124,7 @@ fn layout(title: &str, body: &str) -> String {
     )
 }
 
-fn login_page(error: Option<&str>) -> String {
+pub(crate) fn login_page(error: Option<&str>) -> String {
     let mut body = String::from("<h1>closeloop ops — sign in</h1>");
     if let Some(error) = error {
         let _ = write!(
@@ -881,7 +884,7 @@ async fn logout(
     with_cookie(see_other("/ops"), &ctx.ops.cleared_cookie())
 }
 
-fn form_expired() -> Problem {
+pub(crate) fn form_expired() -> Problem {
     Problem::new(ProblemType::FormExpired)
         .detail("the form is stale or did not come from this page; reload and try again")
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::context::Context;
-use crate::{api, ops};
+use crate::{api, ops, preview};
 
 /// Resolution bodies are a few kilobytes at most.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -15,6 +15,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub(crate) fn router(ctx: Arc<Context>) -> Router {
     api::routes(ctx.clone())
         .merge(ops::routes())
+        .merge(preview::api_routes(&ctx))
+        .merge(preview::ops_routes())
         .layer(closeloop_http::BodyLimit::max(MAX_BODY_BYTES))
         .fallback(closeloop_http::not_found)
         .with_state(ctx)

@@ -14,7 +14,8 @@
 //! - [`sessions`]: `/ops` sign-ins;
 //! - [`topics`]: the feedback emerging topics are found in;
 //! - [`scores`]: scored feedback, for the themes' impact on NPS and rating;
-//! - [`taxonomy`]: the taxonomy versions, proposed and applied.
+//! - [`taxonomy`]: the taxonomy versions, proposed and applied;
+//! - [`preview`]: what a replay preview of a proposed version reads besides.
 
 mod actions;
 mod effects;
@@ -23,6 +24,7 @@ mod evidence;
 mod findings;
 mod history;
 mod mentions;
+mod preview;
 mod scores;
 mod sessions;
 mod taxonomy;

@@ -10,6 +10,7 @@ mod impact;
 mod late;
 mod lifecycle;
 mod ops_page;
+mod preview;
 mod restart;
 mod sessions;
 mod taxonomy;
