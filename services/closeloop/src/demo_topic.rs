@@ -1,5 +1,6 @@
 //! `closeloop demo --scenario new-topic`: the taxonomy grows with the feedback. Customers
-//! start complaining about something no theme covers (loyalty points that never arrive);
+//! start complaining about something no theme covers (the points of a new loyalty
+//! programme, ShopClub, that never arrive);
 //! trends lists it as an emerging topic; ops make it a theme, preview what the new
 //! taxonomy version would move over the last hour, and apply it with a reclassification
 //! of that hour; categorise switches to the version without a restart, and once the
@@ -15,24 +16,26 @@ use crate::demo_corpus::{self, DemoFeedback};
 use crate::stack::Stack;
 
 /// The new theme the scenario adds.
-const THEME: &str = "loyalty_points";
+const THEME: &str = "shopclub_points";
 
-/// Complaints about the new topic, English and German.
+/// Complaints about the new topic, English and German. (The programme has a name of its
+/// own: "loyalty", "bonus" and "reward" are positive words to the sentiment lexicon, and a
+/// cue word's tone colours its own theme's hit.)
 const COMPLAINTS_EN: &[&str] = &[
-    "My loyalty points disappeared after the last purchase.",
-    "Where are my loyalty points? They never showed up.",
-    "Loyalty points from two purchases still missing, very annoying.",
-    "The loyalty points I collected are simply gone.",
-    "My loyalty points are missing again, this is frustrating.",
+    "My ShopClub points disappeared after the last purchase.",
+    "Where are my ShopClub points? They never showed up.",
+    "ShopClub points from two purchases still missing, very annoying.",
+    "The ShopClub points I collected are simply gone.",
+    "My ShopClub points are missing again, this is frustrating.",
 ];
 const COMPLAINTS_DE: &[&str] = &[
-    "Meine Bonuspunkte sind nach dem letzten Einkauf verschwunden.",
-    "Wo bleiben meine Bonuspunkte? Sehr ärgerlich.",
-    "Die Bonuspunkte von zwei Einkäufen fehlen immer noch.",
-    "Schon wieder keine Bonuspunkte erhalten, das nervt.",
+    "Meine ShopClub-Punkte sind nach dem letzten Einkauf verschwunden.",
+    "Wo bleiben meine ShopClub-Punkte? Sehr ärgerlich.",
+    "Die ShopClub-Punkte von zwei Einkäufen fehlen immer noch.",
+    "Schon wieder keine ShopClub Punkte erhalten, das nervt.",
 ];
 
-/// `count` complaints about loyalty points from different customers, dated over the
+/// `count` complaints about ShopClub points from different customers, dated over the
 /// `minutes` before now.
 fn complaints(first_customer: usize, count: usize, minutes: i64) -> Vec<DemoFeedback> {
     let now = Utc::now();
@@ -49,7 +52,7 @@ fn complaints(first_customer: usize, count: usize, minutes: i64) -> Vec<DemoFeed
                     "occurred_at": at.to_rfc3339_opts(SecondsFormat::Secs, true),
                     "channel": if i % 2 == 0 { "app-store" } else { "survey" },
                     "customer": {
-                        "id": format!("loyal-{}", first_customer + i),
+                        "id": format!("club-{}", first_customer + i),
                         "locale": if german { "de-DE" } else { "en-GB" },
                         "consent": true,
                     },
@@ -110,7 +113,7 @@ pub(crate) async fn play(
             .flatten()
             .find(|t| {
                 let key = t["key"].as_str().unwrap_or_default();
-                key.contains("loyal") || key.contains("bonuspunkt")
+                key.contains("shopclub")
             });
         if let Some(topic) = found {
             break topic.clone();
@@ -142,9 +145,9 @@ pub(crate) async fn play(
         .json(&json!({
             "add_theme": {
                 "id": THEME,
-                "names": {"en": "Loyalty points", "de": "Bonuspunkte"},
-                "keywords": {"en": ["loyalty"], "de": ["bonuspunkte", "treuepunkte"]},
-                "phrases": {"en": ["loyalty points", "reward points"], "de": ["punkte nicht gutgeschrieben"]}
+                "names": {"en": "ShopClub points", "de": "ShopClub-Punkte"},
+                "keywords": {"en": ["shopclub"], "de": ["shopclub", "shopclubpunkte"]},
+                "phrases": {"en": ["shopclub points"], "de": ["shopclub punkte"]}
             }
         }))
         .send()
@@ -152,7 +155,7 @@ pub(crate) async fn play(
     let proposal = expect_json(response, "proposing the theme").await?;
     let version = proposal["version"].as_str().unwrap_or_default().to_owned();
     println!(
-        "\n③ ops made it a theme: “Loyalty points” / “Bonuspunkte” → proposed taxonomy version {version} (based on {})",
+        "\n③ ops made it a theme: “ShopClub points” / “ShopClub-Punkte” → proposed taxonomy version {version} (based on {})",
         proposal["based_on"].as_str().unwrap_or("?")
     );
 
@@ -192,7 +195,7 @@ pub(crate) async fn play(
     let result = &preview["result"];
     println!(
         "\n④ preview over the last hour, before anything changes: {} feedback re-classified from feedback.raw.v1, {} would change",
-        result["in_period"], result["changed"]
+        result["totals"]["in_period"], result["totals"]["changed"]
     );
     for theme in result["themes"].as_array().into_iter().flatten() {
         println!(

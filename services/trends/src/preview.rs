@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use closeloop_bus::TopicReader;
 use closeloop_classify::{Classifier, Input, LexiconClassifier, SentimentLabel, Taxonomy};
 use closeloop_events::text::excerpt;
-use closeloop_events::Feedback;
+use closeloop_events::{Feedback, Period};
 use closeloop_http::html::page as html;
 use closeloop_http::{parse_json, JsonObject, Problem, ProblemType};
 use closeloop_trend::{Detector, DetectorSettings, Mention, Observation};
@@ -53,27 +53,6 @@ const EXAMPLES: usize = 3;
 const BATCH: usize = 500;
 /// Excerpt length, as categorise cuts a mention's.
 const EXCERPT_CHARS: usize = 160;
-
-/// A half-open period `[since, until)` of `received_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Period {
-    pub since: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-}
-
-impl Period {
-    fn since_ms(&self) -> i64 {
-        self.since.timestamp_millis()
-    }
-
-    fn until_ms(&self) -> i64 {
-        self.until.timestamp_millis()
-    }
-
-    fn contains(&self, at: DateTime<Utc>) -> bool {
-        self.since <= at && at < self.until
-    }
-}
 
 // ----- The engine -----
 
@@ -260,7 +239,10 @@ pub fn replay(
     mentions: &[Mention],
     period: Period,
 ) -> Firing {
-    let (since, until) = (period.since_ms(), period.until_ms());
+    let (since, until) = (
+        period.since.timestamp_millis(),
+        period.until.timestamp_millis(),
+    );
     let mut sorted: Vec<&Mention> = mentions.iter().filter(|m| m.at_ms < until).collect();
     sorted.sort_by(|a, b| (a.at_ms, &a.feedback_id).cmp(&(b.at_ms, &b.feedback_id)));
     let split = sorted.partition_point(|m| m.at_ms < since);
@@ -399,7 +381,7 @@ async fn detectors(
             .store
             .theme_mentions(
                 &theme,
-                period.since_ms().saturating_sub(history_ms),
+                period.since.timestamp_millis().saturating_sub(history_ms),
                 i64::MIN,
             )
             .await?;

@@ -238,14 +238,18 @@ pub(super) fn section(out: &mut String, themes: &Themes, form: &ThemeForm, csrf:
             out,
             "<article class=\"proposal\" id=\"proposal-{name}\"><strong>{name}</strong> \
              <span class=\"meta\">{} · based on {} · proposed {}</span>\
-             <form method=\"post\" action=\"/ops/themes/{}/apply\" id=\"apply-{name}\">{hidden}\
-             <label>Classify feedback received again from (optional, e.g. 2026-12-01) \
+             <form method=\"post\" action=\"/ops/taxonomy/versions/{path}/preview\" id=\"preview-{name}\">{hidden}\
+             <label>Preview feedback received from (optional, RFC 3339; the last 7 days when empty) \
+             <input name=\"since\"></label><label>until <input name=\"until\"></label>\
+             <button type=\"submit\">Preview</button></form>\
+             <form method=\"post\" action=\"/ops/themes/{path}/apply\" id=\"apply-{name}\">{hidden}\
+             <label>Classify feedback received again from (optional, e.g. 2026-12-01T00:00:00Z) \
              <input name=\"since\"></label><label>until <input name=\"until\"></label>\
              <button type=\"submit\">Apply</button></form></article>",
             escape(&proposal.change),
             escape(proposal.based_on.as_deref().unwrap_or("—")),
             escape(&when(proposal.created_at)),
-            escape(&encoded(&proposal.version)),
+            path = escape(&encoded(&proposal.version)),
         );
     }
 
