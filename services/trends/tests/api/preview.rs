@@ -103,12 +103,14 @@ fn themes_of(classifier: &LexiconClassifier, feedback: &Feedback) -> BTreeSet<St
         .collect()
 }
 
-/// Stores the built-in taxonomy as the current version and `proposal` as proposed on it.
+/// Stores the built-in taxonomy as the current version (unless the service seeded it
+/// already) and `proposal` as proposed on it.
 async fn store_versions(db: &Database, proposals: &[(&str, &Taxonomy, i64)]) -> String {
     let builtin = Taxonomy::builtin();
     sqlx::query(
         "INSERT INTO trends_taxonomy_versions (version, seq, based_on, taxonomy_json, change, \
-         created_at_ms, applied_seq, applied_at_ms) VALUES ($1, 1, NULL, $2, 'the file', 1, 1, 1)",
+         created_at_ms, applied_seq, applied_at_ms) VALUES ($1, 1, NULL, $2, 'the file', 1, 1, 1) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(&builtin.version)
     .bind(builtin.to_json().to_string())
