@@ -220,28 +220,6 @@ impl TrendsStore {
         .await?;
         Ok(())
     }
-
-    // Read by the replay preview, which lands on its own branch.
-    #[allow(dead_code)]
-    /// The themes trends counted for each of `feedback_ids` (a feedback without any has
-    /// no entry): what a replay preview compares a proposed version with.
-    pub async fn counted_themes(
-        &self,
-        feedback_ids: &[&str],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
-        let mut found = Vec::new();
-        for ids in feedback_ids.chunks(500) {
-            let sql = format!(
-                "SELECT feedback_id, theme FROM trends_mentions WHERE feedback_id IN {}",
-                closeloop_store::values::placeholders(1, ids.len())
-            );
-            let select = ids
-                .iter()
-                .fold(sqlx::query_as(&sql), |select, id| select.bind(*id));
-            found.extend(select.fetch_all(self.db.pool()).await?);
-        }
-        Ok(found)
-    }
 }
 
 #[cfg(test)]
@@ -330,23 +308,5 @@ mod tests {
             .expect("mark");
         assert_eq!(store.unpublished_taxonomies().await.expect("read").len(), 1);
         assert_eq!(store.taxonomy_versions().await.expect("read").len(), 3);
-    }
-
-    #[tokio::test]
-    async fn counted_themes_are_read_by_feedback() {
-        let store = testing::store().await;
-        let mut mention = testing::mention("f1", "c1", 1_000);
-        store.insert_mention(&mention).await.expect("stored");
-        mention.theme = "delivery".into();
-        store.insert_mention(&mention).await.expect("stored");
-        let mut found = store.counted_themes(&["f1", "f2"]).await.expect("read");
-        found.sort();
-        assert_eq!(
-            found,
-            [
-                ("f1".to_owned(), "delivery".to_owned()),
-                ("f1".to_owned(), "delivery_time".to_owned())
-            ]
-        );
     }
 }
