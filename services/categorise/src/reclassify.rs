@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use closeloop_bus::{Publisher, TopicReader};
+use closeloop_bus::{Progress, Publisher, TopicReader};
 use closeloop_classify::{LexiconClassifier, Taxonomy};
 use closeloop_events::{Envelope, Feedback, Period};
 use closeloop_runtime::Pseudonyms;
@@ -351,15 +351,7 @@ impl JobContext {
                 .await?;
             if progress.read >= logged + LOG_EVERY {
                 logged = progress.read;
-                tracing::info!(
-                    %version,
-                    read = progress.read,
-                    total = progress.total,
-                    changed = counts.changed,
-                    unchanged = counts.unchanged,
-                    skipped = counts.skipped,
-                    "reclassification under way"
-                );
+                log_progress(version, progress, counts, "reclassification under way");
             }
         }
         let progress = reader.progress();
@@ -374,15 +366,7 @@ impl JobContext {
         .bind(&self.instance)
         .execute(self.db.pool())
         .await?;
-        tracing::info!(
-            %version,
-            read = progress.read,
-            total = progress.total,
-            changed = counts.changed,
-            unchanged = counts.unchanged,
-            skipped = counts.skipped,
-            "reclassification done"
-        );
+        log_progress(version, progress, counts, "reclassification done");
         Ok(())
     }
 
@@ -569,6 +553,18 @@ fn classifier_version(classifier: &LexiconClassifier) -> String {
 
 fn lease_ms() -> i64 {
     i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn log_progress(version: &str, progress: Progress, counts: Counts, message: &'static str) {
+    tracing::info!(
+        %version,
+        read = progress.read,
+        total = progress.total,
+        changed = counts.changed,
+        unchanged = counts.unchanged,
+        skipped = counts.skipped,
+        "{message}"
+    );
 }
 
 #[cfg(test)]
