@@ -698,9 +698,17 @@ impl ThemesHandler {
             now_ms,
             serde_json::to_string(&evidence).map_err(HandlerError::permanent)?,
         );
-        if !store.insert_action(&row).await.map_err(db_error)? {
+        let taxonomy = self.ctx.taxonomy();
+        let lineage = taxonomy.lineage(theme);
+        let line = taxonomy.ancestors(theme).last().copied().unwrap_or(theme);
+        if !store
+            .insert_action_alone(&row, &lineage, line)
+            .await
+            .map_err(db_error)?
+        {
             // Another instance raised it first: the partial unique index kept one
-            // unresolved action, and this mention becomes an update of it.
+            // unresolved action, and this mention becomes an update of it. (Or a theme of
+            // its line raised one: the retry joins or renames that.)
             return match store.unresolved_action(theme).await.map_err(db_error)? {
                 Some(open) => {
                     self.update(open, evidence, &trigger.signal, trigger.traceparent)

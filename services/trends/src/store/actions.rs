@@ -333,6 +333,56 @@ impl TrendsStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// [`Self::insert_action`] unless another theme of `lineage` (the themes on the line of
+    /// the hierarchy the action's theme is on) has an unresolved action: two instances
+    /// raising a parent and its child at once must leave one action, which the other
+    /// theme then joins or renames. Raises on one line (`line`: its root theme) are
+    /// serialised — on PostgreSQL by a transaction-scoped advisory lock, since two
+    /// concurrent inserts of different themes would not see each other; SQLite has one
+    /// writer at a time, and the statement reads under its write lock.
+    pub async fn insert_action_alone(
+        &self,
+        a: &ActionRow,
+        lineage: &[&str],
+        line: &str,
+    ) -> Result<bool, sqlx::Error> {
+        if lineage.is_empty() {
+            return self.insert_action(a).await;
+        }
+        let sql = format!(
+            "INSERT INTO trends_actions (action_id, theme, status, raised_at_ms, updated_at_ms, \
+             evidence_json, resolution_json, resolved_at_ms, announced) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS (\
+             SELECT 1 FROM trends_actions WHERE status <> $10 AND theme IN ({})) \
+             ON CONFLICT DO NOTHING",
+            values::list(lineage.len(), 11)
+        );
+        let mut transaction = self.db.pool().begin().await?;
+        if self.db.backend() == closeloop_store::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(line_lock_key(line))
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let mut insert = sqlx::query(&sql)
+            .bind(&a.action_id)
+            .bind(&a.theme)
+            .bind(a.status.as_str())
+            .bind(a.raised_at_ms)
+            .bind(a.updated_at_ms)
+            .bind(&a.evidence_json)
+            .bind(a.resolution_json.clone())
+            .bind(a.resolved_at_ms)
+            .bind(i64::from(a.announced))
+            .bind(ActionStatus::Resolved.as_str());
+        for theme in lineage {
+            insert = insert.bind(*theme);
+        }
+        let done = insert.execute(&mut *transaction).await?;
+        transaction.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Undoes `insert_action` when its `raised` event could not be published.
     pub async fn delete_action(&self, action_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM trends_actions WHERE action_id = $1 AND status = $2")
@@ -482,6 +532,17 @@ impl TrendsStore {
     }
 }
 
+/// The advisory-lock key of a line of the hierarchy (FNV-1a of its root theme's id,
+/// with a prefix of its own so no other lock of the database collides by chance).
+fn line_lock_key(line: &str) -> i64 {
+    let hash = format!("closeloop-trends-line:{line}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::store;
@@ -490,6 +551,40 @@ mod tests {
 
     fn action(id: &str) -> ActionRow {
         ActionRow::raised(id.into(), "delivery_time".into(), 1, "{}".into())
+    }
+
+    #[tokio::test]
+    async fn a_theme_raises_alone_only_while_its_line_has_no_unresolved_action() {
+        let store = store().await;
+        let child = action("child");
+        assert!(store
+            .insert_action_alone(&child, &["delivery"], "delivery")
+            .await
+            .unwrap());
+        let parent = ActionRow::raised("parent".into(), "delivery".into(), 2, "{}".into());
+        assert!(
+            !store
+                .insert_action_alone(&parent, &["delivery_time"], "delivery")
+                .await
+                .unwrap(),
+            "the child's action covers the parent"
+        );
+        let other = ActionRow::raised("other".into(), "price".into(), 2, "{}".into());
+        assert!(
+            store
+                .insert_action_alone(&other, &["billing"], "price")
+                .await
+                .unwrap(),
+            "another line raises"
+        );
+        assert!(store.resolve_action("child", "{}", 3).await.unwrap());
+        assert!(
+            store
+                .insert_action_alone(&parent, &["delivery_time"], "delivery")
+                .await
+                .unwrap(),
+            "once the child's action is resolved"
+        );
     }
 
     #[tokio::test]
