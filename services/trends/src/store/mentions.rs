@@ -1,7 +1,9 @@
 //! Storing theme mentions and reading them back in event time order, as the detector
 //! counts them.
 
-use closeloop_store::sqlx;
+use std::collections::HashSet;
+
+use closeloop_store::{sqlx, values};
 use closeloop_trend::Mention;
 
 use super::TrendsStore;
@@ -23,58 +25,91 @@ pub struct MentionRow {
     pub given_at_ms: i64,
 }
 
+/// Parameters per stored mention (see [`insert_sql`]).
+const MENTION_BINDS: usize = 12;
+
+/// `INSERT … VALUES` for `rows` mentions, returning the keys of those that were new. A
+/// mention given before its customer was erased (in its source's scope) is stored
+/// pseudonymised and without its words.
+fn insert_sql(rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let p = |n: usize| format!("${}", row * MENTION_BINDS + n);
+            let erased = format!(
+                "SELECT {{}} FROM trends_erasures WHERE customer_id = {pseudonym} \
+                 AND source IN ({source}, '*') AND erased_at_ms >= {given_at}",
+                pseudonym = p(11),
+                source = p(12),
+                given_at = p(10),
+            );
+            format!(
+                "({feedback}, {theme}, COALESCE(({by_pseudonym} LIMIT 1), {customer}), {negative}, \
+                 CASE WHEN EXISTS ({any}) THEN '' ELSE {excerpt} END, \
+                 {channel}, {touchpoint}, {rating}, {nps}, {given_at}, {source})",
+                feedback = p(1),
+                theme = p(2),
+                by_pseudonym = erased.replace("{}", "customer_id"),
+                customer = p(3),
+                negative = p(4),
+                any = erased.replace("{}", "1"),
+                excerpt = p(5),
+                channel = p(6),
+                touchpoint = p(7),
+                rating = p(8),
+                nps = p(9),
+                given_at = p(10),
+                source = p(12),
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
+         channel, touchpoint, rating, nps, given_at_ms, source) VALUES {} \
+         ON CONFLICT DO NOTHING RETURNING feedback_id, theme",
+        tuples.join(", ")
+    )
+}
+
 impl TrendsStore {
     /// Stores a mention; `false` when it was already there (a replayed record).
     pub async fn insert_mention(&self, m: &MentionRow) -> Result<bool, sqlx::Error> {
-        let done = self.insert_query(m).execute(self.db.pool()).await?;
-        Ok(done.rows_affected() == 1)
+        let inserted = self.insert_mentions(std::slice::from_ref(m)).await?;
+        Ok(inserted.first().copied().unwrap_or(false))
     }
 
-    /// Stores mentions in one transaction (one commit, not one per mention); per mention,
+    /// Stores mentions in one transaction, many rows per statement (one statement per
+    /// mention had cost trends a round trip to the database's thread each); per mention,
     /// whether it was new. A mention repeated within `rows` is new only the first time.
     pub async fn insert_mentions(&self, rows: &[MentionRow]) -> Result<Vec<bool>, sqlx::Error> {
         let mut tx = self.db.pool().begin().await?;
-        let mut inserted = Vec::with_capacity(rows.len());
-        for m in rows {
-            let done = self.insert_query(m).execute(&mut *tx).await?;
-            inserted.push(done.rows_affected() == 1);
+        let mut new = HashSet::new();
+        for chunk in rows.chunks(values::rows_per_statement(self.db.backend(), MENTION_BINDS)) {
+            let sql = insert_sql(chunk.len());
+            let insert =
+                chunk
+                    .iter()
+                    .fold(sqlx::query_as::<_, (String, String)>(&sql), |insert, m| {
+                        insert
+                            .bind(&m.feedback_id)
+                            .bind(&m.theme)
+                            .bind(&m.customer_id)
+                            .bind(i64::from(m.negative))
+                            .bind(&m.excerpt)
+                            .bind(&m.channel)
+                            .bind(m.touchpoint.clone())
+                            .bind(m.rating)
+                            .bind(m.nps)
+                            .bind(m.given_at_ms)
+                            .bind(self.pseudonyms.of(&m.customer_id))
+                            .bind(&m.source)
+                    });
+            new.extend(insert.fetch_all(&mut *tx).await?);
         }
         tx.commit().await?;
-        Ok(inserted)
-    }
-
-    fn insert_query<'q>(
-        &self,
-        m: &'q MentionRow,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        // A mention given before its customer was erased (in its source's scope) is
-        // stored pseudonymised and without its words.
-        sqlx::query(
-            "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
-             channel, touchpoint, rating, nps, given_at_ms, source) \
-             VALUES ($1, $2, \
-                     COALESCE((SELECT customer_id FROM trends_erasures \
-                               WHERE customer_id = $11 AND source IN ($12, '*') \
-                                 AND erased_at_ms >= $10 LIMIT 1), $3), \
-                     $4, \
-                     CASE WHEN EXISTS (SELECT 1 FROM trends_erasures \
-                                       WHERE customer_id = $11 AND source IN ($12, '*') \
-                                         AND erased_at_ms >= $10) \
-                          THEN '' ELSE $5 END, \
-                     $6, $7, $8, $9, $10, $12) ON CONFLICT DO NOTHING",
-        )
-        .bind(&m.feedback_id)
-        .bind(&m.theme)
-        .bind(&m.customer_id)
-        .bind(i64::from(m.negative))
-        .bind(&m.excerpt)
-        .bind(&m.channel)
-        .bind(m.touchpoint.clone())
-        .bind(m.rating)
-        .bind(m.nps)
-        .bind(m.given_at_ms)
-        .bind(self.pseudonyms.of(&m.customer_id))
-        .bind(&m.source)
+        Ok(rows
+            .iter()
+            .map(|m| new.remove(&(m.feedback_id.clone(), m.theme.clone())))
+            .collect())
     }
 
     /// Notes that the detector did not count a mention (it came too late), so a restart
