@@ -35,30 +35,24 @@ fn insert_sql(rows: usize) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|row| {
             let p = |n: usize| format!("${}", row * MENTION_BINDS + n);
-            let erased = format!(
-                "SELECT {{}} FROM trends_erasures WHERE customer_id = {pseudonym} \
-                 AND source IN ({source}, '*') AND erased_at_ms >= {given_at}",
-                pseudonym = p(11),
-                source = p(12),
-                given_at = p(10),
+            let (given_at, pseudonym, source) = (p(10), p(11), p(12));
+            let erasures = format!(
+                "FROM trends_erasures WHERE customer_id = {pseudonym} \
+                 AND source IN ({source}, '*') AND erased_at_ms >= {given_at}"
             );
             format!(
-                "({feedback}, {theme}, COALESCE(({by_pseudonym} LIMIT 1), {customer}), {negative}, \
-                 CASE WHEN EXISTS ({any}) THEN '' ELSE {excerpt} END, \
-                 {channel}, {touchpoint}, {rating}, {nps}, {given_at}, {source})",
-                feedback = p(1),
-                theme = p(2),
-                by_pseudonym = erased.replace("{}", "customer_id"),
-                customer = p(3),
-                negative = p(4),
-                any = erased.replace("{}", "1"),
-                excerpt = p(5),
-                channel = p(6),
-                touchpoint = p(7),
-                rating = p(8),
-                nps = p(9),
-                given_at = p(10),
-                source = p(12),
+                "({}, {}, COALESCE((SELECT customer_id {erasures} LIMIT 1), {}), {}, \
+                 CASE WHEN EXISTS (SELECT 1 {erasures}) THEN '' ELSE {} END, \
+                 {}, {}, {}, {}, {given_at}, {source})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
             )
         })
         .collect();
@@ -82,7 +76,7 @@ impl TrendsStore {
     /// whether it was new. A mention repeated within `rows` is new only the first time.
     pub async fn insert_mentions(&self, rows: &[MentionRow]) -> Result<Vec<bool>, sqlx::Error> {
         let mut tx = self.db.pool().begin().await?;
-        let mut new = HashSet::new();
+        let mut new = Vec::new();
         for chunk in rows.chunks(values::rows_per_statement(self.db.backend(), MENTION_BINDS)) {
             let sql = insert_sql(chunk.len());
             let insert =
@@ -106,9 +100,13 @@ impl TrendsStore {
             new.extend(insert.fetch_all(&mut *tx).await?);
         }
         tx.commit().await?;
+        let mut new: HashSet<(&str, &str)> = new
+            .iter()
+            .map(|(feedback, theme)| (feedback.as_str(), theme.as_str()))
+            .collect();
         Ok(rows
             .iter()
-            .map(|m| new.remove(&(m.feedback_id.clone(), m.theme.clone())))
+            .map(|m| new.remove(&(m.feedback_id.as_str(), m.theme.as_str())))
             .collect())
     }
 
