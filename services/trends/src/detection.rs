@@ -42,7 +42,7 @@ fn historical_mark(signal: &Signal) -> EvidenceMark {
 /// Evidence is read at once when it is news (a raise, a reopen, clearly more customers:
 /// what `updated` events are sent for). Any other change — the episode fired again,
 /// grew a little, or a late mention landed in its span — only marks the theme stale, and
-/// the settler ([`ThemesHandler::settle`]) reads it again within [`SETTLE_EVERY`]: the
+/// the settler ([`ThemesHandler::settle`]) reads it again within [`SETTLE_EVERY`] (less often under heavy load): the
 /// same stored evidence for the same mentions however they were batched, without five
 /// queries over the whole span for every batch of a surging theme.
 #[derive(Debug)]
@@ -1206,19 +1206,34 @@ impl ThemesHandler {
     }
 }
 
-/// Runs [`ThemesHandler::settle`] every [`SETTLE_EVERY`] until `stop`.
+/// Runs [`ThemesHandler::settle`] every [`SETTLE_EVERY`] until `stop`, or less often when
+/// a round takes long: reading a theme's evidence aggregates its whole span, which under
+/// heavy load (a surge of hours at thousands of mentions a second) takes long, so the
+/// pause after a round is at least [`SETTLE_PAUSE_FACTOR`] times the round and the settler
+/// never takes more than a tenth of the time from counting.
 pub(crate) async fn settle_evidence(
     handler: ThemesHandler,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut every = tokio::time::interval(SETTLE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = SETTLE_EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = every.tick() => handler.settle().await,
+            _ = tokio::time::sleep(pause) => {
+                let started = std::time::Instant::now();
+                handler.settle().await;
+                pause = settle_pause(started.elapsed());
+            }
         }
     }
+}
+
+/// How much longer than a settling round the pause after it is, at least.
+const SETTLE_PAUSE_FACTOR: u32 = 9;
+
+/// The pause after a settling round that took `round`.
+fn settle_pause(round: std::time::Duration) -> std::time::Duration {
+    SETTLE_EVERY.max(round * SETTLE_PAUSE_FACTOR)
 }
 
 #[cfg(test)]
@@ -1228,6 +1243,16 @@ mod tests {
 
     use super::*;
     use crate::context::testing::context_without_broker;
+
+    #[test]
+    fn settling_takes_at_most_a_tenth_of_the_time() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(settle_pause(ms(5)), SETTLE_EVERY);
+        assert_eq!(settle_pause(ms(400)), ms(3_600));
+        let round = ms(700);
+        let share = round.as_secs_f64() / (round + settle_pause(round)).as_secs_f64();
+        assert!(share <= 0.1 + 1e-9, "{share}");
+    }
 
     fn incoming(n: usize, given_at: chrono::DateTime<Utc>) -> Incoming<ThemeMention> {
         Incoming {

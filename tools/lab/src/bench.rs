@@ -643,7 +643,11 @@ async fn start_up(
         .env("CLOSELOOP_SINK_ADDR", "127.0.0.1:0")
         .env("NOTIFY_WEBHOOKS", webhooks)
         .env("NOTIFY_WEBHOOK_SECRETS", webhook_secrets)
-        .env("RUST_LOG", "warn")
+        // `BENCH_UP_LOG` lets a profiling run ask for more (e.g. `sqlx::query=debug`).
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_UP_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -671,8 +675,16 @@ async fn start_up(
     tokio::time::timeout(Duration::from_secs(120), read)
         .await
         .context("`closeloop up` did not come up within 120 s")??;
-    // Keep draining its stdout so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining its stdout (where its logs go) so it never blocks on a full pipe;
+    // a run that asked for logs gets them on stderr.
+    let forward_logs = std::env::var_os("BENCH_UP_LOG").is_some();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if forward_logs {
+                eprintln!("{line}");
+            }
+        }
+    });
     Ok((child, addresses))
 }
 
@@ -1616,7 +1628,11 @@ async fn import_child(file: &std::path::Path, addr: SocketAddr) -> anyhow::Resul
         .args(["--date", "created", "--rating", "rating"])
         .args(["--channel", "channel", "--text", "text"])
         .args(["--rejects", "data/bench-import.rejects.jsonl"])
-        .env("RUST_LOG", "warn")
+        // `BENCH_UP_LOG` lets a profiling run ask for more (e.g. `sqlx::query=debug`).
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_UP_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
