@@ -28,6 +28,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -856,19 +857,37 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start(bootstrap: &str) -> Self {
+    /// Starts watching from the topic's beginning; returns once its partitions are
+    /// assigned, so the first events' latency is the loop's, not a group join's.
+    async fn start(bootstrap: &str) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            // Assigned, never joined: the id only satisfies the client.
+            .set("group.id", "bench-watcher")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()?;
+        let topic = topics::FEEDBACK_CATEGORISED;
+        let partitions = partition_count(bootstrap, topic)
+            .await
+            .with_context(|| format!("no metadata for {topic}"))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
         let categorised = Arc::new(Mutex::new(Categorised::default()));
         let stop = CancellationToken::new();
         let task = tokio::spawn(watch_categorised(
-            bootstrap.to_owned(),
+            consumer,
             categorised.clone(),
             stop.clone(),
         ));
-        Self {
+        Ok(Self {
             categorised,
             stop,
             task,
-        }
+        })
     }
 
     fn seen(&self) -> u64 {
@@ -900,7 +919,7 @@ async fn drive(
         anyhow::bail!("could not read the addresses `closeloop up` printed");
     };
     let pid = up.pid();
-    let watcher = Watcher::start(&bootstrap);
+    let watcher = Watcher::start(&bootstrap).await?;
     let client = reqwest::Client::new();
     let mut load = Load::new(&ingest, corpus, args.e2e_batch);
     let mut progress = Progress::for_stdout();
@@ -1069,7 +1088,7 @@ async fn step_rates(
     let (Some(bootstrap), Some(ingest)) = (&up.addresses.bootstrap, &up.addresses.ingest) else {
         anyhow::bail!("could not read the addresses `closeloop up` printed");
     };
-    let watcher = Watcher::start(bootstrap);
+    let watcher = Watcher::start(bootstrap).await?;
     let mut load = Load::new(ingest, corpus, args.e2e_batch);
     let mut progress = Progress::for_stdout();
     let mut steps = Vec::new();
@@ -1384,6 +1403,27 @@ async fn categorise_consumed(client: &reqwest::Client, categorise: &str) -> Opti
     consumed.map(|n| n as u64)
 }
 
+/// How many partitions `topic` has, from the cluster's metadata (blocking).
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Option<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let partitions = metadata.topics().first()?.partitions().len();
+    (partitions > 0).then_some(partitions as i32)
+}
+
+/// [`partitions_of`], off the runtime.
+async fn partition_count(bootstrap: &str, topic: &'static str) -> Option<i32> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    tokio::task::spawn_blocking(move || partitions_of(&consumer, topic))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Records the broker no longer holds at the start of the loop's two topics (the low
 /// watermarks summed over partitions): on fresh topics, records deleted whether or not
 /// anyone had read them. Empty when the broker cannot be asked.
@@ -1400,8 +1440,7 @@ async fn dropped_by_broker(bootstrap: &str) -> Vec<(&'static str, u64)> {
         [topics::FEEDBACK_RAW, topics::FEEDBACK_CATEGORISED]
             .into_iter()
             .filter_map(|topic| {
-                let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
-                let partitions = metadata.topics().first()?.partitions().len() as i32;
+                let partitions = partitions_of(&consumer, topic)?;
                 let mut low_total = 0u64;
                 for partition in 0..partitions {
                     let (low, _high) = consumer.fetch_watermarks(topic, partition, timeout).ok()?;
@@ -1416,18 +1455,10 @@ async fn dropped_by_broker(bootstrap: &str) -> Vec<(&'static str, u64)> {
 }
 
 async fn watch_categorised(
-    bootstrap: String,
+    consumer: StreamConsumer,
     seen: Arc<Mutex<Categorised>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("bench-{}", uuid::Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    consumer.subscribe(&[topics::FEEDBACK_CATEGORISED])?;
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
