@@ -1,9 +1,9 @@
-//! Multi-row `VALUES` lists with numbered placeholders, so a batch of rows is written
-//! in a few statements instead of one round trip per row.
+//! Multi-row `VALUES` lists, so a batch of rows is written in a few statements instead of
+//! one round trip per row.
 //!
 //! Why not `sqlx::QueryBuilder::push_values`: through the `Any` driver it writes `?`
-//! placeholders whatever the backend, which PostgreSQL rejects (sqlx issue #3000); the
-//! statements here are built with `$n`, which both SQLite and PostgreSQL take.
+//! placeholders whatever the backend, which PostgreSQL rejects (sqlx issue #3000). Here
+//! PostgreSQL gets `$n` and SQLite `?` (see [`placeholders`]).
 
 use crate::Backend;
 
@@ -31,9 +31,15 @@ pub fn rows_per_statement(backend: Backend, columns: usize) -> usize {
     (max_binds(backend) / columns.max(1)).max(1)
 }
 
-/// `($1, $2, …), ($n+1, …), …`: `rows` tuples of `columns` placeholders each, numbered
-/// in row order, so the parameters are bound row by row, column by column.
-pub fn placeholders(rows: usize, columns: usize) -> String {
+/// `rows` tuples of `columns` placeholders each, bound row by row, column by column:
+/// `($1, $2, …), ($n+1, …), …` on PostgreSQL, `(?, ?, …), …` on SQLite.
+///
+/// SQLite looks a numbered parameter up by a linear scan of the statement's parameter
+/// names each time sqlx binds one (`sqlite3_bind_parameter_name`: 4 % of the loop's CPU);
+/// anonymous `?` are bound by position. So the statement must take its parameters in
+/// exactly this order and have no others: sqlx numbers `?` from 1 whatever `$n` the
+/// statement also has.
+pub fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 6);
     for row in 0..rows {
         if row > 0 {
@@ -44,8 +50,13 @@ pub fn placeholders(rows: usize, columns: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * columns + column + 1).to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -66,9 +77,11 @@ mod tests {
 
     #[test]
     fn numbers_placeholders_row_by_row() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 1), "($1)");
-        assert_eq!(placeholders(0, 3), "");
+        let postgres = |rows, columns| placeholders(Backend::Postgres, rows, columns);
+        assert_eq!(postgres(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(postgres(1, 1), "($1)");
+        assert_eq!(postgres(0, 3), "");
+        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(list(3, 2), "$2, $3, $4");
         assert_eq!(list(0, 1), "");
     }

@@ -1,5 +1,4 @@
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::Utc;
@@ -11,7 +10,7 @@ use closeloop_events::{
     ThemeMention,
 };
 use closeloop_runtime::Pseudonyms;
-use closeloop_store::{sqlx, values, Database};
+use closeloop_store::{sqlx, values, Backend, Database};
 use futures::future::{try_join, try_join_all};
 
 use crate::metrics::CategoriseMetrics;
@@ -150,45 +149,30 @@ type Insert<'q> = sqlx::query::QueryScalar<'q, sqlx::Any, String, sqlx::any::Any
 
 const BINDS_PER_ROW: usize = 18;
 
-/// An INSERT of `rows` feedback rows that returns the ids it stored.
-///
-/// Numbered placeholders written here rather than `QueryBuilder<Any>`, which writes `?`:
-/// PostgreSQL does not take those.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
+/// An INSERT of `rows` feedback rows that returns the ids it stored. Feedback received
+/// before its customer was erased (in its source's scope) is stored under the pseudonym.
+/// Each parameter appears once, in the order of [`Prepared::bind`], as
+/// [`values::placeholders`] asks (`WHERE 1 = 1`: SQLite cannot tell `ON CONFLICT` from a
+/// join's `ON` after a bare `SELECT … FROM`).
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    format!(
         "INSERT INTO categorise_feedback (feedback_id, source, customer_id, channel, \
          touchpoint, language, sentiment, score, confidence, themes, rating, nps, \
-         classifier_version, given_at_ms, categorised_at_ms, content_hash) VALUES ",
-    );
-    for row in 0..rows {
-        let at = |column: usize| row * BINDS_PER_ROW + column;
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        // Feedback received before its customer was erased (in its source's scope) is
-        // stored under the pseudonym.
-        let _ = write!(
-            sql,
-            "(${}, ${}, COALESCE((SELECT customer_id FROM categorise_erasures \
-             WHERE customer_id = ${} AND source IN (${}, '*') AND erased_at_ms >= ${} \
-             LIMIT 1), ${})",
-            at(1),
-            at(2),
-            at(3),
-            at(2),
-            at(4),
-            at(5)
-        );
-        for column in 6..=BINDS_PER_ROW {
-            let _ = write!(sql, ", ${}", at(column));
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING feedback_id");
-    sql
+         classifier_version, given_at_ms, categorised_at_ms, content_hash) \
+         SELECT w.column1, w.column2, CASE WHEN w.erased THEN w.column3 ELSE w.column5 END, \
+                w.column6, w.column7, w.column8, w.column9, w.column10, w.column11, \
+                w.column12, w.column13, w.column14, w.column15, w.column16, w.column17, \
+                w.column18 \
+         FROM (SELECT v.*, EXISTS (SELECT 1 FROM categorise_erasures e \
+                                   WHERE e.customer_id = v.column3 \
+                                     AND e.source IN (v.column2, '*') \
+                                     AND e.erased_at_ms >= v.column4) AS erased \
+               FROM (VALUES {}) AS v) AS w \
+         WHERE 1 = 1 ON CONFLICT DO NOTHING RETURNING feedback_id",
+        values::placeholders(backend, rows, BINDS_PER_ROW)
+    )
 }
 
-/// `$1, $2, ...` for `count` values.
 /// What storing a feedback found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
@@ -220,7 +204,7 @@ async fn store(
     let mut inserted: HashSet<String> = HashSet::with_capacity(firsts.len());
     let mut transaction = db.pool().begin().await?;
     for rows in firsts.chunks(rows_per_statement.max(1)) {
-        let sql = insert_sql(rows.len());
+        let sql = insert_sql(db.backend(), rows.len());
         let insert = rows.iter().fold(sqlx::query_scalar(&sql), |insert, row| {
             row.bind(insert, categorised_at_ms)
         });
@@ -247,7 +231,7 @@ async fn store(
         let sql = format!(
             "SELECT feedback_id, content_hash FROM categorise_feedback \
              WHERE feedback_id IN {}",
-            values::placeholders(1, ids.len())
+            values::placeholders(db.backend(), 1, ids.len())
         );
         let select = ids
             .iter()

@@ -483,7 +483,7 @@ impl JobContext {
             let sql = format!(
                 "SELECT customer_id, source, erased_at_ms FROM categorise_erasures \
                  WHERE customer_id IN {}",
-                values::placeholders(1, chunk.len())
+                values::placeholders(self.db.backend(), 1, chunk.len())
             );
             let select = chunk
                 .iter()
@@ -523,7 +523,7 @@ impl JobContext {
             let sql = format!(
                 "SELECT feedback_id, customer_id, content_hash, themes FROM categorise_feedback \
                  WHERE feedback_id IN {}",
-                values::placeholders(1, ids.len())
+                values::placeholders(self.db.backend(), 1, ids.len())
             );
             let select = ids
                 .iter()

@@ -192,7 +192,7 @@ async fn insert_and_check(
         let insert = format!(
             "INSERT INTO ingest_event_ids (event_id, content_hash, given_at_ms, accepted_at_ms) \
              VALUES {} ON CONFLICT DO NOTHING",
-            values::placeholders(chunk.len(), 4)
+            values::placeholders(backend, chunk.len(), 4)
         );
         let mut query = sqlx::query(&insert);
         for (_, id, hash, given_at_ms) in chunk {
@@ -208,7 +208,7 @@ async fn insert_and_check(
         // One "row" of placeholders is the parenthesised IN list.
         let select = format!(
             "SELECT event_id, content_hash FROM ingest_event_ids WHERE event_id IN {}",
-            values::placeholders(1, chunk.len())
+            values::placeholders(backend, 1, chunk.len())
         );
         let mut query = sqlx::query_as::<_, (String, String)>(&select);
         for (_, id, _, _) in chunk {

@@ -66,7 +66,7 @@ pub(crate) async fn open_periods(
                opened_at_ms = excluded.opened_at_ms, delivery_id = excluded.delivery_id \
              WHERE notify_contact_periods.opened_at_ms + {} <= excluded.opened_at_ms \
              RETURNING delivery_id",
-            values::placeholders(chunk.len(), COLUMNS),
+            values::placeholders(backend, chunk.len(), COLUMNS),
             cap.period_ms
         );
         let mut query = sqlx::query_scalar::<_, String>(&sql);

@@ -102,7 +102,7 @@ pub async fn enqueue(
                AND NOT EXISTS (SELECT 1 FROM notify_preferences p \
                                WHERE p.customer_id = v.column3 AND p.unsubscribed = 1) \
              ON CONFLICT DO NOTHING RETURNING delivery_id, customer_id, created_at_ms",
-            values::placeholders(chunk.len(), DELIVERY_COLUMNS)
+            values::placeholders(db.backend(), chunk.len(), DELIVERY_COLUMNS)
         );
         let mut query = sqlx::query_as::<_, frequency::NewRow>(&sql);
         for delivery in chunk {
@@ -171,7 +171,7 @@ pub async fn enqueue(
              WHERE NOT EXISTS (SELECT 1 FROM notify_deliveries d \
                                WHERE d.action_id = v.column2 AND d.customer_id = v.column3) \
              ON CONFLICT DO NOTHING RETURNING skip_id",
-            values::placeholders(chunk.len(), SKIP_COLUMNS)
+            values::placeholders(db.backend(), chunk.len(), SKIP_COLUMNS)
         );
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for skip in chunk {

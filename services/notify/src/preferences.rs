@@ -201,7 +201,7 @@ pub(crate) async fn record_consents(
              ON CONFLICT (customer_id) DO UPDATE SET consent = excluded.consent, \
                consent_at_ms = excluded.consent_at_ms, set_by = excluded.set_by \
              WHERE excluded.consent_at_ms > notify_preferences.consent_at_ms",
-            values::placeholders(chunk.len(), COLUMNS)
+            values::placeholders(backend, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
         for consent in chunk {

@@ -51,7 +51,7 @@ pub async fn record_all<'a>(
     let mut tx = db.pool().begin().await?;
     let mut inserted = 0;
     for chunk in rows.chunks(values::rows_per_statement(db.backend(), Row::COLUMNS)) {
-        inserted += insert(&mut tx, chunk).await?;
+        inserted += insert(&mut tx, db.backend(), chunk).await?;
     }
     // Every feedback speaks for its customer's consent, with themes or without.
     crate::preferences::record_consents(&mut tx, db.backend(), &consents).await?;
@@ -132,7 +132,11 @@ fn rows_of(pseudonyms: &Pseudonyms, categorised: &FeedbackCategorised) -> Vec<Ro
 }
 
 /// Inserts `rows` in one statement; returns how many were new.
-async fn insert(conn: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<u64, sqlx::Error> {
+async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    backend: closeloop_store::Backend,
+    rows: &[Row],
+) -> Result<u64, sqlx::Error> {
     // Feedback received before its customer asked to be forgotten stays forgotten. The
     // check is part of the insert so the transaction only ever writes (a read-then-write
     // transaction fails with SQLITE_BUSY_SNAPSHOT under contention). A VALUES list names
@@ -147,7 +151,7 @@ async fn insert(conn: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<u64, sql
                            WHERE e.customer_id = v.column14 AND e.source IN (v.column4, '*') \
                              AND e.erased_at_ms >= v.column13) \
          ON CONFLICT DO NOTHING",
-        values::placeholders(rows.len(), Row::COLUMNS)
+        values::placeholders(backend, rows.len(), Row::COLUMNS)
     );
     let mut query = sqlx::query(&sql);
     for row in rows {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use closeloop_store::{sqlx, values};
+use closeloop_store::{sqlx, values, Backend};
 use closeloop_trend::Mention;
 
 use super::TrendsStore;
@@ -28,39 +28,25 @@ pub struct MentionRow {
 /// Parameters per stored mention (see [`insert_sql`]).
 const MENTION_BINDS: usize = 12;
 
-/// `INSERT … VALUES` for `rows` mentions, returning the keys of those that were new. A
-/// mention given before its customer was erased (in its source's scope) is stored
-/// pseudonymised and without its words.
-fn insert_sql(rows: usize) -> String {
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let p = |n: usize| format!("${}", row * MENTION_BINDS + n);
-            let (given_at, pseudonym, source) = (p(10), p(11), p(12));
-            let erasures = format!(
-                "FROM trends_erasures WHERE customer_id = {pseudonym} \
-                 AND source IN ({source}, '*') AND erased_at_ms >= {given_at}"
-            );
-            format!(
-                "({}, {}, COALESCE((SELECT customer_id {erasures} LIMIT 1), {}), {}, \
-                 CASE WHEN EXISTS (SELECT 1 {erasures}) THEN '' ELSE {} END, \
-                 {}, {}, {}, {}, {given_at}, {source})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                p(9),
-            )
-        })
-        .collect();
+/// `INSERT … SELECT … FROM (VALUES …)` for `rows` mentions, returning the keys of those
+/// that were new. A mention given before its customer was erased (in its source's scope)
+/// is stored pseudonymised and without its words. Each parameter appears once, in
+/// order, as [`values::placeholders`] asks (`WHERE 1 = 1`: SQLite cannot tell
+/// `ON CONFLICT` from a join's `ON` after a bare `SELECT … FROM`).
+fn insert_sql(backend: Backend, rows: usize) -> String {
     format!(
         "INSERT INTO trends_mentions (feedback_id, theme, customer_id, negative, excerpt, \
-         channel, touchpoint, rating, nps, given_at_ms, source) VALUES {} \
-         ON CONFLICT DO NOTHING RETURNING feedback_id, theme",
-        tuples.join(", ")
+         channel, touchpoint, rating, nps, given_at_ms, source) \
+         SELECT w.column1, w.column2, CASE WHEN w.erased THEN w.column11 ELSE w.column3 END, \
+                w.column4, CASE WHEN w.erased THEN '' ELSE w.column5 END, w.column6, \
+                w.column7, w.column8, w.column9, w.column10, w.column12 \
+         FROM (SELECT v.*, EXISTS (SELECT 1 FROM trends_erasures e \
+                                   WHERE e.customer_id = v.column11 \
+                                     AND e.source IN (v.column12, '*') \
+                                     AND e.erased_at_ms >= v.column10) AS erased \
+               FROM (VALUES {}) AS v) AS w \
+         WHERE 1 = 1 ON CONFLICT DO NOTHING RETURNING feedback_id, theme",
+        values::placeholders(backend, rows, MENTION_BINDS)
     )
 }
 
@@ -78,7 +64,7 @@ impl TrendsStore {
         let mut tx = self.db.pool().begin().await?;
         let mut new = Vec::new();
         for chunk in rows.chunks(values::rows_per_statement(self.db.backend(), MENTION_BINDS)) {
-            let sql = insert_sql(chunk.len());
+            let sql = insert_sql(self.db.backend(), chunk.len());
             let insert =
                 chunk
                     .iter()

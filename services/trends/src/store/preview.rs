@@ -42,7 +42,7 @@ impl TrendsStore {
         for chunk in values.chunks(500) {
             let sql = format!(
                 "{select_where_in} {}",
-                closeloop_store::values::placeholders(1, chunk.len())
+                closeloop_store::values::placeholders(self.db.backend(), 1, chunk.len())
             );
             let select = chunk
                 .iter()

@@ -39,7 +39,7 @@ impl TrendsStore {
                 "INSERT INTO trends_feedback_scores \
                  (feedback_id, nps, rating, themes, negative_themes, given_at_ms) \
                  VALUES {} ON CONFLICT DO NOTHING",
-                values::placeholders(chunk.len(), ScoreRow::COLUMNS)
+                values::placeholders(self.db.backend(), chunk.len(), ScoreRow::COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {

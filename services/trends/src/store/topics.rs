@@ -105,7 +105,7 @@ impl TrendsStore {
                                              AND e.erased_at_ms >= v.column9) AS erased \
                        FROM (VALUES {}) AS v) AS w \
                  WHERE 1 = 1 ON CONFLICT DO NOTHING",
-                values::placeholders(chunk.len(), TopicFeedbackRow::COLUMNS)
+                values::placeholders(self.db.backend(), chunk.len(), TopicFeedbackRow::COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {
