@@ -35,6 +35,13 @@ pub use erasure::{PseudonymArgs, Pseudonyms};
 pub use period::parse_period;
 pub use rate_limit::RateLimiter;
 
+/// Every closeloop binary allocates with mimalloc (each links this crate). The services
+/// allocate small, short-lived buffers per record (JSON, rows, messages) on many threads,
+/// where glibc's malloc cost the loop a tenth of its CPU: 586 → 523 µs per event at
+/// 2,000 events/s, side by side, for about 60 MiB more peak memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long the producer may take to deliver what is queued when a service stops.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
