@@ -64,9 +64,11 @@ impl Service {
             None => Taxonomy::builtin(),
         };
         let foundation = Foundation::start(Spec {
-            // Records leave as soon as they are ready: categorise publishes per record.
+            // A batch's records are published together and awaited together: a few
+            // milliseconds' linger sends them in a few requests rather than one each
+            // (each request is a message set the broker stores and scans apart).
             publisher: PublisherConfig {
-                linger: Duration::ZERO,
+                linger: Duration::from_millis(5),
                 ..PublisherConfig::new(&config.kafka.brokers)
             },
             ..closeloop_runtime::spec!("categorise", config)
