@@ -727,29 +727,40 @@ impl Counting {
     }
 
     fn window_stats(&self, config: &DetectorConfig) -> WindowStats {
-        let expected = self.expected(config);
-        let counted = self.window.capped;
+        let mut window = self.window_counts(config);
+        with_p_value(&mut window);
+        window
+    }
+
+    /// [`Self::window_stats`] with the p-value left at 1: the Poisson tail is most of an
+    /// evaluation's cost, and every counted (or replayed) mention is evaluated, so it is
+    /// computed only for a window that could fire or is kept ([`with_p_value`]).
+    fn window_counts(&self, config: &DetectorConfig) -> WindowStats {
         WindowStats {
             start_ms: self.window_first * config.bucket_ms,
             end_ms: self.watermark,
             mentions: self.window.counts.mentions,
             negative_mentions: self.window.counts.negative,
-            counted_negative_mentions: counted,
+            counted_negative_mentions: self.window.capped,
             distinct_customers: self.window.counts.per_customer.len() as u32,
-            expected_negative: expected,
-            p_value: poisson::upper_tail(u64::from(counted), expected),
+            expected_negative: self.expected(config),
+            p_value: 1.0,
         }
     }
 
-    fn surge(&self, config: &DetectorConfig, window: &WindowStats) -> Option<Trigger> {
+    /// Whether the window surges; sets its p-value when that decides it.
+    fn surge(&self, config: &DetectorConfig, window: &mut WindowStats) -> Option<Trigger> {
         let surge = &config.surge;
-        let fires = surge.enabled
+        let could_fire = surge.enabled
             && window.counted_negative_mentions >= surge.min_negative_mentions
             && window.distinct_customers >= config.min_distinct_customers
             && f64::from(window.counted_negative_mentions)
-                >= surge.min_ratio * window.expected_negative
-            && window.p_value <= surge.max_p_value;
-        fires.then_some(Trigger::Surge {
+                >= surge.min_ratio * window.expected_negative;
+        if !could_fire {
+            return None;
+        }
+        with_p_value(window);
+        (window.p_value <= surge.max_p_value).then_some(Trigger::Surge {
             expected: window.expected_negative,
             p_value: window.p_value,
         })
@@ -787,10 +798,13 @@ impl Counting {
 
     /// Applies both detectors and the hysteresis to the current state.
     fn evaluate(&mut self, config: &DetectorConfig) {
-        let window = self.window_stats(config);
-        let fired = match self.surge(config, &window) {
+        let mut window = self.window_counts(config);
+        let fired = match self.surge(config, &mut window) {
             Some(trigger) => Some((trigger, window.start_ms)),
-            None => self.recurrence(config),
+            // The episode keeps the window it fired with, p-value included.
+            None => self
+                .recurrence(config)
+                .inspect(|_| with_p_value(&mut window)),
         };
         let now = self.watermark;
         let open = self.episode.as_mut().filter(|episode| episode.open);
@@ -833,6 +847,15 @@ impl Counting {
         self.periods.clear();
         self.episode = None;
     }
+}
+
+/// Sets the window's p-value: how likely its expected level gives its counted negative
+/// mentions or more.
+fn with_p_value(window: &mut WindowStats) {
+    window.p_value = poisson::upper_tail(
+        u64::from(window.counted_negative_mentions),
+        window.expected_negative,
+    );
 }
 
 fn bucket_of(config: &DetectorConfig, at_ms: i64) -> i64 {
