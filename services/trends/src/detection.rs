@@ -42,9 +42,10 @@ fn historical_mark(signal: &Signal) -> EvidenceMark {
 /// Evidence is read at once when it is news (a raise, a reopen, clearly more customers:
 /// what `updated` events are sent for). Any other change — the episode fired again,
 /// grew a little, or a late mention landed in its span — only marks the theme stale, and
-/// the settler ([`ThemesHandler::settle`]) reads it again within [`SETTLE_EVERY`] (less often under heavy load): the
-/// same stored evidence for the same mentions however they were batched, without five
-/// queries over the whole span for every batch of a surging theme.
+/// the settler ([`ThemesHandler::settle`]) reads it again within [`SETTLE_EVERY`] (less
+/// often under heavy load, see [`settle_evidence`]): the same stored evidence for the
+/// same mentions however they were batched, without five queries over the whole span
+/// for every batch of a surging theme.
 #[derive(Debug)]
 pub struct DetectionState {
     detector: Detector,

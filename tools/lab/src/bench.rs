@@ -630,6 +630,7 @@ async fn start_up(
     let webhook_secrets = join(secrets.iter().map(|(s, k)| format!("{s}={k}")).collect());
     // This binary's hidden `up` runs the product's `closeloop::up`, the code `closeloop up`
     // runs, so the bench measures the product without needing its binary built beside.
+    let asked_log = std::env::var("BENCH_UP_LOG").ok();
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
     command.arg("up");
     if let Some(brokers) = &args.brokers {
@@ -645,10 +646,7 @@ async fn start_up(
         .env("NOTIFY_WEBHOOKS", webhooks)
         .env("NOTIFY_WEBHOOK_SECRETS", webhook_secrets)
         // `BENCH_UP_LOG` lets a profiling run ask for more (e.g. `sqlx::query=debug`).
-        .env(
-            "RUST_LOG",
-            std::env::var("BENCH_UP_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        )
+        .env("RUST_LOG", asked_log.as_deref().unwrap_or("warn"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -678,7 +676,7 @@ async fn start_up(
         .context("`closeloop up` did not come up within 120 s")??;
     // Keep draining its stdout (where its logs go) so it never blocks on a full pipe;
     // a run that asked for logs gets them on stderr.
-    let forward_logs = std::env::var_os("BENCH_UP_LOG").is_some();
+    let forward_logs = asked_log.is_some();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             if forward_logs {
@@ -1659,11 +1657,7 @@ async fn import_child(file: &std::path::Path, addr: SocketAddr) -> anyhow::Resul
         .args(["--date", "created", "--rating", "rating"])
         .args(["--channel", "channel", "--text", "text"])
         .args(["--rejects", "data/bench-import.rejects.jsonl"])
-        // `BENCH_UP_LOG` lets a profiling run ask for more (e.g. `sqlx::query=debug`).
-        .env(
-            "RUST_LOG",
-            std::env::var("BENCH_UP_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        )
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
