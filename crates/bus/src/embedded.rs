@@ -8,9 +8,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{bindings, Offset, TopicPartitionList};
 
 use crate::journal::{self, Backlog, JournalRecord};
 use crate::{BusError, Journal, Restored, TopicSpec, TRACEPARENT_HEADER};
@@ -55,12 +55,16 @@ impl EmbeddedBroker {
         let thread = thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
-                let cluster = match MockCluster::new(brokers) {
-                    Ok(cluster) => cluster,
+                let host = match mock_cluster_host(brokers) {
+                    Ok(host) => host,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
+                };
+                let Some(cluster) = host.client().mock_cluster() else {
+                    let _ = ready_tx.send(Err("the client started no mock cluster".into()));
+                    return;
                 };
                 for topic in &topics {
                     if let Err(e) = cluster.create_topic(&topic.name, topic.partitions, brokers) {
@@ -74,6 +78,7 @@ impl EmbeddedBroker {
                     let _ = reply.send(apply(&cluster, fault));
                 }
                 drop(cluster);
+                drop(host);
             })
             .map_err(|e| BusError::Embedded(e.to_string()))?;
         let bootstrap = ready_rx
@@ -149,6 +154,32 @@ impl EmbeddedBroker {
             .map_err(|_| gone())?
             .map_err(BusError::Embedded)
     }
+}
+
+/// The client that owns the mock cluster (librdkafka starts one for a client configured
+/// with `test.mock.num.brokers`; dropping the client stops it).
+///
+/// The mock's groups wait 3 s after their first member joins before assigning partitions,
+/// as a real broker's `group.initial.rebalance.delay.ms` does, so that members starting
+/// together share one rebalance. In one process every member starts within milliseconds,
+/// and the wait only delayed the first records by 3 s (the real cluster of the tests runs
+/// with 0 too, `deploy/kafka/cluster.sh`).
+fn mock_cluster_host(brokers: i32) -> Result<BaseProducer, String> {
+    let host: BaseProducer = ClientConfig::new()
+        .set("test.mock.num.brokers", brokers.to_string())
+        .create()
+        .map_err(|e| e.to_string())?;
+    // SAFETY: the client is alive for the whole call, and librdkafka returns either null
+    // or the mock cluster it owns, which `rd_kafka_mock_group_initial_rebalance_delay_ms`
+    // only configures (it takes the cluster's own lock).
+    unsafe {
+        let cluster = bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr());
+        if cluster.is_null() {
+            return Err("the client started no mock cluster".into());
+        }
+        bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+    }
+    Ok(host)
 }
 
 /// Produces every record of `backlog` into the fresh broker, each partition in its old

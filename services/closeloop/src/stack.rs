@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use closeloop_bus::{EmbeddedBroker, KafkaArgs, Restored, TopicSpec};
@@ -202,6 +203,41 @@ impl Stack {
             shutdown,
             tasks,
         })
+    }
+
+    /// Waits until every service answers `/readyz` with 200 — its consumers have joined
+    /// their groups, so what is accepted from now on is handled at once — or `limit`
+    /// passes; then names the services still waiting.
+    pub async fn wait_ready(&self, limit: Duration) -> Result<(), Vec<&'static str>> {
+        let client = reqwest::Client::new();
+        let services = [
+            ("ingest", self.ingest),
+            ("categorise", self.categorise),
+            ("trends", self.trends),
+            ("notify", self.notify),
+        ];
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut waiting = Vec::new();
+            for (service, addr) in services {
+                let ready = client
+                    .get(format!("http://{addr}/readyz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+                if !ready {
+                    waiting.push(service);
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(waiting);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The token that stops the stack when cancelled.

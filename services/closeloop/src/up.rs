@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine;
 use closeloop_bus::{ensure_topics, recreate_topics, TopicSpec};
@@ -139,6 +140,10 @@ pub fn default_journal_dir(database_url: &str) -> PathBuf {
     }
 }
 
+/// How long `up` waits for its consumers to join their groups before it says it is up
+/// anyway (on a real cluster a busy group coordinator can take a while).
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut configs = ServiceConfigs::from_env(&args.database);
     let sink_listener = TcpListener::bind(args.sink_addr).await?;
@@ -177,6 +182,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         }
     };
     sink.spawn(sink_listener, stack.shutdown_token())?;
+    // "Up" means consuming: what is posted after the banner is handled at once.
+    if let Err(waiting) = stack.wait_ready(READY_LIMIT).await {
+        tracing::warn!(
+            services = ?waiting,
+            "not every consumer has joined its group yet; what is accepted waits for them"
+        );
+    }
 
     println!("closeloop is up\n");
     println!(
