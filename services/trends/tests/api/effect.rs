@@ -192,6 +192,23 @@ async fn fewer_complaints_after_the_fix_are_improved() {
         Some(0.0),
         "every verdict's series exists"
     );
+
+    // Reopened, the action's effect is moot. (Here, where nothing else is open on the
+    // theme: after a fix that did not show, resolving the next action raises another at
+    // once, as the same complaints go on after it, and a reopen would conflict with it.)
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/actions/{action_id}/reopen")))
+        .bearer_auth(TOKEN)
+        .json(&json!({"reopened_by": "ops", "reason": "the fix did not hold"}))
+        .send()
+        .await
+        .expect("reopen");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let action = get_json(&app, &format!("/v1/actions/{action_id}"), TOKEN).await;
+    assert_eq!(action["effect"], Value::Null);
     app.stop().await;
 }
 
@@ -248,18 +265,5 @@ async fn the_same_complaints_after_the_fix_are_no_change_and_published_once() {
         next.action_id, second,
         "the first effect was published once"
     );
-
-    // Reopened, the first action's effect is moot.
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/actions/{first}/reopen")))
-        .bearer_auth(TOKEN)
-        .json(&json!({"reopened_by": "ops", "reason": "the fix did not show"}))
-        .send()
-        .await
-        .expect("reopen");
-    assert_eq!(response.status(), StatusCode::OK);
-    let action = get_json(&app, &format!("/v1/actions/{first}"), TOKEN).await;
-    assert_eq!(action["effect"], Value::Null);
     app.stop().await;
 }
