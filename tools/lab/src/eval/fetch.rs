@@ -55,12 +55,7 @@ pub enum FetchError {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Returns the verified archive bytes: from the cache when its checksum
