@@ -17,7 +17,7 @@ async fn the_loop_closes_for_exactly_the_consenting_complainers() {
 /// every consumer in its group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_started_loop_turns_ready() {
-    let (stack, _sink) = start_loop().await;
+    let (mut stack, _sink) = start_loop().await;
     stack
         .wait_ready(Duration::from_secs(120))
         .await

@@ -98,6 +98,21 @@ fn spawn_service<E: std::fmt::Display>(
     tasks.spawn(async move { (name, run.await.map_err(|error| error.to_string())) });
 }
 
+/// Why a service's task ended on its own: its error, or "stopped" (no service stops
+/// without being asked).
+fn stop_reason(result: Result<(), String>) -> String {
+    result.err().unwrap_or_else(|| "stopped".into())
+}
+
+/// Why [`Stack::wait_ready`] gave up.
+#[derive(Debug)]
+pub enum NotReady {
+    /// The limit passed; these services were not ready yet.
+    Waiting(Vec<&'static str>),
+    /// The service stopped during start-up, with this error.
+    Stopped(&'static str, String),
+}
+
 /// A running stack. Dropping it without `stop` aborts the services.
 pub struct Stack {
     broker: Option<EmbeddedBroker>,
@@ -206,9 +221,10 @@ impl Stack {
     }
 
     /// Waits until every service answers `/readyz` with 200 — its consumers have joined
-    /// their groups, so what is accepted from now on is handled at once — or `limit`
-    /// passes; then names the services still waiting.
-    pub async fn wait_ready(&self, limit: Duration) -> Result<(), Vec<&'static str>> {
+    /// their groups, so what is accepted from now on is handled at once. Gives up when
+    /// `limit` passes (naming the services still waiting) or as soon as a service stops
+    /// during start-up (with its error, instead of waiting the limit out for it).
+    pub async fn wait_ready(&mut self, limit: Duration) -> Result<(), NotReady> {
         let client = reqwest::Client::new();
         let services = [
             ("ingest", self.ingest),
@@ -234,9 +250,14 @@ impl Stack {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(waiting);
+                return Err(NotReady::Waiting(waiting));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::select! {
+                Some(Ok((service, result))) = self.tasks.join_next() => {
+                    return Err(NotReady::Stopped(service, stop_reason(result)));
+                }
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
         }
     }
 
@@ -250,7 +271,7 @@ impl Stack {
         tokio::select! {
             _ = until.cancelled() => None,
             Some(Ok((service, result))) = self.tasks.join_next() => {
-                Some((service, result.err().unwrap_or_else(|| "stopped".into())))
+                Some((service, stop_reason(result)))
             }
         }
     }

@@ -12,7 +12,7 @@ use closeloop_store::DatabaseArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::stack::{ServiceConfigs, Stack};
+use crate::stack::{NotReady, ServiceConfigs, Stack};
 use closeloop_sinks::WebhookSink;
 
 /// The source systems `up` and `demo` accept feedback from when none are configured.
@@ -183,11 +183,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     };
     sink.spawn(sink_listener, stack.shutdown_token())?;
     // "Up" means consuming: what is posted after the banner is handled at once.
-    if let Err(waiting) = stack.wait_ready(READY_LIMIT).await {
-        tracing::warn!(
+    match stack.wait_ready(READY_LIMIT).await {
+        Ok(()) => {}
+        Err(NotReady::Waiting(waiting)) => tracing::warn!(
             services = ?waiting,
             "not every consumer has joined its group yet; what is accepted waits for them"
-        );
+        ),
+        Err(NotReady::Stopped(service, error)) => return stopped(stack, service, error).await,
     }
 
     println!("closeloop is up\n");
@@ -226,12 +228,17 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     println!("Ctrl-C stops it.");
 
     if let Some((service, error)) = stack.wait(shutdown).await {
-        tracing::error!(service, %error, "service stopped; shutting down");
-        stack.stop().await;
-        anyhow::bail!("{service} stopped: {error}");
+        return stopped(stack, service, error).await;
     }
     stack.stop().await;
     Ok(())
+}
+
+/// A service stopped on its own: the others stop too, and `up` fails with its error.
+async fn stopped(stack: Stack, service: &'static str, error: String) -> anyhow::Result<()> {
+    tracing::error!(service, %error, "service stopped; shutting down");
+    stack.stop().await;
+    anyhow::bail!("{service} stopped: {error}")
 }
 
 #[cfg(test)]
