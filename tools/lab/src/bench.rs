@@ -694,6 +694,28 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(300);
 /// Requests the load generator keeps in flight at most.
 const IN_FLIGHT: u32 = 4096;
 
+/// A corpus item as a live source sends it: it occurred now. The corpus's own times span
+/// 50 minutes and the load goes through all of it every second or so: sent as they are,
+/// every theme's event time would jump 50 minutes back each time, and trends would
+/// recount most of its window on nearly every batch (a backfill, not a live stream).
+struct Live<'a> {
+    body: &'a Value,
+    occurred_at: &'a str,
+}
+
+impl serde::Serialize for Live<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.body.as_object().into_iter().flatten();
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in fields.filter(|(key, _)| *key != "occurred_at") {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("occurred_at", self.occurred_at)?;
+        map.end()
+    }
+}
+
 /// The end-to-end runs' open-loop load: requests leave on schedule whether or not
 /// earlier ones were answered, up to [`IN_FLIGHT`] (events beyond it are not offered).
 struct Load<'a> {
@@ -769,11 +791,16 @@ impl<'a> Load<'a> {
         let first = self.sent as usize;
         self.sent += events;
         let item = |i: usize| &self.corpus[(first + i) % self.corpus.len()];
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let live = |i: usize| Live {
+            body: &item(i).body,
+            occurred_at: &now,
+        };
         // A batch is one source's: it goes under the first item's key.
         let request = if self.batch == 1 {
-            self.client.post(&self.single_url).json(&item(0).body)
+            self.client.post(&self.single_url).json(&live(0))
         } else {
-            let items: Vec<&Value> = (0..self.batch).map(|i| &item(i).body).collect();
+            let items: Vec<Live> = (0..self.batch).map(live).collect();
             self.client
                 .post(&self.batch_url)
                 .json(&serde_json::json!({ "items": items }))
