@@ -140,11 +140,13 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes an envelope and checks that its `schema` is the one `T` expects.
 pub fn decode<T: Event>(payload: &[u8]) -> Result<Envelope<T>, DecodeError> {
-    // The schema is checked first so that a record of another type is reported as
+    // The envelope's fields first, so that a record of another type is reported as
     // such, not as whichever of its fields happens to be missing.
     #[derive(Deserialize)]
     struct Header {
         schema: String,
+        event_id: Uuid,
+        occurred_at: DateTime<Utc>,
     }
     let header: Header = serde_json::from_slice(payload).map_err(DecodeError::Json)?;
     if header.schema != T::SCHEMA {
@@ -153,7 +155,16 @@ pub fn decode<T: Event>(payload: &[u8]) -> Result<Envelope<T>, DecodeError> {
             found: header.schema,
         });
     }
-    serde_json::from_slice(payload).map_err(DecodeError::Json)
+    // Then the payload's fields straight from the bytes (the envelope's are unknown
+    // fields to it): deserialising `Envelope<T>` goes through `#[serde(flatten)]`, which
+    // first copies every field into an owned intermediate value.
+    let data: T = serde_json::from_slice(payload).map_err(DecodeError::Json)?;
+    Ok(Envelope {
+        schema: header.schema,
+        event_id: header.event_id,
+        occurred_at: header.occurred_at,
+        data,
+    })
 }
 
 #[cfg(test)]
