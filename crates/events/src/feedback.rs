@@ -459,6 +459,26 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_another_type_is_reported_by_its_schema() {
+        let bytes = serde_json::to_vec(&crate::Envelope::new(feedback())).unwrap();
+        match crate::decode::<FeedbackCategorised>(&bytes) {
+            Err(crate::DecodeError::WrongSchema { expected, found }) => {
+                assert_eq!(expected, "feedback.categorised.v1");
+                assert_eq!(found, Feedback::SCHEMA);
+            }
+            other => panic!("expected WrongSchema, got {other:?}"),
+        }
+        // Without its envelope's fields a record is invalid, whatever its payload.
+        let mut json = serde_json::to_value(crate::Envelope::new(feedback())).unwrap();
+        json.as_object_mut().unwrap().remove("event_id");
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert!(matches!(
+            crate::decode::<Feedback>(&bytes),
+            Err(crate::DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
         let mut json = serde_json::to_value(crate::Envelope::new(feedback())).unwrap();
         json["added_in_a_later_version"] = serde_json::json!(42);
