@@ -65,6 +65,20 @@ pub enum Touchpoint {
 }
 
 impl Touchpoint {
+    pub const ALL: [Touchpoint; 11] = [
+        Touchpoint::Awareness,
+        Touchpoint::Consideration,
+        Touchpoint::Purchase,
+        Touchpoint::Onboarding,
+        Touchpoint::Delivery,
+        Touchpoint::Usage,
+        Touchpoint::Support,
+        Touchpoint::Billing,
+        Touchpoint::Returns,
+        Touchpoint::Renewal,
+        Touchpoint::Other,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Touchpoint::Awareness => "awareness",
@@ -133,57 +147,133 @@ impl Feedback {
     /// identical retry has the identical hash. Object keys are hashed sorted, so the order a
     /// client wrote them in does not matter.
     pub fn content_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let given_at = (self.given_at != self.received_at).then_some(self.given_at);
-        let content = serde_json::json!({
-            "source": self.source,
-            "channel": self.channel,
-            "touchpoint": self.touchpoint,
-            "customer": self.customer,
-            "text": self.text,
-            "rating": self.rating,
-            "nps": self.nps,
-            "given_at": given_at,
-            "metadata": self.metadata,
-        });
-        let mut hasher = Sha256::new();
-        hash_canonical(&content, &mut hasher);
-        format!("{:x}", hasher.finalize())
+        // Written field by field in sorted key order, as the hash of the JSON object
+        // `{source, channel, touchpoint, customer, text, rating, nps, given_at, metadata}`
+        // (absent options as null) would be: the same digest as ever, without building
+        // that object first (ingest hashes every item it accepts).
+        let mut hash = CanonicalHash::default();
+        hash.object(9);
+        hash.key("channel");
+        hash.string(self.channel.as_str());
+        hash.key("customer");
+        // CustomerRef serialises its absent options not at all, not as null.
+        let customer = &self.customer;
+        let (email, locale, reference) = (
+            customer.email.as_deref(),
+            customer.locale.as_deref(),
+            customer.reference.as_deref(),
+        );
+        hash.object(2 + [email, locale, reference].iter().flatten().count());
+        hash.key("consent");
+        hash.bool(customer.consent);
+        hash.string_field("email", email);
+        hash.string_field("id", Some(&customer.id));
+        hash.string_field("locale", locale);
+        hash.string_field("reference", reference);
+        hash.key("given_at");
+        match (self.given_at != self.received_at).then_some(self.given_at) {
+            // chrono's serde form of a UTC time is its Debug form.
+            Some(given_at) => hash.string(&format!("{given_at:?}")),
+            None => hash.null(),
+        }
+        hash.key("metadata");
+        hash.map(&self.metadata);
+        hash.key("nps");
+        hash.number(self.nps);
+        hash.key("rating");
+        hash.number(self.rating);
+        hash.key("source");
+        hash.string(&self.source);
+        hash.key("text");
+        hash.string(&self.text);
+        hash.key("touchpoint");
+        match self.touchpoint {
+            Some(touchpoint) => hash.string(touchpoint.as_str()),
+            None => hash.null(),
+        }
+        hash.finish()
     }
 }
 
-/// Feeds a JSON value to the hasher with object keys in sorted order and every part
+/// A SHA-256 of a JSON value with object keys in sorted order and every part
 /// length-prefixed, so no two values share an encoding.
-fn hash_canonical(value: &serde_json::Value, hasher: &mut sha2::Sha256) {
-    use serde_json::Value;
-    use sha2::Digest;
-    let mut put = |tag: u8, bytes: &[u8]| {
-        hasher.update([tag]);
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    match value {
-        Value::Null => put(b'n', b""),
-        Value::Bool(b) => put(b'b', &[u8::from(*b)]),
-        Value::Number(n) => put(b'#', n.to_string().as_bytes()),
-        Value::String(s) => put(b's', s.as_bytes()),
-        Value::Array(items) => {
-            put(b'[', &(items.len() as u64).to_le_bytes());
-            for item in items {
-                hash_canonical(item, hasher);
-            }
+#[derive(Default)]
+struct CanonicalHash(sha2::Sha256);
+
+impl CanonicalHash {
+    fn put(&mut self, tag: u8, bytes: &[u8]) {
+        use sha2::Digest;
+        self.0.update([tag]);
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    fn null(&mut self) {
+        self.put(b'n', b"");
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.put(b'b', &[u8::from(value)]);
+    }
+
+    fn number(&mut self, value: Option<u8>) {
+        match value {
+            Some(value) => self.put(b'#', value.to_string().as_bytes()),
+            None => self.null(),
         }
-        Value::Object(map) => {
-            put(b'{', &(map.len() as u64).to_le_bytes());
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            for (key, item) in entries {
-                hasher.update([b'k']);
-                hasher.update((key.len() as u64).to_le_bytes());
-                hasher.update(key.as_bytes());
-                hash_canonical(item, hasher);
-            }
+    }
+
+    fn string(&mut self, value: &str) {
+        self.put(b's', value.as_bytes());
+    }
+
+    /// An object's header: then `len` pairs of [`Self::key`] and a value, keys sorted.
+    fn object(&mut self, len: usize) {
+        self.put(b'{', &(len as u64).to_le_bytes());
+    }
+
+    fn key(&mut self, key: &str) {
+        self.put(b'k', key.as_bytes());
+    }
+
+    /// A key and its string value, or nothing when there is no value.
+    fn string_field(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.key(key);
+            self.string(value);
         }
+    }
+
+    fn map(&mut self, map: &serde_json::Map<String, serde_json::Value>) {
+        self.object(map.len());
+        let mut entries: Vec<_> = map.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, item) in entries {
+            self.key(key);
+            self.value(item);
+        }
+    }
+
+    fn value(&mut self, value: &serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::Null => self.null(),
+            Value::Bool(b) => self.bool(*b),
+            Value::Number(n) => self.put(b'#', n.to_string().as_bytes()),
+            Value::String(s) => self.string(s),
+            Value::Array(items) => {
+                self.put(b'[', &(items.len() as u64).to_le_bytes());
+                for item in items {
+                    self.value(item);
+                }
+            }
+            Value::Object(map) => self.map(map),
+        }
+    }
+
+    fn finish(self) -> String {
+        use sha2::Digest;
+        format!("{:x}", self.0.finalize())
     }
 }
 
@@ -401,6 +491,56 @@ mod tests {
         let mut other = first.clone();
         other.given_at = first.received_at - chrono::Duration::days(1);
         assert_ne!(other.content_hash(), first.content_hash());
+    }
+
+    /// Hashes stored by earlier versions (ingest's event-id ledger, categorise's rows) must
+    /// keep matching: these were computed by the first implementation.
+    #[test]
+    fn content_hash_is_stable_across_versions() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut full = feedback();
+        full.given_at = at("2026-12-01T10:00:00.123Z");
+        full.received_at = at("2026-12-01T10:05:00Z");
+        full.nps = Some(3);
+        full.metadata = serde_json::json!({
+            "zone": "eu", "b": [1, 2.5, "x", null, true, {"k": -3}], "a": {"z": false, "y": -3}
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        let mut minimal = feedback();
+        minimal.touchpoint = None;
+        minimal.customer = CustomerRef {
+            id: "c-9".into(),
+            locale: None,
+            consent: false,
+            email: None,
+            reference: None,
+        };
+        minimal.rating = None;
+        minimal.nps = Some(9);
+        minimal.text = "Schnell und \"gut\" 👍\n".into();
+        minimal.given_at = at("2026-12-01T10:05:00Z");
+        minimal.received_at = minimal.given_at;
+        assert_eq!(
+            full.content_hash(),
+            "e2dc1821457dd841c41259000d37d641c28645c28863bfd1fc9949a548fb2204"
+        );
+        assert_eq!(
+            minimal.content_hash(),
+            "d111abf252af9315f4d5f5777b3b2e1085520ec11688c39a0b3258207c066666"
+        );
+    }
+
+    /// The content hash and the stores write these names; they must be the wire names.
+    #[test]
+    fn names_are_the_serialised_forms() {
+        for channel in Channel::ALL {
+            assert_eq!(serde_json::json!(channel), channel.as_str());
+        }
+        for touchpoint in Touchpoint::ALL {
+            assert_eq!(serde_json::json!(touchpoint), touchpoint.as_str());
+        }
     }
 
     #[test]

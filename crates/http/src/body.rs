@@ -126,6 +126,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         Problem::new(ProblemType::MalformedJson)
             .detail(format!("the body is not valid JSON: {error}"))
     };
+    // A body that parses needs no path: tracking one costs an allocation per field, so
+    // the path is worked out only for a body that failed.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => value,
