@@ -1,6 +1,7 @@
 //! The whole loop in one process: the embedded broker plus the four services as tokio
 //! tasks — the same `Service` code that runs as separate processes in production.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -87,15 +88,37 @@ fn of(service: &'static str) -> impl FnOnce(closeloop_runtime::Error) -> StackEr
     move |source| StackError::Service { service, source }
 }
 
-type ServiceTasks = JoinSet<(&'static str, Result<(), String>)>;
+/// The services' tasks, each known by its service's name — also when it panicked, which
+/// leaves nothing but the task's id behind.
+#[derive(Default)]
+struct ServiceTasks {
+    tasks: JoinSet<Result<(), String>>,
+    names: HashMap<tokio::task::Id, &'static str>,
+}
 
-/// Runs one service's `run_until_stopped` future as a task named after the service.
-fn spawn_service<E: std::fmt::Display>(
-    tasks: &mut ServiceTasks,
-    name: &'static str,
-    run: impl Future<Output = Result<(), E>> + Send + 'static,
-) {
-    tasks.spawn(async move { (name, run.await.map_err(|error| error.to_string())) });
+impl ServiceTasks {
+    /// Runs one service's `run_until_stopped` future as a task named after the service.
+    fn spawn<E: std::fmt::Display>(
+        &mut self,
+        name: &'static str,
+        run: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) {
+        let task = self
+            .tasks
+            .spawn(async move { run.await.map_err(|error| error.to_string()) });
+        self.names.insert(task.id(), name);
+    }
+
+    /// The next service whose task ended, and how: `Ok` when it stopped, its error, or its
+    /// panic as an error. `None` when no task is left.
+    async fn next_ended(&mut self) -> Option<(&'static str, Result<(), String>)> {
+        let (id, result) = match self.tasks.join_next_with_id().await? {
+            Ok((id, result)) => (id, result),
+            // tokio's words, as the service runtime reports its own tasks' panics.
+            Err(error) => (error.id(), Err(error.to_string())),
+        };
+        Some((self.names.remove(&id).unwrap_or("a service"), result))
+    }
 }
 
 /// Why a service's task ended on its own: its error, or "stopped" (no service stops
@@ -169,7 +192,7 @@ impl Stack {
     pub async fn start(mut configs: ServiceConfigs) -> Result<Self, StackError> {
         configs.share_ops_token();
         let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+        let mut tasks = ServiceTasks::default();
         let ingest = closeloop_ingest::Service::build(configs.ingest.clone())
             .await
             .map_err(of("ingest"))?;
@@ -188,26 +211,10 @@ impl Stack {
             trends.http_addr(),
             notify.http_addr(),
         );
-        spawn_service(
-            &mut tasks,
-            "ingest",
-            ingest.run_until_stopped(shutdown.clone()),
-        );
-        spawn_service(
-            &mut tasks,
-            "categorise",
-            categorise.run_until_stopped(shutdown.clone()),
-        );
-        spawn_service(
-            &mut tasks,
-            "trends",
-            trends.run_until_stopped(shutdown.clone()),
-        );
-        spawn_service(
-            &mut tasks,
-            "notify",
-            notify.run_until_stopped(shutdown.clone()),
-        );
+        tasks.spawn("ingest", ingest.run_until_stopped(shutdown.clone()));
+        tasks.spawn("categorise", categorise.run_until_stopped(shutdown.clone()));
+        tasks.spawn("trends", trends.run_until_stopped(shutdown.clone()));
+        tasks.spawn("notify", notify.run_until_stopped(shutdown.clone()));
         Ok(Self {
             broker: None,
             bootstrap_servers: configs.ingest.kafka.brokers,
@@ -253,7 +260,7 @@ impl Stack {
                 return Err(NotReady::Waiting(waiting));
             }
             tokio::select! {
-                Some(Ok((service, result))) = self.tasks.join_next() => {
+                Some((service, result)) = self.tasks.next_ended() => {
                     return Err(NotReady::Stopped(service, stop_reason(result)));
                 }
                 () = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -266,11 +273,12 @@ impl Stack {
         self.shutdown.clone()
     }
 
-    /// Waits until a service stops on its own (an error) or `until` is cancelled.
+    /// Waits until a service stops on its own (an error or a panic) or `until` is
+    /// cancelled.
     pub async fn wait(&mut self, until: CancellationToken) -> Option<(&'static str, String)> {
         tokio::select! {
             _ = until.cancelled() => None,
-            Some(Ok((service, result))) = self.tasks.join_next() => {
+            Some((service, result)) = self.tasks.next_ended() => {
                 Some((service, stop_reason(result)))
             }
         }
@@ -279,8 +287,8 @@ impl Stack {
     /// Graceful stop: every service finishes its in-flight work and commits.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Ok((service, Err(error))) = joined {
+        while let Some((service, result)) = self.tasks.next_ended().await {
+            if let Err(error) = result {
                 tracing::warn!(service, %error, "service stopped with an error");
             }
         }
@@ -291,6 +299,35 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A service that panics is reported by its name, with the panic, not lost: `up`
+    /// would otherwise keep running without it.
+    #[tokio::test]
+    async fn a_service_that_panics_or_fails_is_named_with_its_reason() {
+        let mut tasks = ServiceTasks::default();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tasks.spawn("trends", async move {
+            let _ = released.await;
+            panic!("index out of bounds");
+            #[allow(unreachable_code)]
+            Ok::<(), String>(())
+        });
+        tasks.spawn("notify", async { Err::<(), _>("database is locked") });
+        let (service, result) = tasks.next_ended().await.expect("a task ended");
+        assert_eq!(
+            (service, result),
+            ("notify", Err("database is locked".into()))
+        );
+        release.send(()).expect("trends waits");
+        let (service, result) = tasks.next_ended().await.expect("a task ended");
+        assert_eq!(service, "trends");
+        let error = result.expect_err("a panic is an error");
+        assert!(
+            error.contains("panicked") && error.contains("index out of bounds"),
+            "{error}"
+        );
+        assert!(tasks.next_ended().await.is_none());
+    }
 
     #[test]
     fn one_ops_token_guards_both_apis() {
