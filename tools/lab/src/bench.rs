@@ -1120,7 +1120,7 @@ fn requests_of(batch: usize) -> String {
 /// The highest offered rate the loop sustains: each step offers its rate for
 /// `--step-seconds` on one `closeloop up`, starting with an empty backlog; a step is
 /// sustained when ingest took every event and the backlog (accepted, not yet categorised)
-/// did not grow over the step's second half by more than one second of load.
+/// did not grow over the step's second half (see [`Step::judge`]).
 async fn sustained(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Vec<Row>> {
     let up = UpRun::start(args).await?;
     let result = step_rates(args, corpus, &up).await;
@@ -1204,13 +1204,19 @@ struct Step {
     categorised_per_second: u64,
     /// Accepted and not yet categorised at the half and at the end.
     backlog: (u64, u64),
+    /// How fast the backlog grew over the second half, events per second.
+    growth_per_second: f64,
     /// Events ingest refused or the generator could not send.
     refused: u64,
     sustained: bool,
 }
 
 impl Step {
-    /// `samples`: (accepted, categorised) at the end of each second.
+    /// `samples`: (accepted, categorised) at the end of each second. The backlog's trend
+    /// over the second half is its least-squares slope over those seconds, not the
+    /// difference of two samples: a single second's backlog moves with whatever batch was
+    /// in flight. A backlog that grows by more than 1 % of the offered rate per second is
+    /// growing (over an hour that would be more than half a minute of load behind).
     fn judge(rate: u64, seconds: u64, samples: &[(u64, u64)], refused: u64) -> Self {
         let last = samples.len().saturating_sub(1);
         let (half, end) = match samples {
@@ -1220,18 +1226,24 @@ impl Step {
         // Seconds between the half-way sample and the last one.
         let span = (last - last / 2).max(1) as u64;
         let backlog = |(accepted, seen): (u64, u64)| accepted.saturating_sub(seen);
-        let backlog = (backlog(half), backlog(end));
+        let second_half: Vec<f64> = samples
+            .get(last / 2..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&sample| backlog(sample) as f64)
+            .collect();
+        let growth_per_second = slope(&second_half);
         let accepted_per_second = (end.0 - half.0) / span;
-        let growth = backlog.1.saturating_sub(backlog.0);
         let sustained = samples.len() as u64 == seconds
             && refused == 0
             && accepted_per_second * 100 >= rate * 95
-            && growth <= rate;
+            && growth_per_second * 100.0 <= rate as f64;
         Self {
             rate,
             accepted_per_second,
             categorised_per_second: (end.1 - half.1) / span,
-            backlog,
+            backlog: (backlog(half), backlog(end)),
+            growth_per_second,
             refused,
             sustained,
         }
@@ -1239,7 +1251,7 @@ impl Step {
 
     fn detail(&self) -> String {
         format!(
-            "{}/s offered: {} — second half accepted {}/s, categorised {}/s, backlog {} → {}{}",
+            "{}/s offered: {} — second half accepted {}/s, categorised {}/s, backlog {} → {} ({:+.0}/s){}",
             thousands(self.rate),
             if self.sustained {
                 "sustained"
@@ -1250,6 +1262,7 @@ impl Step {
             thousands(self.categorised_per_second),
             thousands(self.backlog.0),
             thousands(self.backlog.1),
+            self.growth_per_second,
             if self.refused > 0 {
                 format!(", {} refused or not offered", thousands(self.refused))
             } else {
@@ -1740,6 +1753,24 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The least-squares slope of `values` taken one second apart, per second (0 for fewer
+/// than two values).
+fn slope(values: &[f64]) -> f64 {
+    let n = values.len() as f64;
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let mean_t = (n - 1.0) / 2.0;
+    let mean_v = values.iter().sum::<f64>() / n;
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (t, value) in values.iter().enumerate() {
+        let dt = t as f64 - mean_t;
+        covariance += dt * (value - mean_v);
+        variance += dt * dt;
+    }
+    covariance / variance
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1759,6 +1790,26 @@ mod tests {
         let step = Step::judge(1000, 4, &behind, 0);
         assert!(!step.sustained, "{step:?}");
         assert_eq!(step.backlog, (1500, 3000));
+
+        // Keeping up with a backlog that jumps with each batch in flight: no trend.
+        let jittery: Vec<(u64, u64)> = (1..=8u64)
+            .map(|t| {
+                (
+                    t * 1000 + 2000,
+                    t * 1000 + 2000 - [700, 1300][t as usize % 2],
+                )
+            })
+            .collect();
+        let step = Step::judge(1000, 8, &jittery, 0);
+        assert!(step.sustained, "{step:?}");
+        assert!(step.growth_per_second.abs() < 200.0, "{step:?}");
+
+        // Categorised at 97 % of the rate: 30/s more behind every second, which two
+        // samples a second's load apart would not have called growing.
+        let slipping: Vec<(u64, u64)> = (1..=8u64).map(|t| (t * 1000, t * 970)).collect();
+        let step = Step::judge(1000, 8, &slipping, 0);
+        assert!(!step.sustained, "{step:?}");
+        assert!((step.growth_per_second - 30.0).abs() < 1e-6, "{step:?}");
 
         // Keeping up, but only because ingest refused part of the load.
         assert!(!Step::judge(1000, 4, &keeping_up, 3).sustained);
