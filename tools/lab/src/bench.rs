@@ -253,7 +253,8 @@ impl Latencies {
     }
 }
 
-/// Raw feedback records as ingest would publish them, for the producer ceiling.
+/// The corpus's feedback bodies as JSON: the producer ceiling's payloads and the ingest
+/// bench's single-event requests.
 fn raw_payloads(corpus: &[DemoFeedback]) -> Vec<Vec<u8>> {
     corpus
         .iter()
@@ -325,7 +326,7 @@ async fn ingest(
     let bodies: Vec<&Value> = corpus.iter().map(|item| &item.body).collect();
     let single_url = format!("http://{addr}/v1/feedback");
     print!("  ingest, single events …");
-    let singles = bodies.iter().map(request_body).collect();
+    let singles = raw_payloads(corpus).into_iter().map(Into::into).collect();
     let single = http_load(&single_url, args.connections, args.seconds, singles).await;
     println!(" {} requests/s", thousands(single.rate()));
 
@@ -453,28 +454,24 @@ async fn http_load(
         .unwrap_or_default();
     let bodies = Arc::new(bodies);
     let counter = Arc::new(AtomicU64::new(0));
-    let body = move |i: usize| {
-        bodies
-            .get(i % bodies.len().max(1))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let body = Arc::new(body);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut clients = Vec::new();
     for _ in 0..connections {
-        let (client, url, body, counter) = (
+        let (client, url, bodies, counter) = (
             client.clone(),
             url.to_owned(),
-            body.clone(),
+            bodies.clone(),
             counter.clone(),
         );
         clients.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, Ordering::Relaxed) as usize;
-                let payload = body(i);
+                let payload = bodies
+                    .get(i % bodies.len().max(1))
+                    .cloned()
+                    .unwrap_or_default();
                 let sent = Instant::now();
                 let response = client
                     .post(&url)
