@@ -242,6 +242,10 @@ pub async fn run_consumer<H: Handler>(
         if batch.is_empty() {
             continue;
         }
+        metrics
+            .batch_records
+            .with_label_values(&[topic])
+            .observe(batch.len() as f64);
         let cpu = metrics
             .handler_cpu_seconds
             .with_label_values(&[H::Event::TOPIC]);

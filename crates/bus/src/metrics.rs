@@ -18,6 +18,9 @@ pub struct BusMetrics {
     /// CPU time of the polls that handle consumed records, by topic: a service's CPU
     /// per record even when it shares a process with others.
     pub handler_cpu_seconds: CounterVec,
+    /// Records handed to the handler together, by topic: small batches pay a transaction
+    /// and a poll each, so this shows whether the consumers keep up with room to spare.
+    pub batch_records: HistogramVec,
 }
 
 impl BusMetrics {
@@ -54,6 +57,17 @@ impl BusMetrics {
             &["topic"],
         )?;
         registry.register(Box::new(handler_cpu_seconds.clone()))?;
+        let batch_records = HistogramVec::new(
+            HistogramOpts::new(
+                "closeloop_consumer_batch_records",
+                "Records handled together in one batch, by topic.",
+            )
+            .buckets(vec![
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+            ]),
+            &["topic"],
+        )?;
+        registry.register(Box::new(batch_records.clone()))?;
         Ok(Self {
             consumed: counter(
                 "closeloop_events_consumed_total",
@@ -78,6 +92,7 @@ impl BusMetrics {
             processing_seconds,
             consumer_lag,
             handler_cpu_seconds,
+            batch_records,
         })
     }
 

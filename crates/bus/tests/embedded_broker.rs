@@ -426,6 +426,17 @@ async fn a_batching_handler_gets_fetched_records_together_and_poison_still_goes_
         sizes.iter().any(|size| *size > 1),
         "records were handed over together: {sizes:?}"
     );
+    // Each record, the poison one included, was fetched into exactly one batch, and the
+    // histogram counted the batches, not the records.
+    let batches = metrics
+        .batch_records
+        .with_label_values(&[topics::PRIVACY_ERASURE]);
+    assert_eq!(batches.get_sample_sum(), (total + 1) as f64);
+    assert!(
+        batches.get_sample_count() < (total + 1) as u64,
+        "batches: {}",
+        batches.get_sample_count()
+    );
     assert_eq!(
         metrics
             .retries

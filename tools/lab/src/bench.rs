@@ -1089,9 +1089,11 @@ async fn drive(
     if let (Some(before), Some(after)) = (&cpu_before, &cpu_after) {
         rows.extend(cpu_rows(before, after, accepted_total, baselines));
     }
-    if let Some(row) = ServiceCpu::row(&services_before, &services_after, accepted_total) {
-        rows.push(row);
-    }
+    rows.extend(ServiceCpu::rows(
+        &services_before,
+        &services_after,
+        accepted_total,
+    ));
     rows.push(Row::new(
         "peak RSS of closeloop up",
         peak_rss.map_or("unknown".into(), |kib| {
@@ -1326,53 +1328,99 @@ async fn metrics_text(client: &reqwest::Client, base: &str) -> Option<String> {
         .ok()
 }
 
-/// CPU seconds each service's handlers used so far, from its `/metrics`: HTTP requests
-/// and consumed records, polled on any thread (work handed to librdkafka's threads, the
-/// blocking pool or SQLite's workers is not in it).
+/// What each service's `/metrics` tells so far: the CPU seconds its handlers used (HTTP
+/// requests and consumed records, polled on any thread; work handed to librdkafka's
+/// threads, the blocking pool or SQLite's workers is not in it), and how many batches of
+/// how many records its consumers handled.
 #[derive(Debug, Default)]
-struct ServiceCpu(Vec<(&'static str, f64)>);
+struct ServiceCpu(Vec<ServiceSample>);
+
+#[derive(Debug, Clone, Copy)]
+struct ServiceSample {
+    name: &'static str,
+    cpu_seconds: f64,
+    batches: f64,
+    batched_records: f64,
+}
+
+impl ServiceSample {
+    fn of(name: &'static str, metrics: &str) -> Self {
+        let sum = |metric| scrape::sum_of(metrics, metric, None).unwrap_or(0.0);
+        Self {
+            name,
+            cpu_seconds: sum("closeloop_http_cpu_seconds_total")
+                + sum("closeloop_consumer_cpu_seconds_total"),
+            batches: sum("closeloop_consumer_batch_records_count"),
+            batched_records: sum("closeloop_consumer_batch_records_sum"),
+        }
+    }
+}
 
 impl ServiceCpu {
     async fn read(client: &reqwest::Client, addresses: &UpAddresses) -> Self {
         let mut services = Vec::new();
         for (name, url) in addresses.services() {
             if let Some(text) = metrics_text(client, url).await {
-                let seconds = [
-                    "closeloop_http_cpu_seconds_total",
-                    "closeloop_consumer_cpu_seconds_total",
-                ]
-                .iter()
-                .filter_map(|metric| scrape::sum_of(&text, metric, None))
-                .sum();
-                services.push((name, seconds));
+                services.push(ServiceSample::of(name, &text));
             }
         }
         Self(services)
     }
 
-    fn row(before: &Self, after: &Self, events: u64) -> Option<Row> {
-        if events == 0 || after.0.is_empty() {
-            return None;
-        }
-        let per_event = after
-            .0
+    /// Each service's sample in `after` with the one in `before` subtracted.
+    fn since(&self, before: &Self) -> Vec<ServiceSample> {
+        self.0
             .iter()
-            .map(|(name, seconds)| {
-                let earlier = before
-                    .0
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(0.0, |(_, s)| *s);
-                let micros = (seconds - earlier).max(0.0) * 1e6 / events as f64;
-                format!("{name} {micros:.1} µs")
+            .map(|after| {
+                let earlier = before.0.iter().find(|b| b.name == after.name);
+                let minus =
+                    |f: fn(&ServiceSample) -> f64| (f(after) - earlier.map_or(0.0, f)).max(0.0);
+                ServiceSample {
+                    name: after.name,
+                    cpu_seconds: minus(|s| s.cpu_seconds),
+                    batches: minus(|s| s.batches),
+                    batched_records: minus(|s| s.batched_records),
+                }
+            })
+            .collect()
+    }
+
+    /// The handlers' CPU per accepted event and their consumers' mean batch, by service:
+    /// a batch pays a transaction and a poll, so small ones cost more per record.
+    fn rows(before: &Self, after: &Self, events: u64) -> Vec<Row> {
+        if events == 0 || after.0.is_empty() {
+            return Vec::new();
+        }
+        let delta = after.since(before);
+        let per_event = delta
+            .iter()
+            .map(|s| {
+                let micros = s.cpu_seconds * 1e6 / events as f64;
+                format!("{} {micros:.1} µs", s.name)
             })
             .collect::<Vec<_>>()
             .join(", ");
-        Some(Row::new(
+        let mut rows = vec![Row::new(
             "    by service",
             "",
             format!("{per_event} (handlers' own polls, per accepted event)"),
-        ))
+        )];
+        let batches = delta
+            .iter()
+            .filter(|s| s.batches > 0.0)
+            .map(|s| format!("{} {:.0}", s.name, s.batched_records / s.batches))
+            .collect::<Vec<_>>();
+        if !batches.is_empty() {
+            rows.push(Row::new(
+                "    records per batch",
+                "",
+                format!(
+                    "{} (mean over the run, all consumed topics)",
+                    batches.join(", ")
+                ),
+            ));
+        }
+        rows
     }
 }
 
@@ -1771,6 +1819,43 @@ fn slope(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_rows_give_cpu_per_event_and_the_mean_batch_of_the_run_only() {
+        let metrics = |cpu: f64, batches: u32, records: u32| {
+            format!(
+                "closeloop_http_cpu_seconds_total{{service=\"trends\"}} 0.5\n\
+                 closeloop_consumer_cpu_seconds_total{{service=\"trends\",topic=\"a\"}} {cpu}\n\
+                 closeloop_consumer_batch_records_sum{{service=\"trends\",topic=\"a\"}} {records}\n\
+                 closeloop_consumer_batch_records_count{{service=\"trends\",topic=\"a\"}} {batches}\n"
+            )
+        };
+        let before = ServiceCpu(vec![ServiceSample::of("trends", &metrics(1.0, 10, 100))]);
+        let after = ServiceCpu(vec![
+            ServiceSample::of("trends", &metrics(3.0, 20, 2100)),
+            // A service without consumers shows no batch figure.
+            ServiceSample::of(
+                "ingest",
+                "closeloop_http_cpu_seconds_total{service=\"ingest\"} 1\n",
+            ),
+        ]);
+        let rows = ServiceCpu::rows(&before, &after, 1000);
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows[0]
+                .detail
+                .starts_with("trends 2000.0 µs, ingest 1000.0 µs"),
+            "{}",
+            rows[0].detail
+        );
+        // 2,000 records in 10 batches during the run, whatever came before it.
+        assert!(
+            rows[1].detail.starts_with("trends 200 ("),
+            "{}",
+            rows[1].detail
+        );
+        assert!(ServiceCpu::rows(&before, &after, 0).is_empty());
+    }
 
     #[test]
     fn a_step_is_sustained_while_the_backlog_holds_and_ingest_takes_everything() {
