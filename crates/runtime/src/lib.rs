@@ -23,7 +23,7 @@ use closeloop_bus::{
 };
 use closeloop_events::Event;
 use closeloop_http::{HttpLimits, ServerMetrics};
-use closeloop_store::{Database, DatabaseArgs, StoreError};
+use closeloop_store::{Database, DatabaseArgs, StoreConfig, StoreError};
 use closeloop_telemetry::Telemetry;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -97,6 +97,9 @@ pub struct Spec<'a> {
     pub migrations: Migrator,
     /// The publisher's settings (brokers are taken from `kafka`).
     pub publisher: PublisherConfig,
+    /// SQLite's page cache per connection, where the service's writes need more than
+    /// SQLite's default (see [`closeloop_store::StoreConfig::sqlite_cache_mib`]).
+    pub sqlite_cache_mib: Option<u32>,
 }
 
 impl<'a> Spec<'a> {
@@ -117,6 +120,7 @@ impl<'a> Spec<'a> {
             http: HttpLimits::default(),
             migrations,
             publisher: PublisherConfig::new(&kafka.brokers),
+            sqlite_cache_mib: None,
         }
     }
 }
@@ -199,7 +203,11 @@ impl Foundation {
     /// Connects and migrates the store, prepares the topics, registers the bus metrics,
     /// creates the publisher and binds the HTTP listener.
     pub async fn start(spec: Spec<'_>) -> Result<Self, Error> {
-        let db = Database::connect(&spec.database.config(spec.name)).await?;
+        let db = Database::connect(&StoreConfig {
+            sqlite_cache_mib: spec.sqlite_cache_mib,
+            ..spec.database.config(spec.name)
+        })
+        .await?;
         db.migrate(spec.migrations).await?;
         spec.kafka.prepare_topics().await?;
         let telemetry = Telemetry::new(spec.name);

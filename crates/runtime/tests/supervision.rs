@@ -32,6 +32,7 @@ async fn foundation(brokers: &str) -> Foundation {
         http: closeloop_http::HttpLimits::default(),
         migrations: sqlx::migrate!("tests/migrations"),
         publisher: PublisherConfig::new(brokers),
+        sqlite_cache_mib: None,
     })
     .await
     .expect("foundation starts")

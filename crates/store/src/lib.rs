@@ -90,6 +90,10 @@ pub struct StoreConfig {
     /// services (and tests) sharing one database stay apart.
     pub schema: Option<String>,
     pub max_connections: u32,
+    /// SQLite only: each connection's page cache, where SQLite's default is 2 MiB. A write
+    /// transaction that dirties more pages than its cache holds spills them into the
+    /// write-ahead log before it commits, and rereads what it evicted.
+    pub sqlite_cache_mib: Option<u32>,
 }
 
 impl StoreConfig {
@@ -98,6 +102,7 @@ impl StoreConfig {
             url: url.into(),
             schema: None,
             max_connections: 8,
+            sqlite_cache_mib: None,
         }
     }
 
@@ -113,6 +118,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("url", &redact_url(&self.url))
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
+            .field("sqlite_cache_mib", &self.sqlite_cache_mib)
             .finish()
     }
 }
@@ -181,6 +187,7 @@ impl DatabaseArgs {
                     .unwrap_or_else(|| default_schema.to_owned()),
             ),
             max_connections: self.database_max_connections,
+            sqlite_cache_mib: None,
         }
     }
 }
@@ -238,6 +245,10 @@ impl Database {
             }
             _ => None,
         };
+        // A negative cache_size is in KiB.
+        let sqlite_cache = config
+            .sqlite_cache_mib
+            .map(|mib| format!("PRAGMA cache_size = -{};", u64::from(mib) * 1024));
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 // One writer at a time anyway; more connections only wait on the lock.
@@ -247,6 +258,7 @@ impl Database {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 let schema = schema.clone();
+                let sqlite_cache = sqlite_cache.clone();
                 Box::pin(async move {
                     match backend {
                         Backend::Sqlite => {
@@ -260,6 +272,9 @@ impl Database {
                                  PRAGMA secure_delete = ON;",
                             )
                             .await?;
+                            if let Some(pragma) = sqlite_cache {
+                                conn.execute(pragma.as_str()).await?;
+                            }
                         }
                         Backend::Postgres => {
                             if let Some(schema) = schema {
@@ -468,6 +483,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 1, "ON CONFLICT DO NOTHING keeps one row");
+    }
+
+    #[tokio::test]
+    async fn every_sqlite_connection_gets_the_page_cache_asked_for() {
+        let cache_of = |db: Database| async move {
+            let mut conn = db.pool().acquire().await.unwrap();
+            let (kib,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            kib
+        };
+        let asked = StoreConfig {
+            sqlite_cache_mib: Some(16),
+            ..testing::sqlite_config()
+        };
+        let db = Database::connect(&asked).await.unwrap();
+        assert_eq!(cache_of(db).await, -16 * 1024);
+        // Without a wish, SQLite's own default (2,000 KiB).
+        let db = Database::connect(&testing::sqlite_config()).await.unwrap();
+        assert_eq!(cache_of(db).await, -2000);
     }
 
     #[tokio::test]

@@ -35,6 +35,11 @@ impl Service {
                 delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
                 ..PublisherConfig::new(&config.kafka.brokers)
             },
+            // One commit holds the event ids of every request that waited for it, and
+            // their random keys each dirty another page of the ledger's index: with
+            // SQLite's 2 MiB the commit spilled and reread pages (a third of ingest's CPU
+            // importing a million rows). 16 MiB: 14,600–15,100 → 16,800–17,100 rows/s.
+            sqlite_cache_mib: Some(16),
             ..closeloop_runtime::spec!("ingest", config)
         })
         .await?;
