@@ -184,6 +184,12 @@ pub async fn run_consumer<H: Handler>(
         counter.with_label_values(&[topic]);
     }
 
+    // The series every batch adds to, looked up once rather than per batch.
+    let batch_records = metrics.batch_records.with_label_values(&[topic]);
+    let handler_cpu = metrics
+        .handler_cpu_seconds
+        .with_label_values(&[H::Event::TOPIC]);
+
     let dead_letter_topic = topics::dead_letter_of(topic);
     let record = Record {
         config: &config,
@@ -242,13 +248,8 @@ pub async fn run_consumer<H: Handler>(
         if batch.is_empty() {
             continue;
         }
-        metrics
-            .batch_records
-            .with_label_values(&[topic])
-            .observe(batch.len() as f64);
-        let cpu = metrics
-            .handler_cpu_seconds
-            .with_label_values(&[H::Event::TOPIC]);
+        batch_records.observe(batch.len() as f64);
+        let cpu = handler_cpu.clone();
         let handled = if H::BATCHES {
             cpu_timed(handle_together(&record, &batch), cpu).await
         } else {

@@ -81,6 +81,19 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a database URL names, if it is one closeloop supports.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 /// Where a service keeps its data.
 #[derive(Clone)]
 pub struct StoreConfig {
@@ -203,13 +216,8 @@ impl Database {
     /// Connects (creating the SQLite file or the PostgreSQL schema when missing).
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let backend = if config.url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::UnsupportedUrl(redact_url(&config.url)));
-        };
+        let backend = Backend::of_url(&config.url)
+            .ok_or_else(|| StoreError::UnsupportedUrl(redact_url(&config.url)))?;
         let url = match backend {
             Backend::Sqlite => sqlite_url_creating_dir(&config.url)?,
             Backend::Postgres => config.url.clone(),
@@ -245,10 +253,17 @@ impl Database {
             }
             _ => None,
         };
-        // A negative cache_size is in KiB.
-        let sqlite_cache = config
-            .sqlite_cache_mib
-            .map(|mib| format!("PRAGMA cache_size = -{};", u64::from(mib) * 1024));
+        // secure_delete: deleted and overwritten content is zeroed in its page, so an
+        // erased customer does not live on in free pages or free space of the file (see
+        // `scrub_after_erasure` for the WAL). A negative cache_size is in KiB.
+        let mut sqlite_pragmas = String::from(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+             PRAGMA secure_delete = ON;",
+        );
+        if let Some(mib) = config.sqlite_cache_mib {
+            sqlite_pragmas.push_str(&format!(" PRAGMA cache_size = -{};", u64::from(mib) * 1024));
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 // One writer at a time anyway; more connections only wait on the lock.
@@ -258,23 +273,11 @@ impl Database {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 let schema = schema.clone();
-                let sqlite_cache = sqlite_cache.clone();
+                let sqlite_pragmas = sqlite_pragmas.clone();
                 Box::pin(async move {
                     match backend {
                         Backend::Sqlite => {
-                            // secure_delete: deleted and overwritten content is zeroed
-                            // in its page, so an erased customer does not live on in
-                            // free pages or free space of the file (see
-                            // `scrub_after_erasure` for the WAL).
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA secure_delete = ON;",
-                            )
-                            .await?;
-                            if let Some(pragma) = sqlite_cache {
-                                conn.execute(pragma.as_str()).await?;
-                            }
+                            conn.execute(sqlite_pragmas.as_str()).await?;
                         }
                         Backend::Postgres => {
                             if let Some(schema) = schema {
