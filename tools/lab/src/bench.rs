@@ -22,7 +22,7 @@ use closeloop_bus::{EmbeddedBroker, KafkaArgs, TopicSpec};
 use closeloop_classify::{Classifier, Input, LexiconClassifier};
 use closeloop_events::{decode, topics, FeedbackCategorised};
 use closeloop_ingest::SourceKey;
-use closeloop_store::DatabaseArgs;
+use closeloop_store::{redact_url, Backend, Database, DatabaseArgs, StoreConfig};
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -38,8 +38,10 @@ use tokio_util::sync::CancellationToken;
 use closeloop::demo::remove_sqlite_files;
 use closeloop::demo_corpus::{self, DemoFeedback};
 use closeloop::progress::thousands;
+use closeloop::up::default_journal_dir;
 use closeloop::up::{dev_key, dev_webhook_secret, DEV_SOURCES};
 use closeloop_sinks::WebhookSink;
+use std::path::PathBuf;
 
 use cpu::CpuSample;
 use progress::{Frame, Progress};
@@ -77,7 +79,8 @@ pub struct BenchArgs {
     /// Length of each step of the sustained-rate search, seconds.
     #[arg(long, default_value_t = 60)]
     pub step_seconds: u64,
-    /// Database of the end-to-end run's `closeloop up` (recreated when SQLite).
+    /// Database of the end-to-end and sustained runs' `closeloop up`: a SQLite file is
+    /// recreated for each run; on PostgreSQL each run gets a schema of its own, dropped after.
     #[arg(long, default_value = "sqlite://data/bench.db")]
     pub database_url: String,
     /// Run the end-to-end part on this Kafka cluster (e.g. `deploy/kafka/cluster.sh`'s)
@@ -585,17 +588,66 @@ impl UpAddresses {
     }
 }
 
+/// Where one run of `closeloop up` keeps its data: the SQLite file and the embedded
+/// broker's journal beside it, recreated for the run, or on PostgreSQL a schema of the
+/// run's own that all four services share (as they can share one SQLite file) and a
+/// journal of its own, both removed after the run. No run sees another's rows or replays
+/// another's backlog, and nothing the bench did not create is touched.
+struct RunDatabase {
+    url: String,
+    schema: Option<String>,
+    journal: PathBuf,
+}
+
+impl RunDatabase {
+    fn fresh(url: &str) -> anyhow::Result<Self> {
+        let (schema, journal) = match Backend::of_url(url) {
+            Some(Backend::Sqlite) => {
+                remove_sqlite_files(url);
+                (None, default_journal_dir(url))
+            }
+            Some(Backend::Postgres) => {
+                let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+                let journal = PathBuf::from(format!("data/{schema}-broker"));
+                (Some(schema), journal)
+            }
+            None => anyhow::bail!("--database-url must be sqlite://… or postgres://…, not {url}"),
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            schema,
+            journal,
+        })
+    }
+
+    async fn remove_run_schema(&self) -> anyhow::Result<()> {
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        let _ = std::fs::remove_dir_all(&self.journal);
+        let database = Database::connect(&StoreConfig::new(&self.url)).await?;
+        let dropped =
+            closeloop_store::sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(database.pool())
+                .await;
+        database.close().await;
+        dropped.with_context(|| format!("could not drop the bench's schema {schema}"))?;
+        Ok(())
+    }
+}
+
 /// `closeloop up` as a child process, with the webhook sink its notifications go to.
 struct UpRun {
     child: tokio::process::Child,
     addresses: UpAddresses,
     sink: WebhookSink,
     sink_stop: CancellationToken,
+    database: RunDatabase,
 }
 
 impl UpRun {
     async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
-        remove_sqlite_files(&args.database_url);
+        let database = RunDatabase::fresh(&args.database_url)?;
         let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
         let sink_addr = sink_listener.local_addr()?;
         let secrets: HashMap<String, String> = DEV_SOURCES
@@ -605,12 +657,13 @@ impl UpRun {
         let sink = WebhookSink::new(secrets.clone(), false);
         let sink_stop = CancellationToken::new();
         sink.spawn(sink_listener, sink_stop.clone())?;
-        let (child, addresses) = start_up(args, sink_addr, &secrets).await?;
+        let (child, addresses) = start_up(args, &database, sink_addr, &secrets).await?;
         Ok(Self {
             child,
             addresses,
             sink,
             sink_stop,
+            database,
         })
     }
 
@@ -621,6 +674,9 @@ impl UpRun {
     async fn stop(mut self) {
         let _ = self.child.kill().await;
         self.sink_stop.cancel();
+        if let Err(error) = self.database.remove_run_schema().await {
+            eprintln!("{error:#}");
+        }
     }
 }
 
@@ -637,6 +693,7 @@ async fn end_to_end(
 
 async fn start_up(
     args: &BenchArgs,
+    database: &RunDatabase,
     sink: SocketAddr,
     secrets: &HashMap<String, String>,
 ) -> anyhow::Result<(tokio::process::Child, UpAddresses)> {
@@ -656,8 +713,15 @@ async fn start_up(
     if let Some(brokers) = &args.brokers {
         command.args(["--brokers", brokers, "--fresh-topics"]);
     }
+    match &database.schema {
+        Some(schema) => command.env("DATABASE_SCHEMA", schema),
+        None => command.env_remove("DATABASE_SCHEMA"),
+    };
+    command
+        .env("CLOSELOOP_BROKER_JOURNAL", &database.journal)
+        .env_remove("CLOSELOOP_IN_MEMORY_BROKER");
     let mut child = command
-        .env("DATABASE_URL", &args.database_url)
+        .env("DATABASE_URL", &database.url)
         .env("INGEST_HTTP_ADDR", "127.0.0.1:0")
         .env("CATEGORISE_HTTP_ADDR", "127.0.0.1:0")
         .env("TRENDS_HTTP_ADDR", "127.0.0.1:0")
@@ -968,8 +1032,15 @@ async fn drive(
     let client = reqwest::Client::new();
     let mut load = Load::new(&ingest, corpus, args.e2e_batch);
     let mut progress = Progress::for_stdout();
+    // On PostgreSQL the loop's work is partly the server's: measured when it runs here.
+    let server_cpu = || {
+        postgres_runs_here(&args.database_url)
+            .then(cpu::postgres_server)
+            .flatten()
+    };
     let cpu_before = pid.and_then(CpuSample::of);
-    let services_before = ServiceCpu::read(&client, addresses).await;
+    let server_before = server_cpu();
+    let services_before = ServiceWork::read(&client, addresses).await;
     let started = Instant::now();
     load.offer(args.rate, args.e2e_seconds, |second, accepted| {
         progress.show(&Frame {
@@ -988,18 +1059,23 @@ async fn drive(
     // The loop's CPU time as of the last categorised event seen: the quiet wait of a
     // stalled drain is not its cost.
     let mut cpu_after = None;
+    let mut server_after = None;
     let drain = drain(
         accepted_total,
         || watcher.seen(),
-        || cpu_after = pid.and_then(CpuSample::of),
+        || {
+            cpu_after = pid.and_then(CpuSample::of);
+            server_after = server_cpu();
+        },
         &mut progress,
         args.e2e_seconds,
     )
     .await;
     let cpu_after = cpu_after.or_else(|| pid.and_then(CpuSample::of));
+    let server_after = server_after.or_else(server_cpu);
     let categorised = watcher.finish().await;
     let counted = trends_counted(&client, &trends).await;
-    let services_after = ServiceCpu::read(&client, addresses).await;
+    let services_after = ServiceWork::read(&client, addresses).await;
 
     // Where the missing events went: what categorise consumed, what the broker dropped.
     let categorise_consumed = match &addresses.categorise {
@@ -1087,9 +1163,12 @@ async fn drive(
         None => Row::new("  resolved → notified", "", "no action was raised"),
     });
     if let (Some(before), Some(after)) = (&cpu_before, &cpu_after) {
-        rows.extend(cpu_rows(before, after, accepted_total, baselines));
+        let server = server_before
+            .zip(server_after)
+            .map(|(before, after)| after.saturating_sub(before));
+        rows.extend(cpu_rows(before, after, server, accepted_total, baselines));
     }
-    rows.extend(ServiceCpu::rows(
+    rows.extend(ServiceWork::rows(
         &services_before,
         &services_after,
         accepted_total,
@@ -1100,8 +1179,14 @@ async fn drive(
             format!("{:.0} MiB", kib as f64 / 1024.0)
         }),
         match &args.brokers {
-            Some(brokers) => format!("4 services on Kafka at {brokers}, {}", args.database_url),
-            None => format!("embedded broker + 4 services, {}", args.database_url),
+            Some(brokers) => format!(
+                "4 services on Kafka at {brokers}, {}",
+                redact_url(&args.database_url)
+            ),
+            None => format!(
+                "embedded broker + 4 services, {}",
+                redact_url(&args.database_url)
+            ),
         },
     ));
     Ok(rows)
@@ -1181,7 +1266,7 @@ async fn step_rates(
         format!(
             "highest offered rate without a growing backlog{}; {}",
             requests_of(load.batch),
-            args.database_url
+            redact_url(&args.database_url)
         ),
     )];
     rows.extend(steps.iter().map(|step| {
@@ -1333,7 +1418,7 @@ async fn metrics_text(client: &reqwest::Client, base: &str) -> Option<String> {
 /// threads, the blocking pool or SQLite's workers is not in it), and how many batches of
 /// how many records its consumers handled.
 #[derive(Debug, Default)]
-struct ServiceCpu(Vec<ServiceSample>);
+struct ServiceWork(Vec<ServiceSample>);
 
 #[derive(Debug, Clone, Copy)]
 struct ServiceSample {
@@ -1356,7 +1441,7 @@ impl ServiceSample {
     }
 }
 
-impl ServiceCpu {
+impl ServiceWork {
     async fn read(client: &reqwest::Client, addresses: &UpAddresses) -> Self {
         let mut services = Vec::new();
         for (name, url) in addresses.services() {
@@ -1424,9 +1509,28 @@ impl ServiceCpu {
     }
 }
 
+/// Whether `url` names a PostgreSQL server on this machine, whose processes the bench
+/// can then measure.
+fn postgres_runs_here(url: &str) -> bool {
+    Backend::of_url(url) == Some(Backend::Postgres)
+        && reqwest::Url::parse(url).is_ok_and(|url| {
+            matches!(
+                url.host_str(),
+                None | Some("" | "localhost" | "127.0.0.1" | "[::1]" | "::1")
+            )
+        })
+}
+
 /// CPU time of `closeloop up` per accepted event, by kind of thread, and compared with
-/// the raw producer and the classifier measured in the same run.
-fn cpu_rows(before: &CpuSample, after: &CpuSample, events: u64, baselines: &Baselines) -> Vec<Row> {
+/// the raw producer and the classifier measured in the same run; with the database
+/// server's (`server`, PostgreSQL on this machine) beside it.
+fn cpu_rows(
+    before: &CpuSample,
+    after: &CpuSample,
+    server: Option<Duration>,
+    events: u64,
+    baselines: &Baselines,
+) -> Vec<Row> {
     let (total, groups) = after.since(before);
     let Some(per_event) = cpu::micros_per_event(total, events) else {
         return Vec::new();
@@ -1459,6 +1563,19 @@ fn cpu_rows(before: &CpuSample, after: &CpuSample, events: u64, baselines: &Base
     if !shares.is_empty() {
         // The services share one runtime, so threads tell kinds of work, not services.
         rows.push(Row::new("    by thread", "", shares));
+    }
+    if let Some(server) = server {
+        if let Some(server_per_event) = cpu::micros_per_event(server, events) {
+            rows.push(Row::new(
+                "  + PostgreSQL server",
+                format!("{server_per_event:.0} µs"),
+                format!(
+                    "its processes on this machine: {:.1} CPU s; the loop with its database {:.0} µs per event",
+                    server.as_secs_f64(),
+                    per_event + server_per_event
+                ),
+            ));
+        }
     }
     rows
 }
@@ -1641,7 +1758,7 @@ async fn notify_round(
 /// The importer runs as a child process (this binary's hidden `import`, the product's
 /// code), so its peak memory is its own.
 async fn import(args: &BenchArgs, corpus: &[DemoFeedback]) -> anyhow::Result<Row> {
-    let file = std::path::PathBuf::from("data/bench-import.csv");
+    let file = PathBuf::from("data/bench-import.csv");
     print!("  import: writing {} rows …", thousands(args.import_rows));
     let bytes = write_export(&file, args.import_rows, corpus)?;
     println!(" {:.0} MiB", bytes as f64 / 1024.0 / 1024.0);
@@ -1820,6 +1937,80 @@ fn slope(values: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_run_on_postgresql_gets_a_schema_of_its_own_removed_after_it() {
+        let Some(config) = closeloop_store::testing::postgres_config(
+            "a_run_on_postgresql_gets_a_schema_of_its_own_removed_after_it",
+        ) else {
+            return;
+        };
+        let run = RunDatabase::fresh(&config.url).expect("a PostgreSQL URL");
+        let schema = run.schema.clone().expect("a schema of the run's own");
+        assert!(schema.starts_with("bench_"), "{schema}");
+        assert!(run.journal.ends_with(format!("{schema}-broker")));
+        // What `closeloop up` does with it: every service's tables in that schema.
+        let used = Database::connect(&StoreConfig::new(&config.url).with_schema(&schema))
+            .await
+            .expect("connect");
+        used.close().await;
+        let exists = || async {
+            let database = Database::connect(&StoreConfig::new(&config.url))
+                .await
+                .expect("connect");
+            let (count,): (i64,) = closeloop_store::sqlx::query_as(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+            )
+            .bind(&schema)
+            .fetch_one(database.pool())
+            .await
+            .expect("query");
+            database.close().await;
+            count == 1
+        };
+        assert!(exists().await);
+        run.remove_run_schema().await.expect("removed");
+        assert!(!exists().await);
+        let other = RunDatabase::fresh(&config.url).expect("a PostgreSQL URL");
+        assert_ne!(other.schema, run.schema, "each run has its own");
+    }
+
+    #[test]
+    fn only_a_postgresql_server_on_this_machine_is_measured() {
+        assert!(postgres_runs_here(
+            "postgres://postgres@127.0.0.1:5432/test"
+        ));
+        assert!(postgres_runs_here("postgresql://u:secret@localhost/db"));
+        assert!(postgres_runs_here("postgres://u@[::1]:5432/db"));
+        assert!(!postgres_runs_here("postgres://u@db.example.com:5432/db"));
+        assert!(!postgres_runs_here("sqlite://data/bench.db"));
+    }
+
+    #[test]
+    fn the_database_server_row_adds_its_cpu_to_the_loops() {
+        let sample = |ms| CpuSample {
+            total: Duration::from_millis(ms),
+            groups: Default::default(),
+        };
+        let rows = cpu_rows(
+            &sample(1_000),
+            &sample(3_000),
+            Some(Duration::from_millis(1_000)),
+            10_000,
+            &Baselines::default(),
+        );
+        assert_eq!(rows[0].figure, "200 µs");
+        let server = rows.iter().find(|row| row.part.contains("PostgreSQL"));
+        let server = server.expect("a row for the database server");
+        assert_eq!(server.figure, "100 µs");
+        assert!(
+            server.detail.contains("300 µs per event"),
+            "{}",
+            server.detail
+        );
+        let without = cpu_rows(&sample(0), &sample(1), None, 10, &Baselines::default());
+        assert!(without.iter().all(|row| !row.part.contains("PostgreSQL")));
+    }
+
     #[test]
     fn service_rows_give_cpu_per_event_and_the_mean_batch_of_the_run_only() {
         let metrics = |cpu: f64, batches: u32, records: u32| {
@@ -1830,8 +2021,8 @@ mod tests {
                  closeloop_consumer_batch_records_count{{service=\"trends\",topic=\"a\"}} {batches}\n"
             )
         };
-        let before = ServiceCpu(vec![ServiceSample::of("trends", &metrics(1.0, 10, 100))]);
-        let after = ServiceCpu(vec![
+        let before = ServiceWork(vec![ServiceSample::of("trends", &metrics(1.0, 10, 100))]);
+        let after = ServiceWork(vec![
             ServiceSample::of("trends", &metrics(3.0, 20, 2100)),
             // A service without consumers shows no batch figure.
             ServiceSample::of(
@@ -1839,7 +2030,7 @@ mod tests {
                 "closeloop_http_cpu_seconds_total{service=\"ingest\"} 1\n",
             ),
         ]);
-        let rows = ServiceCpu::rows(&before, &after, 1000);
+        let rows = ServiceWork::rows(&before, &after, 1000);
         assert_eq!(rows.len(), 2);
         assert!(
             rows[0]
@@ -1854,7 +2045,7 @@ mod tests {
             "{}",
             rows[1].detail
         );
-        assert!(ServiceCpu::rows(&before, &after, 0).is_empty());
+        assert!(ServiceWork::rows(&before, &after, 0).is_empty());
     }
 
     #[test]

@@ -10,18 +10,38 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Thread (or process) name and CPU time used so far, in clock ticks, from one
-/// `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` line.
-fn parse_stat(line: &str) -> Option<(String, u64)> {
+/// What the bench reads of one `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stat {
+    /// Thread or process name.
+    name: String,
+    parent: u32,
+    /// CPU time used so far, user plus system, in clock ticks.
+    ticks: u64,
+    /// CPU time of its children that ended and were waited for, in clock ticks.
+    reaped_children_ticks: u64,
+}
+
+fn parse_stat(line: &str) -> Option<Stat> {
     // The name is in parentheses and may itself hold spaces or ')': it ends at the last.
     let open = line.find('(')?;
     let close = line.rfind(')')?;
     let name = line.get(open + 1..close)?.to_owned();
-    let mut fields = line.get(close + 1..)?.split_whitespace();
-    // After the name: state (field 3) ... utime (14), stime (15).
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((name, utime + stime))
+    let fields: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state (field 3), ppid (4) ... utime (14), stime (15), cutime (16),
+    // cstime (17).
+    let field = |number: usize| fields.get(number - 3).copied();
+    let parent: u32 = field(4)?.parse().ok()?;
+    let utime: u64 = field(14)?.parse().ok()?;
+    let stime: u64 = field(15)?.parse().ok()?;
+    let cutime: i64 = field(16)?.parse().ok()?;
+    let cstime: i64 = field(17)?.parse().ok()?;
+    Some(Stat {
+        name,
+        parent,
+        ticks: utime + stime,
+        reaped_children_ticks: u64::try_from(cutime.max(0) + cstime.max(0)).unwrap_or(0),
+    })
 }
 
 /// Threads that do the same job share a name up to a number (`rdk:broker1`,
@@ -51,7 +71,7 @@ fn ticks_to_duration(ticks: u64) -> Duration {
 /// CPU time the calling thread has used so far.
 pub fn this_thread() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    parse_stat(&stat).map(|(_, ticks)| ticks_to_duration(ticks))
+    parse_stat(&stat).map(|stat| ticks_to_duration(stat.ticks))
 }
 
 /// CPU time of a process, whole and per group of threads, at one moment.
@@ -75,15 +95,15 @@ impl CpuSample {
     }
 
     fn read(root: &str) -> Option<Self> {
-        let (_, total) = parse_stat(&std::fs::read_to_string(format!("{root}/stat")).ok()?)?;
+        let total = parse_stat(&std::fs::read_to_string(format!("{root}/stat")).ok()?)?.ticks;
         let mut groups: BTreeMap<String, u64> = BTreeMap::new();
         // A thread that ends between listing and reading is skipped: its time still
         // counts in the total.
         if let Ok(tasks) = std::fs::read_dir(format!("{root}/task")) {
             for task in tasks.flatten() {
                 let stat = std::fs::read_to_string(task.path().join("stat")).ok();
-                if let Some((name, ticks)) = stat.as_deref().and_then(parse_stat) {
-                    *groups.entry(group_of(&name)).or_default() += ticks;
+                if let Some(stat) = stat.as_deref().and_then(parse_stat) {
+                    *groups.entry(group_of(&stat.name)).or_default() += stat.ticks;
                 }
             }
         }
@@ -112,6 +132,46 @@ impl CpuSample {
         groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         (total, groups)
     }
+}
+
+/// CPU time the PostgreSQL server on this machine has used so far: every `postgres`
+/// process, plus what the postmaster's ended children used (the backends of connections
+/// already closed); `None` when no PostgreSQL runs here.
+pub fn postgres_server() -> Option<Duration> {
+    let stats: Vec<(u32, Stat)> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = parse_stat(&std::fs::read_to_string(entry.path().join("stat")).ok()?)?;
+            Some((pid, stat))
+        })
+        .filter(|(_, stat)| stat.name == "postgres")
+        .collect();
+    postgres_ticks(&stats).map(ticks_to_duration)
+}
+
+/// The server's ticks among `postgres` processes: each one's own, and those of the
+/// postmaster's ended children (the postmaster is the one whose parent is not a `postgres`
+/// process; every other server process is its child, so only its reaped ticks count).
+fn postgres_ticks(processes: &[(u32, Stat)]) -> Option<u64> {
+    if processes.is_empty() {
+        return None;
+    }
+    let pids: std::collections::HashSet<u32> = processes.iter().map(|(pid, _)| *pid).collect();
+    Some(
+        processes
+            .iter()
+            .map(|(_, stat)| {
+                stat.ticks
+                    + if pids.contains(&stat.parent) {
+                        0
+                    } else {
+                        stat.reaped_children_ticks
+                    }
+            })
+            .sum(),
+    )
 }
 
 /// CPU microseconds per event; `None` without events.
@@ -147,14 +207,20 @@ mod tests {
                     731 96 0 0 20 0 9 0 123456 1048576 2048 18446744073709551615";
         assert_eq!(
             parse_stat(line),
-            Some(("tokio-runtime-w".to_owned(), 731 + 96))
+            Some(Stat {
+                name: "tokio-runtime-w".to_owned(),
+                parent: 1,
+                ticks: 731 + 96,
+                reaped_children_ticks: 0,
+            })
         );
     }
 
     #[test]
     fn a_name_with_spaces_and_parentheses_is_read_to_the_last_parenthesis() {
         let line = "7 (odd) name (x)) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1 1 1";
-        assert_eq!(parse_stat(line), Some(("odd) name (x)".to_owned(), 11)));
+        let stat = parse_stat(line).expect("a stat line");
+        assert_eq!((stat.name.as_str(), stat.ticks), ("odd) name (x)", 11));
     }
 
     #[test]
@@ -162,6 +228,26 @@ mod tests {
         assert_eq!(parse_stat(""), None);
         assert_eq!(parse_stat("1 (x) S 1 2 3"), None);
         assert_eq!(parse_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 many 6 0 0"), None);
+    }
+
+    #[test]
+    fn the_postgres_server_is_its_processes_and_the_postmasters_reaped_backends() {
+        let process = |parent, ticks, reaped_children_ticks| Stat {
+            name: "postgres".to_owned(),
+            parent,
+            ticks,
+            reaped_children_ticks,
+        };
+        let line = "15715 (postgres) S 1 15715 15715 0 -1 4194560 9 0 0 0 120 30 7000 900 20";
+        assert_eq!(parse_stat(line), Some(process(1, 150, 7900)));
+        let server = [
+            (15715, process(1, 150, 7900)),
+            (15716, process(15715, 40, 0)),
+            // Only the postmaster's reaped children are the server's ended processes.
+            (15800, process(15715, 500, 60)),
+        ];
+        assert_eq!(postgres_ticks(&server), Some(150 + 7900 + 40 + 500));
+        assert_eq!(postgres_ticks(&[]), None);
     }
 
     #[test]
