@@ -386,7 +386,7 @@ pub mod testing {
     pub fn postgres_url() -> Option<String> {
         std::env::var("DATABASE_URL")
             .ok()
-            .filter(|url| url.starts_with("postgres"))
+            .filter(|url| Backend::of_url(url) == Some(Backend::Postgres))
     }
 
     /// A fresh SQLite file in the temp dir (unique per call).

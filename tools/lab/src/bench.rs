@@ -620,7 +620,9 @@ impl RunDatabase {
         })
     }
 
-    async fn remove_run_schema(&self) -> anyhow::Result<()> {
+    /// Removes what the run created on PostgreSQL: its journal and its schema (a SQLite
+    /// run's file and journal stay until the next run recreates them, for a look after).
+    async fn remove_run_data(&self) -> anyhow::Result<()> {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
@@ -674,7 +676,7 @@ impl UpRun {
     async fn stop(mut self) {
         let _ = self.child.kill().await;
         self.sink_stop.cancel();
-        if let Err(error) = self.database.remove_run_schema().await {
+        if let Err(error) = self.database.remove_run_data().await {
             eprintln!("{error:#}");
         }
     }
@@ -1033,11 +1035,8 @@ async fn drive(
     let mut load = Load::new(&ingest, corpus, args.e2e_batch);
     let mut progress = Progress::for_stdout();
     // On PostgreSQL the loop's work is partly the server's: measured when it runs here.
-    let server_cpu = || {
-        postgres_runs_here(&args.database_url)
-            .then(cpu::postgres_server)
-            .flatten()
-    };
+    let server_here = postgres_runs_here(&args.database_url);
+    let server_cpu = || server_here.then(cpu::postgres_server).flatten();
     let cpu_before = pid.and_then(CpuSample::of);
     let server_before = server_cpu();
     let services_before = ServiceWork::read(&client, addresses).await;
@@ -1968,7 +1967,7 @@ mod tests {
             count == 1
         };
         assert!(exists().await);
-        run.remove_run_schema().await.expect("removed");
+        run.remove_run_data().await.expect("removed");
         assert!(!exists().await);
         let other = RunDatabase::fresh(&config.url).expect("a PostgreSQL URL");
         assert_ne!(other.schema, run.schema, "each run has its own");
